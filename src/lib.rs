@@ -1,0 +1,10 @@
+//! # Pamoja
+//!
+//! Rust libraries that speak the protocols of [Jami](https://jami.net), the peer-to-peer
+//! communicator, byte for byte. This facade re-exports each library as a module:
+//!
+//! * [`identity`]: Jami accounts, certificates, revocation lists, archives.
+
+#![forbid(unsafe_code)]
+
+pub use pamoja_identity as identity;
