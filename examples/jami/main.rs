@@ -1,1 +1,195 @@
-fn main() {}
+//! `jami`: the Pamoja communicator's command line, scriptable: every command prints one JSON
+//! object on stdout; errors are one line on stderr and a non-zero exit status.
+//!
+//! The archive password comes from the `PAMOJA_PASSWORD` environment variable (unset or
+//! empty: no password), never from the command line.
+//!
+//! ```text
+//! jami account new --archive PATH
+//! jami account show --archive PATH [--device-cert CERT.pem]...
+//! jami account add-device --archive PATH --out NEW_PATH
+//! jami account revoke-device --archive PATH --device DEVICE_ID
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Parser, Subcommand};
+use pamoja::identity::{Account, Archive, Certificate, DeviceId, Error, Step};
+use serde_json::{Value, json};
+
+#[derive(Parser)]
+#[command(name = "jami", version, about = "Pamoja's Jami communicator (JSON output)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Jami accounts and their archives.
+    #[command(subcommand)]
+    Account(AccountCmd),
+}
+
+#[derive(Subcommand)]
+enum AccountCmd {
+    /// Create a new account and write its archive (the file must not exist).
+    New {
+        /// Where to write the archive.
+        #[arg(long)]
+        archive: PathBuf,
+    },
+    /// Show an archive's Jami ID, device and known/revoked devices.
+    Show {
+        /// The archive to read.
+        #[arg(long)]
+        archive: PathBuf,
+        /// A device certificate (PEM or DER) to check against the account's revocation list;
+        /// may be repeated.
+        #[arg(long = "device-cert")]
+        device_cert: Vec<PathBuf>,
+    },
+    /// Issue a new device of the account: writes its archive to --out and records the device
+    /// in the account's archive.
+    AddDevice {
+        /// The account's archive.
+        #[arg(long)]
+        archive: PathBuf,
+        /// Where to write the new device's archive (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Revoke a device of the account (adds it to the account's revocation list).
+    RevokeDevice {
+        /// The account's archive.
+        #[arg(long)]
+        archive: PathBuf,
+        /// Device id (64 hex) of the device to revoke.
+        #[arg(long)]
+        device: String,
+    },
+}
+
+/// Progress of slow steps, on stderr when it is a terminal (scripts get clean stderr).
+fn progress(what: &str) {
+    use std::io::IsTerminal;
+    if std::io::stderr().is_terminal() {
+        eprintln!("jami: {what}...");
+    }
+}
+
+fn password() -> Option<String> {
+    std::env::var("PAMOJA_PASSWORD").ok().filter(|p| !p.is_empty())
+}
+
+/// One line: what failed, on which file, and why (the OS error without repeating the path).
+fn file_error(what: &str, path: &Path, e: Error) -> anyhow::Error {
+    let why = match e {
+        Error::Io { error, .. } => error.to_string(),
+        other => other.to_string(),
+    };
+    anyhow!("cannot {what} {}: {why}", path.display())
+}
+
+fn open(path: &Path) -> Result<Account> {
+    let archive = Archive::read_file(path, password().as_deref()).map_err(|e| file_error("open archive", path, e))?;
+    Account::from_archive(archive).map_err(|e| file_error("use archive", path, e))
+}
+
+fn save(account_archive: &Archive, path: &Path) -> Result<()> {
+    account_archive.write_file(path, password().as_deref()).map_err(|e| file_error("write archive", path, e))
+}
+
+fn refuse_existing(path: &Path) -> Result<()> {
+    if path.exists() {
+        bail!("{} already exists; refusing to overwrite it", path.display());
+    }
+    Ok(())
+}
+
+fn ids(ids: Vec<DeviceId>) -> Value {
+    ids.into_iter().map(|d| d.to_string()).collect()
+}
+
+fn run(cli: Cli) -> Result<Value> {
+    let Command::Account(cmd) = cli.command;
+    match cmd {
+        AccountCmd::New { archive } => {
+            refuse_existing(&archive)?;
+            let account = Account::create(|step| {
+                let what = match step {
+                    Step::DeviceKey => "generating device key (RSA-4096)",
+                    Step::CaKey => "generating CA key (RSA-4096)",
+                    Step::AccountKey => "generating account key (RSA-4096)",
+                    Step::Signing => "signing certificates",
+                };
+                progress(what);
+            })?;
+            save(account.archive(), &archive)?;
+            let device = account.device().context("new account has no device")?;
+            Ok(json!({"jami_id": account.jami_id().to_string(), "device_id": device.id().to_string(), "archive": archive}))
+        }
+        AccountCmd::Show { archive, device_cert } => {
+            let account = open(&archive)?;
+            let mut revoked = account.revoked_devices();
+            let mut devices = account.devices();
+            for path in device_cert {
+                let data = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+                let chain = Certificate::chain_from_pem_or_der(&data).with_context(|| format!("invalid certificate {}", path.display()))?;
+                let cert = chain.first().context("empty certificate file")?;
+                if !cert.is_issued_by_name(account.account_cert()) {
+                    bail!("{} is not a device of account {}", path.display(), account.jami_id());
+                }
+                let id = cert.device_id();
+                let list = if account.is_revoked(cert) { &mut revoked } else { &mut devices };
+                if !list.contains(&id) {
+                    list.push(id);
+                }
+            }
+            let serials: Vec<String> = account
+                .crl()
+                .map(|c| c.revoked_serials().into_iter().map(|s| hex::encode(s.as_bytes())).collect())
+                .unwrap_or_default();
+            Ok(json!({
+                "jami_id": account.jami_id().to_string(),
+                "device_id": account.device().map(|d| d.id().to_string()),
+                "devices": ids(devices),
+                "revoked": ids(revoked),
+                "revoked_serials": serials,
+            }))
+        }
+        AccountCmd::AddDevice { archive, out } => {
+            refuse_existing(&out)?;
+            let mut account = open(&archive)?;
+            progress("generating device key (RSA-4096)");
+            let device = account.add_device()?;
+            save(&account.archive_for(&device), &out)?;
+            save(account.archive(), &archive)?;
+            Ok(json!({"jami_id": account.jami_id().to_string(), "device_id": device.id().to_string()}))
+        }
+        AccountCmd::RevokeDevice { archive, device } => {
+            let id: DeviceId = device.parse().with_context(|| format!("invalid device id {device:?}"))?;
+            let mut account = open(&archive)?;
+            account.revoke_device(&id)?;
+            save(account.archive(), &archive)?;
+            Ok(json!({"jami_id": account.jami_id().to_string(), "device_id": id.to_string(), "revoked": ids(account.revoked_devices())}))
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(v) => {
+            println!("{v}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("jami: error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}

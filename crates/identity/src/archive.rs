@@ -88,6 +88,8 @@ impl Archive {
                 Self::from_json(&inflate(&plain)?)
             }
             None if looks_like_json(&data) => Self::from_json(&data),
+            // Encrypted archives are random bytes; text is something else entirely.
+            None if std::str::from_utf8(&data).is_ok() => Err(Error::NotAnArchive("a text file".into())),
             None if data.len() > password::SALT_LEN + password::IV_LEN + password::TAG_LEN => Err(Error::PasswordNeeded),
             None => Err(Error::NotAnArchive(format!("{} bytes, neither gzip nor encrypted", data.len()))),
         }
@@ -111,14 +113,14 @@ impl Archive {
 
     /// Reads and decodes an archive file.
     pub fn read_file(path: &Path, password: Option<&str>) -> Result<Self> {
-        let data = std::fs::read(path).map_err(|source| Error::Io { path: path.into(), source })?;
+        let data = std::fs::read(path).map_err(|error| Error::Io { path: path.into(), error })?;
         Self::decode(&data, password)
     }
 
     /// Encodes and writes an archive file atomically (temporary file, then rename), mode 0600.
     pub fn write_file(&self, path: &Path, password: Option<&str>) -> Result<()> {
         let data = self.encode(password)?;
-        let io = |source| Error::Io { path: path.into(), source };
+        let io = |error| Error::Io { path: path.into(), error };
         let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let name = path.file_name().ok_or_else(|| io(std::io::Error::other("not a file name")))?;
         let tmp = dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));

@@ -45,12 +45,12 @@ pub enum Error {
     #[error("mismatch: {0}")]
     Mismatch(String),
     /// Reading or writing a file failed.
-    #[error("{path}: {source}")]
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file concerned.
         path: std::path::PathBuf,
         /// The underlying error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
