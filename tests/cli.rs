@@ -1,30 +1,13 @@
 //! The `jami account` command line contract: JSON on stdout, one line on stderr on error,
 //! input files untouched when something is wrong.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::Value;
 
-/// The example binary, built (or brought up to date) once per test run with the same profile.
-fn jami_bin() -> PathBuf {
-    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(|| {
-        let mut dir = std::env::current_exe().expect("test executable path");
-        dir.pop();
-        if dir.ends_with("deps") {
-            dir.pop();
-        }
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "--quiet", "--example", "jami"]);
-        if dir.ends_with("release") {
-            cmd.arg("--release");
-        }
-        assert!(cmd.status().expect("cargo build").success());
-        dir.join("examples").join("jami")
-    })
-    .clone()
-}
+mod common;
+use common::jami_bin;
 
 fn jami(password: Option<&str>, args: &[&str]) -> Output {
     let mut cmd = Command::new(jami_bin());

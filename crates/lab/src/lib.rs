@@ -1,1 +1,207 @@
-//! placeholder
+//! # pamoja-lab: real Jami peers for interop tests
+//!
+//! Pamoja's interop tests run the real programs: Debian's `jamid`, `dhtnode` and friends. This
+//! crate sets them up the one way Debian's jamid (20230206) works on a recent kernel: inside a
+//! private network namespace with loopback up, a veth pair carrying `10.200.0.1/24` (pjnath
+//! gathers no ICE candidate on loopback alone) and IPv6 off (jamid blocks in a netlink IPv6
+//! dump otherwise). Each jamid gets its own HOME, XDG directories and private D-Bus session;
+//! the test drives it over D-Bus ([`Jamid`]) and records its signals.
+//!
+//! Nothing leaves the namespace: every address the peers can reach is in it. Every process
+//! is started by the [`Lab`] and stopped by PID when the lab is dropped (SIGTERM, then SIGKILL
+//! after a grace period), and the namespace is deleted.
+//!
+//! Tests call [`available`] first: where root, `ip`, `jamid` or `dhtnode` is missing, a test
+//! is skipped with a message on a developer's machine, and fails when `CI` is set.
+
+mod jamid;
+mod netns;
+mod process;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use jamid::{Arg, Jamid, Signal, lab_account_details};
+pub use netns::Netns;
+pub use process::Supervised;
+
+/// Path of Debian's Jami daemon.
+pub const JAMID: &str = "/usr/libexec/jamid";
+/// Path of OpenDHT's node.
+pub const DHTNODE: &str = "/usr/bin/dhtnode";
+/// The lab's address on its veth link.
+pub const LAB_ADDR: &str = "10.200.0.1";
+
+/// What can go wrong while setting up or driving the lab.
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    /// A command used to set up the lab failed.
+    #[error("{cmd}: {detail}")]
+    Setup {
+        /// The command.
+        cmd: String,
+        /// What it printed or why it failed.
+        detail: String,
+    },
+    /// A D-Bus call failed.
+    #[error("D-Bus: {0}")]
+    Dbus(#[from] zbus::Error),
+    /// Something did not happen in time.
+    #[error("timed out after {0:?} waiting for {1}")]
+    Timeout(Duration, String),
+    /// The peer reported a failure.
+    #[error("{0}")]
+    Peer(String),
+    /// I/O error.
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = LabError> = std::result::Result<T, E>;
+
+/// Why the lab cannot run here, if it cannot.
+pub fn missing_prerequisites() -> Option<String> {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false);
+    if !root {
+        return Some("network namespaces need root".into());
+    }
+    for bin in [JAMID, DHTNODE, "/usr/bin/dbus-daemon", "/usr/sbin/ip", "/usr/bin/python3"] {
+        if !Path::new(bin).exists() && !(bin == "/usr/sbin/ip" && Path::new("/usr/bin/ip").exists()) {
+            return Some(format!("{bin} is not installed"));
+        }
+    }
+    None
+}
+
+/// True when interop tests can run. When they cannot: panics if the `CI` environment
+/// variable is set (a missing peer is a failure there), otherwise prints why the test is
+/// skipped and returns false.
+pub fn available(test: &str) -> bool {
+    match missing_prerequisites() {
+        None => true,
+        Some(why) if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) => {
+            panic!("{test}: interop prerequisites missing in CI: {why}")
+        }
+        Some(why) => {
+            eprintln!("SKIPPED {test}: {why} (install them with scripts/install-deps)");
+            false
+        }
+    }
+}
+
+/// A running lab: a network namespace, a scratch directory and the processes started in it.
+pub struct Lab {
+    // Field order is drop order: processes stop before the namespace goes.
+    procs: Vec<Supervised>,
+    netns: Netns,
+    dir: tempfile::TempDir,
+}
+
+impl Lab {
+    /// Creates the namespace (loopback, veth with [`LAB_ADDR`], IPv6 off) and a scratch dir.
+    pub fn new() -> Result<Self> {
+        let dir = tempfile::Builder::new().prefix("pamoja-lab.").tempdir()?;
+        let netns = Netns::create()?;
+        Ok(Self { procs: Vec::new(), netns, dir })
+    }
+
+    /// The scratch directory (logs, homes, exports).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The namespace.
+    pub fn netns(&self) -> &Netns {
+        &self.netns
+    }
+
+    /// Starts a process inside the namespace, its output going to `<dir>/<name>.log`. It is
+    /// stopped when the lab is dropped.
+    pub fn spawn(&mut self, name: &str, program: &str, args: &[&str], env: &[(&str, &Path)]) -> Result<u32> {
+        let log = self.dir().join(format!("{name}.log"));
+        let mut cmd = self.netns.command(program);
+        cmd.args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let p = Supervised::spawn(name, cmd, &log)?;
+        let pid = p.pid();
+        self.procs.push(p);
+        Ok(pid)
+    }
+
+    /// Starts `dhtnode -s -p PORT` and waits until its UDP socket is bound.
+    pub async fn start_dhtnode(&mut self, port: u16) -> Result<u32> {
+        let pid = self.spawn(&format!("dhtnode-{port}"), DHTNODE, &["-s", "-p", &port.to_string()], &[])?;
+        let needle = format!(":{port:04X} ");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let bound = std::fs::read_to_string(format!("/proc/{pid}/net/udp")).map(|t| t.contains(&needle)).unwrap_or(false);
+            if bound {
+                return Ok(pid);
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(LabError::Timeout(Duration::from_secs(10), format!("dhtnode on port {port}")));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Starts a jamid named `name` with its own HOME and D-Bus session, and connects to it.
+    pub async fn start_jamid(&mut self, name: &str) -> Result<Jamid> {
+        let home = self.dir().join(format!("jami-{name}"));
+        for sub in [".config", ".local/share", ".cache"] {
+            std::fs::create_dir_all(home.join(sub))?;
+        }
+        let bus_path = self.dir().join(format!("bus-{name}"));
+        let address = format!("unix:path={}", bus_path.display());
+        self.spawn(
+            &format!("dbus-{name}"),
+            "/usr/bin/dbus-daemon",
+            &["--session", "--nofork", "--nopidfile", &format!("--address={address}")],
+            &[],
+        )?;
+        wait_for_path(&bus_path, Duration::from_secs(10)).await?;
+        let env: Vec<(&str, PathBuf)> = vec![
+            ("HOME", home.clone()),
+            ("XDG_CONFIG_HOME", home.join(".config")),
+            ("XDG_DATA_HOME", home.join(".local/share")),
+            ("XDG_CACHE_HOME", home.join(".cache")),
+            ("DBUS_SESSION_BUS_ADDRESS", PathBuf::from(&address)),
+        ];
+        let env_ref: Vec<(&str, &Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();
+        let pid = self.spawn(&format!("jamid-{name}"), JAMID, &["-c", "-d", "-p"], &env_ref)?;
+        Jamid::connect(name, &address, home, pid).await
+    }
+
+    /// The last `lines` lines of a process log, for failure messages.
+    pub fn log_tail(&self, name: &str, lines: usize) -> String {
+        let text = std::fs::read_to_string(self.dir().join(format!("{name}.log"))).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        // Last started, first stopped: each jamid before its bus, the bootstrap node last.
+        while let Some(mut p) = self.procs.pop() {
+            p.stop();
+        }
+    }
+}
+
+async fn wait_for_path(path: &Path, timeout: Duration) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !path.exists() {
+        if tokio::time::Instant::now() > deadline {
+            return Err(LabError::Timeout(timeout, path.display().to_string()));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}

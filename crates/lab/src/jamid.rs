@@ -1,0 +1,321 @@
+//! Driving a real jamid over its private D-Bus session.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use zbus::zvariant::{Structure, Value};
+use zbus::{Connection, MatchRule, MessageStream};
+
+use crate::{LabError, Result};
+
+const SERVICE: &str = "cx.ring.Ring";
+const CM_PATH: &str = "/cx/ring/Ring/ConfigurationManager";
+const CM_IFACE: &str = "cx.ring.Ring.ConfigurationManager";
+
+#[zbus::proxy(
+    interface = "cx.ring.Ring.ConfigurationManager",
+    default_service = "cx.ring.Ring",
+    default_path = "/cx/ring/Ring/ConfigurationManager",
+    gen_blocking = false
+)]
+trait ConfigurationManager {
+    #[zbus(name = "addAccount")]
+    fn add_account(&self, details: HashMap<&str, &str>) -> zbus::Result<String>;
+    #[zbus(name = "removeAccount")]
+    fn remove_account(&self, account: &str) -> zbus::Result<()>;
+    #[zbus(name = "getAccountDetails")]
+    fn get_account_details(&self, account: &str) -> zbus::Result<HashMap<String, String>>;
+    #[zbus(name = "getVolatileAccountDetails")]
+    fn get_volatile_account_details(&self, account: &str) -> zbus::Result<HashMap<String, String>>;
+    #[zbus(name = "exportToFile")]
+    fn export_to_file(&self, account: &str, path: &str, password: &str) -> zbus::Result<bool>;
+    #[zbus(name = "exportOnRing")]
+    fn export_on_ring(&self, account: &str, password: &str) -> zbus::Result<bool>;
+    #[zbus(name = "revokeDevice")]
+    fn revoke_device(&self, account: &str, password: &str, device: &str) -> zbus::Result<bool>;
+    #[zbus(name = "getKnownRingDevices")]
+    fn get_known_ring_devices(&self, account: &str) -> zbus::Result<HashMap<String, String>>;
+}
+
+/// One argument of a recorded signal.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Arg {
+    /// A string.
+    Str(String),
+    /// An integer.
+    Int(i64),
+    /// A boolean.
+    Bool(bool),
+    /// A byte array.
+    Bytes(Vec<u8>),
+    /// A string → string map.
+    Map(BTreeMap<String, String>),
+    /// Anything else, as text.
+    Other(String),
+}
+
+impl Arg {
+    /// The string, if this is one.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Arg::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+    /// The integer, if this is one.
+    pub fn as_int(&self) -> Option<i64> {
+        match self {
+            Arg::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+}
+
+/// A signal jamid emitted on the ConfigurationManager interface.
+#[derive(Debug, Clone)]
+pub struct Signal {
+    /// The member name, e.g. `registrationStateChanged`.
+    pub name: String,
+    /// The arguments.
+    pub args: Vec<Arg>,
+}
+
+impl Signal {
+    /// Argument `i` as a string ("" if absent or not a string).
+    pub fn str(&self, i: usize) -> &str {
+        self.args.get(i).and_then(Arg::as_str).unwrap_or("")
+    }
+    /// Argument `i` as an integer.
+    pub fn int(&self, i: usize) -> Option<i64> {
+        self.args.get(i).and_then(Arg::as_int)
+    }
+}
+
+fn to_arg(v: &Value<'_>) -> Arg {
+    match v {
+        Value::Str(s) => Arg::Str(s.to_string()),
+        Value::ObjectPath(p) => Arg::Str(p.to_string()),
+        Value::Bool(b) => Arg::Bool(*b),
+        Value::U8(i) => Arg::Int(i64::from(*i)),
+        Value::I16(i) => Arg::Int(i64::from(*i)),
+        Value::U16(i) => Arg::Int(i64::from(*i)),
+        Value::I32(i) => Arg::Int(i64::from(*i)),
+        Value::U32(i) => Arg::Int(i64::from(*i)),
+        Value::I64(i) => Arg::Int(*i),
+        Value::U64(i) => Arg::Int(*i as i64),
+        Value::Array(a) if a.element_signature() == &zbus::zvariant::Signature::U8 => {
+            Arg::Bytes(a.iter().filter_map(|x| if let Value::U8(b) = x { Some(*b) } else { None }).collect())
+        }
+        Value::Dict(d) => {
+            let m: Option<HashMap<String, String>> = d.try_clone().ok().and_then(|d| HashMap::try_from(d).ok());
+            match m {
+                Some(m) => Arg::Map(m.into_iter().collect()),
+                None => Arg::Other(format!("{v:?}")),
+            }
+        }
+        other => Arg::Other(format!("{other:?}")),
+    }
+}
+
+/// A running jamid, driven over its private D-Bus session; its signals are recorded from the
+/// moment of connection.
+pub struct Jamid {
+    name: String,
+    home: PathBuf,
+    pid: u32,
+    conn: Connection,
+    cm: ConfigurationManagerProxy<'static>,
+    signals: Arc<Mutex<Vec<Signal>>>,
+    recorder: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Jamid {
+    fn drop(&mut self) {
+        self.recorder.abort();
+    }
+}
+
+/// Account settings that keep jamid on the lab's own network: the bootstrap node on
+/// loopback, the name server on loopback, and UPnP, TURN, proxy and discovery off.
+pub fn lab_account_details(bootstrap_port: u16) -> Vec<(&'static str, String)> {
+    vec![
+        ("Account.type", "RING".into()),
+        ("Account.hostname", format!("127.0.0.1:{bootstrap_port}")),
+        ("Account.upnpEnabled", "false".into()),
+        ("TURN.enable", "false".into()),
+        ("Account.proxyEnabled", "false".into()),
+        ("Account.peerDiscovery", "false".into()),
+        ("Account.accountDiscovery", "false".into()),
+        ("Account.accountPublish", "false".into()),
+        ("RingNS.uri", "http://127.0.0.1:8099".into()),
+    ]
+}
+
+impl Jamid {
+    pub(crate) async fn connect(name: &str, address: &str, home: PathBuf, pid: u32) -> Result<Self> {
+        let conn = zbus::connection::Builder::address(address)?.build().await?;
+        let rule = MatchRule::builder().msg_type(zbus::message::Type::Signal).interface(CM_IFACE)?.build();
+        let mut stream = MessageStream::for_match_rule(rule, &conn, Some(4096)).await?;
+        let signals = Arc::new(Mutex::new(Vec::new()));
+        let sink = signals.clone();
+        let recorder = tokio::spawn(async move {
+            while let Some(Ok(msg)) = stream.next().await {
+                let header = msg.header();
+                let Some(member) = header.member() else { continue };
+                let args = msg
+                    .body()
+                    .deserialize::<Structure<'_>>()
+                    .map(|s| s.fields().iter().map(to_arg).collect())
+                    .unwrap_or_default();
+                if let Ok(mut v) = sink.lock() {
+                    v.push(Signal { name: member.to_string(), args });
+                }
+            }
+        });
+        let cm = ConfigurationManagerProxy::new(&conn).await?;
+        let dbus = zbus::fdo::DBusProxy::new(&conn).await?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let service = zbus::names::BusName::try_from(SERVICE).map_err(zbus::Error::from)?;
+        while !dbus.name_has_owner(service.clone()).await.map_err(zbus::Error::from)? {
+            if tokio::time::Instant::now() > deadline {
+                return Err(LabError::Timeout(Duration::from_secs(60), format!("jamid {name} on D-Bus")));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = CM_PATH;
+        Ok(Self { name: name.to_owned(), home, pid, conn, cm, signals, recorder })
+    }
+
+    /// The daemon's name in the lab.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The daemon's PID.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The daemon's HOME.
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
+    /// The D-Bus connection, for calls this type does not wrap.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The data directory of a local account (`$XDG_DATA_HOME/jami/<account>`).
+    pub fn account_dir(&self, account: &str) -> PathBuf {
+        self.home.join(".local/share/jami").join(account)
+    }
+
+    /// Adds an account with the lab settings ([`lab_account_details`] for a bootstrap node on
+    /// `bootstrap_port`) plus `extra`; returns the local account id.
+    pub async fn add_account(&self, bootstrap_port: u16, extra: &[(&str, &str)]) -> Result<String> {
+        let base = lab_account_details(bootstrap_port);
+        let mut details: HashMap<&str, &str> = base.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        details.extend(extra.iter().copied());
+        Ok(self.cm.add_account(details).await?)
+    }
+
+    /// `getAccountDetails`.
+    pub async fn details(&self, account: &str) -> Result<HashMap<String, String>> {
+        Ok(self.cm.get_account_details(account).await?)
+    }
+
+    /// `getVolatileAccountDetails`.
+    pub async fn volatile_details(&self, account: &str) -> Result<HashMap<String, String>> {
+        Ok(self.cm.get_volatile_account_details(account).await?)
+    }
+
+    /// Waits until the account is `REGISTERED` on the DHT; fails early on an error state.
+    pub async fn wait_registered(&self, account: &str, timeout: Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let failed = self.signals().into_iter().find(|s| {
+                s.name == "registrationStateChanged" && s.str(0) == account && s.str(1).starts_with("ERROR")
+            });
+            if let Some(s) = failed {
+                return Err(LabError::Peer(format!("jamid {}: account {account} {} ({})", self.name, s.str(1), s.str(3))));
+            }
+            match self.volatile_details(account).await {
+                Ok(d) if d.get("Account.registrationStatus").map(String::as_str) == Some("REGISTERED") => return Ok(()),
+                _ => {}
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(LabError::Timeout(timeout, format!("account {account} REGISTERED on jamid {}", self.name)));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The account's Jami ID (`Account.username`).
+    pub async fn jami_id(&self, account: &str) -> Result<String> {
+        self.details(account).await?.remove("Account.username").ok_or_else(|| LabError::Peer("no Account.username".into()))
+    }
+
+    /// The device id (`Account.deviceID`).
+    pub async fn device_id(&self, account: &str) -> Result<String> {
+        self.volatile_details(account).await?.remove("Account.deviceID").ok_or_else(|| LabError::Peer("no Account.deviceID".into()))
+    }
+
+    /// `exportToFile`: writes the account archive to `path`.
+    pub async fn export_to_file(&self, account: &str, path: &Path, password: &str) -> Result<()> {
+        if self.cm.export_to_file(account, &path.to_string_lossy(), password).await? {
+            Ok(())
+        } else {
+            Err(LabError::Peer(format!("exportToFile({account}) returned false")))
+        }
+    }
+
+    /// `exportOnRing`: publishes the archive on the DHT; returns the PIN.
+    pub async fn export_on_ring(&self, account: &str, password: &str, timeout: Duration) -> Result<String> {
+        let mark = self.signals().len();
+        self.cm.export_on_ring(account, password).await?;
+        let s = self.wait_signal(mark, timeout, |s| s.name == "exportOnRingEnded" && s.str(0) == account).await?;
+        match s.int(1) {
+            Some(0) => Ok(s.str(2).to_owned()),
+            status => Err(LabError::Peer(format!("exportOnRingEnded status {status:?}"))),
+        }
+    }
+
+    /// `revokeDevice`; waits for `deviceRevocationEnded` and returns its status (0 = success).
+    pub async fn revoke_device(&self, account: &str, password: &str, device: &str, timeout: Duration) -> Result<i64> {
+        let mark = self.signals().len();
+        // The method returns false even on success: only the signal tells.
+        self.cm.revoke_device(account, password, device).await?;
+        let s = self
+            .wait_signal(mark, timeout, |s| s.name == "deviceRevocationEnded" && s.str(0) == account && s.str(1) == device)
+            .await?;
+        s.int(2).ok_or_else(|| LabError::Peer("deviceRevocationEnded without status".into()))
+    }
+
+    /// `getKnownRingDevices`: device id → name.
+    pub async fn known_devices(&self, account: &str) -> Result<HashMap<String, String>> {
+        Ok(self.cm.get_known_ring_devices(account).await?)
+    }
+
+    /// Every signal recorded so far.
+    pub fn signals(&self) -> Vec<Signal> {
+        self.signals.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    /// Waits for a signal, among those recorded after index `from`, that matches `pred`.
+    pub async fn wait_signal(&self, from: usize, timeout: Duration, pred: impl Fn(&Signal) -> bool) -> Result<Signal> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.signals().into_iter().skip(from).find(|s| pred(s)) {
+                return Ok(s);
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(LabError::Timeout(timeout, format!("a signal from jamid {}", self.name)));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! A private network namespace set up as Debian's jamid needs it.
+
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::{LAB_ADDR, LabError, Result};
+
+/// A named network namespace, deleted on drop.
+pub struct Netns {
+    name: String,
+}
+
+fn run(args: &[&str]) -> Result<()> {
+    let out = Command::new("ip").args(args).output().map_err(|e| LabError::Setup { cmd: format!("ip {}", args.join(" ")), detail: e.to_string() })?;
+    if !out.status.success() {
+        return Err(LabError::Setup {
+            cmd: format!("ip {}", args.join(" ")),
+            detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(())
+}
+
+impl Netns {
+    /// Creates `pamoja-<pid>-<n>` with loopback up, a veth pair (`lab0` holding
+    /// [`LAB_ADDR`]/24, `lab1`) and IPv6 disabled.
+    pub fn create() -> Result<Self> {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let name = format!("pamoja-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+        run(&["netns", "add", &name])?;
+        let ns = Self { name };
+        let n = ns.name.as_str();
+        run(&["-n", n, "link", "set", "lo", "up"])?;
+        run(&["-n", n, "link", "add", "lab0", "type", "veth", "peer", "name", "lab1"])?;
+        run(&["-n", n, "addr", "add", &format!("{LAB_ADDR}/24"), "dev", "lab0"])?;
+        run(&["-n", n, "link", "set", "lab0", "up"])?;
+        run(&["-n", n, "link", "set", "lab1", "up"])?;
+        let out = ns
+            .command("sysctl")
+            .args(["-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.lo.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"])
+            .output()?;
+        if !out.status.success() {
+            return Err(LabError::Setup { cmd: "sysctl disable_ipv6".into(), detail: String::from_utf8_lossy(&out.stderr).into() });
+        }
+        Ok(ns)
+    }
+
+    /// The namespace's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A command that runs `program` inside the namespace (`ip netns exec` execs it, so the
+    /// child's PID is the program's).
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name, program]);
+        cmd
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = run(&["netns", "del", &self.name]);
+    }
+}
