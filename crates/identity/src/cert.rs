@@ -243,7 +243,20 @@ impl Certificate {
         not_before: SystemTime,
     ) -> Result<Self> {
         let uid = subject_key.jami_id().to_string();
-        let subject = jami_name(common_name, &uid)?;
+        Self::issue_with_uid(subject_key, common_name, &uid, issuer, signer, is_ca, not_before)
+    }
+
+    /// [`Self::issue`] with an explicit UID (tests build wrong certificates with it).
+    pub(crate) fn issue_with_uid(
+        subject_key: &PublicKey,
+        common_name: &str,
+        uid: &str,
+        issuer: Option<&Certificate>,
+        signer: &PrivateKey,
+        is_ca: bool,
+        not_before: SystemTime,
+    ) -> Result<Self> {
+        let subject = jami_name(common_name, uid)?;
         let issuer_name = match issuer {
             Some(c) => c.cert.tbs_certificate.subject.clone(),
             None => subject.clone(),
