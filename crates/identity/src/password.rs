@@ -22,9 +22,28 @@ pub const ARGON2_MEMORY_KIB: u32 = 64 * 1024;
 /// Argon2 passes.
 pub const ARGON2_PASSES: u32 = 16;
 
+/// Argon2i cost parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cost {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    /// Number of passes.
+    pub passes: u32,
+}
+
+impl Cost {
+    /// The cost opendht and Jami use: 64 MiB, 16 passes.
+    pub const JAMI: Cost = Cost { memory_kib: ARGON2_MEMORY_KIB, passes: ARGON2_PASSES };
+}
+
 /// Derives the 32-byte AES key from a password and salt (Argon2i then SHA-256).
 pub fn stretch_key(password: &[u8], salt: &[u8]) -> Result<[u8; 32]> {
-    let params = Params::new(ARGON2_MEMORY_KIB, ARGON2_PASSES, 1, Some(32)).map_err(|e| Error::Key(e.to_string()))?;
+    stretch_key_cost(password, salt, Cost::JAMI)
+}
+
+/// [`stretch_key`] with other Argon2i costs (for fuzzing and tests; Jami uses [`Cost::JAMI`]).
+pub fn stretch_key_cost(password: &[u8], salt: &[u8], cost: Cost) -> Result<[u8; 32]> {
+    let params = Params::new(cost.memory_kib, cost.passes, 1, Some(32)).map_err(|e| Error::Key(e.to_string()))?;
     let mut raw = [0u8; 32];
     Argon2::new(Algorithm::Argon2i, Version::V0x13, params)
         .hash_password_into(password, salt, &mut raw)
@@ -83,11 +102,16 @@ pub fn encrypt_with_password(password: &[u8], plain: &[u8]) -> Result<Vec<u8>> {
 
 /// Decrypts `salt ‖ IV ‖ ciphertext ‖ tag` with a password.
 pub fn decrypt_with_password(password: &[u8], data: &[u8]) -> Result<Vec<u8>> {
+    decrypt_with_password_cost(password, data, Cost::JAMI)
+}
+
+/// [`decrypt_with_password`] with other Argon2i costs (for fuzzing and tests).
+pub fn decrypt_with_password_cost(password: &[u8], data: &[u8], cost: Cost) -> Result<Vec<u8>> {
     if data.len() < SALT_LEN + IV_LEN + TAG_LEN {
         return Err(Error::EncryptedTooShort(data.len()));
     }
     let (salt, rest) = data.split_at(SALT_LEN);
-    let key = stretch_key(password, salt)?;
+    let key = stretch_key_cost(password, salt, cost)?;
     decrypt_with_key(&key, rest)
 }
 
