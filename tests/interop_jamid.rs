@@ -9,7 +9,8 @@ use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use der::{Encode, Tagged};
-use pamoja::identity::{Account, Archive, Certificate, ChainError, Error};
+use pamoja::identity::announce::Receipt;
+use pamoja::identity::{Account, Archive, Certificate, ChainError, Error, RevocationList};
 use pamoja_lab::{Jamid, Lab, available};
 
 const BOOTSTRAP_PORT: u16 = 4222;
@@ -18,6 +19,20 @@ const REGISTER_TIMEOUT: Duration = Duration::from_secs(120);
 fn device_chain(jamid: &Jamid, account: &str) -> Vec<Certificate> {
     let pem = std::fs::read(jamid.account_dir(account).join("ring_device.crt")).expect("ring_device.crt");
     Certificate::chain_from_pem_or_der(&pem).expect("jamid's device chain parses")
+}
+
+/// The receipt jamid keeps in the account's config.yml: (receipt JSON, signature).
+fn jamid_receipt(jamid: &Jamid, account: &str) -> (String, Vec<u8>) {
+    use base64::Engine;
+    let yml = std::fs::read_to_string(jamid.account_dir(account).join("config.yml")).expect("config.yml");
+    let value = |key: &str| -> String {
+        let line = yml.lines().find_map(|l| l.strip_prefix(key)).unwrap_or_else(|| panic!("{key} not in config.yml"));
+        // A YAML double-quoted scalar with only JSON-compatible escapes.
+        serde_json::from_str::<String>(line.trim().trim_start_matches("!!binary ").trim()).expect("quoted scalar")
+    };
+    let text = value("ringAccountReceipt:");
+    let sig = base64::engine::general_purpose::STANDARD.decode(value("ringAccountReceiptSignature:")).expect("base64");
+    (text, sig)
 }
 
 async fn registered(lab: &Lab, jamid: &Jamid, account: &str) {
@@ -52,6 +67,25 @@ fn profile(c: &Certificate) -> String {
         c.subject_cn(),
         c.x509().signature_algorithm.oid,
         c.x509().signature_algorithm.parameters.to_der().map(|d| hex_of(&d)).unwrap_or_default(),
+    )
+}
+
+fn crl_profile(crl: &RevocationList) -> String {
+    let tbs = &crl.x509().tbs_cert_list;
+    let exts: Vec<String> = tbs.crl_extensions.iter().flatten().map(|e| format!("{} critical={}", e.extn_id, e.critical)).collect();
+    let entries: Vec<String> = tbs
+        .revoked_certificates
+        .iter()
+        .flatten()
+        .map(|r| format!("{} ext={}", hex_of(r.serial_number.as_bytes()), r.crl_entry_extensions.is_some()))
+        .collect();
+    format!(
+        "version={:?} sig={} issuer={} next_update={:?} exts={exts:?} entries={entries:?} number_len={}",
+        tbs.version,
+        crl.x509().signature_algorithm.oid,
+        tbs.issuer,
+        tbs.next_update.map(|t| t.to_unix_duration()),
+        crl.number().map(|n| n.len()).unwrap_or(0) <= 8,
     )
 }
 
@@ -105,6 +139,16 @@ async fn jamid_archives_are_read_by_pamoja() {
         account.verify_device(&device.cert, SystemTime::now()).unwrap();
         assert!(account.eth_key().is_some(), "jamid stores an Ethereum key");
 
+        // jamid's receipt and DeviceAnnouncement verify with Pamoja, and name the same
+        // Ethereum address Pamoja computes from the archive's key.
+        let (text, sig) = jamid_receipt(&jamid, &acc);
+        let receipt = Receipt::verify(&text, &sig, account.account_key().public_key(), device.key.public_key()).unwrap();
+        assert_eq!(receipt.eth, account.eth_key().unwrap().address_hex());
+        // Pamoja builds the same receipt text for that device (the announcement's signature
+        // is randomised only through the key, so the bytes match as well).
+        let (ours_text, _) = account.receipt().unwrap();
+        assert_eq!(ours_text, text);
+
         // The chain jamid keeps on disk is the one in the export: device, account, CA.
         let chain = device_chain(&jamid, &acc);
         assert_eq!(chain.len(), 3);
@@ -157,6 +201,9 @@ async fn pamoja_archives_are_imported_by_jamid() {
         assert_eq!(chain[0].device_id().to_string(), jamid.device_id(&acc).await.unwrap());
         assert_eq!(&chain[1], account.account_cert(), "jamid kept Pamoja's account certificate");
         account.verify_device(&chain[0], SystemTime::now()).unwrap();
+        let (text, sig) = jamid_receipt(&jamid, &acc);
+        let receipt = Receipt::verify(&text, &sig, account.account_key().public_key(), chain[0].public_key()).unwrap();
+        assert_eq!(receipt.eth, account.eth_key().unwrap().address_hex(), "jamid derives the same Ethereum address");
 
         // And it announced that device on the lab's DHT.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -210,6 +257,15 @@ async fn device_revoked_by_jamid_is_seen_by_pamoja() {
     crl.verify_signature(account.account_key().public_key()).unwrap();
 
     let cert2 = device_chain(&second, &acc2).remove(0);
+
+    // Pamoja's CRL for the same revocation has jamid's profile.
+    let jamid_crl = crl_profile(crl);
+    let ours_crl = RevocationList::sign(account.account_cert(), account.account_key(), None, &[&cert2], SystemTime::now()).unwrap();
+    assert_eq!(crl_profile(&ours_crl), jamid_crl);
+    // Re-signing increments the number, as jamid does.
+    let resigned = RevocationList::sign(account.account_cert(), account.account_key(), Some(crl), &[], SystemTime::now()).unwrap();
+    assert_eq!(resigned.revoked_serials(), crl.revoked_serials());
+    assert_ne!(resigned.number(), crl.number());
     assert_eq!(cert2.device_id().to_string(), dev2);
     assert!(account.is_revoked(&cert2));
     match account.verify_device(&cert2, SystemTime::now()) {
