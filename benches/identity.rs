@@ -18,19 +18,36 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use pamoja::identity::{Account, Archive};
 
 fn have(cmd: &str, args: &[&str]) -> bool {
-    Command::new(cmd).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+    Command::new(cmd)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 fn account_creation(c: &mut Criterion) {
     let mut g = c.benchmark_group("account_creation");
-    g.sample_size(20).measurement_time(Duration::from_secs(60)).warm_up_time(Duration::from_secs(3));
-    g.bench_function("pamoja", |b| b.iter(|| Account::create(|_| {}).expect("account")));
+    g.sample_size(20)
+        .measurement_time(Duration::from_secs(60))
+        .warm_up_time(Duration::from_secs(3));
+    g.bench_function("pamoja", |b| {
+        b.iter(|| Account::create(|_| {}).expect("account"))
+    });
     if have("openssl", &["version"]) {
         g.bench_function("openssl_genpkey_x3", |b| {
             b.iter(|| {
                 for _ in 0..3 {
                     let ok = Command::new("openssl")
-                        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:4096", "-out", "/dev/null"])
+                        .args([
+                            "genpkey",
+                            "-algorithm",
+                            "RSA",
+                            "-pkeyopt",
+                            "rsa_keygen_bits:4096",
+                            "-out",
+                            "/dev/null",
+                        ])
                         .stderr(Stdio::null())
                         .status()
                         .expect("openssl")
@@ -57,10 +74,17 @@ for line in sys.stdin:
 
 fn archive_open(c: &mut Criterion) {
     let account = Account::create(|_| {}).expect("account");
-    let bytes = account.archive().encode(Some("bench password")).expect("encode");
+    let bytes = account
+        .archive()
+        .encode(Some("bench password"))
+        .expect("encode");
     let mut g = c.benchmark_group("archive_open");
-    g.sample_size(20).measurement_time(Duration::from_secs(30)).warm_up_time(Duration::from_secs(2));
-    g.bench_function("pamoja", |b| b.iter(|| Archive::decode(&bytes, Some("bench password")).expect("decode")));
+    g.sample_size(20)
+        .measurement_time(Duration::from_secs(30))
+        .warm_up_time(Duration::from_secs(2));
+    g.bench_function("pamoja", |b| {
+        b.iter(|| Archive::decode(&bytes, Some("bench password")).expect("decode"))
+    });
     if have("/usr/bin/python3", &["-c", "import argon2"]) {
         let salt = hex::encode(&bytes[..16]);
         let mut py = Command::new("/usr/bin/python3")
@@ -73,7 +97,10 @@ fn archive_open(c: &mut Criterion) {
         let mut stdout = BufReader::new(py.stdout.take().expect("stdout"));
         g.bench_function("argon2_cffi", |b| {
             b.iter(|| {
-                stdin.write_all(b"go\n").and_then(|_| stdin.flush()).expect("write");
+                stdin
+                    .write_all(b"go\n")
+                    .and_then(|_| stdin.flush())
+                    .expect("write");
                 let mut line = String::new();
                 stdout.read_line(&mut line).expect("read");
                 assert_eq!(line, "ok\n");

@@ -20,9 +20,17 @@ fn jami(password: Option<&str>, args: &[&str]) -> Output {
 }
 
 fn ok_json(out: Output) -> Value {
-    assert!(out.status.success(), "jami failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "jami failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(text.lines().count(), 1, "one JSON object on one line: {text}");
+    assert_eq!(
+        text.lines().count(),
+        1,
+        "one JSON object on one line: {text}"
+    );
     serde_json::from_str(&text).unwrap()
 }
 
@@ -41,7 +49,11 @@ fn s(p: &Path) -> &str {
 }
 
 fn is_hex(v: &Value, len: usize) -> bool {
-    v.as_str().is_some_and(|s| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
+    v.as_str().is_some_and(|s| {
+        s.len() == len
+            && s.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    })
 }
 
 #[test]
@@ -64,7 +76,10 @@ fn new_show_add_revoke() {
     assert_eq!(shown["devices"], serde_json::json!([created["device_id"]]));
     assert_eq!(shown["revoked"], serde_json::json!([]));
 
-    let added = ok_json(jami(None, &["account", "add-device", "--archive", s(&a), "--out", s(&b)]));
+    let added = ok_json(jami(
+        None,
+        &["account", "add-device", "--archive", s(&a), "--out", s(&b)],
+    ));
     assert_eq!(added["jami_id"], created["jami_id"]);
     assert_ne!(added["device_id"], created["device_id"]);
     let shown_b = ok_json(jami(None, &["account", "show", "--archive", s(&b)]));
@@ -74,7 +89,17 @@ fn new_show_add_revoke() {
     assert_eq!(shown["devices"].as_array().unwrap().len(), 2);
 
     let dev = added["device_id"].as_str().unwrap();
-    ok_json(jami(None, &["account", "revoke-device", "--archive", s(&a), "--device", dev]));
+    ok_json(jami(
+        None,
+        &[
+            "account",
+            "revoke-device",
+            "--archive",
+            s(&a),
+            "--device",
+            dev,
+        ],
+    ));
     let shown = ok_json(jami(None, &["account", "show", "--archive", s(&a)]));
     assert_eq!(shown["revoked"], serde_json::json!([dev]));
     assert_eq!(shown["devices"], serde_json::json!([created["device_id"]]));
@@ -82,9 +107,29 @@ fn new_show_add_revoke() {
 
     // An unknown device cannot be revoked; the archive is untouched.
     let before = std::fs::read(&a).unwrap();
-    let err = failed(jami(None, &["account", "revoke-device", "--archive", s(&a), "--device", &"ab".repeat(32)]));
+    let err = failed(jami(
+        None,
+        &[
+            "account",
+            "revoke-device",
+            "--archive",
+            s(&a),
+            "--device",
+            &"ab".repeat(32),
+        ],
+    ));
     assert!(err.contains("unknown device"), "{err}");
-    failed(jami(None, &["account", "revoke-device", "--archive", s(&a), "--device", "xyz"]));
+    failed(jami(
+        None,
+        &[
+            "account",
+            "revoke-device",
+            "--archive",
+            s(&a),
+            "--device",
+            "xyz",
+        ],
+    ));
     assert_eq!(std::fs::read(&a).unwrap(), before);
 }
 
@@ -92,34 +137,83 @@ fn new_show_add_revoke() {
 fn password_from_environment_and_bad_input() {
     let dir = tempfile::tempdir().unwrap();
     let a = dir.path().join("a.gz");
-    let created = ok_json(jami(Some("s3cret"), &["account", "new", "--archive", s(&a)]));
+    let created = ok_json(jami(
+        Some("s3cret"),
+        &["account", "new", "--archive", s(&a)],
+    ));
     let original = std::fs::read(&a).unwrap();
-    assert_ne!(&original[..2], &[0x1f, 0x8b], "an encrypted archive is not gzip");
+    assert_ne!(
+        &original[..2],
+        &[0x1f, 0x8b],
+        "an encrypted archive is not gzip"
+    );
 
-    let shown = ok_json(jami(Some("s3cret"), &["account", "show", "--archive", s(&a)]));
+    let shown = ok_json(jami(
+        Some("s3cret"),
+        &["account", "show", "--archive", s(&a)],
+    ));
     assert_eq!(shown["jami_id"], created["jami_id"]);
 
-    let err = failed(jami(Some("wrong"), &["account", "show", "--archive", s(&a)]));
+    let err = failed(jami(
+        Some("wrong"),
+        &["account", "show", "--archive", s(&a)],
+    ));
     assert!(err.contains("wrong password"), "{err}");
     let err = failed(jami(None, &["account", "show", "--archive", s(&a)]));
     assert!(err.contains("password"), "{err}");
     let err = failed(jami(Some(""), &["account", "show", "--archive", s(&a)]));
     assert!(err.contains("password"), "{err}");
-    failed(jami(Some("wrong"), &["account", "add-device", "--archive", s(&a), "--out", s(&dir.path().join("x.gz"))]));
-    failed(jami(Some("wrong"), &["account", "revoke-device", "--archive", s(&a), "--device", &"ab".repeat(32)]));
+    failed(jami(
+        Some("wrong"),
+        &[
+            "account",
+            "add-device",
+            "--archive",
+            s(&a),
+            "--out",
+            s(&dir.path().join("x.gz")),
+        ],
+    ));
+    failed(jami(
+        Some("wrong"),
+        &[
+            "account",
+            "revoke-device",
+            "--archive",
+            s(&a),
+            "--device",
+            &"ab".repeat(32),
+        ],
+    ));
     assert!(!dir.path().join("x.gz").exists());
 
     // Truncated and corrupted copies.
     let t = dir.path().join("truncated.gz");
     std::fs::write(&t, &original[..original.len() / 2]).unwrap();
-    failed(jami(Some("s3cret"), &["account", "show", "--archive", s(&t)]));
+    failed(jami(
+        Some("s3cret"),
+        &["account", "show", "--archive", s(&t)],
+    ));
     let c = dir.path().join("corrupt.gz");
     let mut bytes = original.clone();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x40;
     std::fs::write(&c, &bytes).unwrap();
-    failed(jami(Some("s3cret"), &["account", "show", "--archive", s(&c)]));
-    failed(jami(Some("s3cret"), &["account", "add-device", "--archive", s(&c), "--out", s(&dir.path().join("y.gz"))]));
+    failed(jami(
+        Some("s3cret"),
+        &["account", "show", "--archive", s(&c)],
+    ));
+    failed(jami(
+        Some("s3cret"),
+        &[
+            "account",
+            "add-device",
+            "--archive",
+            s(&c),
+            "--out",
+            s(&dir.path().join("y.gz")),
+        ],
+    ));
     assert_eq!(std::fs::read(&c).unwrap(), bytes);
 
     // Not an archive at all, and a missing file.
@@ -135,11 +229,29 @@ fn password_from_environment_and_bad_input() {
         std::fs::write(&gz, e.finish().unwrap()).unwrap();
     }
     failed(jami(None, &["account", "show", "--archive", s(&gz)]));
-    let err = failed(jami(None, &["account", "show", "--archive", s(&dir.path().join("missing.gz"))]));
+    let err = failed(jami(
+        None,
+        &[
+            "account",
+            "show",
+            "--archive",
+            s(&dir.path().join("missing.gz")),
+        ],
+    ));
     assert!(err.contains("No such file"), "{err}");
 
     // Unwritable output: the account archive is not modified.
-    let err = failed(jami(Some("s3cret"), &["account", "add-device", "--archive", s(&a), "--out", "/nonexistent-dir/new.gz"]));
+    let err = failed(jami(
+        Some("s3cret"),
+        &[
+            "account",
+            "add-device",
+            "--archive",
+            s(&a),
+            "--out",
+            "/nonexistent-dir/new.gz",
+        ],
+    ));
     assert!(err.contains("/nonexistent-dir/new.gz"), "{err}");
     assert_eq!(std::fs::read(&a).unwrap(), original);
 }

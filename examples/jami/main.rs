@@ -20,7 +20,11 @@ use pamoja::identity::{Account, Archive, Certificate, DeviceId, Error, Step};
 use serde_json::{Value, json};
 
 #[derive(Parser)]
-#[command(name = "jami", version, about = "Pamoja's Jami communicator (JSON output)")]
+#[command(
+    name = "jami",
+    version,
+    about = "Pamoja's Jami communicator (JSON output)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -81,7 +85,9 @@ fn progress(what: &str) {
 }
 
 fn password() -> Option<String> {
-    std::env::var("PAMOJA_PASSWORD").ok().filter(|p| !p.is_empty())
+    std::env::var("PAMOJA_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty())
 }
 
 /// One line: what failed, on which file, and why (the OS error without repeating the path).
@@ -94,17 +100,23 @@ fn file_error(what: &str, path: &Path, e: Error) -> anyhow::Error {
 }
 
 fn open(path: &Path) -> Result<Account> {
-    let archive = Archive::read_file(path, password().as_deref()).map_err(|e| file_error("open archive", path, e))?;
+    let archive = Archive::read_file(path, password().as_deref())
+        .map_err(|e| file_error("open archive", path, e))?;
     Account::from_archive(archive).map_err(|e| file_error("use archive", path, e))
 }
 
 fn save(account_archive: &Archive, path: &Path) -> Result<()> {
-    account_archive.write_file(path, password().as_deref()).map_err(|e| file_error("write archive", path, e))
+    account_archive
+        .write_file(path, password().as_deref())
+        .map_err(|e| file_error("write archive", path, e))
 }
 
 fn refuse_existing(path: &Path) -> Result<()> {
     if path.exists() {
-        bail!("{} already exists; refusing to overwrite it", path.display());
+        bail!(
+            "{} already exists; refusing to overwrite it",
+            path.display()
+        );
     }
     Ok(())
 }
@@ -129,28 +141,48 @@ fn run(cli: Cli) -> Result<Value> {
             })?;
             save(account.archive(), &archive)?;
             let device = account.device().context("new account has no device")?;
-            Ok(json!({"jami_id": account.jami_id().to_string(), "device_id": device.id().to_string(), "archive": archive}))
+            Ok(
+                json!({"jami_id": account.jami_id().to_string(), "device_id": device.id().to_string(), "archive": archive}),
+            )
         }
-        AccountCmd::Show { archive, device_cert } => {
+        AccountCmd::Show {
+            archive,
+            device_cert,
+        } => {
             let account = open(&archive)?;
             let mut revoked = account.revoked_devices();
             let mut devices = account.devices();
             for path in device_cert {
-                let data = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-                let chain = Certificate::chain_from_pem_or_der(&data).with_context(|| format!("invalid certificate {}", path.display()))?;
+                let data = std::fs::read(&path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                let chain = Certificate::chain_from_pem_or_der(&data)
+                    .with_context(|| format!("invalid certificate {}", path.display()))?;
                 let cert = chain.first().context("empty certificate file")?;
                 if !cert.is_issued_by_name(account.account_cert()) {
-                    bail!("{} is not a device of account {}", path.display(), account.jami_id());
+                    bail!(
+                        "{} is not a device of account {}",
+                        path.display(),
+                        account.jami_id()
+                    );
                 }
                 let id = cert.device_id();
-                let list = if account.is_revoked(cert) { &mut revoked } else { &mut devices };
+                let list = if account.is_revoked(cert) {
+                    &mut revoked
+                } else {
+                    &mut devices
+                };
                 if !list.contains(&id) {
                     list.push(id);
                 }
             }
             let serials: Vec<String> = account
                 .crl()
-                .map(|c| c.revoked_serials().into_iter().map(|s| hex::encode(s.as_bytes())).collect())
+                .map(|c| {
+                    c.revoked_serials()
+                        .into_iter()
+                        .map(|s| hex::encode(s.as_bytes()))
+                        .collect()
+                })
                 .unwrap_or_default();
             Ok(json!({
                 "jami_id": account.jami_id().to_string(),
@@ -167,14 +199,20 @@ fn run(cli: Cli) -> Result<Value> {
             let device = account.add_device()?;
             save(&account.archive_for(&device), &out)?;
             save(account.archive(), &archive)?;
-            Ok(json!({"jami_id": account.jami_id().to_string(), "device_id": device.id().to_string()}))
+            Ok(
+                json!({"jami_id": account.jami_id().to_string(), "device_id": device.id().to_string()}),
+            )
         }
         AccountCmd::RevokeDevice { archive, device } => {
-            let id: DeviceId = device.parse().with_context(|| format!("invalid device id {device:?}"))?;
+            let id: DeviceId = device
+                .parse()
+                .with_context(|| format!("invalid device id {device:?}"))?;
             let mut account = open(&archive)?;
             account.revoke_device(&id)?;
             save(account.archive(), &archive)?;
-            Ok(json!({"jami_id": account.jami_id().to_string(), "device_id": id.to_string(), "revoked": ids(account.revoked_devices())}))
+            Ok(
+                json!({"jami_id": account.jami_id().to_string(), "device_id": id.to_string(), "revoked": ids(account.revoked_devices())}),
+            )
         }
     }
 }

@@ -22,4 +22,3 @@ pub fn jami_bin() -> PathBuf {
     })
     .clone()
 }
-

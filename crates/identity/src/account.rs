@@ -57,12 +57,6 @@ pub struct Account {
     known: BTreeMap<DeviceId, Certificate>,
 }
 
-impl std::fmt::Debug for EthKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "EthKey({})", self.address_hex())
-    }
-}
-
 impl Account {
     /// Creates a new account as jamid does: a device key, the CA identity, the account
     /// identity signed by the CA, an Ethereum key, and the device certificate signed by the
@@ -77,8 +71,22 @@ impl Account {
         let account_key = PrivateKey::generate()?;
         progress(Step::Signing);
         let ca_cert = Certificate::issue(ca_key.public_key(), CN_CA, None, &ca_key, true, now)?;
-        let account_cert = Certificate::issue(account_key.public_key(), CN_ACCOUNT, Some(&ca_cert), &ca_key, true, now)?;
-        let device_cert = Certificate::issue(device_key.public_key(), CN_DEVICE, Some(&account_cert), &account_key, false, now)?;
+        let account_cert = Certificate::issue(
+            account_key.public_key(),
+            CN_ACCOUNT,
+            Some(&ca_cert),
+            &ca_key,
+            true,
+            now,
+        )?;
+        let device_cert = Certificate::issue(
+            device_key.public_key(),
+            CN_DEVICE,
+            Some(&account_cert),
+            &account_key,
+            false,
+            now,
+        )?;
         let mut archive = Archive::new();
         archive.set_str("Account.type", "RING");
         let mut account = Self {
@@ -88,7 +96,10 @@ impl Account {
             account_key,
             account_cert,
             eth: Some(EthKey::generate()?),
-            device: Some(Device { key: device_key, cert: device_cert }),
+            device: Some(Device {
+                key: device_key,
+                cert: device_cert,
+            }),
             crl: None,
             known: BTreeMap::new(),
         };
@@ -101,20 +112,33 @@ impl Account {
     pub fn from_archive(archive: Archive) -> Result<Self> {
         let account_key = archive.account_key()?;
         let mut chain = archive.account_chain()?.into_iter();
-        let account_cert = chain.next().ok_or(Error::MissingField(crate::archive::KEY_ACCOUNT_CERT))?;
+        let account_cert = chain
+            .next()
+            .ok_or(Error::MissingField(crate::archive::KEY_ACCOUNT_CERT))?;
         if account_cert.public_key() != account_key.public_key() {
-            return Err(Error::Mismatch("ringAccountCert does not certify ringAccountKey".into()));
+            return Err(Error::Mismatch(
+                "ringAccountCert does not certify ringAccountKey".into(),
+            ));
         }
         let ca_cert = chain.next();
         let ca_key = archive.ca_key()?;
         let eth_secret = archive.eth_secret()?;
-        let eth = if eth_secret.is_empty() { None } else { Some(EthKey::from_secret(&eth_secret)?) };
+        let eth = if eth_secret.is_empty() {
+            None
+        } else {
+            Some(EthKey::from_secret(&eth_secret)?)
+        };
         let crl = archive.crl()?;
         let device = match (archive.device_key()?, archive.device_chain()?) {
             (Some(key), Some(chain)) => {
-                let cert = chain.into_iter().next().ok_or(Error::MissingField(crate::archive::KEY_DEVICE_CERT))?;
+                let cert = chain
+                    .into_iter()
+                    .next()
+                    .ok_or(Error::MissingField(crate::archive::KEY_DEVICE_CERT))?;
                 if cert.public_key() != key.public_key() {
-                    return Err(Error::Mismatch("device certificate does not certify the device key".into()));
+                    return Err(Error::Mismatch(
+                        "device certificate does not certify the device key".into(),
+                    ));
                 }
                 Some(Device { key, cert })
             }
@@ -124,7 +148,17 @@ impl Account {
         for cert in archive.known_device_certs()? {
             known.insert(cert.device_id(), cert);
         }
-        Ok(Self { archive, ca_key, ca_cert, account_key, account_cert, eth, device, crl, known })
+        Ok(Self {
+            archive,
+            ca_key,
+            ca_cert,
+            account_key,
+            account_cert,
+            eth,
+            device,
+            crl,
+            known,
+        })
     }
 
     /// Writes the typed parts back into the archive JSON, keeping every other key.
@@ -194,28 +228,46 @@ impl Account {
     /// Every device certificate this account knows: this device first, then the others.
     pub fn device_certs(&self) -> Vec<&Certificate> {
         let own = self.device.as_ref().map(|d| &d.cert);
-        own.into_iter().chain(self.known.values().filter(|c| Some(*c) != own)).collect()
+        own.into_iter()
+            .chain(self.known.values().filter(|c| Some(*c) != own))
+            .collect()
     }
 
     /// Ids of the known devices that are not revoked.
     pub fn devices(&self) -> Vec<DeviceId> {
-        self.device_certs().into_iter().filter(|c| !self.is_revoked(c)).map(Certificate::device_id).collect()
+        self.device_certs()
+            .into_iter()
+            .filter(|c| !self.is_revoked(c))
+            .map(Certificate::device_id)
+            .collect()
     }
 
     /// Ids of the known devices that the account's CRL revokes.
     pub fn revoked_devices(&self) -> Vec<DeviceId> {
-        self.device_certs().into_iter().filter(|c| self.is_revoked(c)).map(Certificate::device_id).collect()
+        self.device_certs()
+            .into_iter()
+            .filter(|c| self.is_revoked(c))
+            .map(Certificate::device_id)
+            .collect()
     }
 
     /// True when the account's CRL lists this device certificate.
     pub fn is_revoked(&self, cert: &Certificate) -> bool {
-        self.crl.as_ref().is_some_and(|crl| crl.is_issued_by_name(&self.account_cert) && crl.lists(cert))
+        self.crl
+            .as_ref()
+            .is_some_and(|crl| crl.is_issued_by_name(&self.account_cert) && crl.lists(cert))
     }
 
     /// Validates a device certificate of this account at `now` (issuer, signatures, validity,
     /// CA flags, Jami ID, CRL).
     pub fn verify_device(&self, cert: &Certificate, now: SystemTime) -> Result<()> {
-        verify_device_chain(cert, &self.account_cert, self.ca_cert.as_ref(), self.crl.as_ref(), now)?;
+        verify_device_chain(
+            cert,
+            &self.account_cert,
+            self.ca_cert.as_ref(),
+            self.crl.as_ref(),
+            now,
+        )?;
         Ok(())
     }
 
@@ -224,7 +276,14 @@ impl Account {
     /// [`Self::archive_for`].
     pub fn add_device(&mut self) -> Result<Device> {
         let key = PrivateKey::generate()?;
-        let cert = Certificate::issue(key.public_key(), CN_DEVICE, Some(&self.account_cert), &self.account_key, false, SystemTime::now())?;
+        let cert = Certificate::issue(
+            key.public_key(),
+            CN_DEVICE,
+            Some(&self.account_cert),
+            &self.account_key,
+            false,
+            SystemTime::now(),
+        )?;
         if let Some(own) = &self.device {
             self.known.insert(own.id(), own.cert.clone());
         }
@@ -245,8 +304,19 @@ impl Account {
 
     /// Revokes a device: adds its certificate to the account's CRL and re-signs the CRL.
     pub fn revoke_device(&mut self, id: &DeviceId) -> Result<()> {
-        let cert = self.device_certs().into_iter().find(|c| &c.device_id() == id).cloned().ok_or(Error::UnknownDevice(*id))?;
-        let crl = RevocationList::sign(&self.account_cert, &self.account_key, self.crl.as_ref(), &[&cert], SystemTime::now())?;
+        let cert = self
+            .device_certs()
+            .into_iter()
+            .find(|c| &c.device_id() == id)
+            .cloned()
+            .ok_or(Error::UnknownDevice(*id))?;
+        let crl = RevocationList::sign(
+            &self.account_cert,
+            &self.account_key,
+            self.crl.as_ref(),
+            &[&cert],
+            SystemTime::now(),
+        )?;
         self.crl = Some(crl);
         self.sync_archive();
         Ok(())
@@ -254,8 +324,15 @@ impl Account {
 
     /// The signed receipt of this archive's device: `(receipt JSON, signature)`.
     pub fn receipt(&self) -> Result<(String, Vec<u8>)> {
-        let device = self.device.as_ref().ok_or(Error::MissingField(crate::archive::KEY_DEVICE_CERT))?;
-        let eth = self.eth.as_ref().map(EthKey::address_hex).unwrap_or_else(|| "0".repeat(40));
+        let device = self
+            .device
+            .as_ref()
+            .ok_or(Error::MissingField(crate::archive::KEY_DEVICE_CERT))?;
+        let eth = self
+            .eth
+            .as_ref()
+            .map(EthKey::address_hex)
+            .unwrap_or_else(|| "0".repeat(40));
         let (text, sig, _) = Receipt::make(&self.account_key, device.key.public_key(), &eth)?;
         Ok((text, sig))
     }
@@ -270,11 +347,26 @@ mod tests {
     fn create_add_revoke_round_trip() {
         let mut steps = Vec::new();
         let mut acc = Account::create(|s| steps.push(s)).unwrap();
-        assert_eq!(steps, [Step::DeviceKey, Step::CaKey, Step::AccountKey, Step::Signing]);
+        assert_eq!(
+            steps,
+            [
+                Step::DeviceKey,
+                Step::CaKey,
+                Step::AccountKey,
+                Step::Signing
+            ]
+        );
         let first = acc.device().unwrap().id();
-        acc.verify_device(&acc.device().unwrap().cert, SystemTime::now()).unwrap();
+        acc.verify_device(&acc.device().unwrap().cert, SystemTime::now())
+            .unwrap();
         let (text, sig) = acc.receipt().unwrap();
-        Receipt::verify(&text, &sig, acc.account_key().public_key(), acc.device().unwrap().key.public_key()).unwrap();
+        Receipt::verify(
+            &text,
+            &sig,
+            acc.account_key().public_key(),
+            acc.device().unwrap().key.public_key(),
+        )
+        .unwrap();
 
         let second = acc.add_device().unwrap();
         assert_eq!(acc.devices(), {
@@ -292,12 +384,17 @@ mod tests {
         assert_eq!(acc.revoked_devices(), vec![second.id()]);
         assert_eq!(acc.devices(), vec![first]);
         assert_eq!(
-            acc.verify_device(&second.cert, SystemTime::now()).unwrap_err().to_string(),
+            acc.verify_device(&second.cert, SystemTime::now())
+                .unwrap_err()
+                .to_string(),
             Error::Chain(ChainError::Revoked).to_string()
         );
         let bytes = acc.archive().encode(None).unwrap();
         let back = Account::from_archive(Archive::decode(&bytes, None).unwrap()).unwrap();
         assert_eq!(back.revoked_devices(), vec![second.id()]);
-        assert!(acc.revoke_device(&"00".repeat(32).parse().unwrap()).is_err());
+        assert!(
+            acc.revoke_device(&"00".repeat(32).parse().unwrap())
+                .is_err()
+        );
     }
 }

@@ -28,7 +28,10 @@ pub struct DeviceAnnouncement {
 impl DeviceAnnouncement {
     /// The announcement of a device key.
     pub fn new(device_key: &PublicKey) -> Self {
-        Self { dev: device_key.short_device_id(), pk: device_key.clone() }
+        Self {
+            dev: device_key.short_device_id(),
+            pk: device_key.clone(),
+        }
     }
 
     /// msgpack bytes: `{"dev": bin(20), "pk": bin(SPKI)}`.
@@ -48,14 +51,23 @@ impl DeviceAnnouncement {
         let (mut dev, mut pk) = (None, None);
         for _ in 0..r.map_len()? {
             match r.str()? {
-                "dev" => dev = Some(ShortDeviceId::from_slice(r.bin()?).ok_or_else(|| malformed("announcement", "dev is not 20 bytes"))?),
+                "dev" => {
+                    dev = Some(
+                        ShortDeviceId::from_slice(r.bin()?)
+                            .ok_or_else(|| malformed("announcement", "dev is not 20 bytes"))?,
+                    )
+                }
                 "pk" => pk = Some(PublicKey::from_spki_der(r.bin()?)?),
                 _ => r.skip()?,
             }
         }
-        let (Some(dev), Some(pk)) = (dev, pk) else { return Err(malformed("announcement", "missing dev or pk")) };
+        let (Some(dev), Some(pk)) = (dev, pk) else {
+            return Err(malformed("announcement", "missing dev or pk"));
+        };
         if pk.short_device_id() != dev {
-            return Err(Error::Mismatch("announcement dev is not the hash of pk".into()));
+            return Err(Error::Mismatch(
+                "announcement dev is not the hash of pk".into(),
+            ));
         }
         Ok(Self { dev, pk })
     }
@@ -167,12 +179,18 @@ impl SignedValue {
     }
 
     fn unpack_body(r: &mut Reader<'_>) -> Result<Self> {
-        let (mut seq, mut owner, mut to, mut ty, mut data, mut utype) = (0, None, None, None, None, String::new());
+        let (mut seq, mut owner, mut to, mut ty, mut data, mut utype) =
+            (0, None, None, None, None, String::new());
         for _ in 0..r.map_len()? {
             match r.str()? {
                 "seq" => seq = r.uint()?,
                 "owner" => owner = Some(PublicKey::from_spki_der(r.bin()?)?),
-                "to" => to = Some(<[u8; 20]>::try_from(r.bin()?).map_err(|_| malformed("value", "to is not 20 bytes"))?),
+                "to" => {
+                    to = Some(
+                        <[u8; 20]>::try_from(r.bin()?)
+                            .map_err(|_| malformed("value", "to is not 20 bytes"))?,
+                    )
+                }
                 "type" => ty = Some(r.uint()?),
                 "data" => data = Some(r.bin()?.to_vec()),
                 "utype" => utype = r.str()?.to_owned(),
@@ -193,7 +211,8 @@ impl SignedValue {
 
     /// Verifies the signature with the owner key.
     pub fn verify(&self) -> Result<()> {
-        self.owner.verify(SignatureHash::Sha512, &self.pack_body(), &self.signature)
+        self.owner
+            .verify(SignatureHash::Sha512, &self.pack_body(), &self.signature)
     }
 }
 
@@ -213,9 +232,23 @@ pub struct Receipt {
 impl Receipt {
     /// Builds and signs the receipt and announcement of `device` under the account `key`.
     /// Returns the receipt JSON text, its signature and the parsed receipt.
-    pub fn make(account_key: &PrivateKey, device: &PublicKey, eth_address_hex: &str) -> Result<(String, Vec<u8>, Self)> {
-        let announce = SignedValue::sign(account_key, USER_DATA_TYPE, DeviceAnnouncement::new(device).pack())?.pack();
-        let r = Self { id: account_key.public_key().jami_id(), dev: device.short_device_id(), eth: eth_address_hex.to_owned(), announce };
+    pub fn make(
+        account_key: &PrivateKey,
+        device: &PublicKey,
+        eth_address_hex: &str,
+    ) -> Result<(String, Vec<u8>, Self)> {
+        let announce = SignedValue::sign(
+            account_key,
+            USER_DATA_TYPE,
+            DeviceAnnouncement::new(device).pack(),
+        )?
+        .pack();
+        let r = Self {
+            id: account_key.public_key().jami_id(),
+            dev: device.short_device_id(),
+            eth: eth_address_hex.to_owned(),
+            announce,
+        };
         let text = r.to_json();
         let sig = account_key.sign(SignatureHash::Sha512, text.as_bytes())?;
         Ok((text, sig, r))
@@ -234,24 +267,38 @@ impl Receipt {
 
     /// Parses receipt JSON text.
     pub fn from_json(text: &str) -> Result<Self> {
-        let v: serde_json::Value = serde_json::from_str(text).map_err(|e| malformed("receipt", e))?;
-        let field = |k: &str| v.get(k).and_then(|x| x.as_str()).ok_or_else(|| malformed("receipt", format!("no {k}")));
+        let v: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| malformed("receipt", e))?;
+        let field = |k: &str| {
+            v.get(k)
+                .and_then(|x| x.as_str())
+                .ok_or_else(|| malformed("receipt", format!("no {k}")))
+        };
         Ok(Self {
             id: field("id")?.parse().map_err(|e| malformed("receipt", e))?,
             dev: field("dev")?.parse().map_err(|e| malformed("receipt", e))?,
             eth: field("eth")?.to_owned(),
-            announce: STANDARD.decode(field("announce")?).map_err(|e| malformed("receipt", e))?,
+            announce: STANDARD
+                .decode(field("announce")?)
+                .map_err(|e| malformed("receipt", e))?,
         })
     }
 
     /// Checks, as jamid does when it loads its own device: the receipt signature verifies with
     /// the account key, `id` is that key's Jami ID, `dev` is the device's short id, and the
     /// announcement is signed by the account key and names the same device.
-    pub fn verify(text: &str, signature: &[u8], account: &PublicKey, device: &PublicKey) -> Result<Self> {
+    pub fn verify(
+        text: &str,
+        signature: &[u8],
+        account: &PublicKey,
+        device: &PublicKey,
+    ) -> Result<Self> {
         account.verify(SignatureHash::Sha512, text.as_bytes(), signature)?;
         let r = Self::from_json(text)?;
         if r.id != account.jami_id() {
-            return Err(Error::Mismatch("receipt id is not the account's Jami ID".into()));
+            return Err(Error::Mismatch(
+                "receipt id is not the account's Jami ID".into(),
+            ));
         }
         if r.dev != device.short_device_id() {
             return Err(Error::Mismatch("receipt dev is not the device".into()));
@@ -259,7 +306,9 @@ impl Receipt {
         let value = SignedValue::unpack(&r.announce)?;
         value.verify()?;
         if value.owner.jami_id() != r.id {
-            return Err(Error::Mismatch("announcement not signed by the account".into()));
+            return Err(Error::Mismatch(
+                "announcement not signed by the account".into(),
+            ));
         }
         let ann = DeviceAnnouncement::unpack(&value.data)?;
         if ann.dev != r.dev || &ann.pk != device {
@@ -278,10 +327,13 @@ mod tests {
     fn receipt_round_trip_and_tamper() {
         let account = test_key(0);
         let device = test_key(1).public_key();
-        let (text, sig, r) = Receipt::make(account, device, "00112233445566778899aabbccddeeff00112233").unwrap();
+        let (text, sig, r) =
+            Receipt::make(account, device, "00112233445566778899aabbccddeeff00112233").unwrap();
         assert!(text.starts_with(&format!(r#"{{"id":"{}","dev":"{}","eth":"#, r.id, r.dev)));
         Receipt::verify(&text, &sig, account.public_key(), device).unwrap();
-        assert!(Receipt::verify(&text, &sig, account.public_key(), test_key(2).public_key()).is_err());
+        assert!(
+            Receipt::verify(&text, &sig, account.public_key(), test_key(2).public_key()).is_err()
+        );
         let tampered = text.replace("\"eth\":\"0", "\"eth\":\"1");
         assert!(Receipt::verify(&tampered, &sig, account.public_key(), device).is_err());
         let value = SignedValue::unpack(&r.announce).unwrap();
@@ -294,7 +346,9 @@ mod tests {
 
     #[test]
     fn truncated_values_are_errors() {
-        let v = SignedValue::sign(test_key(0), 0, vec![1, 2, 3]).unwrap().pack();
+        let v = SignedValue::sign(test_key(0), 0, vec![1, 2, 3])
+            .unwrap()
+            .pack();
         for n in 0..v.len() {
             assert!(SignedValue::unpack(&v[..n]).is_err());
         }

@@ -89,9 +89,16 @@ impl Archive {
             }
             None if looks_like_json(&data) => Self::from_json(&data),
             // Encrypted archives are random bytes; text is something else entirely.
-            None if std::str::from_utf8(&data).is_ok() => Err(Error::NotAnArchive("a text file".into())),
-            None if data.len() > password::SALT_LEN + password::IV_LEN + password::TAG_LEN => Err(Error::PasswordNeeded),
-            None => Err(Error::NotAnArchive(format!("{} bytes, neither gzip nor encrypted", data.len()))),
+            None if std::str::from_utf8(&data).is_ok() => {
+                Err(Error::NotAnArchive("a text file".into()))
+            }
+            None if data.len() > password::SALT_LEN + password::IV_LEN + password::TAG_LEN => {
+                Err(Error::PasswordNeeded)
+            }
+            None => Err(Error::NotAnArchive(format!(
+                "{} bytes, neither gzip nor encrypted",
+                data.len()
+            ))),
         }
     }
 
@@ -101,11 +108,16 @@ impl Archive {
         match password.filter(|p| !p.is_empty()) {
             None => {
                 let mut gz = flate2::write::GzEncoder::new(Vec::new(), Compression::default());
-                gz.write_all(&json).and_then(|_| gz.finish()).map_err(|e| Error::Key(e.to_string()))
+                gz.write_all(&json)
+                    .and_then(|_| gz.finish())
+                    .map_err(|e| Error::Key(e.to_string()))
             }
             Some(pw) => {
                 let mut z = flate2::write::ZlibEncoder::new(Vec::new(), Compression::default());
-                let packed = z.write_all(&json).and_then(|_| z.finish()).map_err(|e| Error::Key(e.to_string()))?;
+                let packed = z
+                    .write_all(&json)
+                    .and_then(|_| z.finish())
+                    .map_err(|e| Error::Key(e.to_string()))?;
                 password::encrypt_with_password(pw.as_bytes(), &packed)
             }
         }
@@ -113,17 +125,32 @@ impl Archive {
 
     /// Reads and decodes an archive file.
     pub fn read_file(path: &Path, password: Option<&str>) -> Result<Self> {
-        let data = std::fs::read(path).map_err(|error| Error::Io { path: path.into(), error })?;
+        let data = std::fs::read(path).map_err(|error| Error::Io {
+            path: path.into(),
+            error,
+        })?;
         Self::decode(&data, password)
     }
 
     /// Encodes and writes an archive file atomically (temporary file, then rename), mode 0600.
     pub fn write_file(&self, path: &Path, password: Option<&str>) -> Result<()> {
         let data = self.encode(password)?;
-        let io = |error| Error::Io { path: path.into(), error };
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let name = path.file_name().ok_or_else(|| io(std::io::Error::other("not a file name")))?;
-        let tmp = dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
+        let io = |error| Error::Io {
+            path: path.into(),
+            error,
+        };
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = path
+            .file_name()
+            .ok_or_else(|| io(std::io::Error::other("not a file name")))?;
+        let tmp = dir.join(format!(
+            ".{}.tmp{}",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
         let result = (|| {
             let mut opts = std::fs::OpenOptions::new();
             opts.write(true).create_new(true);
@@ -157,13 +184,16 @@ impl Archive {
 
     /// Sets a string value (kept in place if the key exists, appended otherwise).
     pub fn set_str(&mut self, key: &str, value: impl Into<String>) {
-        self.json.insert(key.to_owned(), Value::String(value.into()));
+        self.json
+            .insert(key.to_owned(), Value::String(value.into()));
     }
 
     fn get_b64(&self, key: &'static str) -> Result<Option<Vec<u8>>> {
         match self.get_str(key) {
             None | Some("") => Ok(None),
-            Some(s) => decode_b64(s).map(Some).ok_or_else(|| crate::error::malformed(key, "invalid base64")),
+            Some(s) => decode_b64(s)
+                .map(Some)
+                .ok_or_else(|| crate::error::malformed(key, "invalid base64")),
         }
     }
 
@@ -173,7 +203,11 @@ impl Archive {
 
     /// The account private key.
     pub fn account_key(&self) -> Result<PrivateKey> {
-        PrivateKey::from_pem_or_der(&self.get_b64(KEY_ACCOUNT_KEY)?.ok_or(Error::MissingField(KEY_ACCOUNT_KEY))?)
+        PrivateKey::from_pem_or_der(
+            &self
+                .get_b64(KEY_ACCOUNT_KEY)?
+                .ok_or(Error::MissingField(KEY_ACCOUNT_KEY))?,
+        )
     }
 
     /// Sets the account private key.
@@ -183,18 +217,25 @@ impl Archive {
 
     /// The account certificate chain (account first, then its CA).
     pub fn account_chain(&self) -> Result<Vec<Certificate>> {
-        let pem = self.get_b64(KEY_ACCOUNT_CERT)?.ok_or(Error::MissingField(KEY_ACCOUNT_CERT))?;
+        let pem = self
+            .get_b64(KEY_ACCOUNT_CERT)?
+            .ok_or(Error::MissingField(KEY_ACCOUNT_CERT))?;
         Certificate::chain_from_pem_or_der(&pem)
     }
 
     /// Sets the account certificate chain.
     pub fn set_account_chain(&mut self, chain: &[&Certificate]) {
-        self.set_b64(KEY_ACCOUNT_CERT, Certificate::chain_to_pem(chain).as_bytes());
+        self.set_b64(
+            KEY_ACCOUNT_CERT,
+            Certificate::chain_to_pem(chain).as_bytes(),
+        );
     }
 
     /// The CA private key, when the archive has it.
     pub fn ca_key(&self) -> Result<Option<PrivateKey>> {
-        self.get_b64(KEY_CA_KEY)?.map(|d| PrivateKey::from_pem_or_der(&d)).transpose()
+        self.get_b64(KEY_CA_KEY)?
+            .map(|d| PrivateKey::from_pem_or_der(&d))
+            .transpose()
     }
 
     /// Sets the CA private key.
@@ -214,7 +255,9 @@ impl Archive {
 
     /// The account's revocation list, if any device was revoked.
     pub fn crl(&self) -> Result<Option<RevocationList>> {
-        self.get_b64(KEY_CRL)?.map(|d| RevocationList::from_pem_or_der(&d)).transpose()
+        self.get_b64(KEY_CRL)?
+            .map(|d| RevocationList::from_pem_or_der(&d))
+            .transpose()
     }
 
     /// Sets the account's revocation list.
@@ -224,12 +267,16 @@ impl Archive {
 
     /// The private key of the device that saved the archive, if present.
     pub fn device_key(&self) -> Result<Option<PrivateKey>> {
-        self.get_b64(KEY_DEVICE_KEY)?.map(|d| PrivateKey::from_pem_or_der(&d)).transpose()
+        self.get_b64(KEY_DEVICE_KEY)?
+            .map(|d| PrivateKey::from_pem_or_der(&d))
+            .transpose()
     }
 
     /// The certificate chain of the device that saved the archive, if present.
     pub fn device_chain(&self) -> Result<Option<Vec<Certificate>>> {
-        self.get_b64(KEY_DEVICE_CERT)?.map(|d| Certificate::chain_from_pem_or_der(&d)).transpose()
+        self.get_b64(KEY_DEVICE_CERT)?
+            .map(|d| Certificate::chain_from_pem_or_der(&d))
+            .transpose()
     }
 
     /// Sets the device key and chain of the device this archive belongs to.
@@ -240,10 +287,15 @@ impl Archive {
 
     /// Certificates of the account's other devices recorded by Pamoja.
     pub fn known_device_certs(&self) -> Result<Vec<Certificate>> {
-        let Some(obj) = self.json.get(KEY_PAMOJA_DEVICES).and_then(Value::as_object) else { return Ok(Vec::new()) };
+        let Some(obj) = self.json.get(KEY_PAMOJA_DEVICES).and_then(Value::as_object) else {
+            return Ok(Vec::new());
+        };
         obj.values()
             .map(|v| {
-                let pem = v.as_str().and_then(decode_b64).ok_or_else(|| crate::error::malformed(KEY_PAMOJA_DEVICES, "invalid base64"))?;
+                let pem = v
+                    .as_str()
+                    .and_then(decode_b64)
+                    .ok_or_else(|| crate::error::malformed(KEY_PAMOJA_DEVICES, "invalid base64"))?;
                 Certificate::chain_from_pem_or_der(&pem)?
                     .into_iter()
                     .next()
@@ -254,19 +306,28 @@ impl Archive {
 
     /// Records another device's certificate.
     pub fn add_known_device_cert(&mut self, cert: &Certificate) {
-        let entry = self.json.entry(KEY_PAMOJA_DEVICES).or_insert_with(|| Value::Object(Map::new()));
+        let entry = self
+            .json
+            .entry(KEY_PAMOJA_DEVICES)
+            .or_insert_with(|| Value::Object(Map::new()));
         if !entry.is_object() {
             *entry = Value::Object(Map::new());
         }
         if let Value::Object(m) = entry {
-            m.insert(cert.device_id().to_string(), Value::String(STANDARD.encode(cert.to_pem())));
+            m.insert(
+                cert.device_id().to_string(),
+                Value::String(STANDARD.encode(cert.to_pem())),
+            );
         }
     }
 }
 
 fn decode_b64(s: &str) -> Option<Vec<u8>> {
     let s: String = s.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    STANDARD.decode(&s).or_else(|_| STANDARD_NO_PAD.decode(s.trim_end_matches('='))).ok()
+    STANDARD
+        .decode(&s)
+        .or_else(|_| STANDARD_NO_PAD.decode(s.trim_end_matches('=')))
+        .ok()
 }
 
 fn looks_like_json(data: &[u8]) -> bool {
@@ -278,9 +339,13 @@ fn inflate(data: &[u8]) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     let limit = MAX_JSON_LEN + 1;
     let r = if data.starts_with(&[0x1f, 0x8b]) {
-        flate2::read::MultiGzDecoder::new(data).take(limit).read_to_end(&mut out)
+        flate2::read::MultiGzDecoder::new(data)
+            .take(limit)
+            .read_to_end(&mut out)
     } else {
-        flate2::read::ZlibDecoder::new(data).take(limit).read_to_end(&mut out)
+        flate2::read::ZlibDecoder::new(data)
+            .take(limit)
+            .read_to_end(&mut out)
     };
     r.map_err(|e| Error::NotAnArchive(format!("bad compressed data: {e}")))?;
     if out.len() as u64 > MAX_JSON_LEN {
@@ -294,7 +359,10 @@ mod tests {
     use super::*;
 
     fn sample() -> Archive {
-        Archive::from_json(br#"{"zeta":"1","ringAccountKey":"","alpha":{"x":[1,2]},"Account.alias":"me"}"#).unwrap()
+        Archive::from_json(
+            br#"{"zeta":"1","ringAccountKey":"","alpha":{"x":[1,2]},"Account.alias":"me"}"#,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -304,7 +372,10 @@ mod tests {
         assert_eq!(&bytes[..3], &GZIP_MAGIC);
         let b = Archive::decode(&bytes, None).unwrap();
         assert_eq!(b.to_json(), a.to_json());
-        assert_eq!(String::from_utf8(b.to_json()).unwrap(), r#"{"zeta":"1","ringAccountKey":"","alpha":{"x":[1,2]},"Account.alias":"me"}"#);
+        assert_eq!(
+            String::from_utf8(b.to_json()).unwrap(),
+            r#"{"zeta":"1","ringAccountKey":"","alpha":{"x":[1,2]},"Account.alias":"me"}"#
+        );
     }
 
     #[test]
@@ -313,12 +384,21 @@ mod tests {
         let bytes = a.encode(Some("secret")).unwrap();
         assert_ne!(&bytes[..3], &GZIP_MAGIC);
         assert_eq!(Archive::decode(&bytes, Some("secret")).unwrap(), a);
-        assert!(matches!(Archive::decode(&bytes, Some("wrong")), Err(Error::Decrypt)));
-        assert!(matches!(Archive::decode(&bytes, None), Err(Error::PasswordNeeded)));
+        assert!(matches!(
+            Archive::decode(&bytes, Some("wrong")),
+            Err(Error::Decrypt)
+        ));
+        assert!(matches!(
+            Archive::decode(&bytes, None),
+            Err(Error::PasswordNeeded)
+        ));
         // gzip around the encrypted bytes is undone first, as jamid does.
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), Compression::default());
         gz.write_all(&bytes).unwrap();
-        assert_eq!(Archive::decode(&gz.finish().unwrap(), Some("secret")).unwrap(), a);
+        assert_eq!(
+            Archive::decode(&gz.finish().unwrap(), Some("secret")).unwrap(),
+            a
+        );
     }
 
     #[test]
@@ -328,6 +408,9 @@ mod tests {
         assert!(Archive::decode(&GZIP_MAGIC, None).is_err());
         let bytes = sample().encode(None).unwrap();
         assert!(Archive::decode(&bytes[..bytes.len() / 2], None).is_err());
-        assert!(matches!(Archive::decode(&[0u8; 10], Some("pw")), Err(Error::EncryptedTooShort(10))));
+        assert!(matches!(
+            Archive::decode(&[0u8; 10], Some("pw")),
+            Err(Error::EncryptedTooShort(10))
+        ));
     }
 }

@@ -40,13 +40,17 @@ pub const CN_ACCOUNT: &str = "Jami";
 pub const CN_DEVICE: &str = "Jami device";
 
 pub(crate) const OID_CN: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.3");
-pub(crate) const OID_UID: ObjectIdentifier = ObjectIdentifier::new_unwrap("0.9.2342.19200300.100.1.1");
+pub(crate) const OID_UID: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("0.9.2342.19200300.100.1.1");
 const OID_SKI: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.14");
 const OID_KEY_USAGE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.15");
 const OID_BASIC_CONSTRAINTS: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.19");
-pub(crate) const OID_SHA256_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
-pub(crate) const OID_SHA384_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.12");
-pub(crate) const OID_SHA512_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.13");
+pub(crate) const OID_SHA256_RSA: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
+pub(crate) const OID_SHA384_RSA: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.12");
+pub(crate) const OID_SHA512_RSA: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.13");
 
 /// The signature hash GnuTLS picks for an RSA-4096 signer, used for every certificate.
 pub const CERT_SIGNATURE_HASH: SignatureHash = SignatureHash::Sha384;
@@ -80,11 +84,21 @@ impl std::fmt::Debug for Certificate {
 impl Certificate {
     /// Parses one DER certificate.
     pub fn from_der(der: &[u8]) -> Result<Self> {
-        let cert = x509_cert::Certificate::from_der(der).map_err(|e| malformed("certificate", e))?;
+        let cert =
+            x509_cert::Certificate::from_der(der).map_err(|e| malformed("certificate", e))?;
         let tbs_der = first_element(der).map_err(|e| malformed("certificate", e))?;
-        let spki = cert.tbs_certificate.subject_public_key_info.to_der().map_err(|e| malformed("certificate", e))?;
+        let spki = cert
+            .tbs_certificate
+            .subject_public_key_info
+            .to_der()
+            .map_err(|e| malformed("certificate", e))?;
         let public = PublicKey::from_spki_der(&spki)?;
-        Ok(Self { der: der.to_vec(), tbs_der, cert, public })
+        Ok(Self {
+            der: der.to_vec(),
+            tbs_der,
+            cert,
+            public,
+        })
     }
 
     /// Parses a PEM chain (leaf first, as in `ring_device.crt`) or a single DER certificate.
@@ -162,12 +176,20 @@ impl Certificate {
 
     /// DER of the subject name.
     pub fn subject_der(&self) -> Vec<u8> {
-        self.cert.tbs_certificate.subject.to_der().unwrap_or_default()
+        self.cert
+            .tbs_certificate
+            .subject
+            .to_der()
+            .unwrap_or_default()
     }
 
     /// DER of the issuer name.
     pub fn issuer_der(&self) -> Vec<u8> {
-        self.cert.tbs_certificate.issuer.to_der().unwrap_or_default()
+        self.cert
+            .tbs_certificate
+            .issuer
+            .to_der()
+            .unwrap_or_default()
     }
 
     /// True when the subject and issuer names are the same.
@@ -182,12 +204,20 @@ impl Certificate {
 
     /// Start of validity.
     pub fn not_before(&self) -> SystemTime {
-        self.cert.tbs_certificate.validity.not_before.to_system_time()
+        self.cert
+            .tbs_certificate
+            .validity
+            .not_before
+            .to_system_time()
     }
 
     /// End of validity.
     pub fn not_after(&self) -> SystemTime {
-        self.cert.tbs_certificate.validity.not_after.to_system_time()
+        self.cert
+            .tbs_certificate
+            .validity
+            .not_after
+            .to_system_time()
     }
 
     /// The hash of the certificate's RSA signature, if it is one this crate accepts
@@ -205,7 +235,11 @@ impl Certificate {
 
     /// The extensions, in order.
     pub fn extensions(&self) -> &[Extension] {
-        self.cert.tbs_certificate.extensions.as_deref().unwrap_or(&[])
+        self.cert
+            .tbs_certificate
+            .extensions
+            .as_deref()
+            .unwrap_or(&[])
     }
 
     fn extension(&self, oid: ObjectIdentifier) -> Option<&Extension> {
@@ -215,8 +249,12 @@ impl Certificate {
     /// The "is a CA" test opendht uses: basicConstraints CA set, and keyUsage absent, not
     /// critical, or allowing keyCertSign.
     pub fn is_ca(&self) -> bool {
-        let Some(bc) = self.extension(OID_BASIC_CONSTRAINTS) else { return false };
-        let Ok(bc) = BasicConstraints::from_der(bc.extn_value.as_bytes()) else { return false };
+        let Some(bc) = self.extension(OID_BASIC_CONSTRAINTS) else {
+            return false;
+        };
+        let Ok(bc) = BasicConstraints::from_der(bc.extn_value.as_bytes()) else {
+            return false;
+        };
         if !bc.ca {
             return false;
         }
@@ -243,7 +281,15 @@ impl Certificate {
         not_before: SystemTime,
     ) -> Result<Self> {
         let uid = subject_key.jami_id().to_string();
-        Self::issue_with_uid(subject_key, common_name, &uid, issuer, signer, is_ca, not_before)
+        Self::issue_with_uid(
+            subject_key,
+            common_name,
+            &uid,
+            issuer,
+            signer,
+            is_ca,
+            not_before,
+        )
     }
 
     /// [`Self::issue`] with an explicit UID (tests build wrong certificates with it).
@@ -262,15 +308,23 @@ impl Certificate {
             None => subject.clone(),
         };
         // Whole seconds, as GnuTLS writes.
-        let secs = not_before.duration_since(SystemTime::UNIX_EPOCH).map_err(|e| Error::Key(e.to_string()))?.as_secs();
+        let secs = not_before
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_err(|e| Error::Key(e.to_string()))?
+            .as_secs();
         let not_before = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
         let validity = Validity {
             not_before: x509_time(not_before)?,
             not_after: x509_time(not_before + VALIDITY)?,
         };
         let extensions = if is_ca {
-            let ski = SubjectKeyIdentifier(OctetString::new(subject_key.jami_id().as_bytes().to_vec()).map_err(enc)?);
-            let bc = BasicConstraints { ca: true, path_len_constraint: None };
+            let ski = SubjectKeyIdentifier(
+                OctetString::new(subject_key.jami_id().as_bytes().to_vec()).map_err(enc)?,
+            );
+            let bc = BasicConstraints {
+                ca: true,
+                path_len_constraint: None,
+            };
             let ku = KeyUsage(KeyUsages::KeyCertSign | KeyUsages::CRLSign);
             Some(vec![
                 ext(OID_SKI, false, &ski)?,
@@ -287,7 +341,8 @@ impl Certificate {
             issuer: issuer_name,
             validity,
             subject,
-            subject_public_key_info: SubjectPublicKeyInfoOwned::from_der(subject_key.spki_der()).map_err(enc)?,
+            subject_public_key_info: SubjectPublicKeyInfoOwned::from_der(subject_key.spki_der())
+                .map_err(enc)?,
             issuer_unique_id: None,
             subject_unique_id: None,
             extensions,
@@ -318,7 +373,10 @@ pub(crate) fn rsa_algorithm(hash: SignatureHash) -> AlgorithmIdentifierOwned {
         SignatureHash::Sha384 => OID_SHA384_RSA,
         SignatureHash::Sha512 => OID_SHA512_RSA,
     };
-    AlgorithmIdentifierOwned { oid, parameters: Some(Any::from(Null)) }
+    AlgorithmIdentifierOwned {
+        oid,
+        parameters: Some(Any::from(Null)),
+    }
 }
 
 pub(crate) fn hash_of_oid(oid: &ObjectIdentifier) -> Option<SignatureHash> {
@@ -331,7 +389,11 @@ pub(crate) fn hash_of_oid(oid: &ObjectIdentifier) -> Option<SignatureHash> {
 }
 
 fn ext<T: Encode>(oid: ObjectIdentifier, critical: bool, value: &T) -> Result<Extension> {
-    Ok(Extension { extn_id: oid, critical, extn_value: OctetString::new(value.to_der().map_err(enc)?).map_err(enc)? })
+    Ok(Extension {
+        extn_id: oid,
+        critical,
+        extn_value: OctetString::new(value.to_der().map_err(enc)?).map_err(enc)?,
+    })
 }
 
 /// `CN=<cn>, UID=<uid>`, two RDNs, both PrintableString, in that order.
@@ -345,10 +407,14 @@ pub(crate) fn jami_name(cn: &str, uid: &str) -> Result<Name> {
 }
 
 fn name_attr(name: &Name, oid: ObjectIdentifier) -> Option<String> {
-    name.0.iter().flat_map(|rdn| rdn.0.iter()).find(|atv| atv.oid == oid).and_then(|atv| {
-        let v = &atv.value;
-        std::str::from_utf8(v.value()).ok().map(str::to_owned)
-    })
+    name.0
+        .iter()
+        .flat_map(|rdn| rdn.0.iter())
+        .find(|atv| atv.oid == oid)
+        .and_then(|atv| {
+            let v = &atv.value;
+            std::str::from_utf8(v.value()).ok().map(str::to_owned)
+        })
 }
 
 /// A positive 8-byte serial (first byte 0x01..=0x7f keeps the DER INTEGER at 8 bytes).
@@ -384,7 +450,10 @@ mod tests {
         assert!(ca.is_self_issued());
         ca.verify_signature(ca_key.public_key()).unwrap();
         assert_eq!(ca.subject_cn().as_deref(), Some("Jami CA"));
-        assert_eq!(ca.subject_uid(), Some(ca_key.public_key().jami_id().to_string()));
+        assert_eq!(
+            ca.subject_uid(),
+            Some(ca_key.public_key().jami_id().to_string())
+        );
         assert_eq!(ca.extensions().len(), 3);
         assert_eq!(ca.serial().as_bytes().len(), 8);
         assert_eq!(ca.signature_hash(), Some(SignatureHash::Sha384));
@@ -392,7 +461,15 @@ mod tests {
         assert_eq!(secs, VALIDITY);
 
         let dev_key = test_key(1);
-        let dev = Certificate::issue(dev_key.public_key(), CN_DEVICE, Some(&ca), ca_key, false, now).unwrap();
+        let dev = Certificate::issue(
+            dev_key.public_key(),
+            CN_DEVICE,
+            Some(&ca),
+            ca_key,
+            false,
+            now,
+        )
+        .unwrap();
         assert!(!dev.is_ca());
         assert!(dev.extensions().is_empty());
         assert!(dev.is_issued_by_name(&ca));
@@ -407,14 +484,21 @@ mod tests {
     #[test]
     fn negative_serial_is_read() {
         let k = test_key(0);
-        let ca = Certificate::issue(k.public_key(), CN_CA, None, k, true, SystemTime::now()).unwrap();
+        let ca =
+            Certificate::issue(k.public_key(), CN_CA, None, k, true, SystemTime::now()).unwrap();
         // Rewrite the serial INTEGER to a negative value and check it still parses.
         let mut der = ca.der().to_vec();
         let serial = ca.serial().as_bytes().to_vec();
-        let pos = der.windows(serial.len() + 2).position(|w| w[0] == 0x02 && w[1] == 8 && w[2..] == serial[..]).unwrap();
+        let pos = der
+            .windows(serial.len() + 2)
+            .position(|w| w[0] == 0x02 && w[1] == 8 && w[2..] == serial[..])
+            .unwrap();
         der[pos + 2] = 0xaf;
         let c = Certificate::from_der(&der).unwrap();
         assert_eq!(c.serial().as_bytes()[0], 0xaf);
-        assert!(c.verify_signature(k.public_key()).is_err(), "signature covers the serial");
+        assert!(
+            c.verify_signature(k.public_key()).is_err(),
+            "signature covers the serial"
+        );
     }
 }

@@ -74,11 +74,17 @@ fn check_link(
     check_signature(child_name, child, parent)
 }
 
-fn check_signature(name: &'static str, child: &Certificate, parent: &Certificate) -> Result<(), ChainError> {
+fn check_signature(
+    name: &'static str,
+    child: &Certificate,
+    parent: &Certificate,
+) -> Result<(), ChainError> {
     if child.signature_hash().is_none() {
         return Err(ChainError::UnsupportedAlgorithm { cert: name });
     }
-    child.verify_signature(parent.public_key()).map_err(|_| ChainError::BadSignature { cert: name })
+    child
+        .verify_signature(parent.public_key())
+        .map_err(|_| ChainError::BadSignature { cert: name })
 }
 
 #[cfg(test)]
@@ -98,9 +104,29 @@ mod tests {
     fn fixture(now: SystemTime) -> Fixture {
         let (ca_key, acc_key, dev_key) = (test_key(0), test_key(1), test_key(2));
         let ca = Certificate::issue(ca_key.public_key(), CN_CA, None, ca_key, true, now).unwrap();
-        let account = Certificate::issue(acc_key.public_key(), CN_ACCOUNT, Some(&ca), ca_key, true, now).unwrap();
-        let device = Certificate::issue(dev_key.public_key(), CN_DEVICE, Some(&account), acc_key, false, now).unwrap();
-        Fixture { ca, account, device }
+        let account = Certificate::issue(
+            acc_key.public_key(),
+            CN_ACCOUNT,
+            Some(&ca),
+            ca_key,
+            true,
+            now,
+        )
+        .unwrap();
+        let device = Certificate::issue(
+            dev_key.public_key(),
+            CN_DEVICE,
+            Some(&account),
+            acc_key,
+            false,
+            now,
+        )
+        .unwrap();
+        Fixture {
+            ca,
+            account,
+            device,
+        }
     }
 
     fn check(f: &Fixture, crl: Option<&RevocationList>, now: SystemTime) -> Result<(), ChainError> {
@@ -120,10 +146,21 @@ mod tests {
         let now = SystemTime::now();
         let f = fixture(now);
         // The device is checked against the CA instead of its account.
-        assert_eq!(verify_device_chain(&f.device, &f.ca, None, None, now), Err(ChainError::WrongIssuer { cert: "device" }));
+        assert_eq!(
+            verify_device_chain(&f.device, &f.ca, None, None, now),
+            Err(ChainError::WrongIssuer { cert: "device" })
+        );
         // An account of another CA (same names, other key) is rejected by name or signature.
         let other_ca_key = test_key(2);
-        let other_ca = Certificate::issue(other_ca_key.public_key(), CN_CA, None, other_ca_key, true, now).unwrap();
+        let other_ca = Certificate::issue(
+            other_ca_key.public_key(),
+            CN_CA,
+            None,
+            other_ca_key,
+            true,
+            now,
+        )
+        .unwrap();
         assert_eq!(
             verify_device_chain(&f.device, &f.account, Some(&other_ca), None, now),
             Err(ChainError::WrongIssuer { cert: "account" })
@@ -143,7 +180,15 @@ mod tests {
             Err(ChainError::BadSignature { cert: "device" })
         );
         // Signed by the right name but the wrong key.
-        let forged = Certificate::issue(test_key(2).public_key(), CN_DEVICE, Some(&f.account), test_key(0), false, now).unwrap();
+        let forged = Certificate::issue(
+            test_key(2).public_key(),
+            CN_DEVICE,
+            Some(&f.account),
+            test_key(0),
+            false,
+            now,
+        )
+        .unwrap();
         assert_eq!(
             verify_device_chain(&forged, &f.account, Some(&f.ca), None, now),
             Err(ChainError::BadSignature { cert: "device" })
@@ -154,12 +199,26 @@ mod tests {
     fn expired_and_not_yet_valid() {
         let now = SystemTime::now();
         let f = fixture(now);
-        assert_eq!(check(&f, None, now + VALIDITY + Duration::from_secs(10)), Err(ChainError::Expired { cert: "device" }));
-        assert_eq!(check(&f, None, now - Duration::from_secs(3600)), Err(ChainError::NotYetValid { cert: "device" }));
+        assert_eq!(
+            check(&f, None, now + VALIDITY + Duration::from_secs(10)),
+            Err(ChainError::Expired { cert: "device" })
+        );
+        assert_eq!(
+            check(&f, None, now - Duration::from_secs(3600)),
+            Err(ChainError::NotYetValid { cert: "device" })
+        );
         // Only the account is expired.
         let old = now - VALIDITY - Duration::from_secs(86400);
         let acc_key = test_key(1);
-        let old_account = Certificate::issue(acc_key.public_key(), CN_ACCOUNT, Some(&f.ca), test_key(0), true, old).unwrap();
+        let old_account = Certificate::issue(
+            acc_key.public_key(),
+            CN_ACCOUNT,
+            Some(&f.ca),
+            test_key(0),
+            true,
+            old,
+        )
+        .unwrap();
         assert_eq!(
             verify_device_chain(&f.device, &old_account, None, None, now),
             Err(ChainError::Expired { cert: "account" })
@@ -173,11 +232,20 @@ mod tests {
         let crl = RevocationList::sign(&f.account, test_key(1), None, &[&f.device], now).unwrap();
         assert_eq!(check(&f, Some(&crl), now), Err(ChainError::Revoked));
         // A CRL that revokes something else lets the device through.
-        let other = Certificate::issue(test_key(0).public_key(), CN_DEVICE, Some(&f.account), test_key(1), false, now).unwrap();
+        let other = Certificate::issue(
+            test_key(0).public_key(),
+            CN_DEVICE,
+            Some(&f.account),
+            test_key(1),
+            false,
+            now,
+        )
+        .unwrap();
         let crl = RevocationList::sign(&f.account, test_key(1), None, &[&other], now).unwrap();
         check(&f, Some(&crl), now).unwrap();
         // A CRL not signed by the account is refused.
-        let forged = RevocationList::sign(&f.account, test_key(2), None, &[&f.device], now).unwrap();
+        let forged =
+            RevocationList::sign(&f.account, test_key(2), None, &[&f.device], now).unwrap();
         assert_eq!(check(&f, Some(&forged), now), Err(ChainError::BadCrl));
     }
 
@@ -187,8 +255,25 @@ mod tests {
         let f = fixture(now);
         let acc_key = test_key(1);
         let wrong_uid = "0".repeat(40);
-        let account = Certificate::issue_with_uid(acc_key.public_key(), CN_ACCOUNT, &wrong_uid, Some(&f.ca), test_key(0), true, now).unwrap();
-        let device = Certificate::issue(test_key(2).public_key(), CN_DEVICE, Some(&account), acc_key, false, now).unwrap();
+        let account = Certificate::issue_with_uid(
+            acc_key.public_key(),
+            CN_ACCOUNT,
+            &wrong_uid,
+            Some(&f.ca),
+            test_key(0),
+            true,
+            now,
+        )
+        .unwrap();
+        let device = Certificate::issue(
+            test_key(2).public_key(),
+            CN_DEVICE,
+            Some(&account),
+            acc_key,
+            false,
+            now,
+        )
+        .unwrap();
         assert_eq!(
             verify_device_chain(&device, &account, Some(&f.ca), None, now),
             Err(ChainError::IdMismatch { cert: "account" })
@@ -200,15 +285,32 @@ mod tests {
         let now = SystemTime::now();
         let f = fixture(now);
         let acc_key = test_key(1);
-        let not_ca = Certificate::issue(acc_key.public_key(), CN_ACCOUNT, Some(&f.ca), test_key(0), false, now).unwrap();
-        let device = Certificate::issue(test_key(2).public_key(), CN_DEVICE, Some(&not_ca), acc_key, false, now).unwrap();
+        let not_ca = Certificate::issue(
+            acc_key.public_key(),
+            CN_ACCOUNT,
+            Some(&f.ca),
+            test_key(0),
+            false,
+            now,
+        )
+        .unwrap();
+        let device = Certificate::issue(
+            test_key(2).public_key(),
+            CN_DEVICE,
+            Some(&not_ca),
+            acc_key,
+            false,
+            now,
+        )
+        .unwrap();
         assert_eq!(
             verify_device_chain(&device, &not_ca, Some(&f.ca), None, now),
             Err(ChainError::NotCa { cert: "account" })
         );
         // A CA certificate that is not a CA.
         let ca_key = test_key(0);
-        let plain_ca = Certificate::issue(ca_key.public_key(), CN_CA, None, ca_key, false, now).unwrap();
+        let plain_ca =
+            Certificate::issue(ca_key.public_key(), CN_CA, None, ca_key, false, now).unwrap();
         assert_eq!(
             verify_device_chain(&f.device, &f.account, Some(&plain_ca), None, now),
             Err(ChainError::NotCa { cert: "ca" })

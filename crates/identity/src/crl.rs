@@ -19,7 +19,8 @@ use crate::error::{Error, Result, malformed};
 use crate::key::{PrivateKey, PublicKey, SignatureHash};
 use crate::pem;
 
-const OID_CRL_NUMBER: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("2.5.29.20");
+const OID_CRL_NUMBER: der::asn1::ObjectIdentifier =
+    der::asn1::ObjectIdentifier::new_unwrap("2.5.29.20");
 
 /// A parsed (and possibly locally built) revocation list.
 #[derive(Clone)]
@@ -49,7 +50,10 @@ impl RevocationList {
     pub fn from_pem_or_der(data: &[u8]) -> Result<Self> {
         if pem::is_pem(data) {
             let blocks = pem::decode_all("CRL", data)?;
-            let (_, der) = blocks.into_iter().find(|(l, _)| l == "X509 CRL").ok_or_else(|| malformed("CRL", "no X509 CRL block"))?;
+            let (_, der) = blocks
+                .into_iter()
+                .find(|(l, _)| l == "X509 CRL")
+                .ok_or_else(|| malformed("CRL", "no X509 CRL block"))?;
             Self::from_der(&der)
         } else {
             Self::from_der(data)
@@ -60,7 +64,11 @@ impl RevocationList {
     pub fn from_der(der: &[u8]) -> Result<Self> {
         let crl = CertificateList::from_der(der).map_err(|e| malformed("CRL", e))?;
         let tbs_der = first_element(der).map_err(|e| malformed("CRL", e))?;
-        Ok(Self { der: der.to_vec(), tbs_der, crl })
+        Ok(Self {
+            der: der.to_vec(),
+            tbs_der,
+            crl,
+        })
     }
 
     /// DER bytes, as stored in archives and DHT values.
@@ -80,12 +88,20 @@ impl RevocationList {
 
     /// Serials of the revoked certificates.
     pub fn revoked_serials(&self) -> Vec<&SerialNumber> {
-        self.crl.tbs_cert_list.revoked_certificates.iter().flatten().map(|r| &r.serial_number).collect()
+        self.crl
+            .tbs_cert_list
+            .revoked_certificates
+            .iter()
+            .flatten()
+            .map(|r| &r.serial_number)
+            .collect()
     }
 
     /// True when `cert`'s serial is listed. The caller checks the CRL's issuer and signature.
     pub fn lists(&self, cert: &Certificate) -> bool {
-        self.revoked_serials().into_iter().any(|s| s == cert.serial())
+        self.revoked_serials()
+            .into_iter()
+            .any(|s| s == cert.serial())
     }
 
     /// True when this list was issued under `issuer`'s subject name.
@@ -102,8 +118,16 @@ impl RevocationList {
 
     /// The cRLNumber extension's INTEGER bytes (two's complement), if present.
     pub fn number(&self) -> Option<Vec<u8>> {
-        let ext = self.crl.tbs_cert_list.crl_extensions.iter().flatten().find(|e| e.extn_id == OID_CRL_NUMBER)?;
-        der::asn1::Int::from_der(ext.extn_value.as_bytes()).ok().map(|i| i.as_bytes().to_vec())
+        let ext = self
+            .crl
+            .tbs_cert_list
+            .crl_extensions
+            .iter()
+            .flatten()
+            .find(|e| e.extn_id == OID_CRL_NUMBER)?;
+        der::asn1::Int::from_der(ext.extn_value.as_bytes())
+            .ok()
+            .map(|i| i.as_bytes().to_vec())
     }
 
     /// Signs a list revoking `revoked` (plus everything `previous` listed), as the account
@@ -116,8 +140,15 @@ impl RevocationList {
         now: SystemTime,
     ) -> Result<Self> {
         let now_t = x509_time(now)?;
-        let mut entries: Vec<RevokedCert> =
-            previous.map(|p| p.crl.tbs_cert_list.revoked_certificates.clone().unwrap_or_default()).unwrap_or_default();
+        let mut entries: Vec<RevokedCert> = previous
+            .map(|p| {
+                p.crl
+                    .tbs_cert_list
+                    .revoked_certificates
+                    .clone()
+                    .unwrap_or_default()
+            })
+            .unwrap_or_default();
         for cert in revoked {
             if !entries.iter().any(|e| &e.serial_number == cert.serial()) {
                 entries.push(RevokedCert {
@@ -148,7 +179,11 @@ impl RevocationList {
             issuer: issuer.x509().tbs_certificate.subject.clone(),
             this_update: now_t,
             next_update: Some(issuer.x509().tbs_certificate.validity.not_after),
-            revoked_certificates: if entries.is_empty() { None } else { Some(entries) },
+            revoked_certificates: if entries.is_empty() {
+                None
+            } else {
+                Some(entries)
+            },
             crl_extensions: Some(vec![ext]),
         };
         let tbs_der = tbs.to_der().map_err(enc)?;
@@ -208,8 +243,24 @@ mod tests {
         let now = SystemTime::now();
         let k = test_key(0);
         let account = Certificate::issue(k.public_key(), CN_ACCOUNT, None, k, true, now).unwrap();
-        let d1 = Certificate::issue(test_key(1).public_key(), CN_DEVICE, Some(&account), k, false, now).unwrap();
-        let d2 = Certificate::issue(test_key(2).public_key(), CN_DEVICE, Some(&account), k, false, now).unwrap();
+        let d1 = Certificate::issue(
+            test_key(1).public_key(),
+            CN_DEVICE,
+            Some(&account),
+            k,
+            false,
+            now,
+        )
+        .unwrap();
+        let d2 = Certificate::issue(
+            test_key(2).public_key(),
+            CN_DEVICE,
+            Some(&account),
+            k,
+            false,
+            now,
+        )
+        .unwrap();
         let crl = RevocationList::sign(&account, k, None, &[&d1], now).unwrap();
         crl.verify_signature(k.public_key()).unwrap();
         assert!(crl.verify_signature(test_key(1).public_key()).is_err());

@@ -113,5 +113,8 @@ pub enum ChainError {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 pub(crate) fn malformed(what: &'static str, detail: impl std::fmt::Display) -> Error {
-    Error::Malformed { what, detail: detail.to_string() }
+    Error::Malformed {
+        what,
+        detail: detail.to_string(),
+    }
 }

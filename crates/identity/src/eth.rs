@@ -18,14 +18,18 @@ impl EthKey {
     pub fn generate() -> Result<Self> {
         let pair = EcdsaKeyPair::generate(&ECDSA_P256K1_SHA256_FIXED_SIGNING)
             .map_err(|_| Error::Key("secp256k1 generation failed".into()))?;
-        let bin: EcPrivateKeyBin<'static> =
-            pair.private_key().as_be_bytes().map_err(|_| Error::Key("secp256k1 export failed".into()))?;
+        let bin: EcPrivateKeyBin<'static> = pair
+            .private_key()
+            .as_be_bytes()
+            .map_err(|_| Error::Key("secp256k1 export failed".into()))?;
         Self::from_secret(bin.as_ref())
     }
 
     /// Reads a 32-byte secret, as stored (base64) in `ethKey`.
     pub fn from_secret(secret: &[u8]) -> Result<Self> {
-        let secret: [u8; 32] = secret.try_into().map_err(|_| malformed("ethKey", "not 32 bytes"))?;
+        let secret: [u8; 32] = secret
+            .try_into()
+            .map_err(|_| malformed("ethKey", "not 32 bytes"))?;
         // RFC 5915 ECPrivateKey { version 1, privateKey, [0] secp256k1 }; the public point is
         // computed by the backend.
         let mut der = vec![0x30, 0x2e, 0x02, 0x01, 0x01, 0x04, 0x20];
@@ -33,10 +37,16 @@ impl EthKey {
         der.extend_from_slice(&[0xa0, 0x07, 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x0a]);
         let pair = EcdsaKeyPair::from_private_key_der(&ECDSA_P256K1_SHA256_FIXED_SIGNING, &der)
             .map_err(|e| malformed("ethKey", e))?;
-        let point: EcPublicKeyUncompressedBin<'static> =
-            pair.public_key().as_be_bytes().map_err(|_| Error::Key("secp256k1 export failed".into()))?;
+        let point: EcPublicKeyUncompressedBin<'static> = pair
+            .public_key()
+            .as_be_bytes()
+            .map_err(|_| Error::Key("secp256k1 export failed".into()))?;
         let point = point.as_ref();
-        let hash = Keccak256::digest(point.get(1..).ok_or_else(|| malformed("ethKey", "empty point"))?);
+        let hash = Keccak256::digest(
+            point
+                .get(1..)
+                .ok_or_else(|| malformed("ethKey", "empty point"))?,
+        );
         let mut address = [0u8; 20];
         address.copy_from_slice(&hash[12..]);
         Ok(Self { secret, address })
@@ -58,6 +68,12 @@ impl EthKey {
     }
 }
 
+impl std::fmt::Debug for EthKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "EthKey({})", self.address_hex())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,7 +86,10 @@ mod tests {
         let k = EthKey::from_secret(&s).unwrap();
         assert_eq!(k.address_hex(), "7e5f4552091a69125d5dfcb7b8c2659029395bdf");
         let g = EthKey::generate().unwrap();
-        assert_eq!(EthKey::from_secret(g.secret()).unwrap().address(), g.address());
+        assert_eq!(
+            EthKey::from_secret(g.secret()).unwrap().address(),
+            g.address()
+        );
         assert!(EthKey::from_secret(&[1, 2]).is_err());
     }
 }

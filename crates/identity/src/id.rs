@@ -105,7 +105,11 @@ mod tests {
         assert_eq!(id.to_string(), "a9993e364706816aba3e25717850c26c9cd0d89d");
         assert_eq!(id.to_string().parse::<JamiId>().unwrap(), id);
         assert!("a9993e".parse::<JamiId>().is_err());
-        assert!("zz993e364706816aba3e25717850c26c9cd0d89d".parse::<JamiId>().is_err());
+        assert!(
+            "zz993e364706816aba3e25717850c26c9cd0d89d"
+                .parse::<JamiId>()
+                .is_err()
+        );
         let dev = DeviceId::of_spki(b"abc");
         assert_eq!(
             dev.to_string(),

@@ -57,34 +57,50 @@ pub struct PrivateKey {
 impl PrivateKey {
     /// Generates a fresh RSA-4096 key (e = 65537), as Jami does for every identity.
     pub fn generate() -> Result<Self> {
-        let pair = KeyPair::generate(KeySize::Rsa4096).map_err(|_| Error::Key("RSA key generation failed".into()))?;
-        let der: Pkcs8V1Der<'static> = pair.as_der().map_err(|_| Error::Key("PKCS#8 export failed".into()))?;
+        let pair = KeyPair::generate(KeySize::Rsa4096)
+            .map_err(|_| Error::Key("RSA key generation failed".into()))?;
+        let der: Pkcs8V1Der<'static> = pair
+            .as_der()
+            .map_err(|_| Error::Key("PKCS#8 export failed".into()))?;
         Self::from_pkcs8_der(der.as_ref())
     }
 
     /// Reads an unencrypted PKCS#8 DER private key.
     pub fn from_pkcs8_der(der: &[u8]) -> Result<Self> {
         let pair = KeyPair::from_pkcs8(der).map_err(|e| malformed("private key", e))?;
-        let spki: PublicKeyX509Der<'static> =
-            pair.public_key().as_der().map_err(|_| Error::Key("public key export failed".into()))?;
+        let spki: PublicKeyX509Der<'static> = pair
+            .public_key()
+            .as_der()
+            .map_err(|_| Error::Key("public key export failed".into()))?;
         let public = PublicKey::from_spki_der(spki.as_ref())?;
-        Ok(Self { pair, pkcs8: der.to_vec(), public })
+        Ok(Self {
+            pair,
+            pkcs8: der.to_vec(),
+            public,
+        })
     }
 
     /// Reads a private key in PEM (`PRIVATE KEY`, PKCS#8) or DER form.
     pub fn from_pem_or_der(data: &[u8]) -> Result<Self> {
         if pem::is_pem(data) {
             let blocks = pem::decode_all("private key", data)?;
-            let (label, der) = blocks.into_iter().next().ok_or_else(|| malformed("private key", "empty"))?;
+            let (label, der) = blocks
+                .into_iter()
+                .next()
+                .ok_or_else(|| malformed("private key", "empty"))?;
             match label.as_str() {
                 "PRIVATE KEY" => Self::from_pkcs8_der(&der),
                 "RSA PRIVATE KEY" => {
                     let pair = KeyPair::from_der(&der).map_err(|e| malformed("private key", e))?;
-                    let pkcs8: Pkcs8V1Der<'static> =
-                        pair.as_der().map_err(|_| Error::Key("PKCS#8 export failed".into()))?;
+                    let pkcs8: Pkcs8V1Der<'static> = pair
+                        .as_der()
+                        .map_err(|_| Error::Key("PKCS#8 export failed".into()))?;
                     Self::from_pkcs8_der(pkcs8.as_ref())
                 }
-                other => Err(malformed("private key", format!("unexpected PEM label {other:?}"))),
+                other => Err(malformed(
+                    "private key",
+                    format!("unexpected PEM label {other:?}"),
+                )),
             }
         } else {
             Self::from_pkcs8_der(data)
@@ -118,7 +134,9 @@ impl PrivateKey {
 
 impl fmt::Debug for PrivateKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PrivateKey").field("public", &self.public).finish_non_exhaustive()
+        f.debug_struct("PrivateKey")
+            .field("public", &self.public)
+            .finish_non_exhaustive()
     }
 }
 
@@ -136,16 +154,23 @@ pub(crate) const RSA_ENCRYPTION: der::asn1::ObjectIdentifier =
 impl PublicKey {
     /// Reads a DER SubjectPublicKeyInfo holding an RSA key.
     pub fn from_spki_der(der: &[u8]) -> Result<Self> {
-        let spki = spki::SubjectPublicKeyInfoRef::from_der(der).map_err(|e| malformed("public key", e))?;
+        let spki =
+            spki::SubjectPublicKeyInfoRef::from_der(der).map_err(|e| malformed("public key", e))?;
         if spki.algorithm.oid != RSA_ENCRYPTION {
-            return Err(malformed("public key", format!("not an RSA key ({})", spki.algorithm.oid)));
+            return Err(malformed(
+                "public key",
+                format!("not an RSA key ({})", spki.algorithm.oid),
+            ));
         }
         let pkcs1 = spki
             .subject_public_key
             .as_bytes()
             .ok_or_else(|| malformed("public key", "bit string with unused bits"))?
             .to_vec();
-        Ok(Self { spki: der.to_vec(), pkcs1 })
+        Ok(Self {
+            spki: der.to_vec(),
+            pkcs1,
+        })
     }
 
     /// DER SubjectPublicKeyInfo (what every Jami id hashes).
@@ -160,7 +185,9 @@ impl PublicKey {
 
     /// Verifies an RSA PKCS#1 v1.5 signature.
     pub fn verify(&self, hash: SignatureHash, msg: &[u8], sig: &[u8]) -> Result<()> {
-        UnparsedPublicKey::new(hash.verifying(), &self.pkcs1).verify(msg, sig).map_err(|_| Error::BadSignature)
+        UnparsedPublicKey::new(hash.verifying(), &self.pkcs1)
+            .verify(msg, sig)
+            .map_err(|_| Error::BadSignature)
     }
 
     /// SHA-1 of the SPKI, read as a Jami ID (meaningful for an account key).
@@ -186,7 +213,9 @@ impl PublicKey {
             n: der::asn1::UintRef<'a>,
             _e: der::asn1::UintRef<'a>,
         }
-        RsaPub::from_der(&self.pkcs1).map(|k| k.n.as_bytes().len() * 8).unwrap_or(0)
+        RsaPub::from_der(&self.pkcs1)
+            .map(|k| k.n.as_bytes().len() * 8)
+            .unwrap_or(0)
     }
 }
 
@@ -213,9 +242,19 @@ pub(crate) mod tests {
         assert_eq!(k.public_key().bits(), 4096);
         let sig = k.sign(SignatureHash::Sha512, b"hello").unwrap();
         assert_eq!(sig.len(), 512);
-        k.public_key().verify(SignatureHash::Sha512, b"hello", &sig).unwrap();
-        assert!(k.public_key().verify(SignatureHash::Sha512, b"hellO", &sig).is_err());
-        assert!(k.public_key().verify(SignatureHash::Sha384, b"hello", &sig).is_err());
+        k.public_key()
+            .verify(SignatureHash::Sha512, b"hello", &sig)
+            .unwrap();
+        assert!(
+            k.public_key()
+                .verify(SignatureHash::Sha512, b"hellO", &sig)
+                .is_err()
+        );
+        assert!(
+            k.public_key()
+                .verify(SignatureHash::Sha384, b"hello", &sig)
+                .is_err()
+        );
         let again = PrivateKey::from_pem_or_der(k.to_pem().as_bytes()).unwrap();
         assert_eq!(again.public_key(), k.public_key());
         assert!(k.to_pem().starts_with("-----BEGIN PRIVATE KEY-----\n"));

@@ -64,34 +64,79 @@ impl<'a> Reader<'a> {
         let mut pending: u64 = 1;
         while pending > 0 {
             pending -= 1;
-            let marker = rmp::decode::read_marker(&mut self.buf).map_err(|e| err(format!("{e:?}")))?;
+            let marker =
+                rmp::decode::read_marker(&mut self.buf).map_err(|e| err(format!("{e:?}")))?;
             let be = |r: &mut Self, n: usize| -> Result<u64> {
-                Ok(r.take(n)?.iter().fold(0u64, |a, &b| (a << 8) | u64::from(b)))
+                Ok(r.take(n)?
+                    .iter()
+                    .fold(0u64, |a, &b| (a << 8) | u64::from(b)))
             };
             match marker {
-                Marker::FixPos(_) | Marker::FixNeg(_) | Marker::Null | Marker::True | Marker::False => {}
-                Marker::U8 | Marker::I8 => { self.take(1)?; }
-                Marker::U16 | Marker::I16 => { self.take(2)?; }
-                Marker::U32 | Marker::I32 | Marker::F32 => { self.take(4)?; }
-                Marker::U64 | Marker::I64 | Marker::F64 => { self.take(8)?; }
-                Marker::FixStr(n) => { self.take(n as usize)?; }
-                Marker::Str8 | Marker::Bin8 => { let n = be(self, 1)?; self.take(n as usize)?; }
-                Marker::Str16 | Marker::Bin16 => { let n = be(self, 2)?; self.take(n as usize)?; }
-                Marker::Str32 | Marker::Bin32 => { let n = be(self, 4)?; self.take(n as usize)?; }
+                Marker::FixPos(_)
+                | Marker::FixNeg(_)
+                | Marker::Null
+                | Marker::True
+                | Marker::False => {}
+                Marker::U8 | Marker::I8 => {
+                    self.take(1)?;
+                }
+                Marker::U16 | Marker::I16 => {
+                    self.take(2)?;
+                }
+                Marker::U32 | Marker::I32 | Marker::F32 => {
+                    self.take(4)?;
+                }
+                Marker::U64 | Marker::I64 | Marker::F64 => {
+                    self.take(8)?;
+                }
+                Marker::FixStr(n) => {
+                    self.take(n as usize)?;
+                }
+                Marker::Str8 | Marker::Bin8 => {
+                    let n = be(self, 1)?;
+                    self.take(n as usize)?;
+                }
+                Marker::Str16 | Marker::Bin16 => {
+                    let n = be(self, 2)?;
+                    self.take(n as usize)?;
+                }
+                Marker::Str32 | Marker::Bin32 => {
+                    let n = be(self, 4)?;
+                    self.take(n as usize)?;
+                }
                 Marker::FixArray(n) => pending += u64::from(n),
                 Marker::Array16 => pending += be(self, 2)?,
                 Marker::Array32 => pending += be(self, 4)?,
                 Marker::FixMap(n) => pending += 2 * u64::from(n),
                 Marker::Map16 => pending += 2 * be(self, 2)?,
                 Marker::Map32 => pending += 2 * be(self, 4)?,
-                Marker::FixExt1 => { self.take(2)?; }
-                Marker::FixExt2 => { self.take(3)?; }
-                Marker::FixExt4 => { self.take(5)?; }
-                Marker::FixExt8 => { self.take(9)?; }
-                Marker::FixExt16 => { self.take(17)?; }
-                Marker::Ext8 => { let n = be(self, 1)?; self.take(n as usize + 1)?; }
-                Marker::Ext16 => { let n = be(self, 2)?; self.take(n as usize + 1)?; }
-                Marker::Ext32 => { let n = be(self, 4)?; self.take(n as usize + 1)?; }
+                Marker::FixExt1 => {
+                    self.take(2)?;
+                }
+                Marker::FixExt2 => {
+                    self.take(3)?;
+                }
+                Marker::FixExt4 => {
+                    self.take(5)?;
+                }
+                Marker::FixExt8 => {
+                    self.take(9)?;
+                }
+                Marker::FixExt16 => {
+                    self.take(17)?;
+                }
+                Marker::Ext8 => {
+                    let n = be(self, 1)?;
+                    self.take(n as usize + 1)?;
+                }
+                Marker::Ext16 => {
+                    let n = be(self, 2)?;
+                    self.take(n as usize + 1)?;
+                }
+                Marker::Ext32 => {
+                    let n = be(self, 4)?;
+                    self.take(n as usize + 1)?;
+                }
                 Marker::Reserved => return Err(err("reserved marker")),
             }
             if pending > self.buf.len() as u64 {

@@ -33,7 +33,10 @@ pub struct Cost {
 
 impl Cost {
     /// The cost opendht and Jami use: 64 MiB, 16 passes.
-    pub const JAMI: Cost = Cost { memory_kib: ARGON2_MEMORY_KIB, passes: ARGON2_PASSES };
+    pub const JAMI: Cost = Cost {
+        memory_kib: ARGON2_MEMORY_KIB,
+        passes: ARGON2_PASSES,
+    };
 }
 
 /// Derives the 32-byte AES key from a password and salt (Argon2i then SHA-256).
@@ -43,7 +46,8 @@ pub fn stretch_key(password: &[u8], salt: &[u8]) -> Result<[u8; 32]> {
 
 /// [`stretch_key`] with other Argon2i costs (for fuzzing and tests; Jami uses [`Cost::JAMI`]).
 pub fn stretch_key_cost(password: &[u8], salt: &[u8], cost: Cost) -> Result<[u8; 32]> {
-    let params = Params::new(cost.memory_kib, cost.passes, 1, Some(32)).map_err(|e| Error::Key(e.to_string()))?;
+    let params = Params::new(cost.memory_kib, cost.passes, 1, Some(32))
+        .map_err(|e| Error::Key(e.to_string()))?;
     let mut raw = [0u8; 32];
     Argon2::new(Algorithm::Argon2i, Version::V0x13, params)
         .hash_password_into(password, salt, &mut raw)
@@ -58,9 +62,15 @@ fn aead_key(key: &[u8]) -> Result<LessSafeKey> {
         16 => &aead::AES_128_GCM,
         24 => &aead::AES_192_GCM,
         32 => &aead::AES_256_GCM,
-        n => return Err(Error::Key(format!("AES key must be 16, 24 or 32 bytes, not {n}"))),
+        n => {
+            return Err(Error::Key(format!(
+                "AES key must be 16, 24 or 32 bytes, not {n}"
+            )));
+        }
     };
-    Ok(LessSafeKey::new(UnboundKey::new(alg, key).map_err(|_| Error::Key("bad AES key".into()))?))
+    Ok(LessSafeKey::new(
+        UnboundKey::new(alg, key).map_err(|_| Error::Key("bad AES key".into()))?,
+    ))
 }
 
 /// Encrypts with a raw AES key: `IV ‖ ciphertext ‖ tag`.
@@ -86,7 +96,9 @@ pub fn decrypt_with_key(key: &[u8], data: &[u8]) -> Result<Vec<u8>> {
     let (iv, rest) = data.split_at(IV_LEN);
     let iv: [u8; IV_LEN] = iv.try_into().map_err(|_| Error::Decrypt)?;
     let mut buf = rest.to_vec();
-    let plain = key.open_in_place(Nonce::assume_unique_for_key(iv), Aad::empty(), &mut buf).map_err(|_| Error::Decrypt)?;
+    let plain = key
+        .open_in_place(Nonce::assume_unique_for_key(iv), Aad::empty(), &mut buf)
+        .map_err(|_| Error::Decrypt)?;
     Ok(plain.to_vec())
 }
 
@@ -124,11 +136,20 @@ mod tests {
         let blob = encrypt_with_password(b"pw", b"hello world").unwrap();
         assert_eq!(blob.len(), SALT_LEN + IV_LEN + 11 + TAG_LEN);
         assert_eq!(decrypt_with_password(b"pw", &blob).unwrap(), b"hello world");
-        assert!(matches!(decrypt_with_password(b"pW", &blob), Err(Error::Decrypt)));
+        assert!(matches!(
+            decrypt_with_password(b"pW", &blob),
+            Err(Error::Decrypt)
+        ));
         let mut bad = blob.clone();
         bad[SALT_LEN + IV_LEN] ^= 1;
-        assert!(matches!(decrypt_with_password(b"pw", &bad), Err(Error::Decrypt)));
-        assert!(matches!(decrypt_with_password(b"pw", &blob[..20]), Err(Error::EncryptedTooShort(20))));
+        assert!(matches!(
+            decrypt_with_password(b"pw", &bad),
+            Err(Error::Decrypt)
+        ));
+        assert!(matches!(
+            decrypt_with_password(b"pw", &blob[..20]),
+            Err(Error::EncryptedTooShort(20))
+        ));
     }
 
     #[test]
@@ -139,14 +160,20 @@ mod tests {
         Argon2::new(Algorithm::Argon2i, Version::V0x13, params)
             .hash_password_into(b"password", b"somesalt", &mut out)
             .unwrap();
-        assert_eq!(hex::encode(out), "c1628832147d9720c5bd1cfd61367078729f6dfb6f8fea9ff98158e0d7816ed0");
+        assert_eq!(
+            hex::encode(out),
+            "c1628832147d9720c5bd1cfd61367078729f6dfb6f8fea9ff98158e0d7816ed0"
+        );
     }
 
     #[test]
     fn stretch_key_matches_libargon2() {
         // SHA-256(argon2i(t=16, m=64 MiB, p=1)), computed with libargon2 and hashlib.
         let key = stretch_key(b"pw", b"0123456789abcdef").unwrap();
-        assert_eq!(hex::encode(key), "0fa7c720fc11bea0006447c35300254c1dc530a7b044d536e5122a451b113513");
+        assert_eq!(
+            hex::encode(key),
+            "0fa7c720fc11bea0006447c35300254c1dc530a7b044d536e5122a451b113513"
+        );
     }
 
     #[test]

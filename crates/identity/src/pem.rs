@@ -10,10 +10,14 @@ pub fn decode_all(what: &'static str, text: &[u8]) -> Result<Vec<(String, Vec<u8
     let mut rest = text;
     while let Some(start) = rest.find("-----BEGIN ") {
         let block = &rest[start..];
-        let label_end = block[11..].find("-----").ok_or_else(|| malformed(what, "unterminated PEM header"))?;
+        let label_end = block[11..]
+            .find("-----")
+            .ok_or_else(|| malformed(what, "unterminated PEM header"))?;
         let label = &block[11..11 + label_end];
         let end_marker = format!("-----END {label}-----");
-        let end = block.find(&end_marker).ok_or_else(|| malformed(what, "missing PEM footer"))?;
+        let end = block
+            .find(&end_marker)
+            .ok_or_else(|| malformed(what, "missing PEM footer"))?;
         let whole = &block[..end + end_marker.len()];
         let (l, der) = der::pem::decode_vec(whole.as_bytes()).map_err(|e| malformed(what, e))?;
         out.push((l.to_string(), der));

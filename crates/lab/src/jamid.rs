@@ -12,7 +12,6 @@ use zbus::{Connection, MatchRule, MessageStream};
 use crate::{LabError, Result};
 
 const SERVICE: &str = "cx.ring.Ring";
-const CM_PATH: &str = "/cx/ring/Ring/ConfigurationManager";
 const CM_IFACE: &str = "cx.ring.Ring.ConfigurationManager";
 
 #[zbus::proxy(
@@ -106,11 +105,14 @@ fn to_arg(v: &Value<'_>) -> Arg {
         Value::U32(i) => Arg::Int(i64::from(*i)),
         Value::I64(i) => Arg::Int(*i),
         Value::U64(i) => Arg::Int(*i as i64),
-        Value::Array(a) if a.element_signature() == &zbus::zvariant::Signature::U8 => {
-            Arg::Bytes(a.iter().filter_map(|x| if let Value::U8(b) = x { Some(*b) } else { None }).collect())
-        }
+        Value::Array(a) if a.element_signature() == &zbus::zvariant::Signature::U8 => Arg::Bytes(
+            a.iter()
+                .filter_map(|x| if let Value::U8(b) = x { Some(*b) } else { None })
+                .collect(),
+        ),
         Value::Dict(d) => {
-            let m: Option<HashMap<String, String>> = d.try_clone().ok().and_then(|d| HashMap::try_from(d).ok());
+            let m: Option<HashMap<String, String>> =
+                d.try_clone().ok().and_then(|d| HashMap::try_from(d).ok());
             match m {
                 Some(m) => Arg::Map(m.into_iter().collect()),
                 None => Arg::Other(format!("{v:?}")),
@@ -155,23 +157,36 @@ pub fn lab_account_details(bootstrap_port: u16) -> Vec<(&'static str, String)> {
 }
 
 impl Jamid {
-    pub(crate) async fn connect(name: &str, address: &str, home: PathBuf, pid: u32) -> Result<Self> {
+    pub(crate) async fn connect(
+        name: &str,
+        address: &str,
+        home: PathBuf,
+        pid: u32,
+    ) -> Result<Self> {
         let conn = zbus::connection::Builder::address(address)?.build().await?;
-        let rule = MatchRule::builder().msg_type(zbus::message::Type::Signal).interface(CM_IFACE)?.build();
+        let rule = MatchRule::builder()
+            .msg_type(zbus::message::Type::Signal)
+            .interface(CM_IFACE)?
+            .build();
         let mut stream = MessageStream::for_match_rule(rule, &conn, Some(4096)).await?;
         let signals = Arc::new(Mutex::new(Vec::new()));
         let sink = signals.clone();
         let recorder = tokio::spawn(async move {
             while let Some(Ok(msg)) = stream.next().await {
                 let header = msg.header();
-                let Some(member) = header.member() else { continue };
+                let Some(member) = header.member() else {
+                    continue;
+                };
                 let args = msg
                     .body()
                     .deserialize::<Structure<'_>>()
                     .map(|s| s.fields().iter().map(to_arg).collect())
                     .unwrap_or_default();
                 if let Ok(mut v) = sink.lock() {
-                    v.push(Signal { name: member.to_string(), args });
+                    v.push(Signal {
+                        name: member.to_string(),
+                        args,
+                    });
                 }
             }
         });
@@ -179,14 +194,28 @@ impl Jamid {
         let dbus = zbus::fdo::DBusProxy::new(&conn).await?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         let service = zbus::names::BusName::try_from(SERVICE).map_err(zbus::Error::from)?;
-        while !dbus.name_has_owner(service.clone()).await.map_err(zbus::Error::from)? {
+        while !dbus
+            .name_has_owner(service.clone())
+            .await
+            .map_err(zbus::Error::from)?
+        {
             if tokio::time::Instant::now() > deadline {
-                return Err(LabError::Timeout(Duration::from_secs(60), format!("jamid {name} on D-Bus")));
+                return Err(LabError::Timeout(
+                    Duration::from_secs(60),
+                    format!("jamid {name} on D-Bus"),
+                ));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let _ = CM_PATH;
-        Ok(Self { name: name.to_owned(), home, pid, conn, cm, signals, recorder })
+        Ok(Self {
+            name: name.to_owned(),
+            home,
+            pid,
+            conn,
+            cm,
+            signals,
+            recorder,
+        })
     }
 
     /// The daemon's name in the lab.
@@ -238,17 +267,32 @@ impl Jamid {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let failed = self.signals().into_iter().find(|s| {
-                s.name == "registrationStateChanged" && s.str(0) == account && s.str(1).starts_with("ERROR")
+                s.name == "registrationStateChanged"
+                    && s.str(0) == account
+                    && s.str(1).starts_with("ERROR")
             });
             if let Some(s) = failed {
-                return Err(LabError::Peer(format!("jamid {}: account {account} {} ({})", self.name, s.str(1), s.str(3))));
+                return Err(LabError::Peer(format!(
+                    "jamid {}: account {account} {} ({})",
+                    self.name,
+                    s.str(1),
+                    s.str(3)
+                )));
             }
             match self.volatile_details(account).await {
-                Ok(d) if d.get("Account.registrationStatus").map(String::as_str) == Some("REGISTERED") => return Ok(()),
+                Ok(d)
+                    if d.get("Account.registrationStatus").map(String::as_str)
+                        == Some("REGISTERED") =>
+                {
+                    return Ok(());
+                }
                 _ => {}
             }
             if tokio::time::Instant::now() > deadline {
-                return Err(LabError::Timeout(timeout, format!("account {account} REGISTERED on jamid {}", self.name)));
+                return Err(LabError::Timeout(
+                    timeout,
+                    format!("account {account} REGISTERED on jamid {}", self.name),
+                ));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -256,43 +300,75 @@ impl Jamid {
 
     /// The account's Jami ID (`Account.username`).
     pub async fn jami_id(&self, account: &str) -> Result<String> {
-        self.details(account).await?.remove("Account.username").ok_or_else(|| LabError::Peer("no Account.username".into()))
+        self.details(account)
+            .await?
+            .remove("Account.username")
+            .ok_or_else(|| LabError::Peer("no Account.username".into()))
     }
 
     /// The device id (`Account.deviceID`).
     pub async fn device_id(&self, account: &str) -> Result<String> {
-        self.volatile_details(account).await?.remove("Account.deviceID").ok_or_else(|| LabError::Peer("no Account.deviceID".into()))
+        self.volatile_details(account)
+            .await?
+            .remove("Account.deviceID")
+            .ok_or_else(|| LabError::Peer("no Account.deviceID".into()))
     }
 
     /// `exportToFile`: writes the account archive to `path`.
     pub async fn export_to_file(&self, account: &str, path: &Path, password: &str) -> Result<()> {
-        if self.cm.export_to_file(account, &path.to_string_lossy(), password).await? {
+        if self
+            .cm
+            .export_to_file(account, &path.to_string_lossy(), password)
+            .await?
+        {
             Ok(())
         } else {
-            Err(LabError::Peer(format!("exportToFile({account}) returned false")))
+            Err(LabError::Peer(format!(
+                "exportToFile({account}) returned false"
+            )))
         }
     }
 
     /// `exportOnRing`: publishes the archive on the DHT; returns the PIN.
-    pub async fn export_on_ring(&self, account: &str, password: &str, timeout: Duration) -> Result<String> {
+    pub async fn export_on_ring(
+        &self,
+        account: &str,
+        password: &str,
+        timeout: Duration,
+    ) -> Result<String> {
         let mark = self.signals().len();
         self.cm.export_on_ring(account, password).await?;
-        let s = self.wait_signal(mark, timeout, |s| s.name == "exportOnRingEnded" && s.str(0) == account).await?;
+        let s = self
+            .wait_signal(mark, timeout, |s| {
+                s.name == "exportOnRingEnded" && s.str(0) == account
+            })
+            .await?;
         match s.int(1) {
             Some(0) => Ok(s.str(2).to_owned()),
-            status => Err(LabError::Peer(format!("exportOnRingEnded status {status:?}"))),
+            status => Err(LabError::Peer(format!(
+                "exportOnRingEnded status {status:?}"
+            ))),
         }
     }
 
     /// `revokeDevice`; waits for `deviceRevocationEnded` and returns its status (0 = success).
-    pub async fn revoke_device(&self, account: &str, password: &str, device: &str, timeout: Duration) -> Result<i64> {
+    pub async fn revoke_device(
+        &self,
+        account: &str,
+        password: &str,
+        device: &str,
+        timeout: Duration,
+    ) -> Result<i64> {
         let mark = self.signals().len();
         // The method returns false even on success: only the signal tells.
         self.cm.revoke_device(account, password, device).await?;
         let s = self
-            .wait_signal(mark, timeout, |s| s.name == "deviceRevocationEnded" && s.str(0) == account && s.str(1) == device)
+            .wait_signal(mark, timeout, |s| {
+                s.name == "deviceRevocationEnded" && s.str(0) == account && s.str(1) == device
+            })
             .await?;
-        s.int(2).ok_or_else(|| LabError::Peer("deviceRevocationEnded without status".into()))
+        s.int(2)
+            .ok_or_else(|| LabError::Peer("deviceRevocationEnded without status".into()))
     }
 
     /// `getKnownRingDevices`: device id → name.
@@ -306,14 +382,22 @@ impl Jamid {
     }
 
     /// Waits for a signal, among those recorded after index `from`, that matches `pred`.
-    pub async fn wait_signal(&self, from: usize, timeout: Duration, pred: impl Fn(&Signal) -> bool) -> Result<Signal> {
+    pub async fn wait_signal(
+        &self,
+        from: usize,
+        timeout: Duration,
+        pred: impl Fn(&Signal) -> bool,
+    ) -> Result<Signal> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             if let Some(s) = self.signals().into_iter().skip(from).find(|s| pred(s)) {
                 return Ok(s);
             }
             if tokio::time::Instant::now() > deadline {
-                return Err(LabError::Timeout(timeout, format!("a signal from jamid {}", self.name)));
+                return Err(LabError::Timeout(
+                    timeout,
+                    format!("a signal from jamid {}", self.name),
+                ));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

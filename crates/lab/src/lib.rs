@@ -14,6 +14,8 @@
 //! Tests call [`available`] first: where root, `ip`, `jamid` or `dhtnode` is missing, a test
 //! is skipped with a message on a developer's machine, and fails when `CI` is set.
 
+#![warn(missing_docs)]
+
 mod jamid;
 mod netns;
 mod process;
@@ -64,15 +66,22 @@ pub type Result<T, E = LabError> = std::result::Result<T, E>;
 pub fn missing_prerequisites() -> Option<String> {
     let root = std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
         .unwrap_or(false);
     if !root {
         return Some("network namespaces need root".into());
     }
-    for bin in [JAMID, DHTNODE, "/usr/bin/dbus-daemon", "/usr/sbin/ip", "/usr/bin/python3"] {
-        if !Path::new(bin).exists() && !(bin == "/usr/sbin/ip" && Path::new("/usr/bin/ip").exists()) {
+    for bin in [JAMID, DHTNODE, "/usr/bin/dbus-daemon", "/usr/bin/kill"] {
+        if !Path::new(bin).exists() {
             return Some(format!("{bin} is not installed"));
         }
+    }
+    if !Path::new("/usr/sbin/ip").exists() && !Path::new("/usr/bin/ip").exists() {
+        return Some("ip (iproute2) is not installed".into());
     }
     None
 }
@@ -106,7 +115,11 @@ impl Lab {
     pub fn new() -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("pamoja-lab.").tempdir()?;
         let netns = Netns::create()?;
-        Ok(Self { procs: Vec::new(), netns, dir })
+        Ok(Self {
+            procs: Vec::new(),
+            netns,
+            dir,
+        })
     }
 
     /// The scratch directory (logs, homes, exports).
@@ -121,7 +134,13 @@ impl Lab {
 
     /// Starts a process inside the namespace, its output going to `<dir>/<name>.log`. It is
     /// stopped when the lab is dropped.
-    pub fn spawn(&mut self, name: &str, program: &str, args: &[&str], env: &[(&str, &Path)]) -> Result<u32> {
+    pub fn spawn(
+        &mut self,
+        name: &str,
+        program: &str,
+        args: &[&str],
+        env: &[(&str, &Path)],
+    ) -> Result<u32> {
         let log = self.dir().join(format!("{name}.log"));
         let mut cmd = self.netns.command(program);
         cmd.args(args);
@@ -136,16 +155,26 @@ impl Lab {
 
     /// Starts `dhtnode -s -p PORT` and waits until its UDP socket is bound.
     pub async fn start_dhtnode(&mut self, port: u16) -> Result<u32> {
-        let pid = self.spawn(&format!("dhtnode-{port}"), DHTNODE, &["-s", "-p", &port.to_string()], &[])?;
+        let pid = self.spawn(
+            &format!("dhtnode-{port}"),
+            DHTNODE,
+            &["-s", "-p", &port.to_string()],
+            &[],
+        )?;
         let needle = format!(":{port:04X} ");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
-            let bound = std::fs::read_to_string(format!("/proc/{pid}/net/udp")).map(|t| t.contains(&needle)).unwrap_or(false);
+            let bound = std::fs::read_to_string(format!("/proc/{pid}/net/udp"))
+                .map(|t| t.contains(&needle))
+                .unwrap_or(false);
             if bound {
                 return Ok(pid);
             }
             if tokio::time::Instant::now() > deadline {
-                return Err(LabError::Timeout(Duration::from_secs(10), format!("dhtnode on port {port}")));
+                return Err(LabError::Timeout(
+                    Duration::from_secs(10),
+                    format!("dhtnode on port {port}"),
+                ));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -162,7 +191,12 @@ impl Lab {
         self.spawn(
             &format!("dbus-{name}"),
             "/usr/bin/dbus-daemon",
-            &["--session", "--nofork", "--nopidfile", &format!("--address={address}")],
+            &[
+                "--session",
+                "--nofork",
+                "--nopidfile",
+                &format!("--address={address}"),
+            ],
             &[],
         )?;
         wait_for_path(&bus_path, Duration::from_secs(10)).await?;
@@ -174,13 +208,19 @@ impl Lab {
             ("DBUS_SESSION_BUS_ADDRESS", PathBuf::from(&address)),
         ];
         let env_ref: Vec<(&str, &Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();
-        let pid = self.spawn(&format!("jamid-{name}"), JAMID, &["-c", "-d", "-p"], &env_ref)?;
+        let pid = self.spawn(
+            &format!("jamid-{name}"),
+            JAMID,
+            &["-c", "-d", "-p"],
+            &env_ref,
+        )?;
         Jamid::connect(name, &address, home, pid).await
     }
 
     /// The last `lines` lines of a process log, for failure messages.
     pub fn log_tail(&self, name: &str, lines: usize) -> String {
-        let text = std::fs::read_to_string(self.dir().join(format!("{name}.log"))).unwrap_or_default();
+        let text =
+            std::fs::read_to_string(self.dir().join(format!("{name}.log"))).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
     }

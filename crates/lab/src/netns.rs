@@ -11,7 +11,13 @@ pub struct Netns {
 }
 
 fn run(args: &[&str]) -> Result<()> {
-    let out = Command::new("ip").args(args).output().map_err(|e| LabError::Setup { cmd: format!("ip {}", args.join(" ")), detail: e.to_string() })?;
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| LabError::Setup {
+            cmd: format!("ip {}", args.join(" ")),
+            detail: e.to_string(),
+        })?;
     if !out.status.success() {
         return Err(LabError::Setup {
             cmd: format!("ip {}", args.join(" ")),
@@ -26,21 +32,43 @@ impl Netns {
     /// [`LAB_ADDR`]/24, `lab1`) and IPv6 disabled.
     pub fn create() -> Result<Self> {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let name = format!("pamoja-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+        let name = format!(
+            "pamoja-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
         run(&["netns", "add", &name])?;
         let ns = Self { name };
         let n = ns.name.as_str();
         run(&["-n", n, "link", "set", "lo", "up"])?;
-        run(&["-n", n, "link", "add", "lab0", "type", "veth", "peer", "name", "lab1"])?;
-        run(&["-n", n, "addr", "add", &format!("{LAB_ADDR}/24"), "dev", "lab0"])?;
+        run(&[
+            "-n", n, "link", "add", "lab0", "type", "veth", "peer", "name", "lab1",
+        ])?;
+        run(&[
+            "-n",
+            n,
+            "addr",
+            "add",
+            &format!("{LAB_ADDR}/24"),
+            "dev",
+            "lab0",
+        ])?;
         run(&["-n", n, "link", "set", "lab0", "up"])?;
         run(&["-n", n, "link", "set", "lab1", "up"])?;
         let out = ns
             .command("sysctl")
-            .args(["-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.lo.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"])
+            .args([
+                "-qw",
+                "net.ipv6.conf.all.disable_ipv6=1",
+                "net.ipv6.conf.lo.disable_ipv6=1",
+                "net.ipv6.conf.default.disable_ipv6=1",
+            ])
             .output()?;
         if !out.status.success() {
-            return Err(LabError::Setup { cmd: "sysctl disable_ipv6".into(), detail: String::from_utf8_lossy(&out.stderr).into() });
+            return Err(LabError::Setup {
+                cmd: "sysctl disable_ipv6".into(),
+                detail: String::from_utf8_lossy(&out.stderr).into(),
+            });
         }
         Ok(ns)
     }

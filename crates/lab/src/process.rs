@@ -22,7 +22,10 @@ impl Supervised {
         let out = File::options().create(true).append(true).open(log)?;
         let err = out.try_clone()?;
         let child = cmd.stdin(Stdio::null()).stdout(out).stderr(err).spawn()?;
-        Ok(Self { name: name.to_owned(), child })
+        Ok(Self {
+            name: name.to_owned(),
+            child,
+        })
     }
 
     /// The process id.
@@ -40,12 +43,14 @@ impl Supervised {
         matches!(self.child.try_wait(), Ok(None))
     }
 
-    /// Sends SIGTERM, waits up to [`GRACE`], then SIGKILL; reaps the process.
+    /// Sends SIGTERM, waits up to the grace period (5 s), then SIGKILL; reaps the process.
     pub fn stop(&mut self) {
         if !self.is_running() {
             return;
         }
-        let _ = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
         let deadline = Instant::now() + GRACE;
         while Instant::now() < deadline {
             if !self.is_running() {
