@@ -42,7 +42,7 @@ pub mod error;
 pub mod eth;
 pub mod id;
 pub mod key;
-mod msgpack;
+pub mod msgpack;
 pub mod password;
 mod pem;
 

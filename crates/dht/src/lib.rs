@@ -1,0 +1,27 @@
+//! # pamoja-dht: an OpenDHT-compatible node
+//!
+//! Every Jami device finds every other through OpenDHT, a Kademlia DHT whose messages are
+//! msgpack maps over UDP. This crate speaks that protocol as OpenDHT 2.4.12 does, byte for
+//! byte where it matters:
+//!
+//! * [`message`]: the datagram codec (queries, replies, errors, value fragments);
+//! * [`value`]: values as OpenDHT packs them (plain, signed, encrypted);
+//! * [`node`]: the sans-IO engine, a state machine fed datagrams and time that returns
+//!   datagrams, timers and events (routing tables, searches, storage, tokens, listen);
+//! * [`runner`]: a tokio UDP runner with an async get/put/listen API.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod infohash;
+pub mod message;
+pub mod node;
+pub mod routing;
+pub mod runner;
+pub mod storage;
+pub mod value;
+
+pub use infohash::InfoHash;
+pub use node::{Config, Event, Node, OpId, Transmit};
+pub use runner::Runner;
+pub use value::Value;

@@ -1,0 +1,982 @@
+//! The sans-IO node: datagrams and time in, datagrams, timers and events out.
+//!
+//! ```text
+//! node.handle_datagram(now, from, bytes);     // a datagram arrived
+//! node.handle_timeout(now);                   // poll_timeout() passed
+//! while let Some(t) = node.poll_transmit() {} // send these
+//! while let Some(e) = node.poll_event() {}    // values found, operations done
+//! ```
+//! Nothing here touches a socket or a clock: tests and simulations drive it with virtual time.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_lc_rs::digest;
+
+use crate::infohash::InfoHash;
+use crate::message::{
+    Body, FRAGMENT_SIZE, FieldReply, Fragment, MAX_INLINE_BYTES, MAX_INLINE_VALUES, Message, MessageKind, Method, NodeInfo,
+    ValueEntry, ValueQuery, WANT_V4, WANT_V6,
+};
+use crate::routing::{K, RoutingTable};
+use crate::storage::{DEFAULT_STORAGE_LIMIT, Storage, StoreOutcome};
+use crate::value::Value;
+
+/// Nodes tracked per search (`SEARCH_NODES`).
+pub const SEARCH_NODES: usize = 14;
+/// Requests in flight per search (`MAX_REQUESTED_SEARCH_NODES`).
+pub const ALPHA: usize = 4;
+/// Nodes a listen is sent to (`LISTEN_NODES`).
+pub const LISTEN_NODES: usize = 4;
+/// Listens are re-sent this often (`LISTEN_EXPIRE_TIME` − 10 s).
+pub const LISTEN_REFRESH: Duration = Duration::from_secs(20);
+/// A listener registered with us is dropped this long after its last listen.
+pub const LISTENER_EXPIRE: Duration = Duration::from_secs(10 * 60);
+/// Base retransmission delay (`MAX_RESPONSE_TIME`).
+pub const RESPONSE_TIME: Duration = Duration::from_secs(1);
+/// Transmissions of a request before it expires.
+pub const MAX_SENDS: u8 = 3;
+/// Largest time a fragmented message may take to arrive.
+pub const RX_MAX_PACKET_TIME: Duration = Duration::from_secs(10);
+/// Token length.
+pub const TOKEN_SIZE: usize = 32;
+
+/// Node configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Node id (random when `None`).
+    pub id: Option<InfoHash>,
+    /// Network id: nodes of other networks are ignored.
+    pub network: u32,
+    /// Total storage limit in bytes.
+    pub storage_limit: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self { id: None, network: 0, storage_limit: DEFAULT_STORAGE_LIMIT }
+    }
+}
+
+/// A datagram to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Destination.
+    pub to: SocketAddr,
+    /// Bytes.
+    pub data: Vec<u8>,
+}
+
+/// Identifies an operation started on the node.
+pub type OpId = u64;
+
+/// What the node reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A value found by a get, or pushed to a listen (each id once per operation).
+    Value {
+        /// The operation.
+        op: OpId,
+        /// The value.
+        value: Value,
+    },
+    /// A listened value expired or was removed.
+    Expired {
+        /// The operation.
+        op: OpId,
+        /// Its id.
+        id: u64,
+    },
+    /// A get finished: the closest nodes all answered (or failed).
+    GetDone {
+        /// The operation.
+        op: OpId,
+        /// How many nodes answered.
+        replied: usize,
+    },
+    /// A put finished.
+    PutDone {
+        /// The operation.
+        op: OpId,
+        /// How many nodes acknowledged storing the value.
+        stored: usize,
+    },
+    /// A listen is in place on this many nodes.
+    Listening {
+        /// The operation.
+        op: OpId,
+        /// Nodes that confirmed.
+        nodes: usize,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum CandState {
+    Fresh,
+    Asked,
+    Replied(Option<Vec<u8>>),
+    Failed,
+}
+
+#[derive(Debug, Clone)]
+struct Candidate {
+    id: InfoHash,
+    addr: SocketAddr,
+    state: CandState,
+}
+
+#[derive(Debug)]
+enum OpKind {
+    Get { query: Option<ValueQuery> },
+    Put { value: Value, created: i64, acked: usize, pending: usize, sent: bool },
+    Listen { sid: u32, query: Option<ValueQuery>, confirmed: HashSet<InfoHash>, next_refresh: Option<Instant> },
+    /// A find of our own id to fill the routing table.
+    Refresh,
+}
+
+#[derive(Debug)]
+struct Search {
+    key: InfoHash,
+    kind: OpKind,
+    candidates: Vec<Candidate>,
+    seen: HashSet<u64>,
+    done: bool,
+}
+
+#[derive(Debug)]
+struct Pending {
+    to: SocketAddr,
+    node: Option<InfoHash>,
+    method: Method,
+    op: Option<OpId>,
+    data: Vec<u8>,
+    fragments: Vec<Vec<u8>>,
+    sends: u8,
+    deadline: Instant,
+    /// Replies expected (a put gets one per value).
+    replies_left: usize,
+}
+
+#[derive(Debug)]
+struct Listener {
+    addr: SocketAddr,
+    node: InfoHash,
+    sid: u32,
+    query: Option<ValueQuery>,
+    expires: Instant,
+}
+
+#[derive(Debug)]
+struct Partial {
+    from: SocketAddr,
+    msg: Message,
+    buffers: Vec<(usize, Vec<u8>)>,
+    deadline: Instant,
+}
+
+/// An OpenDHT-compatible node.
+#[derive(Debug)]
+pub struct Node {
+    id: InfoHash,
+    network: u32,
+    table4: RoutingTable,
+    table6: RoutingTable,
+    storage: Storage,
+    secrets: [u64; 2],
+    next_rotation: Option<Instant>,
+    next_tid: u32,
+    pending: HashMap<u32, Pending>,
+    searches: HashMap<OpId, Search>,
+    next_op: OpId,
+    listeners: HashMap<InfoHash, Vec<Listener>>,
+    partials: HashMap<u32, Partial>,
+    next_maintenance: Option<Instant>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+}
+
+fn rand_u64() -> u64 {
+    let mut b = [0u8; 8];
+    let _ = aws_lc_rs::rand::fill(&mut b);
+    u64::from_le_bytes(b)
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// OpenDHT treats these source addresses as bogus and drops their packets.
+fn is_martian(addr: &SocketAddr) -> bool {
+    if addr.port() == 0 {
+        return true;
+    }
+    match addr.ip() {
+        IpAddr::V4(a) => a.octets()[0] == 0 || a.octets()[0] >= 224,
+        IpAddr::V6(a) => {
+            let s = a.segments();
+            a.is_multicast() || (s[0] & 0xffc0) == 0xfe80 || a.is_unspecified() || a.to_ipv4_mapped().is_some()
+        }
+    }
+}
+
+impl Node {
+    /// A node with `config`.
+    pub fn new(config: Config) -> Self {
+        let id = config.id.unwrap_or_else(InfoHash::random);
+        Self {
+            id,
+            network: config.network,
+            table4: RoutingTable::new(id),
+            table6: RoutingTable::new(id),
+            storage: Storage::new(config.storage_limit),
+            secrets: [rand_u64(), rand_u64()],
+            next_rotation: None,
+            next_tid: rand_u64() as u32,
+            pending: HashMap::new(),
+            searches: HashMap::new(),
+            next_op: 1,
+            listeners: HashMap::new(),
+            partials: HashMap::new(),
+            next_maintenance: None,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The node id.
+    pub fn id(&self) -> InfoHash {
+        self.id
+    }
+
+    /// The network id.
+    pub fn network(&self) -> u32 {
+        self.network
+    }
+
+    /// (good IPv4 nodes, all IPv4 nodes, good IPv6 nodes, all IPv6 nodes).
+    pub fn node_counts(&self, now: Instant) -> (usize, usize, usize, usize) {
+        (self.table4.good(now), self.table4.len(), self.table6.good(now), self.table6.len())
+    }
+
+    /// (keys, values) stored here.
+    pub fn storage_counts(&self) -> (usize, usize) {
+        self.storage.counts()
+    }
+
+    /// The next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Self::handle_timeout`] must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let pend = self.pending.values().map(|p| p.deadline);
+        let parts = self.partials.values().map(|p| p.deadline);
+        let listens = self.searches.values().filter_map(|s| match &s.kind {
+            OpKind::Listen { next_refresh, .. } => *next_refresh,
+            _ => None,
+        });
+        pend.chain(parts).chain(listens).chain(self.next_maintenance).chain(self.next_rotation).min()
+    }
+
+    fn table(&mut self, addr: &SocketAddr) -> &mut RoutingTable {
+        if addr.is_ipv4() { &mut self.table4 } else { &mut self.table6 }
+    }
+
+    fn token_for(&self, secret: u64, addr: &SocketAddr) -> Vec<u8> {
+        let mut ctx = digest::Context::new(&digest::SHA256);
+        ctx.update(&secret.to_le_bytes());
+        match addr.ip() {
+            IpAddr::V4(a) => ctx.update(&a.octets()),
+            IpAddr::V6(a) => ctx.update(&a.octets()),
+        }
+        ctx.update(&addr.port().to_be_bytes());
+        ctx.finish().as_ref().to_vec()
+    }
+
+    fn token_ok(&self, token: Option<&[u8]>, addr: &SocketAddr) -> bool {
+        let Some(t) = token else { return false };
+        t.len() == TOKEN_SIZE && self.secrets.iter().any(|s| self.token_for(*s, addr) == t)
+    }
+
+    fn new_tid(&mut self) -> u32 {
+        self.next_tid = self.next_tid.wrapping_add(1);
+        self.next_tid
+    }
+
+    fn msg(&self, tid: u32, kind: MessageKind, body: Body) -> Message {
+        Message { tid, network: self.network, agent: None, client: false, kind, body }
+    }
+
+    /// Splits a message's values into inline values or sizes plus fragments.
+    fn with_fragments(&self, mut msg: Message) -> (Vec<u8>, Vec<Vec<u8>>) {
+        let packed: Vec<Vec<u8>> = msg
+            .body
+            .values
+            .iter()
+            .filter_map(|v| match v {
+                ValueEntry::Inline(v) => Some(v.to_bytes()),
+                ValueEntry::Size(_) => None,
+            })
+            .collect();
+        let total: usize = packed.iter().map(Vec::len).sum();
+        if packed.len() < MAX_INLINE_VALUES && total < MAX_INLINE_BYTES {
+            return (msg.encode(), Vec::new());
+        }
+        msg.body.values = packed.iter().map(|p| ValueEntry::Size(p.len() as u32)).collect();
+        let header = msg.encode();
+        let mut frags = Vec::new();
+        for (i, p) in packed.iter().enumerate() {
+            for (n, chunk) in p.chunks(FRAGMENT_SIZE).enumerate() {
+                let f = Fragment { index: i as u32, offset: (n * FRAGMENT_SIZE) as u32, data: chunk.to_vec() };
+                frags.push(self.msg(msg.tid, MessageKind::ValueData(vec![f]), Body::default()).encode());
+            }
+        }
+        (header, frags)
+    }
+
+    fn send_reply(&mut self, to: SocketAddr, msg: Message) {
+        let (header, frags) = self.with_fragments(msg);
+        self.transmits.push_back(Transmit { to, data: header });
+        self.transmits.extend(frags.into_iter().map(|data| Transmit { to, data }));
+    }
+
+    fn send_request(&mut self, now: Instant, to: SocketAddr, node: Option<InfoHash>, method: Method, body: Body, op: Option<OpId>) {
+        let tid = self.new_tid();
+        let replies_left = if method == Method::Put { body.values.len().max(1) } else { 1 };
+        let msg = self.msg(tid, MessageKind::Query(method), body);
+        let (data, fragments) = self.with_fragments(msg);
+        self.transmits.push_back(Transmit { to, data: data.clone() });
+        self.transmits.extend(fragments.iter().cloned().map(|data| Transmit { to, data }));
+        self.pending.insert(tid, Pending { to, node, method, op, data, fragments, sends: 1, deadline: now + RESPONSE_TIME, replies_left });
+    }
+
+    fn body(&self) -> Body {
+        Body { id: self.id, ..Body::default() }
+    }
+
+    /// Pings `addr` to join the network through it, then looks up our own id.
+    pub fn bootstrap(&mut self, now: Instant, addr: SocketAddr) {
+        self.start_maintenance(now);
+        self.send_request(now, addr, None, Method::Ping, self.body(), None);
+    }
+
+    fn start_maintenance(&mut self, now: Instant) {
+        if self.next_maintenance.is_none() {
+            self.next_maintenance = Some(now + Duration::from_secs(60));
+            self.next_rotation = Some(now + Duration::from_secs(15 * 60 + rand_u64() % (30 * 60)));
+        }
+    }
+
+    fn start_search(&mut self, now: Instant, key: InfoHash, kind: OpKind) -> OpId {
+        self.start_maintenance(now);
+        let op = self.next_op;
+        self.next_op += 1;
+        let mut candidates: Vec<Candidate> = self
+            .table4
+            .closest(&key, SEARCH_NODES, now, false)
+            .into_iter()
+            .chain(self.table6.closest(&key, SEARCH_NODES, now, false))
+            .filter(|n| !n.expired)
+            .map(|n| Candidate { id: n.id, addr: n.addr, state: CandState::Fresh })
+            .collect();
+        candidates.sort_by(|a, b| key.xor_cmp(&a.id, &b.id));
+        candidates.truncate(SEARCH_NODES);
+        self.searches.insert(op, Search { key, kind, candidates, seen: HashSet::new(), done: false });
+        self.step(now, op);
+        op
+    }
+
+    /// Looks up `key`; values come as [`Event::Value`], then [`Event::GetDone`]. Values this
+    /// node stores itself are reported too.
+    pub fn get(&mut self, now: Instant, key: InfoHash, query: Option<ValueQuery>) -> OpId {
+        let local: Vec<Value> = self.storage.get(&key).filter(|v| query.as_ref().is_none_or(|q| q.matches(v))).cloned().collect();
+        let op = self.start_search(now, key, OpKind::Get { query });
+        if let Some(s) = self.searches.get_mut(&op) {
+            for v in local {
+                if s.seen.insert(v.id) {
+                    self.events.push_back(Event::Value { op, value: v });
+                }
+            }
+        }
+        op
+    }
+
+    /// Stores `value` on the nodes closest to `key` (a random id is given when 0); reports
+    /// [`Event::PutDone`]. The value is also stored locally.
+    pub fn put(&mut self, now: Instant, key: InfoHash, mut value: Value) -> OpId {
+        if value.id == 0 {
+            value.id = rand_u64().max(1);
+        }
+        self.storage.store(key, value.clone(), now, Duration::ZERO);
+        self.start_search(now, key, OpKind::Put { value, created: unix_now(), acked: 0, pending: 0, sent: false })
+    }
+
+    /// Listens at `key`: current and new values come as [`Event::Value`], expirations as
+    /// [`Event::Expired`], until [`Self::cancel`].
+    pub fn listen(&mut self, now: Instant, key: InfoHash, query: Option<ValueQuery>) -> OpId {
+        let sid = self.new_tid();
+        self.start_search(now, key, OpKind::Listen { sid, query, confirmed: HashSet::new(), next_refresh: None })
+    }
+
+    /// Stops an operation (a listen stops being refreshed and expires on the remote nodes).
+    pub fn cancel(&mut self, op: OpId) {
+        self.searches.remove(&op);
+        self.pending.retain(|_, p| p.op != Some(op));
+    }
+
+    fn add_candidates(&mut self, op: OpId, nodes: &[NodeInfo]) {
+        let Some(s) = self.searches.get_mut(&op) else { return };
+        for n in nodes {
+            if n.id == self.id || is_martian(&n.addr) || s.candidates.iter().any(|c| c.id == n.id) {
+                continue;
+            }
+            s.candidates.push(Candidate { id: n.id, addr: n.addr, state: CandState::Fresh });
+        }
+        let key = s.key;
+        s.candidates.sort_by(|a, b| key.xor_cmp(&a.id, &b.id));
+        // Keep the closest; never drop one we are waiting for.
+        let mut kept = 0;
+        s.candidates.retain(|c| {
+            kept += 1;
+            kept <= SEARCH_NODES || c.state == CandState::Asked
+        });
+    }
+
+    /// Advances a search: asks more nodes, or finishes.
+    fn step(&mut self, now: Instant, op: OpId) {
+        let Some(s) = self.searches.get_mut(&op) else { return };
+        if s.done && !matches!(s.kind, OpKind::Listen { .. }) {
+            return;
+        }
+        let method = match s.kind {
+            OpKind::Get { .. } => Method::Get,
+            _ => Method::Find,
+        };
+        let live: Vec<usize> = (0..s.candidates.len()).filter(|&i| s.candidates[i].state != CandState::Failed).take(K).collect();
+        let in_flight = s.candidates.iter().filter(|c| c.state == CandState::Asked).count();
+        let mut to_ask = Vec::new();
+        for &i in &live {
+            if in_flight + to_ask.len() >= ALPHA {
+                break;
+            }
+            if s.candidates[i].state == CandState::Fresh {
+                s.candidates[i].state = CandState::Asked;
+                to_ask.push((s.candidates[i].id, s.candidates[i].addr));
+            }
+        }
+        let synced = !live.is_empty() && live.iter().all(|&i| matches!(s.candidates[i].state, CandState::Replied(_)));
+        let exhausted = live.is_empty() && in_flight == 0;
+        let key = s.key;
+        let query = match &s.kind {
+            OpKind::Get { query } => query.clone(),
+            _ => None,
+        };
+        for (id, addr) in to_ask {
+            let mut body = self.body();
+            match method {
+                Method::Get => {
+                    body.key = Some(key);
+                    body.query = query.clone();
+                }
+                _ => body.target = Some(key),
+            }
+            self.send_request(now, addr, Some(id), method, body, Some(op));
+        }
+        if synced || exhausted {
+            self.synced(now, op);
+        }
+    }
+
+    /// The closest nodes answered: complete gets, send puts and listens.
+    fn synced(&mut self, now: Instant, op: OpId) {
+        let Some(s) = self.searches.get_mut(&op) else { return };
+        let replied: Vec<(InfoHash, SocketAddr, Option<Vec<u8>>)> = s
+            .candidates
+            .iter()
+            .filter_map(|c| match &c.state {
+                CandState::Replied(t) => Some((c.id, c.addr, t.clone())),
+                _ => None,
+            })
+            .take(K)
+            .collect();
+        let key = s.key;
+        match &mut s.kind {
+            OpKind::Get { .. } | OpKind::Refresh => {
+                if !s.done {
+                    s.done = true;
+                    if matches!(s.kind, OpKind::Get { .. }) {
+                        self.events.push_back(Event::GetDone { op, replied: replied.len() });
+                    }
+                    self.searches.remove(&op);
+                }
+            }
+            OpKind::Put { value, created, pending, sent, acked } => {
+                if *sent {
+                    return;
+                }
+                *sent = true;
+                s.done = true;
+                let targets: Vec<_> = replied.into_iter().filter(|(_, _, t)| t.is_some()).collect();
+                *pending = targets.len();
+                let (value, created, acked) = (value.clone(), *created, *acked);
+                if targets.is_empty() {
+                    self.events.push_back(Event::PutDone { op, stored: acked });
+                    self.searches.remove(&op);
+                    return;
+                }
+                for (id, addr, token) in targets {
+                    let mut body = self.body();
+                    body.key = Some(key);
+                    body.values = vec![ValueEntry::Inline(value.clone())];
+                    body.created = Some(created);
+                    body.token = token;
+                    self.send_request(now, addr, Some(id), Method::Put, body, Some(op));
+                }
+            }
+            OpKind::Listen { sid, query, next_refresh, .. } => {
+                s.done = true;
+                let (sid, query) = (*sid, query.clone());
+                *next_refresh = Some(now + LISTEN_REFRESH);
+                for (id, addr, token) in replied.into_iter().filter(|(_, _, t)| t.is_some()).take(LISTEN_NODES) {
+                    let mut body = self.body();
+                    body.key = Some(key);
+                    body.version = Some(1);
+                    body.sid = Some(sid);
+                    body.token = token;
+                    body.query = query.clone();
+                    self.send_request(now, addr, Some(id), Method::Listen, body, Some(op));
+                }
+            }
+        }
+    }
+
+    /// Feeds a received datagram.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        if is_martian(&from) {
+            return;
+        }
+        let Ok(msg) = Message::decode(data) else { return };
+        if msg.network != self.network {
+            return;
+        }
+        if let MessageKind::ValueData(frags) = &msg.kind {
+            self.on_fragments(now, from, msg.tid, frags);
+            return;
+        }
+        if msg.body.id == self.id {
+            return;
+        }
+        if msg.body.values.iter().any(|v| matches!(v, ValueEntry::Size(_))) {
+            // The values follow in fragments.
+            let buffers = msg
+                .body
+                .values
+                .iter()
+                .map(|v| match v {
+                    ValueEntry::Size(n) => (*n as usize, Vec::new()),
+                    ValueEntry::Inline(v) => {
+                        let b = v.to_bytes();
+                        (b.len(), b)
+                    }
+                })
+                .collect();
+            if self.partials.len() < 4096 {
+                self.partials.insert(msg.tid, Partial { from, msg, buffers, deadline: now + RX_MAX_PACKET_TIME });
+            }
+            return;
+        }
+        self.process(now, from, msg);
+    }
+
+    fn on_fragments(&mut self, now: Instant, from: SocketAddr, tid: u32, frags: &[Fragment]) {
+        let Some(p) = self.partials.get_mut(&tid) else { return };
+        if p.from != from {
+            return;
+        }
+        for f in frags {
+            let Some((size, buf)) = p.buffers.get_mut(f.index as usize) else { continue };
+            if f.offset as usize == buf.len() && buf.len() + f.data.len() <= *size {
+                buf.extend_from_slice(&f.data);
+            }
+        }
+        if p.buffers.iter().all(|(size, b)| b.len() == *size) {
+            let Some(mut p) = self.partials.remove(&tid) else { return };
+            p.msg.body.values =
+                p.buffers.iter().filter_map(|(_, b)| Value::from_bytes(b).ok()).map(ValueEntry::Inline).collect();
+            self.process(now, from, p.msg);
+        }
+    }
+
+    fn process(&mut self, now: Instant, from: SocketAddr, msg: Message) {
+        match msg.kind.clone() {
+            MessageKind::Query(m) => {
+                if !msg.client {
+                    self.table(&from).seen(msg.body.id, from, now, false);
+                }
+                self.on_query(now, from, m, msg);
+            }
+            MessageKind::Reply => self.on_reply(now, from, msg),
+            MessageKind::Error(code, _) => self.on_error(now, from, msg.tid, code),
+            MessageKind::LegacyUpdate => {}
+            MessageKind::ValueData(_) => {}
+        }
+    }
+
+    fn closest_infos(&self, target: &InfoHash, v6: bool, now: Instant) -> Vec<NodeInfo> {
+        let t = if v6 { &self.table6 } else { &self.table4 };
+        t.closest(target, K, now, true).into_iter().map(|n| NodeInfo { id: n.id, addr: n.addr }).collect()
+    }
+
+    fn on_query(&mut self, now: Instant, from: SocketAddr, method: Method, msg: Message) {
+        let tid = msg.tid;
+        let b = msg.body;
+        let mut reply = Body { id: self.id, seen_addr: Some(from.ip()), ..Body::default() };
+        let error = |code: u16, text: &str| (code, text.to_owned());
+        let result: Result<Vec<Body>, (u16, String)> = match method {
+            Method::Ping => Ok(vec![reply]),
+            Method::Find | Method::Get => {
+                let target = if method == Method::Find { b.target } else { b.key };
+                match target {
+                    Some(t) if !t.is_zero() => {
+                        let (want4, want6) = if b.want.is_empty() {
+                            (from.is_ipv4(), from.is_ipv6())
+                        } else {
+                            (b.want.contains(&WANT_V4), b.want.contains(&WANT_V6))
+                        };
+                        if want4 {
+                            reply.nodes4 = self.closest_infos(&t, false, now);
+                        }
+                        if want6 {
+                            reply.nodes6 = self.closest_infos(&t, true, now);
+                        }
+                        reply.token = Some(self.token_for(self.secrets[0], &from));
+                        if method == Method::Get {
+                            let q = b.query.clone().unwrap_or_default();
+                            let found: Vec<&Value> = self.storage.get(&t).filter(|v| q.matches(v)).collect();
+                            if !q.select.is_empty() {
+                                reply.fields = Some(FieldReply::build(&q.select, &found));
+                            } else {
+                                reply.values = found.into_iter().cloned().map(ValueEntry::Inline).collect();
+                            }
+                        }
+                        Ok(vec![reply])
+                    }
+                    _ => Err(error(203, "Get_values with no info_hash")),
+                }
+            }
+            Method::Put => match b.key {
+                None => Err(error(203, "Put with no info_hash")),
+                Some(k) if k.is_zero() => Err(error(203, "Put with no info_hash")),
+                Some(_) if !self.token_ok(b.token.as_deref(), &from) => Err(error(401, "Put with wrong token")),
+                Some(k) => {
+                    let created = b.created.unwrap_or_else(unix_now).min(unix_now());
+                    let age = Duration::from_secs(unix_now().saturating_sub(created).max(0) as u64);
+                    let mut replies = Vec::new();
+                    let mut bad_id = false;
+                    for v in b.values {
+                        let ValueEntry::Inline(v) = v else { continue };
+                        if v.id == 0 {
+                            bad_id = true;
+                            continue;
+                        }
+                        let vid = v.id;
+                        if self.storage.store(k, v.clone(), now, age) == StoreOutcome::New {
+                            self.notify_listeners(now, k, &v);
+                        }
+                        replies.push(Body { vid: Some(vid), ..reply.clone() });
+                    }
+                    if bad_id && replies.is_empty() { Err(error(203, "Put with invalid id")) } else { Ok(replies) }
+                }
+            },
+            Method::Refresh => match b.key {
+                Some(k) if !k.is_zero() => {
+                    if !self.token_ok(b.token.as_deref(), &from) {
+                        Err(error(401, "Put with wrong token"))
+                    } else if self.storage.refresh(&k, b.vid.unwrap_or(0), now) {
+                        Ok(vec![Body { vid: b.vid, ..reply }])
+                    } else {
+                        Err(error(404, "Access operation for unknown storage"))
+                    }
+                }
+                _ => Err(error(203, "Put with no info_hash")),
+            },
+            Method::Listen => match b.key {
+                Some(k) if !k.is_zero() => {
+                    if !self.token_ok(b.token.as_deref(), &from) {
+                        Err(error(401, "Listen with wrong token"))
+                    } else {
+                        let sid = b.sid.unwrap_or(0);
+                        let list = self.listeners.entry(k).or_default();
+                        let is_new = match list.iter_mut().find(|l| l.node == b.id && l.sid == sid) {
+                            Some(l) => {
+                                l.expires = now + LISTENER_EXPIRE;
+                                l.addr = from;
+                                false
+                            }
+                            None => {
+                                list.push(Listener { addr: from, node: b.id, sid, query: b.query.clone(), expires: now + LISTENER_EXPIRE });
+                                true
+                            }
+                        };
+                        if is_new {
+                            let q = b.query.clone().unwrap_or_default();
+                            let values: Vec<Value> = self.storage.get(&k).filter(|v| q.matches(v)).cloned().collect();
+                            if !values.is_empty() {
+                                self.push_update(now, from, b.id, k, sid, values);
+                            }
+                        }
+                        Ok(vec![reply])
+                    }
+                }
+                _ => Err(error(203, "Listen with no info_hash")),
+            },
+            Method::Update => {
+                self.on_update(b);
+                Ok(vec![reply])
+            }
+        };
+        match result {
+            Ok(replies) => {
+                for r in replies {
+                    let m = self.msg(tid, MessageKind::Reply, r);
+                    self.send_reply(from, m);
+                }
+            }
+            Err((code, text)) => {
+                let m = self.msg(tid, MessageKind::Error(code, text), self.body());
+                self.transmits.push_back(Transmit { to: from, data: m.encode() });
+            }
+        }
+    }
+
+    fn push_update(&mut self, now: Instant, to: SocketAddr, node: InfoHash, key: InfoHash, sid: u32, values: Vec<Value>) {
+        let mut body = self.body();
+        body.key = Some(key);
+        body.sid = Some(sid);
+        body.version = Some(1);
+        body.values = values.into_iter().map(ValueEntry::Inline).collect();
+        body.token = Some(self.token_for(self.secrets[0], &to));
+        self.send_request(now, to, Some(node), Method::Update, body, None);
+    }
+
+    fn notify_listeners(&mut self, now: Instant, key: InfoHash, v: &Value) {
+        let targets: Vec<(SocketAddr, InfoHash, u32)> = self
+            .listeners
+            .get(&key)
+            .into_iter()
+            .flatten()
+            .filter(|l| l.expires > now && l.query.as_ref().is_none_or(|q| q.matches(v)))
+            .map(|l| (l.addr, l.node, l.sid))
+            .collect();
+        for (addr, node, sid) in targets {
+            self.push_update(now, addr, node, key, sid, vec![v.clone()]);
+        }
+    }
+
+    /// A storing node pushed values (or expirations) for one of our listens.
+    fn on_update(&mut self, b: Body) {
+        let Some(sid) = b.sid else { return };
+        let Some((&op, s)) = self.searches.iter_mut().find(|(_, s)| matches!(s.kind, OpKind::Listen { sid: x, .. } if x == sid))
+        else {
+            return;
+        };
+        for v in b.values {
+            if let ValueEntry::Inline(v) = v {
+                if s.seen.insert(v.id) {
+                    self.events.push_back(Event::Value { op, value: v });
+                }
+            }
+        }
+        for id in b.expired {
+            if s.seen.remove(&id) {
+                self.events.push_back(Event::Expired { op, id });
+            }
+        }
+    }
+
+    fn on_reply(&mut self, now: Instant, from: SocketAddr, msg: Message) {
+        let Some(p) = self.pending.get_mut(&msg.tid) else {
+            return;
+        };
+        if p.to != from || p.node.is_some_and(|n| n != msg.body.id) {
+            return;
+        }
+        p.replies_left = p.replies_left.saturating_sub(1);
+        let done = p.replies_left == 0;
+        let (method, op) = (p.method, p.op);
+        if done {
+            self.pending.remove(&msg.tid);
+        }
+        self.table(&from).seen(msg.body.id, from, now, true);
+        for n in msg.body.nodes4.iter().chain(&msg.body.nodes6) {
+            if n.id != self.id && !is_martian(&n.addr) {
+                let addr = n.addr;
+                self.table(&addr).seen(n.id, addr, now, false);
+            }
+        }
+        match method {
+            Method::Ping if op.is_none() => {
+                // Bootstrap answered: look up our own id to fill the table.
+                let own = self.id;
+                self.start_search(now, own, OpKind::Refresh);
+            }
+            Method::Find | Method::Get => {
+                let Some(op) = op else { return };
+                let mut nodes = msg.body.nodes4.clone();
+                nodes.extend(msg.body.nodes6.iter().copied());
+                if let Some(s) = self.searches.get_mut(&op) {
+                    if let Some(c) = s.candidates.iter_mut().find(|c| c.id == msg.body.id) {
+                        c.state = CandState::Replied(msg.body.token.clone());
+                    }
+                    if let OpKind::Get { query } = &s.kind {
+                        for v in &msg.body.values {
+                            if let ValueEntry::Inline(v) = v {
+                                if query.as_ref().is_none_or(|q| q.matches(v)) && s.seen.insert(v.id) {
+                                    self.events.push_back(Event::Value { op, value: v.clone() });
+                                }
+                            }
+                        }
+                    }
+                }
+                self.add_candidates(op, &nodes);
+                self.step(now, op);
+            }
+            Method::Put => {
+                let Some(op) = op else { return };
+                if let Some(Search { kind: OpKind::Put { acked, pending, .. }, .. }) = self.searches.get_mut(&op) {
+                    if msg.body.vid.is_some() {
+                        *acked += 1;
+                        *pending = pending.saturating_sub(1);
+                    }
+                }
+                self.check_put_done(op);
+            }
+            Method::Listen => {
+                let Some(op) = op else { return };
+                if let Some(Search { kind: OpKind::Listen { confirmed, .. }, .. }) = self.searches.get_mut(&op) {
+                    if confirmed.insert(msg.body.id) {
+                        let nodes = confirmed.len();
+                        self.events.push_back(Event::Listening { op, nodes });
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn check_put_done(&mut self, op: OpId) {
+        if let Some(Search { kind: OpKind::Put { acked, pending, sent: true, .. }, .. }) = self.searches.get(&op) {
+            if *pending == 0 {
+                let stored = *acked;
+                self.searches.remove(&op);
+                self.events.push_back(Event::PutDone { op, stored });
+            }
+        }
+    }
+
+    fn on_error(&mut self, now: Instant, from: SocketAddr, tid: u32, _code: u16) {
+        let Some(p) = self.pending.get(&tid) else { return };
+        if p.to != from {
+            return;
+        }
+        if let Some(p) = self.pending.remove(&tid) {
+            self.request_failed(now, p, false);
+        }
+    }
+
+    fn request_failed(&mut self, now: Instant, p: Pending, timed_out: bool) {
+        if timed_out {
+            if let Some(id) = p.node {
+                self.table(&p.to).failed(&id);
+            }
+        }
+        let Some(op) = p.op else { return };
+        match p.method {
+            Method::Find | Method::Get => {
+                if let Some(s) = self.searches.get_mut(&op) {
+                    if let Some(c) = s.candidates.iter_mut().find(|c| Some(c.id) == p.node) {
+                        c.state = CandState::Failed;
+                    }
+                }
+                self.step(now, op);
+            }
+            Method::Put => {
+                if let Some(Search { kind: OpKind::Put { pending, .. }, .. }) = self.searches.get_mut(&op) {
+                    *pending = pending.saturating_sub(1);
+                }
+                self.check_put_done(op);
+            }
+            _ => {}
+        }
+    }
+
+    /// Handles timers: retransmissions, request expiry, listen refresh, maintenance.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<u32> = self.pending.iter().filter(|(_, p)| p.deadline <= now).map(|(t, _)| *t).collect();
+        for tid in due {
+            let Some(p) = self.pending.get_mut(&tid) else { continue };
+            if p.sends < MAX_SENDS {
+                p.sends += 1;
+                p.deadline = now + RESPONSE_TIME * (1 << (p.sends - 1));
+                let to = p.to;
+                self.transmits.push_back(Transmit { to, data: p.data.clone() });
+                let frags = p.fragments.clone();
+                self.transmits.extend(frags.into_iter().map(|data| Transmit { to, data }));
+            } else if let Some(p) = self.pending.remove(&tid) {
+                self.request_failed(now, p, true);
+            }
+        }
+        self.partials.retain(|_, p| p.deadline > now);
+        let refresh: Vec<OpId> = self
+            .searches
+            .iter()
+            .filter(|(_, s)| matches!(&s.kind, OpKind::Listen { next_refresh: Some(t), .. } if *t <= now))
+            .map(|(op, _)| *op)
+            .collect();
+        for op in refresh {
+            if let Some(s) = self.searches.get_mut(&op) {
+                for c in &mut s.candidates {
+                    if c.state != CandState::Asked {
+                        c.state = CandState::Fresh;
+                    }
+                }
+                if let OpKind::Listen { next_refresh, .. } = &mut s.kind {
+                    *next_refresh = None;
+                }
+                s.done = false;
+            }
+            self.step(now, op);
+        }
+        if self.next_maintenance.is_some_and(|t| t <= now) {
+            self.next_maintenance = Some(now + Duration::from_secs(60));
+            for (key, ids) in self.storage.expire(now) {
+                let targets: Vec<(SocketAddr, InfoHash, u32)> =
+                    self.listeners.get(&key).into_iter().flatten().map(|l| (l.addr, l.node, l.sid)).collect();
+                for (addr, node, sid) in targets {
+                    let mut body = self.body();
+                    body.sid = Some(sid);
+                    body.token = Some(self.token_for(self.secrets[0], &addr));
+                    body.expired = ids.clone();
+                    self.send_request(now, addr, Some(node), Method::Update, body, None);
+                }
+            }
+            for list in self.listeners.values_mut() {
+                list.retain(|l| l.expires > now);
+            }
+            self.listeners.retain(|_, l| !l.is_empty());
+            self.table4.expire(now);
+            self.table6.expire(now);
+        }
+        if self.next_rotation.is_some_and(|t| t <= now) {
+            self.secrets = [rand_u64(), self.secrets[0]];
+            self.next_rotation = Some(now + Duration::from_secs(15 * 60 + rand_u64() % (30 * 60)));
+        }
+    }
+}

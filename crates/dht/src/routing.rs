@@ -1,0 +1,153 @@
+//! Kademlia routing table for one address family: buckets by shared prefix with the own id.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::infohash::InfoHash;
+
+/// Bucket size, replication factor, nodes returned (`TARGET_NODES`).
+pub const K: usize = 8;
+/// A node is good if it replied within this time...
+pub const NODE_GOOD_TIME: Duration = Duration::from_secs(120 * 60);
+/// ...and was heard from within this time.
+pub const NODE_EXPIRE_TIME: Duration = Duration::from_secs(10 * 60);
+
+/// A known node.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// Its id.
+    pub id: InfoHash,
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Last time it sent anything.
+    pub last_seen: Instant,
+    /// Last time it answered one of our requests.
+    pub last_reply: Option<Instant>,
+    /// A request to it timed out since its last packet.
+    pub expired: bool,
+}
+
+impl Node {
+    /// Good: not expired, replied within 120 min, heard from within 10 min.
+    pub fn is_good(&self, now: Instant) -> bool {
+        !self.expired
+            && self.last_reply.is_some_and(|t| now.duration_since(t) < NODE_GOOD_TIME)
+            && now.duration_since(self.last_seen) < NODE_EXPIRE_TIME
+    }
+}
+
+/// The routing table: 161 buckets indexed by the number of leading bits shared with our id.
+#[derive(Debug)]
+pub struct RoutingTable {
+    own: InfoHash,
+    buckets: Vec<Vec<Node>>,
+}
+
+impl RoutingTable {
+    /// An empty table around `own`.
+    pub fn new(own: InfoHash) -> Self {
+        Self { own, buckets: vec![Vec::new(); 161] }
+    }
+
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.buckets.iter().map(Vec::len).sum()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of good nodes.
+    pub fn good(&self, now: Instant) -> usize {
+        self.buckets.iter().flatten().filter(|n| n.is_good(now)).count()
+    }
+
+    /// Records that `id` at `addr` was heard from; `replied` when it answered a request of
+    /// ours. A full bucket keeps its good nodes and replaces an expired or the stalest node.
+    pub fn seen(&mut self, id: InfoHash, addr: SocketAddr, now: Instant, replied: bool) {
+        if id == self.own || id.is_zero() {
+            return;
+        }
+        let b = &mut self.buckets[self.own.common_bits(&id) as usize];
+        if let Some(n) = b.iter_mut().find(|n| n.id == id) {
+            n.addr = addr;
+            n.last_seen = now;
+            n.expired = false;
+            if replied {
+                n.last_reply = Some(now);
+            }
+            return;
+        }
+        // A node id maps to one address: the latest sender wins, as in OpenDHT.
+        let node = Node { id, addr, last_seen: now, last_reply: replied.then_some(now), expired: false };
+        if b.len() < K {
+            b.push(node);
+        } else if let Some(i) = b.iter().position(|n| n.expired || !n.is_good(now)) {
+            b[i] = node;
+        }
+    }
+
+    /// A request to `id` timed out.
+    pub fn failed(&mut self, id: &InfoHash) {
+        let b = &mut self.buckets[self.own.common_bits(id) as usize];
+        if let Some(n) = b.iter_mut().find(|n| &n.id == id) {
+            n.expired = true;
+        }
+    }
+
+    /// Forgets a node.
+    pub fn remove(&mut self, id: &InfoHash) {
+        let b = &mut self.buckets[self.own.common_bits(id) as usize];
+        b.retain(|n| &n.id != id);
+    }
+
+    /// Up to `count` nodes closest to `target`, good ones only when `good_only`.
+    pub fn closest(&self, target: &InfoHash, count: usize, now: Instant, good_only: bool) -> Vec<Node> {
+        let mut all: Vec<&Node> = self.buckets.iter().flatten().filter(|n| !good_only || n.is_good(now)).collect();
+        all.sort_by(|a, b| target.xor_cmp(&a.id, &b.id));
+        all.into_iter().take(count).cloned().collect()
+    }
+
+    /// Every node.
+    pub fn nodes(&self) -> impl Iterator<Item = &Node> {
+        self.buckets.iter().flatten()
+    }
+
+    /// Drops nodes that are expired and not heard from within [`NODE_EXPIRE_TIME`].
+    pub fn expire(&mut self, now: Instant) {
+        for b in &mut self.buckets {
+            b.retain(|n| !(n.expired && now.duration_since(n.last_seen) > NODE_EXPIRE_TIME));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closest_and_buckets() {
+        let now = Instant::now();
+        let own = InfoHash([0; 20]);
+        let mut t = RoutingTable::new(own);
+        for i in 1..=40u8 {
+            let mut id = [0u8; 20];
+            id[0] = i;
+            t.seen(InfoHash(id), format!("127.0.0.1:{}", 5000 + u16::from(i)).parse().unwrap(), now, true);
+        }
+        // Buckets by shared prefix: ids 0x20..0x28 (9 ids, 2 shared bits) overflow one bucket.
+        assert!(t.len() < 40);
+        let mut target = [0u8; 20];
+        target[0] = 3;
+        let c = t.closest(&InfoHash(target), 3, now, true);
+        assert_eq!(c[0].id.0[0], 3);
+        assert_eq!(c[1].id.0[0], 2);
+        assert_eq!(c[2].id.0[0], 1);
+        t.failed(&c[0].id);
+        assert_eq!(t.closest(&InfoHash(target), 1, now, true)[0].id.0[0], 2);
+        t.seen(InfoHash(target), "127.0.0.1:1".parse().unwrap(), now, false);
+        assert_eq!(t.closest(&InfoHash(target), 1, now, true)[0].id.0[0], 3, "a packet revives an expired node");
+    }
+}

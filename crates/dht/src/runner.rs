@@ -1,0 +1,245 @@
+//! A tokio runner: one UDP socket and a [`Node`], driven in a task, with an async API shaped
+//! like OpenDHT's `DhtRunner`.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::infohash::InfoHash;
+use crate::message::ValueQuery;
+use crate::node::{Config, Event, Node, OpId};
+use crate::value::Value;
+
+/// What a listen reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenEvent {
+    /// A value (present when the listen started, or new).
+    Value(Value),
+    /// A value expired or was removed.
+    Expired(u64),
+}
+
+/// Counters of a running node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStats {
+    /// Node id.
+    pub id: InfoHash,
+    /// Good IPv4 nodes known.
+    pub good4: usize,
+    /// IPv4 nodes known.
+    pub nodes4: usize,
+    /// Good IPv6 nodes known.
+    pub good6: usize,
+    /// IPv6 nodes known.
+    pub nodes6: usize,
+    /// Keys stored here.
+    pub keys: usize,
+    /// Values stored here.
+    pub values: usize,
+}
+
+enum Cmd {
+    Bootstrap(SocketAddr),
+    Get(InfoHash, Option<ValueQuery>, mpsc::UnboundedSender<Value>),
+    Put(InfoHash, Value, oneshot::Sender<usize>),
+    Listen(InfoHash, Option<ValueQuery>, mpsc::UnboundedSender<ListenEvent>, oneshot::Sender<OpId>),
+    Cancel(OpId),
+    Stats(oneshot::Sender<NodeStats>),
+}
+
+enum Sink {
+    Get(mpsc::UnboundedSender<Value>),
+    Put(oneshot::Sender<usize>),
+    Listen(mpsc::UnboundedSender<ListenEvent>),
+}
+
+/// A running node. Dropping it stops the node.
+pub struct Runner {
+    cmds: mpsc::UnboundedSender<Cmd>,
+    local: SocketAddr,
+    id: InfoHash,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A listen in progress; values arrive on [`Listen::next`]. Dropping it cancels the listen.
+pub struct Listen {
+    rx: mpsc::UnboundedReceiver<ListenEvent>,
+    op: OpId,
+    cmds: mpsc::UnboundedSender<Cmd>,
+}
+
+impl Listen {
+    /// The next event; `None` once the runner stopped.
+    pub async fn next(&mut self) -> Option<ListenEvent> {
+        self.rx.recv().await
+    }
+}
+
+impl Drop for Listen {
+    fn drop(&mut self) {
+        let _ = self.cmds.send(Cmd::Cancel(self.op));
+    }
+}
+
+/// The runner stopped.
+fn stopped() -> io::Error {
+    io::Error::other("DHT runner stopped")
+}
+
+impl Runner {
+    /// Binds a UDP socket on `addr` (use a loopback or namespace address in tests) and starts
+    /// the node.
+    pub async fn bind(addr: SocketAddr, config: Config) -> io::Result<Self> {
+        let socket = UdpSocket::bind(addr).await?;
+        let local = socket.local_addr()?;
+        let node = Node::new(config);
+        let id = node.id();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(run(socket, node, rx));
+        Ok(Self { cmds: tx, local, id, task })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The node id.
+    pub fn id(&self) -> InfoHash {
+        self.id
+    }
+
+    /// Joins the network through the node at `addr`.
+    pub fn bootstrap(&self, addr: SocketAddr) {
+        let _ = self.cmds.send(Cmd::Bootstrap(addr));
+    }
+
+    /// Every value found at `key` (the lookup ends when the closest nodes answered).
+    pub async fn get(&self, key: InfoHash) -> io::Result<Vec<Value>> {
+        let mut rx = self.get_stream(key, None)?;
+        let mut out = Vec::new();
+        while let Some(v) = rx.recv().await {
+            out.push(v);
+        }
+        Ok(out)
+    }
+
+    /// Values found at `key` as they arrive; the channel closes when the lookup ends.
+    pub fn get_stream(&self, key: InfoHash, query: Option<ValueQuery>) -> io::Result<mpsc::UnboundedReceiver<Value>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.cmds.send(Cmd::Get(key, query, tx)).map_err(|_| stopped())?;
+        Ok(rx)
+    }
+
+    /// Stores `value` at `key`; returns how many nodes acknowledged it.
+    pub async fn put(&self, key: InfoHash, value: Value) -> io::Result<usize> {
+        let (tx, rx) = oneshot::channel();
+        self.cmds.send(Cmd::Put(key, value, tx)).map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())
+    }
+
+    /// Listens at `key`.
+    pub async fn listen(&self, key: InfoHash, query: Option<ValueQuery>) -> io::Result<Listen> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (op_tx, op_rx) = oneshot::channel();
+        self.cmds.send(Cmd::Listen(key, query, tx, op_tx)).map_err(|_| stopped())?;
+        let op = op_rx.await.map_err(|_| stopped())?;
+        Ok(Listen { rx, op, cmds: self.cmds.clone() })
+    }
+
+    /// Routing and storage counters.
+    pub async fn stats(&self) -> io::Result<NodeStats> {
+        let (tx, rx) = oneshot::channel();
+        self.cmds.send(Cmd::Stats(tx)).map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())
+    }
+}
+
+async fn run(socket: UdpSocket, mut node: Node, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
+    let mut sinks: HashMap<OpId, Sink> = HashMap::new();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        while let Some(t) = node.poll_transmit() {
+            if let Err(e) = socket.send_to(&t.data, t.to).await {
+                tracing::debug!("send to {}: {e}", t.to);
+            }
+        }
+        while let Some(ev) = node.poll_event() {
+            match ev {
+                Event::Value { op, value } => match sinks.get(&op) {
+                    Some(Sink::Get(tx)) => {
+                        let _ = tx.send(value);
+                    }
+                    Some(Sink::Listen(tx)) => {
+                        let _ = tx.send(ListenEvent::Value(value));
+                    }
+                    _ => {}
+                },
+                Event::Expired { op, id } => {
+                    if let Some(Sink::Listen(tx)) = sinks.get(&op) {
+                        let _ = tx.send(ListenEvent::Expired(id));
+                    }
+                }
+                Event::GetDone { op, .. } => {
+                    sinks.remove(&op);
+                }
+                Event::PutDone { op, stored } => {
+                    if let Some(Sink::Put(tx)) = sinks.remove(&op) {
+                        let _ = tx.send(stored);
+                    }
+                }
+                Event::Listening { .. } => {}
+            }
+        }
+        let deadline = node.poll_timeout().unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            r = socket.recv_from(&mut buf) => {
+                if let Ok((n, from)) = r {
+                    node.handle_datagram(Instant::now(), from, &buf[..n]);
+                }
+            }
+            cmd = cmds.recv() => {
+                let Some(cmd) = cmd else { break };
+                let now = Instant::now();
+                match cmd {
+                    Cmd::Bootstrap(addr) => node.bootstrap(now, addr),
+                    Cmd::Get(key, q, tx) => {
+                        let op = node.get(now, key, q);
+                        sinks.insert(op, Sink::Get(tx));
+                    }
+                    Cmd::Put(key, v, tx) => {
+                        let op = node.put(now, key, v);
+                        sinks.insert(op, Sink::Put(tx));
+                    }
+                    Cmd::Listen(key, q, tx, op_tx) => {
+                        let op = node.listen(now, key, q);
+                        sinks.insert(op, Sink::Listen(tx));
+                        let _ = op_tx.send(op);
+                    }
+                    Cmd::Cancel(op) => {
+                        node.cancel(op);
+                        sinks.remove(&op);
+                    }
+                    Cmd::Stats(tx) => {
+                        let (good4, nodes4, good6, nodes6) = node.node_counts(now);
+                        let (keys, values) = node.storage_counts();
+                        let _ = tx.send(NodeStats { id: node.id(), good4, nodes4, good6, nodes6, keys, values });
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {
+                node.handle_timeout(Instant::now());
+            }
+        }
+    }
+}
