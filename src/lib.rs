@@ -4,7 +4,9 @@
 //! communicator, byte for byte. This facade re-exports each library as a module:
 //!
 //! * [`identity`]: Jami accounts, certificates, revocation lists, archives.
+//! * [`dht`]: an OpenDHT-compatible node.
 
 #![forbid(unsafe_code)]
 
+pub use pamoja_dht as dht;
 pub use pamoja_identity as identity;

@@ -431,6 +431,28 @@ impl Node {
         self.pending.retain(|_, p| p.op != Some(op));
     }
 
+    /// Sends one `find` per under-filled bucket, for a random id in its range, to the closest
+    /// node we know: this keeps far buckets populated so lookups converge (OpenDHT's
+    /// `confirmNodes` does the same).
+    fn refresh_buckets(&mut self, now: Instant) {
+        for v6 in [false, true] {
+            let table = if v6 { &self.table6 } else { &self.table4 };
+            if table.is_empty() {
+                continue;
+            }
+            let jobs: Vec<(InfoHash, InfoHash, SocketAddr)> = table
+                .refresh_targets()
+                .into_iter()
+                .filter_map(|t| table.closest(&t, 1, now, true).first().map(|n| (t, n.id, n.addr)))
+                .collect();
+            for (target, id, addr) in jobs {
+                let mut body = self.body();
+                body.target = Some(target);
+                self.send_request(now, addr, Some(id), Method::Find, body, None);
+            }
+        }
+    }
+
     fn add_candidates(&mut self, op: OpId, nodes: &[NodeInfo]) {
         let Some(s) = self.searches.get_mut(&op) else { return };
         for n in nodes {
@@ -511,10 +533,13 @@ impl Node {
             OpKind::Get { .. } | OpKind::Refresh => {
                 if !s.done {
                     s.done = true;
-                    if matches!(s.kind, OpKind::Get { .. }) {
-                        self.events.push_back(Event::GetDone { op, replied: replied.len() });
-                    }
+                    let is_get = matches!(s.kind, OpKind::Get { .. });
                     self.searches.remove(&op);
+                    if is_get {
+                        self.events.push_back(Event::GetDone { op, replied: replied.len() });
+                    } else {
+                        self.refresh_buckets(now);
+                    }
                 }
             }
             OpKind::Put { value, created, pending, sent, acked } => {
@@ -661,7 +686,10 @@ impl Node {
                             let q = b.query.clone().unwrap_or_default();
                             let found: Vec<&Value> = self.storage.get(&t).filter(|v| q.matches(v)).collect();
                             if !q.select.is_empty() {
-                                reply.fields = Some(FieldReply::build(&q.select, &found));
+                                // Like OpenDHT: nothing matching, no `fileds` key at all.
+                                if !found.is_empty() {
+                                    reply.fields = Some(FieldReply::build(&q.select, &found));
+                                }
                             } else {
                                 reply.values = found.into_iter().cloned().map(ValueEntry::Inline).collect();
                             }
@@ -767,6 +795,14 @@ impl Node {
     }
 
     fn notify_listeners(&mut self, now: Instant, key: InfoHash, v: &Value) {
+        // Our own listens at this key see values stored here at once.
+        for (&op, s) in self.searches.iter_mut() {
+            if let OpKind::Listen { query, .. } = &s.kind {
+                if s.key == key && query.as_ref().is_none_or(|q| q.matches(v)) && s.seen.insert(v.id) {
+                    self.events.push_back(Event::Value { op, value: v.clone() });
+                }
+            }
+        }
         let targets: Vec<(SocketAddr, InfoHash, u32)> = self
             .listeners
             .get(&key)
@@ -967,6 +1003,7 @@ impl Node {
                     self.send_request(now, addr, Some(node), Method::Update, body, None);
                 }
             }
+            self.refresh_buckets(now);
             for list in self.listeners.values_mut() {
                 list.retain(|l| l.expires > now);
             }

@@ -103,11 +103,34 @@ impl RoutingTable {
         b.retain(|n| &n.id != id);
     }
 
-    /// Up to `count` nodes closest to `target`, good ones only when `good_only`.
-    pub fn closest(&self, target: &InfoHash, count: usize, now: Instant, good_only: bool) -> Vec<Node> {
-        let mut all: Vec<&Node> = self.buckets.iter().flatten().filter(|n| !good_only || n.is_good(now)).collect();
+    /// Up to `count` nodes closest to `target`; with `alive_only`, only nodes not expired and
+    /// heard from within [`NODE_EXPIRE_TIME`].
+    pub fn closest(&self, target: &InfoHash, count: usize, now: Instant, alive_only: bool) -> Vec<Node> {
+        let alive = |n: &Node| !n.expired && now.duration_since(n.last_seen) < NODE_EXPIRE_TIME;
+        let mut all: Vec<&Node> = self.buckets.iter().flatten().filter(|n| !alive_only || alive(n)).collect();
         all.sort_by(|a, b| target.xor_cmp(&a.id, &b.id));
         all.into_iter().take(count).cloned().collect()
+    }
+
+    /// Buckets worth refreshing: every bucket from the widest down to one past the deepest
+    /// non-empty one that holds fewer than `K` nodes. Returns, per bucket, a random target id
+    /// in its range.
+    pub fn refresh_targets(&self) -> Vec<InfoHash> {
+        let deepest = self.buckets.iter().rposition(|b| !b.is_empty()).unwrap_or(0);
+        (0..=(deepest + 1).min(159))
+            .filter(|&i| self.buckets[i].len() < K)
+            .map(|i| {
+                let mut t = InfoHash::random();
+                // Keep our first i bits, flip bit i.
+                for bit in 0..=i {
+                    let (byte, mask) = (bit / 8, 0x80u8 >> (bit % 8));
+                    let ours = self.own.0[byte] & mask;
+                    let want = if bit == i { ours ^ mask } else { ours };
+                    t.0[byte] = (t.0[byte] & !mask) | want;
+                }
+                t
+            })
+            .collect()
     }
 
     /// Every node.
@@ -147,6 +170,10 @@ mod tests {
         assert_eq!(c[2].id.0[0], 1);
         t.failed(&c[0].id);
         assert_eq!(t.closest(&InfoHash(target), 1, now, true)[0].id.0[0], 2);
+        for target in t.refresh_targets() {
+            let bucket = InfoHash([0; 20]).common_bits(&target) as usize;
+            assert!(t.buckets[bucket].len() < K);
+        }
         t.seen(InfoHash(target), "127.0.0.1:1".parse().unwrap(), now, false);
         assert_eq!(t.closest(&InfoHash(target), 1, now, true)[0].id.0[0], 3, "a packet revives an expired node");
     }

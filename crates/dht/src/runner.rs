@@ -101,6 +101,14 @@ impl Runner {
     /// the node.
     pub async fn bind(addr: SocketAddr, config: Config) -> io::Result<Self> {
         let socket = UdpSocket::bind(addr).await?;
+        Self::from_std(socket.into_std()?, config)
+    }
+
+    /// Starts the node on an already bound socket (for example one created inside a network
+    /// namespace).
+    pub fn from_std(socket: std::net::UdpSocket, config: Config) -> io::Result<Self> {
+        socket.set_nonblocking(true)?;
+        let socket = UdpSocket::from_std(socket)?;
         let local = socket.local_addr()?;
         let node = Node::new(config);
         let id = node.id();

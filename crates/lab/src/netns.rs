@@ -87,6 +87,31 @@ impl Netns {
     }
 }
 
+impl Netns {
+    /// Runs `f` on a thread that has entered the namespace, and returns its result. Sockets
+    /// created there stay in the namespace wherever they are used afterwards, so a test
+    /// process can run its own node next to the real peers.
+    pub fn run_inside<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> Result<R> {
+        let path = format!("/run/netns/{}", self.name);
+        std::thread::spawn(move || -> Result<R> {
+            let fd = std::fs::File::open(&path)?;
+            rustix::thread::move_into_link_name_space(
+                std::os::fd::AsFd::as_fd(&fd),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )
+            .map_err(|e| LabError::Setup { cmd: format!("setns {path}"), detail: e.to_string() })?;
+            Ok(f())
+        })
+        .join()
+        .map_err(|_| LabError::Setup { cmd: "setns thread".into(), detail: "panicked".into() })?
+    }
+
+    /// A UDP socket bound to `addr` inside the namespace.
+    pub fn udp_socket(&self, addr: std::net::SocketAddr) -> Result<std::net::UdpSocket> {
+        Ok(self.run_inside(move || std::net::UdpSocket::bind(addr))??)
+    }
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
         let _ = run(&["netns", "del", &self.name]);
