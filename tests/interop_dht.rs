@@ -10,6 +10,8 @@ use pamoja::dht::runner::ListenEvent;
 use pamoja::dht::{Config, InfoHash, Runner, Value};
 use pamoja_lab::{Lab, available};
 
+mod common;
+
 const BOOTSTRAP: &str = "127.0.0.1:4222";
 
 /// A small python3-opendht client: `put KEY TEXT`, `get KEY`, `listen KEY COUNT`.
@@ -21,7 +23,7 @@ r = dht.DhtRunner()
 r.run(port=0, ipv4="127.0.0.1")
 if os.environ.get("PAMOJA_OPENDHT_LOG"):
     r.enableFileLogging(os.environ["PAMOJA_OPENDHT_LOG"])
-r.bootstrap("127.0.0.1", "4222")
+r.bootstrap("127.0.0.1", os.environ.get("PAMOJA_BOOTSTRAP_PORT", "4222"))
 time.sleep(0.5)
 try:
     if mode == "put":
@@ -53,13 +55,23 @@ finally:
 "#;
 
 fn unix_now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
 }
 
 fn python(lab: &Lab, args: &[&str]) -> Vec<serde_json::Value> {
+    python_via(lab, "4222", args)
+}
+
+fn python_via(lab: &Lab, port: &str, args: &[&str]) -> Vec<serde_json::Value> {
     let script = lab.dir().join("client.py");
     std::fs::write(&script, PY_CLIENT).unwrap();
-    let log = lab.dir().join(format!("opendht-{}.log", args.join("-").chars().take(40).collect::<String>()));
+    let log = lab.dir().join(format!(
+        "opendht-{}.log",
+        args.join("-").chars().take(40).collect::<String>()
+    ));
     let out = lab
         .netns()
         .command("/usr/bin/timeout")
@@ -67,19 +79,33 @@ fn python(lab: &Lab, args: &[&str]) -> Vec<serde_json::Value> {
         .arg(&script)
         .args(args)
         .env("PAMOJA_OPENDHT_LOG", &log)
+        .env("PAMOJA_BOOTSTRAP_PORT", port)
         .output()
         .expect("python3");
     if !out.status.success() {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         let tail: Vec<&str> = text.lines().rev().take(80).collect();
-        eprintln!("--- OpenDHT log (last lines) ---\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+        eprintln!(
+            "--- OpenDHT log (last lines) ---\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
     }
-    assert!(out.status.success(), "python3-opendht {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect()
+    assert!(
+        out.status.success(),
+        "python3-opendht {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
 }
 
 async fn our_node(lab: &Lab) -> Runner {
-    let socket = lab.netns().udp_socket("127.0.0.1:0".parse().unwrap()).unwrap();
+    let socket = lab
+        .netns()
+        .udp_socket("127.0.0.1:0".parse().unwrap())
+        .unwrap();
     let runner = Runner::from_std(socket, Config::default()).unwrap();
     runner.bootstrap(BOOTSTRAP.parse::<SocketAddr>().unwrap());
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -90,11 +116,19 @@ async fn our_node(lab: &Lab) -> Runner {
     runner
 }
 
-async fn wait_for_line(log: &Path, pred: impl Fn(&serde_json::Value) -> bool, timeout: Duration) -> serde_json::Value {
+async fn wait_for_line(
+    log: &Path,
+    pred: impl Fn(&serde_json::Value) -> bool,
+    timeout: Duration,
+) -> serde_json::Value {
     let deadline = Instant::now() + timeout;
     loop {
         let text = std::fs::read_to_string(log).unwrap_or_default();
-        if let Some(v) = text.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).find(|v| pred(v)) {
+        if let Some(v) = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| pred(v))
+        {
             return v;
         }
         assert!(Instant::now() < deadline, "timed out; log:\n{text}");
@@ -115,25 +149,52 @@ async fn values_cross_between_pamoja_and_opendht() {
     let put = python(&lab, &["put", "from-python", "hello from opendht"]);
     assert_eq!(put.last().unwrap()["ok"], true);
     let values = ours.get(InfoHash::get(b"from-python")).await.unwrap();
-    assert!(values.iter().any(|v| v.data == b"hello from opendht"), "{values:?}");
+    assert!(
+        values.iter().any(|v| v.data == b"hello from opendht"),
+        "{values:?}"
+    );
 
     // We put, python3-opendht gets.
-    let stored = ours.put(InfoHash::get(b"from-pamoja"), Value::new("hello from pamoja")).await.unwrap();
+    let stored = ours
+        .put(
+            InfoHash::get(b"from-pamoja"),
+            Value::new("hello from pamoja"),
+        )
+        .await
+        .unwrap();
     assert!(stored >= 1, "stored on {stored} nodes");
     let got = python(&lab, &["get", "from-pamoja"]);
     let list = got[0].as_array().unwrap();
-    assert!(list.iter().any(|v| v["data"] == "hello from pamoja"), "{got:?}");
+    assert!(
+        list.iter().any(|v| v["data"] == "hello from pamoja"),
+        "{got:?}"
+    );
 
     // A value bigger than a datagram (fragmented) goes both ways too.
-    let big: String = (0..4000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
-    let stored = ours.put(InfoHash::get(b"big-from-pamoja"), Value::new(big.clone())).await.unwrap();
+    let big: String = (0..4000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let stored = ours
+        .put(InfoHash::get(b"big-from-pamoja"), Value::new(big.clone()))
+        .await
+        .unwrap();
     assert!(stored >= 1);
     let got = python(&lab, &["get", "big-from-pamoja"]);
-    assert!(got[0].as_array().unwrap().iter().any(|v| v["data"] == big.as_str()), "fragmented value not read by OpenDHT");
+    assert!(
+        got[0]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["data"] == big.as_str()),
+        "fragmented value not read by OpenDHT"
+    );
     let put = python(&lab, &["put", "big-from-python", &big]);
     assert_eq!(put.last().unwrap()["ok"], true);
     let values = ours.get(InfoHash::get(b"big-from-python")).await.unwrap();
-    assert!(values.iter().any(|v| v.data == big.as_bytes()), "fragmented value from OpenDHT not read");
+    assert!(
+        values.iter().any(|v| v.data == big.as_bytes()),
+        "fragmented value from OpenDHT not read"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,34 +210,83 @@ async fn listens_deliver_within_a_second_both_ways() {
     let script = lab.dir().join("client.py");
     std::fs::write(&script, PY_CLIENT).unwrap();
     let script_path = script.to_str().unwrap().to_owned();
-    lab.spawn("py-listen", "/usr/bin/python3", &[&script_path, "listen", "to-opendht", "1"], &[]).unwrap();
+    lab.spawn(
+        "py-listen",
+        "/usr/bin/python3",
+        &[&script_path, "listen", "to-opendht", "1"],
+        &[],
+    )
+    .unwrap();
     let log = lab.dir().join("py-listen.log");
-    wait_for_line(&log, |v| v.get("listening").is_some(), Duration::from_secs(20)).await;
+    wait_for_line(
+        &log,
+        |v| v.get("listening").is_some(),
+        Duration::from_secs(20),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let sent = unix_now();
-    assert!(ours.put(InfoHash::get(b"to-opendht"), Value::new("pushed to opendht")).await.unwrap() >= 1);
-    let line = wait_for_line(&log, |v| v["data"] == "pushed to opendht", Duration::from_secs(5)).await;
+    assert!(
+        ours.put(
+            InfoHash::get(b"to-opendht"),
+            Value::new("pushed to opendht")
+        )
+        .await
+        .unwrap()
+            >= 1
+    );
+    let line = wait_for_line(
+        &log,
+        |v| v["data"] == "pushed to opendht",
+        Duration::from_secs(5),
+    )
+    .await;
     let delay = line["at"].as_f64().unwrap() - sent;
-    assert!(delay < 1.0, "OpenDHT listener got our value after {delay:.3} s");
+    assert!(
+        delay < 1.0,
+        "OpenDHT listener got our value after {delay:.3} s"
+    );
 
     // We listen, OpenDHT puts.
-    let mut listen = ours.listen(InfoHash::get(b"to-pamoja"), None).await.unwrap();
+    let mut listen = ours
+        .listen(InfoHash::get(b"to-pamoja"), None)
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let put = tokio::task::spawn_blocking({
         let lab_cmd = lab.netns().command("/usr/bin/timeout");
         let script = script_path.clone();
         move || {
             let mut cmd = lab_cmd;
-            cmd.args(["60", "/usr/bin/python3", script.as_str(), "put", "to-pamoja", "pushed to pamoja"]).output()
+            cmd.args([
+                "60",
+                "/usr/bin/python3",
+                script.as_str(),
+                "put",
+                "to-pamoja",
+                "pushed to pamoja",
+            ])
+            .output()
         }
     });
-    let event = tokio::time::timeout(Duration::from_secs(20), listen.next()).await.expect("listen event").expect("runner alive");
+    let event = tokio::time::timeout(Duration::from_secs(20), listen.next())
+        .await
+        .expect("listen event")
+        .expect("runner alive");
     let received = unix_now();
     let out = put.await.unwrap().unwrap();
-    let lines: Vec<serde_json::Value> =
-        String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    let started = lines.iter().find_map(|v| v["put_started"].as_f64()).expect("put_started");
-    let stored = lines.iter().find_map(|v| v["put_done"].as_f64()).expect("put_done");
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let started = lines
+        .iter()
+        .find_map(|v| v["put_started"].as_f64())
+        .expect("put_started");
+    let stored = lines
+        .iter()
+        .find_map(|v| v["put_done"].as_f64())
+        .expect("put_done");
     match event {
         ListenEvent::Value(v) => assert_eq!(v.data, b"pushed to pamoja"),
         other => panic!("unexpected {other:?}"),
@@ -184,6 +294,117 @@ async fn listens_deliver_within_a_second_both_ways() {
     // The putting OpenDHT node first looks the key up; the value is stored when its put
     // returns. Delivery is timed from there.
     let delay = received - stored;
-    eprintln!("OpenDHT put started {:.3} s, stored {:.3} s before our listener got it", received - started, delay);
-    assert!(delay < 1.0, "our listener got OpenDHT's value {delay:.3} s after it was stored");
+    eprintln!(
+        "OpenDHT put started {:.3} s, stored {:.3} s before our listener got it",
+        received - started,
+        delay
+    );
+    assert!(
+        delay < 1.0,
+        "our listener got OpenDHT's value {delay:.3} s after it was stored"
+    );
+}
+
+/// Our `dhtnode` example, run inside the lab: `-s` service mode as a bootstrap for OpenDHT,
+/// and the scripting commands against a real dhtnode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dhtnode_example_contract() {
+    if !available("dhtnode_example_contract") {
+        return;
+    }
+    let bin = common::example_bin("dhtnode");
+    let bin = bin.to_str().unwrap().to_owned();
+    let mut lab = Lab::new().unwrap();
+    lab.start_dhtnode(4222).await.unwrap();
+    let run = |args: &[&str]| {
+        lab.netns()
+            .command("/usr/bin/timeout")
+            .arg("60")
+            .arg(&bin)
+            .args(["-b", BOOTSTRAP])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let lines = |out: &std::process::Output| -> Vec<serde_json::Value> {
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+            .collect()
+    };
+
+    // put, then get through another process; KEY as text or as its 40-hex SHA-1.
+    let out = run(&["put", "contract-key", "contract value"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hex = InfoHash::get(b"contract-key").to_string();
+    let out = run(&["get", &hex, "--timeout", "10"]);
+    assert!(out.status.success());
+    let got = lines(&out);
+    assert!(
+        got.iter()
+            .any(|v| v["data"] == "contract value" && v["type"] == 0 && v["id"].as_u64().is_some()),
+        "{got:?}"
+    );
+    // OpenDHT reads what the example put.
+    let py = python(&lab, &["get", "contract-key"]);
+    assert!(
+        py[0]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["data"] == "contract value")
+    );
+
+    // listen: exit 0 after COUNT values put by OpenDHT; non-zero on timeout.
+    let log = lab.dir().join("listen.out");
+    let mut child = lab
+        .netns()
+        .command(&bin)
+        .args([
+            "-b",
+            BOOTSTRAP,
+            "listen",
+            "contract-listen",
+            "--count",
+            "1",
+            "--timeout",
+            "30",
+        ])
+        .stdout(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let put = python(&lab, &["put", "contract-listen", "heard"]);
+    assert_eq!(put.last().unwrap()["ok"], true);
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(text.lines().next().expect("a value line")).unwrap();
+    assert_eq!(v["data"], "heard");
+    let out = run(&["listen", "nothing-here", "--count", "1", "--timeout", "1"]);
+    assert!(!out.status.success(), "listen must fail on timeout");
+
+    // Service mode: OpenDHT bootstraps from our node and the two exchange values.
+    lab.spawn("ours-service", &bin, &["-s", "-p", "4300"], &[])
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let put = python_via(&lab, "4300", &["put", "via-ours", "through pamoja"]);
+    assert_eq!(put.last().unwrap()["ok"], true);
+    let got = python_via(&lab, "4300", &["get", "via-ours"]);
+    assert!(
+        got[0]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["data"] == "through pamoja"),
+        "{got:?}"
+    );
 }

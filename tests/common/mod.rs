@@ -3,22 +3,33 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-/// The example binary, built (or brought up to date) once per test run with the same profile.
+/// The `jami` example binary.
+#[allow(dead_code)]
 pub fn jami_bin() -> PathBuf {
-    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(|| {
+    example_bin("jami")
+}
+
+/// An example binary, built (or brought up to date) once per test run with the same profile.
+pub fn example_bin(name: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, p)) = built.iter().find(|(n, _)| n == name) {
+        return p.clone();
+    }
+    let path = {
         let mut dir = std::env::current_exe().expect("test executable path");
         dir.pop();
         if dir.ends_with("deps") {
             dir.pop();
         }
         let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "--quiet", "--example", "jami"]);
+        cmd.args(["build", "--quiet", "--example", name]);
         if dir.ends_with("release") {
             cmd.arg("--release");
         }
         assert!(cmd.status().expect("cargo build").success());
-        dir.join("examples").join("jami")
-    })
-    .clone()
+        dir.join("examples").join(name)
+    };
+    built.push((name.to_owned(), path.clone()));
+    path
 }

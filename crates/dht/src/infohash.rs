@@ -105,7 +105,10 @@ mod tests {
 
     #[test]
     fn sha1_and_metric() {
-        assert_eq!(InfoHash::get(b"hello").to_string(), "aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d");
+        assert_eq!(
+            InfoHash::get(b"hello").to_string(),
+            "aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d"
+        );
         assert_eq!(InfoHash::from_key_text("hello"), InfoHash::get(b"hello"));
         let h = InfoHash::from_key_text("aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d");
         assert_eq!(h, InfoHash::get(b"hello"));

@@ -103,7 +103,9 @@ impl ValueQuery {
             (Field::Id, WhereValue::Uint(x)) => v.id == *x,
             (Field::ValueType, WhereValue::Uint(x)) => u64::from(v.value_type) == *x,
             (Field::SeqNum, WhereValue::Uint(x)) => u64::from(v.seq) == *x,
-            (Field::OwnerPk, WhereValue::Bytes(b)) => v.owner_id().is_some_and(|o| o.0[..] == b[..]),
+            (Field::OwnerPk, WhereValue::Bytes(b)) => {
+                v.owner_id().is_some_and(|o| o.0[..] == b[..])
+            }
             (Field::UserType, WhereValue::Bytes(b)) => v.user_type.as_bytes() == &b[..],
             _ => false,
         })
@@ -143,7 +145,9 @@ impl FieldReply {
                         Field::Id => FieldValue::Uint(v.id),
                         Field::ValueType => FieldValue::Uint(u64::from(v.value_type)),
                         Field::SeqNum => FieldValue::Uint(u64::from(v.seq)),
-                        Field::OwnerPk => FieldValue::Bytes(v.owner.clone().unwrap_or_else(|| vec![0; 20])),
+                        Field::OwnerPk => {
+                            FieldValue::Bytes(v.owner.clone().unwrap_or_else(|| vec![0; 20]))
+                        }
                         Field::UserType => FieldValue::Bytes(v.user_type.as_bytes().to_vec()),
                     })
                     .collect()
@@ -274,7 +278,10 @@ fn read_nodes(b: &[u8], v6: bool) -> Result<Vec<NodeInfo>, DecodeError> {
             let id = InfoHash::from_slice(&c[..20])?;
             let ip = read_addr(&c[20..rec - 2]).ok()?;
             let port = u16::from_be_bytes([c[rec - 2], c[rec - 1]]);
-            Some(NodeInfo { id, addr: SocketAddr::new(ip, port) })
+            Some(NodeInfo {
+                id,
+                addr: SocketAddr::new(ip, port),
+            })
         })
         .collect())
 }
@@ -288,7 +295,12 @@ fn read_token(r: &mut Reader<'_>) -> Result<Vec<u8>, DecodeError> {
     match r.peek()? {
         Kind::Array => {
             let n = r.array_len()?;
-            (0..n).map(|_| r.uint().and_then(|x| u8::try_from(x).map_err(|_| e("token byte")))).collect()
+            (0..n)
+                .map(|_| {
+                    r.uint()
+                        .and_then(|x| u8::try_from(x).map_err(|_| e("token byte")))
+                })
+                .collect()
         }
         _ => Ok(r.bytes()?.to_vec()),
     }
@@ -361,7 +373,10 @@ fn read_fields(r: &mut Reader<'_>) -> Result<FieldReply, DecodeError> {
     if fields.is_empty() || flat.len() % fields.len() != 0 {
         return Err(e("field reply shape"));
     }
-    let rows = flat.chunks(fields.len()).map(<[FieldValue]>::to_vec).collect();
+    let rows = flat
+        .chunks(fields.len())
+        .map(<[FieldValue]>::to_vec)
+        .collect();
     Ok(FieldReply { fields, rows })
 }
 
@@ -384,7 +399,10 @@ fn read_body(r: &mut Reader<'_>) -> Result<Body, DecodeError> {
             "q" => b.query = Some(read_query(r)?),
             "w" => {
                 b.want = match r.peek()? {
-                    Kind::Array => read_u64s(r)?.into_iter().filter_map(|x| u32::try_from(x).ok()).collect(),
+                    Kind::Array => read_u64s(r)?
+                        .into_iter()
+                        .filter_map(|x| u32::try_from(x).ok())
+                        .collect(),
                     _ => r.bytes()?.iter().map(|&x| u32::from(x)).collect(),
                 }
             }
@@ -447,7 +465,8 @@ impl Message {
     /// Decodes one datagram.
     pub fn decode(data: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(data);
-        let (mut y, mut q, mut tid, mut network, mut agent, mut client) = (None, None, None, 0u32, None, false);
+        let (mut y, mut q, mut tid, mut network, mut agent, mut client) =
+            (None, None, None, 0u32, None, false);
         let (mut a, mut rep, mut u, mut err, mut parts) = (None, None, None, None, None);
         for _ in 0..r.map_len()? {
             if r.peek()? != Kind::Str {
@@ -485,13 +504,20 @@ impl Message {
                         let (mut offset, mut chunk) = (None, None);
                         for _ in 0..r.map_len()? {
                             match r.str()? {
-                                "o" => offset = Some(u32::try_from(r.uint()?).map_err(|_| e("offset"))?),
+                                "o" => {
+                                    offset =
+                                        Some(u32::try_from(r.uint()?).map_err(|_| e("offset"))?)
+                                }
                                 "d" => chunk = Some(r.bytes()?.to_vec()),
                                 _ => r.skip()?,
                             }
                         }
                         if let (Some(offset), Some(data)) = (offset, chunk) {
-                            frags.push(Fragment { index, offset, data });
+                            frags.push(Fragment {
+                                index,
+                                offset,
+                                data,
+                            });
                         }
                     }
                     parts = Some(frags);
@@ -512,10 +538,23 @@ impl Message {
             if y.as_deref().is_some_and(|y| y != "q") {
                 return Err(e("unexpected message type"));
             }
-            let method = q.as_deref().and_then(Method::from_name).ok_or_else(|| e("unknown query"))?;
-            (MessageKind::Query(method), a.ok_or_else(|| e("query without arguments"))?)
+            let method = q
+                .as_deref()
+                .and_then(Method::from_name)
+                .ok_or_else(|| e("unknown query"))?;
+            (
+                MessageKind::Query(method),
+                a.ok_or_else(|| e("query without arguments"))?,
+            )
         };
-        Ok(Message { tid, network, agent, client, kind, body })
+        Ok(Message {
+            tid,
+            network,
+            agent,
+            client,
+            kind,
+            body,
+        })
     }
 
     /// Encodes the message in OpenDHT's key order.
@@ -625,15 +664,21 @@ fn write_query(out: &mut Vec<u8>, q: &ValueQuery) {
     }
 }
 
+/// A key and the writer of its value.
+type Entry<'a> = (&'static str, Box<dyn Fn(&mut Vec<u8>) + 'a>);
+
 /// Query arguments in the order OpenDHT emits them.
 fn write_query_args(out: &mut Vec<u8>, m: Method, b: &Body) {
-    let mut entries: Vec<(&str, Box<dyn Fn(&mut Vec<u8>) + '_>)> = vec![("id", Box::new(|o| msgpack::bin(o, &b.id.0)))];
+    let mut entries: Vec<Entry<'_>> = vec![("id", Box::new(|o| msgpack::bin(o, &b.id.0)))];
     let key = |o: &mut Vec<u8>| msgpack::bin(o, &b.key.unwrap_or_default().0);
     let token = |o: &mut Vec<u8>| msgpack::bin(o, b.token.as_deref().unwrap_or(&[]));
     match m {
         Method::Ping => {}
         Method::Find => {
-            entries.push(("target", Box::new(|o| msgpack::bin(o, &b.target.unwrap_or_default().0))));
+            entries.push((
+                "target",
+                Box::new(|o| msgpack::bin(o, &b.target.unwrap_or_default().0)),
+            ));
             if !b.want.is_empty() {
                 entries.push(("w", Box::new(|o| write_want(o, &b.want))));
             }
@@ -661,17 +706,26 @@ fn write_query_args(out: &mut Vec<u8>, m: Method, b: &Body) {
             entries.push(("token", Box::new(token)));
         }
         Method::Listen => {
-            entries.push(("ve", Box::new(|o| msgpack::uint(o, u64::from(b.version.unwrap_or(1))))));
+            entries.push((
+                "ve",
+                Box::new(|o| msgpack::uint(o, u64::from(b.version.unwrap_or(1)))),
+            ));
             entries.push(("h", Box::new(key)));
             entries.push(("token", Box::new(token)));
-            entries.push(("sid", Box::new(|o| msgpack::uint(o, u64::from(b.sid.unwrap_or(0))))));
+            entries.push((
+                "sid",
+                Box::new(|o| msgpack::uint(o, u64::from(b.sid.unwrap_or(0)))),
+            ));
             if let Some(q) = &b.query {
                 entries.push(("q", Box::new(move |o| write_query(o, q))));
             }
         }
         Method::Update => {
             if !b.refreshed.is_empty() || !b.expired.is_empty() {
-                entries.push(("sid", Box::new(|o| msgpack::uint(o, u64::from(b.sid.unwrap_or(0))))));
+                entries.push((
+                    "sid",
+                    Box::new(|o| msgpack::uint(o, u64::from(b.sid.unwrap_or(0)))),
+                ));
                 if b.token.is_some() {
                     entries.push(("token", Box::new(token)));
                 }
@@ -683,7 +737,10 @@ fn write_query_args(out: &mut Vec<u8>, m: Method, b: &Body) {
             } else {
                 entries.push(("ve", Box::new(|o| msgpack::uint(o, 1))));
                 entries.push(("h", Box::new(key)));
-                entries.push(("sid", Box::new(|o| msgpack::uint(o, u64::from(b.sid.unwrap_or(0))))));
+                entries.push((
+                    "sid",
+                    Box::new(|o| msgpack::uint(o, u64::from(b.sid.unwrap_or(0)))),
+                ));
                 entries.push(("values", Box::new(|o| write_values(o, &b.values))));
                 if let Some(c) = b.created {
                     entries.push(("c", Box::new(move |o| msgpack::int(o, c))));
@@ -774,7 +831,9 @@ fn write_reply(out: &mut Vec<u8>, b: &Body) {
                 match fv {
                     FieldValue::Uint(x) => msgpack::uint(out, *x),
                     // The user type goes as str, the owner key as bin.
-                    FieldValue::Bytes(b) if *field == Field::UserType => msgpack::str(out, &String::from_utf8_lossy(b)),
+                    FieldValue::Bytes(b) if *field == Field::UserType => {
+                        msgpack::str(out, &String::from_utf8_lossy(b))
+                    }
                     FieldValue::Bytes(b) => msgpack::bin(out, b),
                 }
             }
@@ -814,26 +873,42 @@ mod tests {
             agent: None,
             client: false,
             kind: MessageKind::Query(Method::Ping),
-            body: Body { id: id(0xab), ..Body::default() },
+            body: Body {
+                id: id(0xab),
+                ..Body::default()
+            },
         };
         let mut expected = vec![0x86, 0xa1, b'a', 0x81, 0xa2, b'i', b'd', 0xc4, 0x14];
         expected.extend([0xab; 20]);
-        expected.extend([0xa1, b'q', 0xa4, b'p', b'i', b'n', b'g', 0xa1, b't', 0xce, 0x12, 0xda, 0x2a, 0xd7]);
-        expected.extend([0xa1, b'y', 0xa1, b'q', 0xa1, b'v', 0xa4, b'R', b'N', b'G', b'1', 0xa1, b'n', 0x2a]);
+        expected.extend([
+            0xa1, b'q', 0xa4, b'p', b'i', b'n', b'g', 0xa1, b't', 0xce, 0x12, 0xda, 0x2a, 0xd7,
+        ]);
+        expected.extend([
+            0xa1, b'y', 0xa1, b'q', 0xa1, b'v', 0xa4, b'R', b'N', b'G', b'1', 0xa1, b'n', 0x2a,
+        ]);
         assert_eq!(ping.encode().len(), 57);
         assert_eq!(ping.encode(), expected);
-        let with_agent = |m: &Message| Message { agent: Some(USER_AGENT.into()), ..m.clone() };
+        let with_agent = |m: &Message| Message {
+            agent: Some(USER_AGENT.into()),
+            ..m.clone()
+        };
         assert_eq!(Message::decode(&expected).unwrap(), with_agent(&ping));
 
         let pong = Message {
             kind: MessageKind::Reply,
-            body: Body { id: id(0xcd), seen_addr: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)), ..Body::default() },
+            body: Body {
+                id: id(0xcd),
+                seen_addr: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+                ..Body::default()
+            },
             ..ping.clone()
         };
         let mut expected = vec![0x85, 0xa1, b'r', 0x82, 0xa2, b'i', b'd', 0xc4, 0x14];
         expected.extend([0xcd; 20]);
         expected.extend([0xa2, b's', b'a', 0xc4, 0x04, 0x7f, 0x00, 0x00, 0x01]);
-        expected.extend([0xa1, b't', 0xce, 0x12, 0xda, 0x2a, 0xd7, 0xa1, b'y', 0xa1, b'r']);
+        expected.extend([
+            0xa1, b't', 0xce, 0x12, 0xda, 0x2a, 0xd7, 0xa1, b'y', 0xa1, b'r',
+        ]);
         expected.extend([0xa1, b'v', 0xa4, b'R', b'N', b'G', b'1', 0xa1, b'n', 0x2a]);
         assert_eq!(pong.encode().len(), 59);
         assert_eq!(pong.encode(), expected);
@@ -842,13 +917,41 @@ mod tests {
 
     #[test]
     fn every_kind_round_trips() {
-        let node4 = NodeInfo { id: id(1), addr: "127.0.0.1:4222".parse().unwrap() };
-        let node6 = NodeInfo { id: id(2), addr: "[::1]:4223".parse().unwrap() };
-        let query = ValueQuery { select: vec![Field::Id, Field::SeqNum], filter: vec![(Field::ValueType, WhereValue::Uint(3))] };
-        let value = Value { id: 9, ..Value::new("hello") };
+        let node4 = NodeInfo {
+            id: id(1),
+            addr: "127.0.0.1:4222".parse().unwrap(),
+        };
+        let node6 = NodeInfo {
+            id: id(2),
+            addr: "[::1]:4223".parse().unwrap(),
+        };
+        let query = ValueQuery {
+            select: vec![Field::Id, Field::SeqNum],
+            filter: vec![(Field::ValueType, WhereValue::Uint(3))],
+        };
+        let value = Value {
+            id: 9,
+            ..Value::new("hello")
+        };
         let bodies = [
-            (MessageKind::Query(Method::Find), Body { id: id(3), target: Some(id(4)), want: vec![WANT_V4, WANT_V6], ..Body::default() }),
-            (MessageKind::Query(Method::Get), Body { id: id(3), key: Some(id(5)), query: Some(query.clone()), ..Body::default() }),
+            (
+                MessageKind::Query(Method::Find),
+                Body {
+                    id: id(3),
+                    target: Some(id(4)),
+                    want: vec![WANT_V4, WANT_V6],
+                    ..Body::default()
+                },
+            ),
+            (
+                MessageKind::Query(Method::Get),
+                Body {
+                    id: id(3),
+                    key: Some(id(5)),
+                    query: Some(query.clone()),
+                    ..Body::default()
+                },
+            ),
             (
                 MessageKind::Query(Method::Put),
                 Body {
@@ -860,12 +963,37 @@ mod tests {
                     ..Body::default()
                 },
             ),
-            (MessageKind::Query(Method::Refresh), Body { id: id(3), key: Some(id(5)), vid: Some(9), token: Some(vec![1; 32]), ..Body::default() }),
+            (
+                MessageKind::Query(Method::Refresh),
+                Body {
+                    id: id(3),
+                    key: Some(id(5)),
+                    vid: Some(9),
+                    token: Some(vec![1; 32]),
+                    ..Body::default()
+                },
+            ),
             (
                 MessageKind::Query(Method::Listen),
-                Body { id: id(3), key: Some(id(5)), version: Some(1), sid: Some(77), token: Some(vec![1; 32]), ..Body::default() },
+                Body {
+                    id: id(3),
+                    key: Some(id(5)),
+                    version: Some(1),
+                    sid: Some(77),
+                    token: Some(vec![1; 32]),
+                    ..Body::default()
+                },
             ),
-            (MessageKind::Query(Method::Update), Body { id: id(3), sid: Some(77), token: Some(vec![1; 32]), expired: vec![9, 10], ..Body::default() }),
+            (
+                MessageKind::Query(Method::Update),
+                Body {
+                    id: id(3),
+                    sid: Some(77),
+                    token: Some(vec![1; 32]),
+                    expired: vec![9, 10],
+                    ..Body::default()
+                },
+            ),
             (
                 MessageKind::Reply,
                 Body {
@@ -874,15 +1002,39 @@ mod tests {
                     nodes4: vec![node4],
                     nodes6: vec![node6],
                     token: Some(vec![2; 32]),
-                    fields: Some(FieldReply { fields: vec![Field::Id, Field::SeqNum], rows: vec![vec![FieldValue::Uint(9), FieldValue::Uint(0)]] }),
+                    fields: Some(FieldReply {
+                        fields: vec![Field::Id, Field::SeqNum],
+                        rows: vec![vec![FieldValue::Uint(9), FieldValue::Uint(0)]],
+                    }),
                     ..Body::default()
                 },
             ),
-            (MessageKind::Reply, Body { id: id(6), values: vec![ValueEntry::Inline(value.clone())], vid: Some(9), ..Body::default() }),
-            (MessageKind::Error(401, "Put with wrong token".into()), Body { id: id(6), ..Body::default() }),
+            (
+                MessageKind::Reply,
+                Body {
+                    id: id(6),
+                    values: vec![ValueEntry::Inline(value.clone())],
+                    vid: Some(9),
+                    ..Body::default()
+                },
+            ),
+            (
+                MessageKind::Error(401, "Put with wrong token".into()),
+                Body {
+                    id: id(6),
+                    ..Body::default()
+                },
+            ),
         ];
         for (kind, body) in bodies {
-            let m = Message { tid: 5, network: 0, agent: None, client: false, kind, body };
+            let m = Message {
+                tid: 5,
+                network: 0,
+                agent: None,
+                client: false,
+                kind,
+                body,
+            };
             let back = Message::decode(&m.encode()).unwrap();
             assert_eq!(back.kind, m.kind);
             assert_eq!(back.body, m.body, "{:?}", m.kind);
@@ -892,7 +1044,11 @@ mod tests {
             network: 7,
             agent: None,
             client: false,
-            kind: MessageKind::ValueData(vec![Fragment { index: 1, offset: 1280, data: vec![3; 100] }]),
+            kind: MessageKind::ValueData(vec![Fragment {
+                index: 1,
+                offset: 1280,
+                data: vec![3; 100],
+            }]),
             body: Body::default(),
         };
         assert_eq!(Message::decode(&frag.encode()).unwrap(), frag);
@@ -906,14 +1062,24 @@ mod tests {
             agent: None,
             client: false,
             kind: MessageKind::Query(Method::Get),
-            body: Body { id: id(3), key: Some(id(5)), ..Body::default() },
+            body: Body {
+                id: id(3),
+                key: Some(id(5)),
+                ..Body::default()
+            },
         };
         let bytes = m.encode();
         for n in 0..bytes.len() {
             assert!(Message::decode(&bytes[..n]).is_err());
         }
         // A zero sender id is refused.
-        let zero = Message { body: Body { id: InfoHash::default(), ..m.body.clone() }, ..m.clone() };
+        let zero = Message {
+            body: Body {
+                id: InfoHash::default(),
+                ..m.body.clone()
+            },
+            ..m.clone()
+        };
         assert!(Message::decode(&zero.encode()).is_err());
         assert!(Message::decode(&[0xc1]).is_err());
     }

@@ -16,8 +16,8 @@ use aws_lc_rs::digest;
 
 use crate::infohash::InfoHash;
 use crate::message::{
-    Body, FRAGMENT_SIZE, FieldReply, Fragment, MAX_INLINE_BYTES, MAX_INLINE_VALUES, Message, MessageKind, Method, NodeInfo,
-    ValueEntry, ValueQuery, WANT_V4, WANT_V6,
+    Body, FRAGMENT_SIZE, FieldReply, Fragment, MAX_INLINE_BYTES, MAX_INLINE_VALUES, Message,
+    MessageKind, Method, NodeInfo, ValueEntry, ValueQuery, WANT_V4, WANT_V6,
 };
 use crate::routing::{K, RoutingTable};
 use crate::storage::{DEFAULT_STORAGE_LIMIT, Storage, StoreOutcome};
@@ -55,7 +55,11 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Self { id: None, network: 0, storage_limit: DEFAULT_STORAGE_LIMIT }
+        Self {
+            id: None,
+            network: 0,
+            storage_limit: DEFAULT_STORAGE_LIMIT,
+        }
     }
 }
 
@@ -128,9 +132,22 @@ struct Candidate {
 
 #[derive(Debug)]
 enum OpKind {
-    Get { query: Option<ValueQuery> },
-    Put { value: Value, created: i64, acked: usize, pending: usize, sent: bool },
-    Listen { sid: u32, query: Option<ValueQuery>, confirmed: HashSet<InfoHash>, next_refresh: Option<Instant> },
+    Get {
+        query: Option<ValueQuery>,
+    },
+    Put {
+        value: Value,
+        created: i64,
+        acked: usize,
+        pending: usize,
+        sent: bool,
+    },
+    Listen {
+        sid: u32,
+        query: Option<ValueQuery>,
+        confirmed: HashSet<InfoHash>,
+        next_refresh: Option<Instant>,
+    },
     /// A find of our own id to fill the routing table.
     Refresh,
 }
@@ -203,7 +220,10 @@ fn rand_u64() -> u64 {
 }
 
 fn unix_now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// OpenDHT treats these source addresses as bogus and drops their packets.
@@ -215,7 +235,10 @@ fn is_martian(addr: &SocketAddr) -> bool {
         IpAddr::V4(a) => a.octets()[0] == 0 || a.octets()[0] >= 224,
         IpAddr::V6(a) => {
             let s = a.segments();
-            a.is_multicast() || (s[0] & 0xffc0) == 0xfe80 || a.is_unspecified() || a.to_ipv4_mapped().is_some()
+            a.is_multicast()
+                || (s[0] & 0xffc0) == 0xfe80
+                || a.is_unspecified()
+                || a.to_ipv4_mapped().is_some()
         }
     }
 }
@@ -256,7 +279,12 @@ impl Node {
 
     /// (good IPv4 nodes, all IPv4 nodes, good IPv6 nodes, all IPv6 nodes).
     pub fn node_counts(&self, now: Instant) -> (usize, usize, usize, usize) {
-        (self.table4.good(now), self.table4.len(), self.table6.good(now), self.table6.len())
+        (
+            self.table4.good(now),
+            self.table4.len(),
+            self.table6.good(now),
+            self.table6.len(),
+        )
     }
 
     /// (keys, values) stored here.
@@ -282,11 +310,19 @@ impl Node {
             OpKind::Listen { next_refresh, .. } => *next_refresh,
             _ => None,
         });
-        pend.chain(parts).chain(listens).chain(self.next_maintenance).chain(self.next_rotation).min()
+        pend.chain(parts)
+            .chain(listens)
+            .chain(self.next_maintenance)
+            .chain(self.next_rotation)
+            .min()
     }
 
     fn table(&mut self, addr: &SocketAddr) -> &mut RoutingTable {
-        if addr.is_ipv4() { &mut self.table4 } else { &mut self.table6 }
+        if addr.is_ipv4() {
+            &mut self.table4
+        } else {
+            &mut self.table6
+        }
     }
 
     fn token_for(&self, secret: u64, addr: &SocketAddr) -> Vec<u8> {
@@ -311,7 +347,14 @@ impl Node {
     }
 
     fn msg(&self, tid: u32, kind: MessageKind, body: Body) -> Message {
-        Message { tid, network: self.network, agent: None, client: false, kind, body }
+        Message {
+            tid,
+            network: self.network,
+            agent: None,
+            client: false,
+            kind,
+            body,
+        }
     }
 
     /// Splits a message's values into inline values or sizes plus fragments.
@@ -329,13 +372,23 @@ impl Node {
         if packed.len() < MAX_INLINE_VALUES && total < MAX_INLINE_BYTES {
             return (msg.encode(), Vec::new());
         }
-        msg.body.values = packed.iter().map(|p| ValueEntry::Size(p.len() as u32)).collect();
+        msg.body.values = packed
+            .iter()
+            .map(|p| ValueEntry::Size(p.len() as u32))
+            .collect();
         let header = msg.encode();
         let mut frags = Vec::new();
         for (i, p) in packed.iter().enumerate() {
             for (n, chunk) in p.chunks(FRAGMENT_SIZE).enumerate() {
-                let f = Fragment { index: i as u32, offset: (n * FRAGMENT_SIZE) as u32, data: chunk.to_vec() };
-                frags.push(self.msg(msg.tid, MessageKind::ValueData(vec![f]), Body::default()).encode());
+                let f = Fragment {
+                    index: i as u32,
+                    offset: (n * FRAGMENT_SIZE) as u32,
+                    data: chunk.to_vec(),
+                };
+                frags.push(
+                    self.msg(msg.tid, MessageKind::ValueData(vec![f]), Body::default())
+                        .encode(),
+                );
             }
         }
         (header, frags)
@@ -344,21 +397,54 @@ impl Node {
     fn send_reply(&mut self, to: SocketAddr, msg: Message) {
         let (header, frags) = self.with_fragments(msg);
         self.transmits.push_back(Transmit { to, data: header });
-        self.transmits.extend(frags.into_iter().map(|data| Transmit { to, data }));
+        self.transmits
+            .extend(frags.into_iter().map(|data| Transmit { to, data }));
     }
 
-    fn send_request(&mut self, now: Instant, to: SocketAddr, node: Option<InfoHash>, method: Method, body: Body, op: Option<OpId>) {
+    fn send_request(
+        &mut self,
+        now: Instant,
+        to: SocketAddr,
+        node: Option<InfoHash>,
+        method: Method,
+        body: Body,
+        op: Option<OpId>,
+    ) {
         let tid = self.new_tid();
-        let replies_left = if method == Method::Put { body.values.len().max(1) } else { 1 };
+        let replies_left = if method == Method::Put {
+            body.values.len().max(1)
+        } else {
+            1
+        };
         let msg = self.msg(tid, MessageKind::Query(method), body);
         let (data, fragments) = self.with_fragments(msg);
-        self.transmits.push_back(Transmit { to, data: data.clone() });
-        self.transmits.extend(fragments.iter().cloned().map(|data| Transmit { to, data }));
-        self.pending.insert(tid, Pending { to, node, method, op, data, fragments, sends: 1, deadline: now + RESPONSE_TIME, replies_left });
+        self.transmits.push_back(Transmit {
+            to,
+            data: data.clone(),
+        });
+        self.transmits
+            .extend(fragments.iter().cloned().map(|data| Transmit { to, data }));
+        self.pending.insert(
+            tid,
+            Pending {
+                to,
+                node,
+                method,
+                op,
+                data,
+                fragments,
+                sends: 1,
+                deadline: now + RESPONSE_TIME,
+                replies_left,
+            },
+        );
     }
 
     fn body(&self) -> Body {
-        Body { id: self.id, ..Body::default() }
+        Body {
+            id: self.id,
+            ..Body::default()
+        }
     }
 
     /// Pings `addr` to join the network through it, then looks up our own id.
@@ -384,11 +470,24 @@ impl Node {
             .into_iter()
             .chain(self.table6.closest(&key, SEARCH_NODES, now, false))
             .filter(|n| !n.expired)
-            .map(|n| Candidate { id: n.id, addr: n.addr, state: CandState::Fresh })
+            .map(|n| Candidate {
+                id: n.id,
+                addr: n.addr,
+                state: CandState::Fresh,
+            })
             .collect();
         candidates.sort_by(|a, b| key.xor_cmp(&a.id, &b.id));
         candidates.truncate(SEARCH_NODES);
-        self.searches.insert(op, Search { key, kind, candidates, seen: HashSet::new(), done: false });
+        self.searches.insert(
+            op,
+            Search {
+                key,
+                kind,
+                candidates,
+                seen: HashSet::new(),
+                done: false,
+            },
+        );
         self.step(now, op);
         op
     }
@@ -396,7 +495,12 @@ impl Node {
     /// Looks up `key`; values come as [`Event::Value`], then [`Event::GetDone`]. Values this
     /// node stores itself are reported too.
     pub fn get(&mut self, now: Instant, key: InfoHash, query: Option<ValueQuery>) -> OpId {
-        let local: Vec<Value> = self.storage.get(&key).filter(|v| query.as_ref().is_none_or(|q| q.matches(v))).cloned().collect();
+        let local: Vec<Value> = self
+            .storage
+            .get(&key)
+            .filter(|v| query.as_ref().is_none_or(|q| q.matches(v)))
+            .cloned()
+            .collect();
         let op = self.start_search(now, key, OpKind::Get { query });
         if let Some(s) = self.searches.get_mut(&op) {
             for v in local {
@@ -415,14 +519,33 @@ impl Node {
             value.id = rand_u64().max(1);
         }
         self.storage.store(key, value.clone(), now, Duration::ZERO);
-        self.start_search(now, key, OpKind::Put { value, created: unix_now(), acked: 0, pending: 0, sent: false })
+        self.start_search(
+            now,
+            key,
+            OpKind::Put {
+                value,
+                created: unix_now(),
+                acked: 0,
+                pending: 0,
+                sent: false,
+            },
+        )
     }
 
     /// Listens at `key`: current and new values come as [`Event::Value`], expirations as
     /// [`Event::Expired`], until [`Self::cancel`].
     pub fn listen(&mut self, now: Instant, key: InfoHash, query: Option<ValueQuery>) -> OpId {
         let sid = self.new_tid();
-        self.start_search(now, key, OpKind::Listen { sid, query, confirmed: HashSet::new(), next_refresh: None })
+        self.start_search(
+            now,
+            key,
+            OpKind::Listen {
+                sid,
+                query,
+                confirmed: HashSet::new(),
+                next_refresh: None,
+            },
+        )
     }
 
     /// Stops an operation (a listen stops being refreshed and expires on the remote nodes).
@@ -443,7 +566,12 @@ impl Node {
             let jobs: Vec<(InfoHash, InfoHash, SocketAddr)> = table
                 .refresh_targets()
                 .into_iter()
-                .filter_map(|t| table.closest(&t, 1, now, true).first().map(|n| (t, n.id, n.addr)))
+                .filter_map(|t| {
+                    table
+                        .closest(&t, 1, now, true)
+                        .first()
+                        .map(|n| (t, n.id, n.addr))
+                })
                 .collect();
             for (target, id, addr) in jobs {
                 let mut body = self.body();
@@ -454,12 +582,18 @@ impl Node {
     }
 
     fn add_candidates(&mut self, op: OpId, nodes: &[NodeInfo]) {
-        let Some(s) = self.searches.get_mut(&op) else { return };
+        let Some(s) = self.searches.get_mut(&op) else {
+            return;
+        };
         for n in nodes {
             if n.id == self.id || is_martian(&n.addr) || s.candidates.iter().any(|c| c.id == n.id) {
                 continue;
             }
-            s.candidates.push(Candidate { id: n.id, addr: n.addr, state: CandState::Fresh });
+            s.candidates.push(Candidate {
+                id: n.id,
+                addr: n.addr,
+                state: CandState::Fresh,
+            });
         }
         let key = s.key;
         s.candidates.sort_by(|a, b| key.xor_cmp(&a.id, &b.id));
@@ -473,7 +607,9 @@ impl Node {
 
     /// Advances a search: asks more nodes, or finishes.
     fn step(&mut self, now: Instant, op: OpId) {
-        let Some(s) = self.searches.get_mut(&op) else { return };
+        let Some(s) = self.searches.get_mut(&op) else {
+            return;
+        };
         if s.done && !matches!(s.kind, OpKind::Listen { .. }) {
             return;
         }
@@ -481,8 +617,15 @@ impl Node {
             OpKind::Get { .. } => Method::Get,
             _ => Method::Find,
         };
-        let live: Vec<usize> = (0..s.candidates.len()).filter(|&i| s.candidates[i].state != CandState::Failed).take(K).collect();
-        let in_flight = s.candidates.iter().filter(|c| c.state == CandState::Asked).count();
+        let live: Vec<usize> = (0..s.candidates.len())
+            .filter(|&i| s.candidates[i].state != CandState::Failed)
+            .take(K)
+            .collect();
+        let in_flight = s
+            .candidates
+            .iter()
+            .filter(|c| c.state == CandState::Asked)
+            .count();
         let mut to_ask = Vec::new();
         for &i in &live {
             if in_flight + to_ask.len() >= ALPHA {
@@ -493,7 +636,10 @@ impl Node {
                 to_ask.push((s.candidates[i].id, s.candidates[i].addr));
             }
         }
-        let synced = !live.is_empty() && live.iter().all(|&i| matches!(s.candidates[i].state, CandState::Replied(_)));
+        let synced = !live.is_empty()
+            && live
+                .iter()
+                .all(|&i| matches!(s.candidates[i].state, CandState::Replied(_)));
         let exhausted = live.is_empty() && in_flight == 0;
         let key = s.key;
         let query = match &s.kind {
@@ -518,7 +664,9 @@ impl Node {
 
     /// The closest nodes answered: complete gets, send puts and listens.
     fn synced(&mut self, now: Instant, op: OpId) {
-        let Some(s) = self.searches.get_mut(&op) else { return };
+        let Some(s) = self.searches.get_mut(&op) else {
+            return;
+        };
         let replied: Vec<(InfoHash, SocketAddr, Option<Vec<u8>>)> = s
             .candidates
             .iter()
@@ -536,19 +684,31 @@ impl Node {
                     let is_get = matches!(s.kind, OpKind::Get { .. });
                     self.searches.remove(&op);
                     if is_get {
-                        self.events.push_back(Event::GetDone { op, replied: replied.len() });
+                        self.events.push_back(Event::GetDone {
+                            op,
+                            replied: replied.len(),
+                        });
                     } else {
                         self.refresh_buckets(now);
                     }
                 }
             }
-            OpKind::Put { value, created, pending, sent, acked } => {
+            OpKind::Put {
+                value,
+                created,
+                pending,
+                sent,
+                acked,
+            } => {
                 if *sent {
                     return;
                 }
                 *sent = true;
                 s.done = true;
-                let targets: Vec<_> = replied.into_iter().filter(|(_, _, t)| t.is_some()).collect();
+                let targets: Vec<_> = replied
+                    .into_iter()
+                    .filter(|(_, _, t)| t.is_some())
+                    .collect();
                 *pending = targets.len();
                 let (value, created, acked) = (value.clone(), *created, *acked);
                 if targets.is_empty() {
@@ -565,11 +725,20 @@ impl Node {
                     self.send_request(now, addr, Some(id), Method::Put, body, Some(op));
                 }
             }
-            OpKind::Listen { sid, query, next_refresh, .. } => {
+            OpKind::Listen {
+                sid,
+                query,
+                next_refresh,
+                ..
+            } => {
                 s.done = true;
                 let (sid, query) = (*sid, query.clone());
                 *next_refresh = Some(now + LISTEN_REFRESH);
-                for (id, addr, token) in replied.into_iter().filter(|(_, _, t)| t.is_some()).take(LISTEN_NODES) {
+                for (id, addr, token) in replied
+                    .into_iter()
+                    .filter(|(_, _, t)| t.is_some())
+                    .take(LISTEN_NODES)
+                {
                     let mut body = self.body();
                     body.key = Some(key);
                     body.version = Some(1);
@@ -587,7 +756,9 @@ impl Node {
         if is_martian(&from) {
             return;
         }
-        let Ok(msg) = Message::decode(data) else { return };
+        let Ok(msg) = Message::decode(data) else {
+            return;
+        };
         if msg.network != self.network {
             return;
         }
@@ -598,7 +769,12 @@ impl Node {
         if msg.body.id == self.id {
             return;
         }
-        if msg.body.values.iter().any(|v| matches!(v, ValueEntry::Size(_))) {
+        if msg
+            .body
+            .values
+            .iter()
+            .any(|v| matches!(v, ValueEntry::Size(_)))
+        {
             // The values follow in fragments.
             let buffers = msg
                 .body
@@ -613,7 +789,15 @@ impl Node {
                 })
                 .collect();
             if self.partials.len() < 4096 {
-                self.partials.insert(msg.tid, Partial { from, msg, buffers, deadline: now + RX_MAX_PACKET_TIME });
+                self.partials.insert(
+                    msg.tid,
+                    Partial {
+                        from,
+                        msg,
+                        buffers,
+                        deadline: now + RX_MAX_PACKET_TIME,
+                    },
+                );
             }
             return;
         }
@@ -621,20 +805,30 @@ impl Node {
     }
 
     fn on_fragments(&mut self, now: Instant, from: SocketAddr, tid: u32, frags: &[Fragment]) {
-        let Some(p) = self.partials.get_mut(&tid) else { return };
+        let Some(p) = self.partials.get_mut(&tid) else {
+            return;
+        };
         if p.from != from {
             return;
         }
         for f in frags {
-            let Some((size, buf)) = p.buffers.get_mut(f.index as usize) else { continue };
+            let Some((size, buf)) = p.buffers.get_mut(f.index as usize) else {
+                continue;
+            };
             if f.offset as usize == buf.len() && buf.len() + f.data.len() <= *size {
                 buf.extend_from_slice(&f.data);
             }
         }
         if p.buffers.iter().all(|(size, b)| b.len() == *size) {
-            let Some(mut p) = self.partials.remove(&tid) else { return };
-            p.msg.body.values =
-                p.buffers.iter().filter_map(|(_, b)| Value::from_bytes(b).ok()).map(ValueEntry::Inline).collect();
+            let Some(mut p) = self.partials.remove(&tid) else {
+                return;
+            };
+            p.msg.body.values = p
+                .buffers
+                .iter()
+                .filter_map(|(_, b)| Value::from_bytes(b).ok())
+                .map(ValueEntry::Inline)
+                .collect();
             self.process(now, from, p.msg);
         }
     }
@@ -656,18 +850,32 @@ impl Node {
 
     fn closest_infos(&self, target: &InfoHash, v6: bool, now: Instant) -> Vec<NodeInfo> {
         let t = if v6 { &self.table6 } else { &self.table4 };
-        t.closest(target, K, now, true).into_iter().map(|n| NodeInfo { id: n.id, addr: n.addr }).collect()
+        t.closest(target, K, now, true)
+            .into_iter()
+            .map(|n| NodeInfo {
+                id: n.id,
+                addr: n.addr,
+            })
+            .collect()
     }
 
     fn on_query(&mut self, now: Instant, from: SocketAddr, method: Method, msg: Message) {
         let tid = msg.tid;
         let b = msg.body;
-        let mut reply = Body { id: self.id, seen_addr: Some(from.ip()), ..Body::default() };
+        let mut reply = Body {
+            id: self.id,
+            seen_addr: Some(from.ip()),
+            ..Body::default()
+        };
         let error = |code: u16, text: &str| (code, text.to_owned());
         let result: Result<Vec<Body>, (u16, String)> = match method {
             Method::Ping => Ok(vec![reply]),
             Method::Find | Method::Get => {
-                let target = if method == Method::Find { b.target } else { b.key };
+                let target = if method == Method::Find {
+                    b.target
+                } else {
+                    b.key
+                };
                 match target {
                     Some(t) if !t.is_zero() => {
                         let (want4, want6) = if b.want.is_empty() {
@@ -684,14 +892,16 @@ impl Node {
                         reply.token = Some(self.token_for(self.secrets[0], &from));
                         if method == Method::Get {
                             let q = b.query.clone().unwrap_or_default();
-                            let found: Vec<&Value> = self.storage.get(&t).filter(|v| q.matches(v)).collect();
+                            let found: Vec<&Value> =
+                                self.storage.get(&t).filter(|v| q.matches(v)).collect();
                             if !q.select.is_empty() {
                                 // Like OpenDHT: nothing matching, no `fileds` key at all.
                                 if !found.is_empty() {
                                     reply.fields = Some(FieldReply::build(&q.select, &found));
                                 }
                             } else {
-                                reply.values = found.into_iter().cloned().map(ValueEntry::Inline).collect();
+                                reply.values =
+                                    found.into_iter().cloned().map(ValueEntry::Inline).collect();
                             }
                         }
                         Ok(vec![reply])
@@ -702,7 +912,9 @@ impl Node {
             Method::Put => match b.key {
                 None => Err(error(203, "Put with no info_hash")),
                 Some(k) if k.is_zero() => Err(error(203, "Put with no info_hash")),
-                Some(_) if !self.token_ok(b.token.as_deref(), &from) => Err(error(401, "Put with wrong token")),
+                Some(_) if !self.token_ok(b.token.as_deref(), &from) => {
+                    Err(error(401, "Put with wrong token"))
+                }
                 Some(k) => {
                     let created = b.created.unwrap_or_else(unix_now).min(unix_now());
                     let age = Duration::from_secs(unix_now().saturating_sub(created).max(0) as u64);
@@ -718,9 +930,16 @@ impl Node {
                         if self.storage.store(k, v.clone(), now, age) == StoreOutcome::New {
                             self.notify_listeners(now, k, &v);
                         }
-                        replies.push(Body { vid: Some(vid), ..reply.clone() });
+                        replies.push(Body {
+                            vid: Some(vid),
+                            ..reply.clone()
+                        });
                     }
-                    if bad_id && replies.is_empty() { Err(error(203, "Put with invalid id")) } else { Ok(replies) }
+                    if bad_id && replies.is_empty() {
+                        Err(error(203, "Put with invalid id"))
+                    } else {
+                        Ok(replies)
+                    }
                 }
             },
             Method::Refresh => match b.key {
@@ -728,7 +947,10 @@ impl Node {
                     if !self.token_ok(b.token.as_deref(), &from) {
                         Err(error(401, "Put with wrong token"))
                     } else if self.storage.refresh(&k, b.vid.unwrap_or(0), now) {
-                        Ok(vec![Body { vid: b.vid, ..reply }])
+                        Ok(vec![Body {
+                            vid: b.vid,
+                            ..reply
+                        }])
                     } else {
                         Err(error(404, "Access operation for unknown storage"))
                     }
@@ -742,20 +964,32 @@ impl Node {
                     } else {
                         let sid = b.sid.unwrap_or(0);
                         let list = self.listeners.entry(k).or_default();
-                        let is_new = match list.iter_mut().find(|l| l.node == b.id && l.sid == sid) {
+                        let is_new = match list.iter_mut().find(|l| l.node == b.id && l.sid == sid)
+                        {
                             Some(l) => {
                                 l.expires = now + LISTENER_EXPIRE;
                                 l.addr = from;
                                 false
                             }
                             None => {
-                                list.push(Listener { addr: from, node: b.id, sid, query: b.query.clone(), expires: now + LISTENER_EXPIRE });
+                                list.push(Listener {
+                                    addr: from,
+                                    node: b.id,
+                                    sid,
+                                    query: b.query.clone(),
+                                    expires: now + LISTENER_EXPIRE,
+                                });
                                 true
                             }
                         };
                         if is_new {
                             let q = b.query.clone().unwrap_or_default();
-                            let values: Vec<Value> = self.storage.get(&k).filter(|v| q.matches(v)).cloned().collect();
+                            let values: Vec<Value> = self
+                                .storage
+                                .get(&k)
+                                .filter(|v| q.matches(v))
+                                .cloned()
+                                .collect();
                             if !values.is_empty() {
                                 self.push_update(now, from, b.id, k, sid, values);
                             }
@@ -779,12 +1013,23 @@ impl Node {
             }
             Err((code, text)) => {
                 let m = self.msg(tid, MessageKind::Error(code, text), self.body());
-                self.transmits.push_back(Transmit { to: from, data: m.encode() });
+                self.transmits.push_back(Transmit {
+                    to: from,
+                    data: m.encode(),
+                });
             }
         }
     }
 
-    fn push_update(&mut self, now: Instant, to: SocketAddr, node: InfoHash, key: InfoHash, sid: u32, values: Vec<Value>) {
+    fn push_update(
+        &mut self,
+        now: Instant,
+        to: SocketAddr,
+        node: InfoHash,
+        key: InfoHash,
+        sid: u32,
+        values: Vec<Value>,
+    ) {
         let mut body = self.body();
         body.key = Some(key);
         body.sid = Some(sid);
@@ -798,8 +1043,14 @@ impl Node {
         // Our own listens at this key see values stored here at once.
         for (&op, s) in self.searches.iter_mut() {
             if let OpKind::Listen { query, .. } = &s.kind {
-                if s.key == key && query.as_ref().is_none_or(|q| q.matches(v)) && s.seen.insert(v.id) {
-                    self.events.push_back(Event::Value { op, value: v.clone() });
+                if s.key == key
+                    && query.as_ref().is_none_or(|q| q.matches(v))
+                    && s.seen.insert(v.id)
+                {
+                    self.events.push_back(Event::Value {
+                        op,
+                        value: v.clone(),
+                    });
                 }
             }
         }
@@ -819,7 +1070,10 @@ impl Node {
     /// A storing node pushed values (or expirations) for one of our listens.
     fn on_update(&mut self, b: Body) {
         let Some(sid) = b.sid else { return };
-        let Some((&op, s)) = self.searches.iter_mut().find(|(_, s)| matches!(s.kind, OpKind::Listen { sid: x, .. } if x == sid))
+        let Some((&op, s)) = self
+            .searches
+            .iter_mut()
+            .find(|(_, s)| matches!(s.kind, OpKind::Listen { sid: x, .. } if x == sid))
         else {
             return;
         };
@@ -874,8 +1128,13 @@ impl Node {
                     if let OpKind::Get { query } = &s.kind {
                         for v in &msg.body.values {
                             if let ValueEntry::Inline(v) = v {
-                                if query.as_ref().is_none_or(|q| q.matches(v)) && s.seen.insert(v.id) {
-                                    self.events.push_back(Event::Value { op, value: v.clone() });
+                                if query.as_ref().is_none_or(|q| q.matches(v))
+                                    && s.seen.insert(v.id)
+                                {
+                                    self.events.push_back(Event::Value {
+                                        op,
+                                        value: v.clone(),
+                                    });
                                 }
                             }
                         }
@@ -886,7 +1145,11 @@ impl Node {
             }
             Method::Put => {
                 let Some(op) = op else { return };
-                if let Some(Search { kind: OpKind::Put { acked, pending, .. }, .. }) = self.searches.get_mut(&op) {
+                if let Some(Search {
+                    kind: OpKind::Put { acked, pending, .. },
+                    ..
+                }) = self.searches.get_mut(&op)
+                {
                     if msg.body.vid.is_some() {
                         *acked += 1;
                         *pending = pending.saturating_sub(1);
@@ -896,7 +1159,11 @@ impl Node {
             }
             Method::Listen => {
                 let Some(op) = op else { return };
-                if let Some(Search { kind: OpKind::Listen { confirmed, .. }, .. }) = self.searches.get_mut(&op) {
+                if let Some(Search {
+                    kind: OpKind::Listen { confirmed, .. },
+                    ..
+                }) = self.searches.get_mut(&op)
+                {
                     if confirmed.insert(msg.body.id) {
                         let nodes = confirmed.len();
                         self.events.push_back(Event::Listening { op, nodes });
@@ -908,7 +1175,17 @@ impl Node {
     }
 
     fn check_put_done(&mut self, op: OpId) {
-        if let Some(Search { kind: OpKind::Put { acked, pending, sent: true, .. }, .. }) = self.searches.get(&op) {
+        if let Some(Search {
+            kind:
+                OpKind::Put {
+                    acked,
+                    pending,
+                    sent: true,
+                    ..
+                },
+            ..
+        }) = self.searches.get(&op)
+        {
             if *pending == 0 {
                 let stored = *acked;
                 self.searches.remove(&op);
@@ -918,7 +1195,9 @@ impl Node {
     }
 
     fn on_error(&mut self, now: Instant, from: SocketAddr, tid: u32, _code: u16) {
-        let Some(p) = self.pending.get(&tid) else { return };
+        let Some(p) = self.pending.get(&tid) else {
+            return;
+        };
         if p.to != from {
             return;
         }
@@ -944,7 +1223,11 @@ impl Node {
                 self.step(now, op);
             }
             Method::Put => {
-                if let Some(Search { kind: OpKind::Put { pending, .. }, .. }) = self.searches.get_mut(&op) {
+                if let Some(Search {
+                    kind: OpKind::Put { pending, .. },
+                    ..
+                }) = self.searches.get_mut(&op)
+                {
                     *pending = pending.saturating_sub(1);
                 }
                 self.check_put_done(op);
@@ -955,16 +1238,27 @@ impl Node {
 
     /// Handles timers: retransmissions, request expiry, listen refresh, maintenance.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let due: Vec<u32> = self.pending.iter().filter(|(_, p)| p.deadline <= now).map(|(t, _)| *t).collect();
+        let due: Vec<u32> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(t, _)| *t)
+            .collect();
         for tid in due {
-            let Some(p) = self.pending.get_mut(&tid) else { continue };
+            let Some(p) = self.pending.get_mut(&tid) else {
+                continue;
+            };
             if p.sends < MAX_SENDS {
                 p.sends += 1;
                 p.deadline = now + RESPONSE_TIME * (1 << (p.sends - 1));
                 let to = p.to;
-                self.transmits.push_back(Transmit { to, data: p.data.clone() });
+                self.transmits.push_back(Transmit {
+                    to,
+                    data: p.data.clone(),
+                });
                 let frags = p.fragments.clone();
-                self.transmits.extend(frags.into_iter().map(|data| Transmit { to, data }));
+                self.transmits
+                    .extend(frags.into_iter().map(|data| Transmit { to, data }));
             } else if let Some(p) = self.pending.remove(&tid) {
                 self.request_failed(now, p, true);
             }
@@ -993,8 +1287,13 @@ impl Node {
         if self.next_maintenance.is_some_and(|t| t <= now) {
             self.next_maintenance = Some(now + Duration::from_secs(60));
             for (key, ids) in self.storage.expire(now) {
-                let targets: Vec<(SocketAddr, InfoHash, u32)> =
-                    self.listeners.get(&key).into_iter().flatten().map(|l| (l.addr, l.node, l.sid)).collect();
+                let targets: Vec<(SocketAddr, InfoHash, u32)> = self
+                    .listeners
+                    .get(&key)
+                    .into_iter()
+                    .flatten()
+                    .map(|l| (l.addr, l.node, l.sid))
+                    .collect();
                 for (addr, node, sid) in targets {
                     let mut body = self.body();
                     body.sid = Some(sid);

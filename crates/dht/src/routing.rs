@@ -31,7 +31,9 @@ impl Node {
     /// Good: not expired, replied within 120 min, heard from within 10 min.
     pub fn is_good(&self, now: Instant) -> bool {
         !self.expired
-            && self.last_reply.is_some_and(|t| now.duration_since(t) < NODE_GOOD_TIME)
+            && self
+                .last_reply
+                .is_some_and(|t| now.duration_since(t) < NODE_GOOD_TIME)
             && now.duration_since(self.last_seen) < NODE_EXPIRE_TIME
     }
 }
@@ -46,7 +48,10 @@ pub struct RoutingTable {
 impl RoutingTable {
     /// An empty table around `own`.
     pub fn new(own: InfoHash) -> Self {
-        Self { own, buckets: vec![Vec::new(); 161] }
+        Self {
+            own,
+            buckets: vec![Vec::new(); 161],
+        }
     }
 
     /// Number of nodes.
@@ -61,7 +66,11 @@ impl RoutingTable {
 
     /// Number of good nodes.
     pub fn good(&self, now: Instant) -> usize {
-        self.buckets.iter().flatten().filter(|n| n.is_good(now)).count()
+        self.buckets
+            .iter()
+            .flatten()
+            .filter(|n| n.is_good(now))
+            .count()
     }
 
     /// Records that `id` at `addr` was heard from; `replied` when it answered a request of
@@ -81,7 +90,13 @@ impl RoutingTable {
             return;
         }
         // A node id maps to one address: the latest sender wins, as in OpenDHT.
-        let node = Node { id, addr, last_seen: now, last_reply: replied.then_some(now), expired: false };
+        let node = Node {
+            id,
+            addr,
+            last_seen: now,
+            last_reply: replied.then_some(now),
+            expired: false,
+        };
         if b.len() < K {
             b.push(node);
         } else if let Some(i) = b.iter().position(|n| n.expired || !n.is_good(now)) {
@@ -105,9 +120,20 @@ impl RoutingTable {
 
     /// Up to `count` nodes closest to `target`; with `alive_only`, only nodes not expired and
     /// heard from within [`NODE_EXPIRE_TIME`].
-    pub fn closest(&self, target: &InfoHash, count: usize, now: Instant, alive_only: bool) -> Vec<Node> {
+    pub fn closest(
+        &self,
+        target: &InfoHash,
+        count: usize,
+        now: Instant,
+        alive_only: bool,
+    ) -> Vec<Node> {
         let alive = |n: &Node| !n.expired && now.duration_since(n.last_seen) < NODE_EXPIRE_TIME;
-        let mut all: Vec<&Node> = self.buckets.iter().flatten().filter(|n| !alive_only || alive(n)).collect();
+        let mut all: Vec<&Node> = self
+            .buckets
+            .iter()
+            .flatten()
+            .filter(|n| !alive_only || alive(n))
+            .collect();
         all.sort_by(|a, b| target.xor_cmp(&a.id, &b.id));
         all.into_iter().take(count).cloned().collect()
     }
@@ -116,7 +142,11 @@ impl RoutingTable {
     /// non-empty one that holds fewer than `K` nodes. Returns, per bucket, a random target id
     /// in its range.
     pub fn refresh_targets(&self) -> Vec<InfoHash> {
-        let deepest = self.buckets.iter().rposition(|b| !b.is_empty()).unwrap_or(0);
+        let deepest = self
+            .buckets
+            .iter()
+            .rposition(|b| !b.is_empty())
+            .unwrap_or(0);
         (0..=(deepest + 1).min(159))
             .filter(|&i| self.buckets[i].len() < K)
             .map(|i| {
@@ -158,7 +188,14 @@ mod tests {
         for i in 1..=40u8 {
             let mut id = [0u8; 20];
             id[0] = i;
-            t.seen(InfoHash(id), format!("127.0.0.1:{}", 5000 + u16::from(i)).parse().unwrap(), now, true);
+            t.seen(
+                InfoHash(id),
+                format!("127.0.0.1:{}", 5000 + u16::from(i))
+                    .parse()
+                    .unwrap(),
+                now,
+                true,
+            );
         }
         // Buckets by shared prefix: ids 0x20..0x28 (9 ids, 2 shared bits) overflow one bucket.
         assert!(t.len() < 40);
@@ -175,6 +212,10 @@ mod tests {
             assert!(t.buckets[bucket].len() < K);
         }
         t.seen(InfoHash(target), "127.0.0.1:1".parse().unwrap(), now, false);
-        assert_eq!(t.closest(&InfoHash(target), 1, now, true)[0].id.0[0], 3, "a packet revives an expired node");
+        assert_eq!(
+            t.closest(&InfoHash(target), 1, now, true)[0].id.0[0],
+            3,
+            "a packet revives an expired node"
+        );
     }
 }

@@ -46,7 +46,12 @@ enum Cmd {
     Bootstrap(SocketAddr),
     Get(InfoHash, Option<ValueQuery>, mpsc::UnboundedSender<Value>),
     Put(InfoHash, Value, oneshot::Sender<usize>),
-    Listen(InfoHash, Option<ValueQuery>, mpsc::UnboundedSender<ListenEvent>, oneshot::Sender<OpId>),
+    Listen(
+        InfoHash,
+        Option<ValueQuery>,
+        mpsc::UnboundedSender<ListenEvent>,
+        oneshot::Sender<OpId>,
+    ),
     Cancel(OpId),
     Stats(oneshot::Sender<NodeStats>),
 }
@@ -114,7 +119,12 @@ impl Runner {
         let id = node.id();
         let (tx, rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(run(socket, node, rx));
-        Ok(Self { cmds: tx, local, id, task })
+        Ok(Self {
+            cmds: tx,
+            local,
+            id,
+            task,
+        })
     }
 
     /// The bound address.
@@ -143,16 +153,24 @@ impl Runner {
     }
 
     /// Values found at `key` as they arrive; the channel closes when the lookup ends.
-    pub fn get_stream(&self, key: InfoHash, query: Option<ValueQuery>) -> io::Result<mpsc::UnboundedReceiver<Value>> {
+    pub fn get_stream(
+        &self,
+        key: InfoHash,
+        query: Option<ValueQuery>,
+    ) -> io::Result<mpsc::UnboundedReceiver<Value>> {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.cmds.send(Cmd::Get(key, query, tx)).map_err(|_| stopped())?;
+        self.cmds
+            .send(Cmd::Get(key, query, tx))
+            .map_err(|_| stopped())?;
         Ok(rx)
     }
 
     /// Stores `value` at `key`; returns how many nodes acknowledged it.
     pub async fn put(&self, key: InfoHash, value: Value) -> io::Result<usize> {
         let (tx, rx) = oneshot::channel();
-        self.cmds.send(Cmd::Put(key, value, tx)).map_err(|_| stopped())?;
+        self.cmds
+            .send(Cmd::Put(key, value, tx))
+            .map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())
     }
 
@@ -160,9 +178,15 @@ impl Runner {
     pub async fn listen(&self, key: InfoHash, query: Option<ValueQuery>) -> io::Result<Listen> {
         let (tx, rx) = mpsc::unbounded_channel();
         let (op_tx, op_rx) = oneshot::channel();
-        self.cmds.send(Cmd::Listen(key, query, tx, op_tx)).map_err(|_| stopped())?;
+        self.cmds
+            .send(Cmd::Listen(key, query, tx, op_tx))
+            .map_err(|_| stopped())?;
         let op = op_rx.await.map_err(|_| stopped())?;
-        Ok(Listen { rx, op, cmds: self.cmds.clone() })
+        Ok(Listen {
+            rx,
+            op,
+            cmds: self.cmds.clone(),
+        })
     }
 
     /// Routing and storage counters.
@@ -209,7 +233,9 @@ async fn run(socket: UdpSocket, mut node: Node, mut cmds: mpsc::UnboundedReceive
                 Event::Listening { .. } => {}
             }
         }
-        let deadline = node.poll_timeout().unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        let deadline = node
+            .poll_timeout()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         tokio::select! {
             r = socket.recv_from(&mut buf) => {
                 if let Ok((n, from)) = r {

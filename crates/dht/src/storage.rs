@@ -53,7 +53,11 @@ pub struct Storage {
 impl Storage {
     /// Empty storage with a total size limit in bytes.
     pub fn new(limit: usize) -> Self {
-        Self { keys: HashMap::new(), total: 0, limit }
+        Self {
+            keys: HashMap::new(),
+            total: 0,
+            limit,
+        }
     }
 
     /// Stores `v` at `key`, created `age` ago.
@@ -70,25 +74,34 @@ impl Storage {
                 return StoreOutcome::Refreshed;
             }
             // A signed value may be replaced by a newer one from the same owner.
-            let newer_same_owner = v.owner.is_some() && s.value.owner == v.owner && v.seq > s.value.seq;
+            let newer_same_owner =
+                v.owner.is_some() && s.value.owner == v.owner && v.seq > s.value.seq;
             if !newer_same_owner {
                 return StoreOutcome::Refused;
             }
             self.total = self.total - s.value.size() + v.size();
-            *s = Stored { value: v, expiration };
+            *s = Stored {
+                value: v,
+                expiration,
+            };
             return StoreOutcome::New;
         }
         if slot.len() >= MAX_VALUES_PER_KEY || self.total + v.size() > self.limit {
             return StoreOutcome::Refused;
         }
         self.total += v.size();
-        slot.push(Stored { value: v, expiration });
+        slot.push(Stored {
+            value: v,
+            expiration,
+        });
         StoreOutcome::New
     }
 
     /// Extends a value's life; false when the key has no storage at all.
     pub fn refresh(&mut self, key: &InfoHash, vid: u64, now: Instant) -> bool {
-        let Some(slot) = self.keys.get_mut(key) else { return false };
+        let Some(slot) = self.keys.get_mut(key) else {
+            return false;
+        };
         if let Some(s) = slot.iter_mut().find(|s| s.value.id == vid) {
             s.expiration = s.expiration.max(now + lifetime(s.value.value_type));
         }
@@ -147,18 +160,57 @@ mod tests {
         let now = Instant::now();
         let mut s = Storage::new(1 << 20);
         let k = InfoHash([1; 20]);
-        let v = Value { id: 1, ..Value::new("a") };
-        assert_eq!(s.store(k, v.clone(), now, Duration::ZERO), StoreOutcome::New);
-        assert_eq!(s.store(k, v.clone(), now, Duration::ZERO), StoreOutcome::Refreshed);
-        assert_eq!(s.store(k, Value { id: 1, ..Value::new("b") }, now, Duration::ZERO), StoreOutcome::Refused);
-        assert_eq!(s.store(k, Value { id: 2, ..Value::new("c") }, now, Duration::from_secs(601)), StoreOutcome::Refused);
+        let v = Value {
+            id: 1,
+            ..Value::new("a")
+        };
+        assert_eq!(
+            s.store(k, v.clone(), now, Duration::ZERO),
+            StoreOutcome::New
+        );
+        assert_eq!(
+            s.store(k, v.clone(), now, Duration::ZERO),
+            StoreOutcome::Refreshed
+        );
+        assert_eq!(
+            s.store(
+                k,
+                Value {
+                    id: 1,
+                    ..Value::new("b")
+                },
+                now,
+                Duration::ZERO
+            ),
+            StoreOutcome::Refused
+        );
+        assert_eq!(
+            s.store(
+                k,
+                Value {
+                    id: 2,
+                    ..Value::new("c")
+                },
+                now,
+                Duration::from_secs(601)
+            ),
+            StoreOutcome::Refused
+        );
         assert!(s.expire(now + Duration::from_secs(599)).is_empty());
         let gone = s.expire(now + Duration::from_secs(601));
         assert_eq!(gone, vec![(k, vec![1])]);
         assert_eq!(s.counts(), (0, 0));
         assert_eq!(s.total_size(), 0);
         assert!(!s.refresh(&k, 1, now));
-        let small = Storage::new(2).store(k, Value { id: 3, ..Value::new("abc") }, now, Duration::ZERO);
+        let small = Storage::new(2).store(
+            k,
+            Value {
+                id: 3,
+                ..Value::new("abc")
+            },
+            now,
+            Duration::ZERO,
+        );
         assert_eq!(small, StoreOutcome::Refused);
     }
 }

@@ -68,7 +68,10 @@ impl Field {
 impl Value {
     /// A plain value of type 0 (user data).
     pub fn new(data: impl Into<Vec<u8>>) -> Self {
-        Self { data: data.into(), ..Self::default() }
+        Self {
+            data: data.into(),
+            ..Self::default()
+        }
     }
 
     /// True for a signed value.
@@ -83,13 +86,20 @@ impl Value {
 
     /// Size as OpenDHT counts it for storage limits.
     pub fn size(&self) -> usize {
-        self.cypher.as_ref().map_or(0, Vec::len) + self.data.len() + self.signature.len() + self.user_type.len()
+        self.cypher.as_ref().map_or(0, Vec::len)
+            + self.data.len()
+            + self.signature.len()
+            + self.user_type.len()
     }
 
     /// The packed body, which the signature covers.
     pub fn pack_body(&self, out: &mut Vec<u8>) {
         let signed = self.owner.is_some();
-        let len = if signed { if self.recipient.is_some() { 5 } else { 4 } } else { 2 } + u32::from(!self.user_type.is_empty());
+        let len = if signed {
+            if self.recipient.is_some() { 5 } else { 4 }
+        } else {
+            2
+        } + u32::from(!self.user_type.is_empty());
         msgpack::map(out, len);
         if let Some(owner) = &self.owner {
             msgpack::str(out, "seq");
@@ -207,13 +217,20 @@ fn unpack_body(r: &mut Reader<'_>, v: &mut Value) -> Result<BodyFields, DecodeEr
     for _ in 0..r.map_len()? {
         match r.str()? {
             "seq" => {
-                v.seq = u16::try_from(r.uint()?).map_err(|_| DecodeError("seq out of range".into()))?;
+                v.seq =
+                    u16::try_from(r.uint()?).map_err(|_| DecodeError("seq out of range".into()))?;
                 f.seq = true;
             }
             "owner" => v.owner = Some(r.bytes()?.to_vec()),
-            "to" => v.recipient = Some(InfoHash::from_slice(r.bytes()?).ok_or_else(|| DecodeError("to is not 20 bytes".into()))?),
+            "to" => {
+                v.recipient = Some(
+                    InfoHash::from_slice(r.bytes()?)
+                        .ok_or_else(|| DecodeError("to is not 20 bytes".into()))?,
+                )
+            }
             "type" => {
-                v.value_type = u16::try_from(r.uint()?).map_err(|_| DecodeError("type out of range".into()))?;
+                v.value_type = u16::try_from(r.uint()?)
+                    .map_err(|_| DecodeError("type out of range".into()))?;
                 f.value_type = true;
             }
             "data" => {
@@ -222,7 +239,10 @@ fn unpack_body(r: &mut Reader<'_>, v: &mut Value) -> Result<BodyFields, DecodeEr
                         let n = r.array_len()?;
                         let mut d = Vec::with_capacity(n as usize);
                         for _ in 0..n {
-                            d.push(u8::try_from(r.uint()?).map_err(|_| DecodeError("data byte out of range".into()))?);
+                            d.push(
+                                u8::try_from(r.uint()?)
+                                    .map_err(|_| DecodeError("data byte out of range".into()))?,
+                            );
                         }
                         d
                     }
@@ -244,14 +264,22 @@ mod tests {
     #[test]
     fn plain_value_matches_opendht_bytes() {
         // Captured from OpenDHT 2.4.12: id 7, type 0, data "x".
-        let v = Value { id: 7, data: b"x".to_vec(), ..Value::default() };
+        let v = Value {
+            id: 7,
+            data: b"x".to_vec(),
+            ..Value::default()
+        };
         let expected = [
-            0x82, 0xa2, b'i', b'd', 0x07, 0xa3, b'd', b'a', b't', 0x81, 0xa4, b'b', b'o', b'd', b'y', 0x82, 0xa4, b't', b'y', b'p',
-            b'e', 0x00, 0xa4, b'd', b'a', b't', b'a', 0xc4, 0x01, b'x',
+            0x82, 0xa2, b'i', b'd', 0x07, 0xa3, b'd', b'a', b't', 0x81, 0xa4, b'b', b'o', b'd',
+            b'y', 0x82, 0xa4, b't', b'y', b'p', b'e', 0x00, 0xa4, b'd', b'a', b't', b'a', 0xc4,
+            0x01, b'x',
         ];
         assert_eq!(v.to_bytes(), expected);
         assert_eq!(Value::from_bytes(&expected).unwrap(), v);
-        let p = Value { priority: 1, ..v.clone() };
+        let p = Value {
+            priority: 1,
+            ..v.clone()
+        };
         let bytes = p.to_bytes();
         assert_eq!(bytes[0], 0x83);
         assert_eq!(&bytes[bytes.len() - 3..], &[0xa1, b'p', 0x01]);
@@ -272,18 +300,32 @@ mod tests {
             ..Value::default()
         };
         assert_eq!(Value::from_bytes(&v.to_bytes()).unwrap(), v);
-        let e = Value { id: 5, cypher: Some(vec![7; 600]), ..Value::default() };
+        let e = Value {
+            id: 5,
+            cypher: Some(vec![7; 600]),
+            ..Value::default()
+        };
         assert_eq!(Value::from_bytes(&e.to_bytes()).unwrap(), e);
     }
 
     #[test]
     fn malformed_values_are_errors() {
-        let v = Value { id: 1, owner: Some(vec![1; 10]), signature: vec![2; 10], ..Value::new("abc") }.to_bytes();
+        let v = Value {
+            id: 1,
+            owner: Some(vec![1; 10]),
+            signature: vec![2; 10],
+            ..Value::new("abc")
+        }
+        .to_bytes();
         for n in 0..v.len() {
             assert!(Value::from_bytes(&v[..n]).is_err());
         }
         // A signed body without its signature is refused.
-        let mut unsigned = Value { id: 1, owner: Some(vec![1; 10]), ..Value::new("abc") };
+        let mut unsigned = Value {
+            id: 1,
+            owner: Some(vec![1; 10]),
+            ..Value::new("abc")
+        };
         unsigned.signature.clear();
         let mut out = Vec::new();
         msgpack::map(&mut out, 2);

@@ -22,12 +22,15 @@ impl Rng {
     }
 }
 
+/// A datagram in flight: (delivery time, sequence, destination index, source, bytes).
+type InFlight = Reverse<(Instant, u64, usize, SocketAddr, Vec<u8>)>;
+
 struct Sim {
     now: Instant,
     nodes: Vec<Node>,
     addrs: Vec<SocketAddr>,
     by_addr: HashMap<SocketAddr, usize>,
-    queue: BinaryHeap<Reverse<(Instant, u64, usize, SocketAddr, Vec<u8>)>>,
+    queue: BinaryHeap<InFlight>,
     seq: u64,
     loss_permille: u64,
     rng: Rng,
@@ -43,7 +46,14 @@ impl Sim {
         let mut addrs = Vec::new();
         let mut by_addr = HashMap::new();
         for i in 0..n {
-            let addr: SocketAddr = format!("127.{}.{}.{}:4222", (i >> 16) & 255, (i >> 8) & 255, (i & 255) + 1).parse().unwrap();
+            let addr: SocketAddr = format!(
+                "127.{}.{}.{}:4222",
+                (i >> 16) & 255,
+                (i >> 8) & 255,
+                (i & 255) + 1
+            )
+            .parse()
+            .unwrap();
             nodes.push(Node::new(Config::default()));
             by_addr.insert(addr, i);
             addrs.push(addr);
@@ -69,13 +79,16 @@ impl Sim {
             if self.rng.below(1000) < self.loss_permille {
                 continue;
             }
-            let Some(&to) = self.by_addr.get(&t.to) else { continue };
+            let Some(&to) = self.by_addr.get(&t.to) else {
+                continue;
+            };
             let mut at = self.now + Duration::from_millis(5 + self.rng.below(45));
             let last = self.last_delivery.entry((i, to)).or_insert(at);
             at = at.max(*last);
             *last = at;
             self.seq += 1;
-            self.queue.push(Reverse((at, self.seq, to, self.addrs[i], t.data)));
+            self.queue
+                .push(Reverse((at, self.seq, to, self.addrs[i], t.data)));
         }
         while let Some(e) = self.nodes[i].poll_event() {
             self.events.push((i, e));
@@ -120,7 +133,9 @@ impl Sim {
         let (mine, rest): (Vec<_>, Vec<_>) = self.events.drain(..).partition(|(i, e)| {
             *i == node
                 && match e {
-                    Event::Value { op: o, .. } | Event::GetDone { op: o, .. } | Event::PutDone { op: o, .. } => *o == op,
+                    Event::Value { op: o, .. }
+                    | Event::GetDone { op: o, .. }
+                    | Event::PutDone { op: o, .. } => *o == op,
                     Event::Expired { op: o, .. } | Event::Listening { op: o, .. } => *o == op,
                 }
         });
@@ -158,7 +173,10 @@ fn put_get(sim: &mut Sim, keys: usize) -> (usize, usize) {
     let mut stored = 0;
     for (_, op, from, _) in &expected {
         let ev = sim.take_events(*from, *op);
-        if ev.iter().any(|e| matches!(e, Event::PutDone { stored, .. } if *stored > 0)) {
+        if ev
+            .iter()
+            .any(|e| matches!(e, Event::PutDone { stored, .. } if *stored > 0))
+        {
             stored += 1;
         }
     }
@@ -178,7 +196,9 @@ fn put_get(sim: &mut Sim, keys: usize) -> (usize, usize) {
     for (reader, op, data) in ops {
         let ev = sim.take_events(reader, op);
         let done = ev.iter().any(|e| matches!(e, Event::GetDone { .. }));
-        let has = ev.iter().any(|e| matches!(e, Event::Value { value, .. } if value.data == data.as_bytes()));
+        let has = ev
+            .iter()
+            .any(|e| matches!(e, Event::Value { value, .. } if value.data == data.as_bytes()));
         if done && has {
             found += 1;
         }
@@ -193,7 +213,10 @@ fn every_value_is_found_without_loss() {
     assert_eq!(stored, 100);
     assert_eq!(found, 100, "get success at 0% loss");
     let (good, known, ..) = sim.nodes[150].node_counts(sim.now);
-    assert!(good >= 8 && known >= 20, "routing table filled: {good} good of {known}");
+    assert!(
+        good >= 8 && known >= 20,
+        "routing table filled: {good} good of {known}"
+    );
 }
 
 #[test]
@@ -212,13 +235,21 @@ fn large_values_travel_in_fragments() {
     let op = sim.nodes[3].put(now, key, Value::new(data.clone()));
     sim.flush(3);
     sim.run_for(Duration::from_secs(10));
-    assert!(sim.take_events(3, op).iter().any(|e| matches!(e, Event::PutDone { stored, .. } if *stored > 0)));
+    assert!(
+        sim.take_events(3, op)
+            .iter()
+            .any(|e| matches!(e, Event::PutDone { stored, .. } if *stored > 0))
+    );
     let now = sim.now;
     let op = sim.nodes[20].get(now, key, None);
     sim.flush(20);
     sim.run_for(Duration::from_secs(10));
     let ev = sim.take_events(20, op);
-    assert!(ev.iter().any(|e| matches!(e, Event::Value { value, .. } if value.data == data)), "{ev:?}");
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, Event::Value { value, .. } if value.data == data)),
+        "{ev:?}"
+    );
 }
 
 #[test]
@@ -234,13 +265,23 @@ fn listen_sees_new_values_and_other_networks_stay_apart() {
     sim.flush(9);
     sim.run_for(Duration::from_secs(5));
     let ev = sim.take_events(5, lop);
-    assert!(ev.iter().any(|e| matches!(e, Event::Value { value, .. } if value.data == b"hello")), "{ev:?}");
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, Event::Value { value, .. } if value.data == b"hello")),
+        "{ev:?}"
+    );
 
     // A node of another network id learns nothing from this one.
-    let mut other = Node::new(Config { network: 42, ..Config::default() });
+    let mut other = Node::new(Config {
+        network: 42,
+        ..Config::default()
+    });
     let now = sim.now;
     other.bootstrap(now, sim.addrs[0]);
     let ping = other.poll_transmit().unwrap();
     sim.nodes[0].handle_datagram(now, "127.9.9.9:4222".parse().unwrap(), &ping.data);
-    assert!(sim.nodes[0].poll_transmit().is_none(), "a node of network 42 gets no answer");
+    assert!(
+        sim.nodes[0].poll_transmit().is_none(),
+        "a node of network 42 gets no answer"
+    );
 }

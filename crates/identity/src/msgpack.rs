@@ -183,12 +183,19 @@ impl<'a> Reader<'a> {
         let mut pending: u64 = 1;
         while pending > 0 {
             pending -= 1;
-            let marker = rmp::decode::read_marker(&mut self.buf).map_err(|e| err(format!("{e:?}")))?;
+            let marker =
+                rmp::decode::read_marker(&mut self.buf).map_err(|e| err(format!("{e:?}")))?;
             let be = |r: &mut Self, n: usize| -> Result<u64, DecodeError> {
-                Ok(r.take(n)?.iter().fold(0u64, |a, &b| (a << 8) | u64::from(b)))
+                Ok(r.take(n)?
+                    .iter()
+                    .fold(0u64, |a, &b| (a << 8) | u64::from(b)))
             };
             let skip = match marker {
-                Marker::FixPos(_) | Marker::FixNeg(_) | Marker::Null | Marker::True | Marker::False => 0,
+                Marker::FixPos(_)
+                | Marker::FixNeg(_)
+                | Marker::Null
+                | Marker::True
+                | Marker::False => 0,
                 Marker::U8 | Marker::I8 => 1,
                 Marker::U16 | Marker::I16 => 2,
                 Marker::U32 | Marker::I32 | Marker::F32 => 4,
@@ -271,6 +278,10 @@ mod tests {
             assert!(Reader::new(&out[..n]).skip().is_err(), "truncated at {n}");
         }
         // A huge declared count with no bytes behind it is refused up front.
-        assert!(Reader::new(&[0xdd, 0xff, 0xff, 0xff, 0xff]).array_len().is_err());
+        assert!(
+            Reader::new(&[0xdd, 0xff, 0xff, 0xff, 0xff])
+                .array_len()
+                .is_err()
+        );
     }
 }

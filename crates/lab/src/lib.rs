@@ -80,6 +80,18 @@ pub fn missing_prerequisites() -> Option<String> {
             return Some(format!("{bin} is not installed"));
         }
     }
+    let opendht_py = std::fs::read_dir("/usr/lib/python3/dist-packages")
+        .map(|d| {
+            d.flatten().any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("opendht.cpython")
+            })
+        })
+        .unwrap_or(false);
+    if !opendht_py {
+        return Some("python3-opendht is not installed".into());
+    }
     if !Path::new("/usr/sbin/ip").exists() && !Path::new("/usr/bin/ip").exists() {
         return Some("ip (iproute2) is not installed".into());
     }

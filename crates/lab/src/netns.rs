@@ -91,7 +91,10 @@ impl Netns {
     /// Runs `f` on a thread that has entered the namespace, and returns its result. Sockets
     /// created there stay in the namespace wherever they are used afterwards, so a test
     /// process can run its own node next to the real peers.
-    pub fn run_inside<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> Result<R> {
+    pub fn run_inside<R: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> R + Send + 'static,
+    ) -> Result<R> {
         let path = format!("/run/netns/{}", self.name);
         std::thread::spawn(move || -> Result<R> {
             let fd = std::fs::File::open(&path)?;
@@ -99,11 +102,17 @@ impl Netns {
                 std::os::fd::AsFd::as_fd(&fd),
                 Some(rustix::thread::LinkNameSpaceType::Network),
             )
-            .map_err(|e| LabError::Setup { cmd: format!("setns {path}"), detail: e.to_string() })?;
+            .map_err(|e| LabError::Setup {
+                cmd: format!("setns {path}"),
+                detail: e.to_string(),
+            })?;
             Ok(f())
         })
         .join()
-        .map_err(|_| LabError::Setup { cmd: "setns thread".into(), detail: "panicked".into() })?
+        .map_err(|_| LabError::Setup {
+            cmd: "setns thread".into(),
+            detail: "panicked".into(),
+        })?
     }
 
     /// A UDP socket bound to `addr` inside the namespace.

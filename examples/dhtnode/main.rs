@@ -1,0 +1,254 @@
+//! `dhtnode`: an OpenDHT-compatible node with a command line like OpenDHT's `dhtnode`.
+//!
+//! ```text
+//! dhtnode -p PORT [-n NETID] [-b HOST[:PORT]] -s      run until SIGTERM (service mode)
+//! dhtnode -p PORT [-n NETID] [-b HOST[:PORT]]         interactive prompt (g, p, l, ll, x, ...)
+//! dhtnode -b HOST:PORT [-n NETID] get KEY [--timeout S]
+//! dhtnode -b HOST:PORT [-n NETID] put KEY TEXT
+//! dhtnode -b HOST:PORT [-n NETID] listen KEY --count N [--timeout S]
+//! ```
+//! The node binds to `--bind` (default 127.0.0.1): it never listens on the public network
+//! unless asked. KEY is 40 hex digits, or any other text hashed with SHA-1. Scripting
+//! commands print one JSON object per line: `{"id", "type", "data"}` (or `"data_b64"` when
+//! the payload is not UTF-8).
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use base64::Engine;
+use clap::{Parser, Subcommand};
+use pamoja::dht::runner::{ListenEvent, Runner};
+use pamoja::dht::{Config, InfoHash, Value};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+#[derive(Parser)]
+#[command(name = "dhtnode", version, about = "OpenDHT-compatible DHT node")]
+struct Cli {
+    /// UDP port (0: any).
+    #[arg(short = 'p', long = "port", default_value_t = 0)]
+    port: u16,
+    /// Network id.
+    #[arg(short = 'n', long = "network", default_value_t = 0)]
+    network: u32,
+    /// Bootstrap node, HOST[:PORT] (port 4222 by default).
+    #[arg(short = 'b', long = "bootstrap")]
+    bootstrap: Option<String>,
+    /// Service mode: no prompt, run until SIGTERM or SIGINT.
+    #[arg(short = 's', long = "service")]
+    service: bool,
+    /// Address to bind.
+    #[arg(long = "bind", default_value = "127.0.0.1")]
+    bind: IpAddr,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print every value at KEY, then exit.
+    Get {
+        /// 40 hex digits, or text hashed with SHA-1.
+        key: String,
+        /// Seconds to wait at most.
+        #[arg(long, default_value_t = 10.0)]
+        timeout: f64,
+    },
+    /// Store TEXT at KEY; exit 0 once stored on at least one node.
+    Put {
+        /// 40 hex digits, or text hashed with SHA-1.
+        key: String,
+        /// The value.
+        text: String,
+    },
+    /// Print values at KEY as they arrive; exit 0 after COUNT values, non-zero on timeout.
+    Listen {
+        /// 40 hex digits, or text hashed with SHA-1.
+        key: String,
+        /// Values to wait for.
+        #[arg(long)]
+        count: usize,
+        /// Seconds to wait at most.
+        #[arg(long, default_value_t = 30.0)]
+        timeout: f64,
+    },
+}
+
+fn value_json(v: &Value) -> serde_json::Value {
+    match std::str::from_utf8(&v.data) {
+        Ok(text) => json!({"id": v.id, "type": v.value_type, "data": text}),
+        Err(_) => {
+            json!({"id": v.id, "type": v.value_type, "data_b64": base64::engine::general_purpose::STANDARD.encode(&v.data)})
+        }
+    }
+}
+
+fn resolve(host: &str) -> Result<SocketAddr> {
+    let with_port = if host
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        && !host.ends_with(']')
+    {
+        host.to_owned()
+    } else {
+        format!("{host}:4222")
+    };
+    with_port
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| anyhow!("cannot resolve {host}"))
+}
+
+async fn start(cli: &Cli) -> Result<Runner> {
+    let runner = Runner::bind(
+        SocketAddr::new(cli.bind, cli.port),
+        Config {
+            network: cli.network,
+            ..Config::default()
+        },
+    )
+    .await
+    .with_context(|| format!("cannot bind {}:{}", cli.bind, cli.port))?;
+    if let Some(b) = &cli.bootstrap {
+        let addr = resolve(b)?;
+        runner.bootstrap(addr);
+        // Wait until a node answered (or give up after 5 s and work with what we have).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while runner.stats().await?.good4 + runner.stats().await?.good6 == 0
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    Ok(runner)
+}
+
+async fn scripted(runner: &Runner, cmd: &Command) -> Result<()> {
+    match cmd {
+        Command::Get { key, timeout } => {
+            let mut rx = runner.get_stream(InfoHash::from_key_text(key), None)?;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(*timeout);
+            while let Ok(Some(v)) = tokio::time::timeout_at(deadline, rx.recv()).await {
+                println!("{}", value_json(&v));
+            }
+            Ok(())
+        }
+        Command::Put { key, text } => {
+            let stored = runner
+                .put(
+                    InfoHash::from_key_text(key),
+                    Value::new(text.as_bytes().to_vec()),
+                )
+                .await?;
+            if stored == 0 {
+                bail!("value not stored on any node");
+            }
+            Ok(())
+        }
+        Command::Listen {
+            key,
+            count,
+            timeout,
+        } => {
+            let mut listen = runner.listen(InfoHash::from_key_text(key), None).await?;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(*timeout);
+            let mut seen = 0;
+            while seen < *count {
+                match tokio::time::timeout_at(deadline, listen.next()).await {
+                    Ok(Some(ListenEvent::Value(v))) => {
+                        println!("{}", value_json(&v));
+                        seen += 1;
+                    }
+                    Ok(Some(ListenEvent::Expired(_))) => {}
+                    Ok(None) => bail!("node stopped"),
+                    Err(_) => bail!("timeout after {seen} of {count} values"),
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn interactive(runner: &Runner) -> Result<()> {
+    println!(
+        "OpenDHT-compatible node {} running on {}",
+        runner.id(),
+        runner.local_addr()
+    );
+    println!("commands: g KEY | p KEY TEXT | l KEY | ll | b HOST[:PORT] | x");
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut listens = Vec::new();
+    while let Some(line) = lines.next_line().await? {
+        let mut parts = line.trim().splitn(3, ' ');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some("x" | "q" | "quit"), _, _) => break,
+            (Some("g"), Some(key), _) => {
+                for v in runner.get(InfoHash::from_key_text(key)).await? {
+                    println!("{}", value_json(&v));
+                }
+                println!("get done");
+            }
+            (Some("p"), Some(key), Some(text)) => {
+                let n = runner
+                    .put(
+                        InfoHash::from_key_text(key),
+                        Value {
+                            user_type: "text/plain".into(),
+                            ..Value::new(text)
+                        },
+                    )
+                    .await?;
+                println!("put done: stored on {n} nodes");
+            }
+            (Some("l"), Some(key), _) => {
+                let mut listen = runner.listen(InfoHash::from_key_text(key), None).await?;
+                listens.push(tokio::spawn(async move {
+                    while let Some(ev) = listen.next().await {
+                        if let ListenEvent::Value(v) = ev {
+                            println!("{}", value_json(&v));
+                        }
+                    }
+                }));
+                println!("listening");
+            }
+            (Some("ll"), _, _) => println!("{:?}", runner.stats().await?),
+            (Some("b"), Some(host), _) => runner.bootstrap(resolve(host)?),
+            (Some(""), _, _) | (None, _, _) => {}
+            (Some(other), _, _) => println!("unknown command {other:?}"),
+        }
+    }
+    for l in listens {
+        l.abort();
+    }
+    Ok(())
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let runner = start(&cli).await?;
+    if let Some(cmd) = &cli.command {
+        return scripted(&runner, cmd).await;
+    }
+    if cli.service {
+        eprintln!("dhtnode: node {} on {}", runner.id(), runner.local_addr());
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        return Ok(());
+    }
+    interactive(&runner).await
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dhtnode: error: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}
