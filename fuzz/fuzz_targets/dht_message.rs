@@ -1,0 +1,12 @@
+#![no_main]
+//! DHT datagrams: decode, and re-encode what decoded.
+use libfuzzer_sys::fuzz_target;
+use pamoja_dht::message::Message;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(m) = Message::decode(data) {
+        let again = Message::decode(&m.encode()).expect("our own encoding decodes");
+        assert_eq!(again.kind, m.kind);
+    }
+    let _ = pamoja_dht::Value::from_bytes(data);
+});
