@@ -314,6 +314,7 @@ impl Node {
             .chain(listens)
             .chain(self.next_maintenance)
             .chain(self.next_rotation)
+            .chain(self.storage.next_expiration())
             .min()
     }
 
@@ -1284,24 +1285,12 @@ impl Node {
             }
             self.step(now, op);
         }
+        if self.storage.next_expiration().is_some_and(|t| t <= now) {
+            self.expire_storage(now);
+        }
         if self.next_maintenance.is_some_and(|t| t <= now) {
             self.next_maintenance = Some(now + Duration::from_secs(60));
-            for (key, ids) in self.storage.expire(now) {
-                let targets: Vec<(SocketAddr, InfoHash, u32)> = self
-                    .listeners
-                    .get(&key)
-                    .into_iter()
-                    .flatten()
-                    .map(|l| (l.addr, l.node, l.sid))
-                    .collect();
-                for (addr, node, sid) in targets {
-                    let mut body = self.body();
-                    body.sid = Some(sid);
-                    body.token = Some(self.token_for(self.secrets[0], &addr));
-                    body.expired = ids.clone();
-                    self.send_request(now, addr, Some(node), Method::Update, body, None);
-                }
-            }
+            self.expire_storage(now);
             self.refresh_buckets(now);
             for list in self.listeners.values_mut() {
                 list.retain(|l| l.expires > now);
@@ -1314,5 +1303,76 @@ impl Node {
             self.secrets = [rand_u64(), self.secrets[0]];
             self.next_rotation = Some(now + Duration::from_secs(15 * 60 + rand_u64() % (30 * 60)));
         }
+    }
+
+    /// Drops expired values and tells listeners (`exp`), local listens included.
+    fn expire_storage(&mut self, now: Instant) {
+        for (key, ids) in self.storage.expire(now) {
+            for (&op, s) in self.searches.iter_mut() {
+                if matches!(s.kind, OpKind::Listen { .. }) && s.key == key {
+                    for id in &ids {
+                        if s.seen.remove(id) {
+                            self.events.push_back(Event::Expired { op, id: *id });
+                        }
+                    }
+                }
+            }
+            let targets: Vec<(SocketAddr, InfoHash, u32)> = self
+                .listeners
+                .get(&key)
+                .into_iter()
+                .flatten()
+                .map(|l| (l.addr, l.node, l.sid))
+                .collect();
+            for (addr, node, sid) in targets {
+                let mut body = self.body();
+                body.sid = Some(sid);
+                body.token = Some(self.token_for(self.secrets[0], &addr));
+                body.expired = ids.clone();
+                self.send_request(now, addr, Some(node), Method::Update, body, None);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_values_expire_on_time() {
+        let t0 = Instant::now();
+        let mut n = Node::new(Config::default());
+        // Stored from the network, so no maintenance timer is running yet.
+        let token = n.token_for(n.secrets[0], &"127.0.0.1:5000".parse().unwrap());
+        let put = Message {
+            tid: 1,
+            network: 0,
+            agent: None,
+            client: false,
+            kind: MessageKind::Query(Method::Put),
+            body: Body {
+                id: InfoHash([9; 20]),
+                key: Some(InfoHash([1; 20])),
+                values: vec![ValueEntry::Inline(Value {
+                    id: 5,
+                    value_type: 5,
+                    ..Value::new("ice")
+                })],
+                token: Some(token),
+                ..Body::default()
+            },
+        };
+        n.handle_datagram(t0, "127.0.0.1:5000".parse().unwrap(), &put.encode());
+        assert!(n.poll_transmit().is_some(), "put acknowledged");
+        assert_eq!(n.storage_counts(), (1, 1));
+        let next = n.poll_timeout().unwrap();
+        assert!(
+            next <= t0 + Duration::from_secs(60),
+            "{:?}",
+            next.duration_since(t0)
+        );
+        n.handle_timeout(t0 + Duration::from_secs(61));
+        assert_eq!(n.storage_counts(), (0, 0));
     }
 }

@@ -140,6 +140,11 @@ impl Storage {
         gone
     }
 
+    /// When the next value expires.
+    pub fn next_expiration(&self) -> Option<Instant> {
+        self.keys.values().flatten().map(|s| s.expiration).min()
+    }
+
     /// Number of keys and values.
     pub fn counts(&self) -> (usize, usize) {
         (self.keys.len(), self.keys.values().map(Vec::len).sum())
@@ -212,5 +217,39 @@ mod tests {
             Duration::ZERO,
         );
         assert_eq!(small, StoreOutcome::Refused);
+    }
+}
+
+#[cfg(test)]
+mod expiry_tests {
+    use super::*;
+
+    #[test]
+    fn short_lived_type_expires_after_a_minute() {
+        let now = Instant::now();
+        let mut s = Storage::new(1 << 20);
+        let k = InfoHash([1; 20]);
+        s.store(
+            k,
+            Value {
+                id: 1,
+                value_type: 5,
+                ..Value::new("ice")
+            },
+            now,
+            Duration::ZERO,
+        );
+        s.store(
+            k,
+            Value {
+                id: 2,
+                ..Value::new("user")
+            },
+            now,
+            Duration::ZERO,
+        );
+        assert_eq!(s.next_expiration(), Some(now + Duration::from_secs(60)));
+        assert_eq!(s.expire(now + Duration::from_secs(61)), vec![(k, vec![1])]);
+        assert_eq!(s.counts(), (1, 1));
     }
 }

@@ -285,3 +285,60 @@ fn listen_sees_new_values_and_other_networks_stay_apart() {
         "a node of network 42 gets no answer"
     );
 }
+
+#[test]
+fn values_expire_at_their_type_lifetime() {
+    let mut sim = network(30, 0, 13);
+    let key = InfoHash::get(b"short-lived");
+    let now = sim.now;
+    // Type 5 (ICE candidates) lives one minute, type 0 ten.
+    sim.nodes[2].put(
+        now,
+        key,
+        Value {
+            value_type: 5,
+            ..Value::new("ice")
+        },
+    );
+    sim.nodes[2].put(now, key, Value::new("user data"));
+    sim.flush(2);
+    let lop = sim.nodes[7].listen(now, key, None);
+    sim.flush(7);
+    let found = |sim: &mut Sim, reader: usize| -> Vec<Vec<u8>> {
+        let now = sim.now;
+        let op = sim.nodes[reader].get(now, key, None);
+        sim.flush(reader);
+        sim.run_for(Duration::from_secs(5));
+        let mut data: Vec<Vec<u8>> = sim
+            .take_events(reader, op)
+            .into_iter()
+            .filter_map(|e| {
+                if let Event::Value { value, .. } = e {
+                    Some(value.data)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        data.sort();
+        data
+    };
+    sim.run_for(Duration::from_secs(50));
+    assert_eq!(
+        found(&mut sim, 20),
+        vec![b"ice".to_vec(), b"user data".to_vec()]
+    );
+    sim.run_for(Duration::from_secs(10)); // 65 s after the put
+    assert_eq!(found(&mut sim, 21), vec![b"user data".to_vec()]);
+    let listened = sim.take_events(7, lop);
+    assert!(
+        listened.iter().any(|e| matches!(e, Event::Expired { .. })),
+        "the listener is told: {listened:?}"
+    );
+    sim.run_for(Duration::from_secs(540)); // 10 min 10 s after the put
+    assert!(found(&mut sim, 22).is_empty());
+    assert!(
+        sim.nodes.iter().all(|n| n.storage_counts().1 == 0),
+        "every node dropped them"
+    );
+}
