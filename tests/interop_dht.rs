@@ -27,7 +27,8 @@ r.bootstrap("127.0.0.1", os.environ.get("PAMOJA_BOOTSTRAP_PORT", "4222"))
 time.sleep(0.5)
 try:
     if mode == "put":
-        v = dht.Value(sys.argv[3].encode())
+        vtype = int(os.environ.get("PAMOJA_VALUE_TYPE", "0"))
+        v = dht.Value(sys.argv[3].encode(), vtype) if vtype else dht.Value(sys.argv[3].encode())
         print(json.dumps({"put_started": time.time()}), flush=True)
         ok = bool(r.put(key, v))
         print(json.dumps({"put_done": time.time(), "ok": ok}), flush=True)
@@ -66,6 +67,10 @@ fn python(lab: &Lab, args: &[&str]) -> Vec<serde_json::Value> {
 }
 
 fn python_via(lab: &Lab, port: &str, args: &[&str]) -> Vec<serde_json::Value> {
+    python_typed(lab, port, 0, args)
+}
+
+fn python_typed(lab: &Lab, port: &str, value_type: u16, args: &[&str]) -> Vec<serde_json::Value> {
     let script = lab.dir().join("client.py");
     std::fs::write(&script, PY_CLIENT).unwrap();
     let log = lab.dir().join(format!(
@@ -80,6 +85,7 @@ fn python_via(lab: &Lab, port: &str, args: &[&str]) -> Vec<serde_json::Value> {
         .args(args)
         .env("PAMOJA_OPENDHT_LOG", &log)
         .env("PAMOJA_BOOTSTRAP_PORT", port)
+        .env("PAMOJA_VALUE_TYPE", value_type.to_string())
         .output()
         .expect("python3");
     if !out.status.success() {
@@ -406,5 +412,115 @@ async fn dhtnode_example_contract() {
             .iter()
             .any(|v| v["data"] == "through pamoja"),
         "{got:?}"
+    );
+}
+
+/// Asks one node directly for the values it stores at `key` (a raw `get` from a socket in
+/// the lab), so each kind of node can be checked on its own.
+fn probe_get(lab: &Lab, node: SocketAddr, key: InfoHash) -> Vec<Value> {
+    use pamoja::dht::message::{Body, Message, MessageKind, Method, ValueEntry};
+    let socket = lab
+        .netns()
+        .udp_socket("127.0.0.1:0".parse().unwrap())
+        .unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let get = Message {
+        tid: 77,
+        network: 0,
+        agent: None,
+        client: false,
+        kind: MessageKind::Query(Method::Get),
+        body: Body {
+            id: InfoHash::random(),
+            key: Some(key),
+            ..Body::default()
+        },
+    };
+    socket.send_to(&get.encode(), node).unwrap();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let (n, _) = socket.recv_from(&mut buf).expect("the node answers a get");
+        let Ok(reply) = Message::decode(&buf[..n]) else {
+            continue;
+        };
+        if reply.tid == 77 && reply.kind == MessageKind::Reply {
+            return reply
+                .body
+                .values
+                .into_iter()
+                .filter_map(|v| {
+                    if let ValueEntry::Inline(v) = v {
+                        Some(v)
+                    } else {
+                        None
+                    }
+                })
+                .collect();
+        }
+    }
+}
+
+/// Values expire on both kinds of node when their type says: type 5 (ICE candidates) lives one
+/// minute on OpenDHT and on Pamoja.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_expire_on_both_kinds_of_node() {
+    if !available("values_expire_on_both_kinds_of_node") {
+        return;
+    }
+    let mut lab = Lab::new().unwrap();
+    lab.start_dhtnode(4222).await.unwrap();
+    let dhtnode: SocketAddr = BOOTSTRAP.parse().unwrap();
+    let ours = our_node(&lab).await;
+    let (py_key, rs_key) = (
+        InfoHash::get(b"short-lived-py"),
+        InfoHash::get(b"short-lived-rs"),
+    );
+    let put_at = Instant::now();
+    let put = python_typed(&lab, "4222", 5, &["put", "short-lived-py", "one minute"]);
+    assert_eq!(put.last().unwrap()["ok"], true);
+    let stored = ours
+        .put(
+            rs_key,
+            Value {
+                value_type: 5,
+                ..Value::new("one minute too")
+            },
+        )
+        .await
+        .unwrap();
+    assert!(stored >= 1);
+    // The dhtnode holds both; our node holds at least its own.
+    assert!(
+        probe_get(&lab, dhtnode, py_key)
+            .iter()
+            .any(|v| v.value_type == 5 && v.data == b"one minute")
+    );
+    assert!(
+        probe_get(&lab, dhtnode, rs_key)
+            .iter()
+            .any(|v| v.value_type == 5 && v.data == b"one minute too")
+    );
+    let held = ours.stats().await.unwrap().values;
+    assert!(held >= 1);
+
+    // Still there before the minute is over, gone after it, on both kinds.
+    tokio::time::sleep(Duration::from_secs(50).saturating_sub(put_at.elapsed())).await;
+    assert_eq!(
+        ours.stats().await.unwrap().values,
+        held,
+        "kept until the lifetime ends"
+    );
+    assert_eq!(probe_get(&lab, dhtnode, rs_key).len(), 1);
+    tokio::time::sleep(Duration::from_secs(63).saturating_sub(put_at.elapsed())).await;
+    assert_eq!(ours.stats().await.unwrap().values, 0, "expired on our node");
+    assert!(
+        probe_get(&lab, dhtnode, py_key).is_empty(),
+        "expired on the dhtnode"
+    );
+    assert!(
+        probe_get(&lab, dhtnode, rs_key).is_empty(),
+        "expired on the dhtnode"
     );
 }

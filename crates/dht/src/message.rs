@@ -527,7 +527,11 @@ impl Message {
         }
         let tid = tid.ok_or_else(|| e("no tid"))?;
         let (kind, body) = if let Some((code, msg)) = err {
-            (MessageKind::Error(code, msg), rep.unwrap_or_default())
+            // An error must say who sends it (`r.id`), as OpenDHT 4.x requires.
+            (
+                MessageKind::Error(code, msg),
+                rep.ok_or_else(|| e("error without r"))?,
+            )
         } else if let Some(body) = rep {
             (MessageKind::Reply, body)
         } else if let Some(frags) = parts {
@@ -1082,5 +1086,19 @@ mod tests {
         };
         assert!(Message::decode(&zero.encode()).is_err());
         assert!(Message::decode(&[0xc1]).is_err());
+        // Found by fuzzing: an error without `r` has no sender id and is refused.
+        let no_r = [
+            0x83, 0xa1, b'e', 0x92, 0xcd, 0x01, 0x91, 0xa1, b'x', 0xa1, b't', 0x01, 0xa1, b'y',
+            0xa1, b'e',
+        ];
+        assert!(Message::decode(&no_r).is_err());
+        let artifact = [
+            0x86, 0x44, 0x0, 0x0, 0xa1, 0xaa, 0xa1, 0x65, 0x99, 0x2c, 0xa0, 0x82, 0xd9, 0x0, 0x7e,
+            0x0, 0xa1, 0xaa, 0xa1, 0x65, 0x3b, 0x0, 0x0, 0xa1, 0x71, 0x7e, 0x0, 0xa1, 0xaa, 0x74,
+            0x0, 0xa1, 0x74, 0x0, 0xa1, 0x65, 0x32, 0x0, 0xfe, 0x4, 0x1d,
+        ];
+        if let Ok(m) = Message::decode(&artifact) {
+            Message::decode(&m.encode()).unwrap();
+        }
     }
 }
