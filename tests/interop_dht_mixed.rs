@@ -94,7 +94,11 @@ impl OpenDhtNodes {
             .unwrap();
         let stdin = child.stdin.take().unwrap();
         let stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut nodes = Self { child, stdin, stdout };
+        let mut nodes = Self {
+            child,
+            stdin,
+            stdout,
+        };
         assert_eq!(nodes.read()["ready"], n);
         nodes
     }
@@ -122,8 +126,18 @@ impl Drop for OpenDhtNodes {
 async fn our_nodes(lab: &Lab, n: usize, boot: SocketAddr, network: u32) -> Vec<Arc<Runner>> {
     let mut out = Vec::new();
     for _ in 0..n {
-        let socket = lab.netns().udp_socket("127.0.0.1:0".parse().unwrap()).unwrap();
-        let r = Runner::from_std(socket, Config { network, ..Config::default() }).unwrap();
+        let socket = lab
+            .netns()
+            .udp_socket("127.0.0.1:0".parse().unwrap())
+            .unwrap();
+        let r = Runner::from_std(
+            socket,
+            Config {
+                network,
+                ..Config::default()
+            },
+        )
+        .unwrap();
         r.bootstrap(boot);
         out.push(Arc::new(r));
     }
@@ -132,7 +146,11 @@ async fn our_nodes(lab: &Lab, n: usize, boot: SocketAddr, network: u32) -> Vec<A
 
 fn data_for(k: usize) -> String {
     // Every tenth value is larger than one datagram, so it travels in fragments.
-    if k % 10 == 0 { format!("big {k} ").repeat(300) } else { format!("value {k}") }
+    if k % 10 == 0 {
+        format!("big {k} ").repeat(300)
+    } else {
+        format!("value {k}")
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,8 +161,13 @@ async fn mixed_network_of_opendht_and_pamoja_nodes() {
     let mut lab = Lab::new().unwrap();
     lab.start_dhtnode(4222).await.unwrap();
     for port in 4223..4230u16 {
-        lab.spawn(&format!("dhtnode-{port}"), pamoja_lab::DHTNODE, &["-s", "-p", &port.to_string(), "-b", "127.0.0.1:4222"], &[])
-            .unwrap();
+        lab.spawn(
+            &format!("dhtnode-{port}"),
+            pamoja_lab::DHTNODE,
+            &["-s", "-p", &port.to_string(), "-b", "127.0.0.1:4222"],
+            &[],
+        )
+        .unwrap();
     }
     let boot: SocketAddr = "127.0.0.1:4222".parse().unwrap();
     let ours = our_nodes(&lab, 8, boot, 0).await;
@@ -158,15 +181,28 @@ async fn mixed_network_of_opendht_and_pamoja_nodes() {
     for k in (0..200).step_by(2) {
         let node = ours[(k / 2) % 8].clone();
         let key = keys[k].clone();
-        tasks.push(tokio::spawn(async move { node.put(InfoHash::get(key.as_bytes()), Value::new(data_for(k))).await.unwrap() }));
+        tasks.push(tokio::spawn(async move {
+            node.put(InfoHash::get(key.as_bytes()), Value::new(data_for(k)))
+                .await
+                .unwrap()
+        }));
     }
     for t in tasks {
-        assert!(t.await.unwrap() >= 1, "a put through our node was stored nowhere");
+        assert!(
+            t.await.unwrap() >= 1,
+            "a put through our node was stored nowhere"
+        );
     }
-    let items: Vec<Json> = (1..200).step_by(2).map(|k| json!({"node": (k / 2) % 8, "key": keys[k], "data": data_for(k)})).collect();
+    let items: Vec<Json> = (1..200)
+        .step_by(2)
+        .map(|k| json!({"node": (k / 2) % 8, "key": keys[k], "data": data_for(k)}))
+        .collect();
     let put = tokio::task::block_in_place(|| opendht.call(json!({"op": "put", "items": items})));
     assert_eq!(put["left"], 0, "OpenDHT puts did not finish");
-    assert!(put["oks"].as_object().unwrap().values().all(|v| v == true), "{put}");
+    assert!(
+        put["oks"].as_object().unwrap().values().all(|v| v == true),
+        "{put}"
+    );
 
     // Every key put through ours is read by every OpenDHT node...
     let ours_keys: Vec<&String> = keys.iter().step_by(2).collect();
@@ -176,12 +212,20 @@ async fn mixed_network_of_opendht_and_pamoja_nodes() {
     for node in 0..8 {
         for k in (0..200).step_by(2) {
             let found = &got["found"][node.to_string()][&keys[k]];
-            if !found.as_array().is_some_and(|a| a.iter().any(|v| v == data_for(k).as_str())) {
+            if !found
+                .as_array()
+                .is_some_and(|a| a.iter().any(|v| v == data_for(k).as_str()))
+            {
                 missing.push((node, k));
             }
         }
     }
-    assert!(missing.is_empty(), "OpenDHT nodes missed {} of 800 reads: {:?}", missing.len(), &missing[..missing.len().min(10)]);
+    assert!(
+        missing.is_empty(),
+        "OpenDHT nodes missed {} of 800 reads: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
 
     // ...and every key put through OpenDHT is read by every one of ours.
     let mut reads = Vec::new();
@@ -189,7 +233,9 @@ async fn mixed_network_of_opendht_and_pamoja_nodes() {
         for k in (1..200).step_by(2) {
             let node = node.clone();
             let key = keys[k].clone();
-            reads.push(tokio::spawn(async move { (i, k, node.get(InfoHash::get(key.as_bytes())).await.unwrap()) }));
+            reads.push(tokio::spawn(async move {
+                (i, k, node.get(InfoHash::get(key.as_bytes())).await.unwrap())
+            }));
         }
     }
     let mut missing = Vec::new();
@@ -199,19 +245,61 @@ async fn mixed_network_of_opendht_and_pamoja_nodes() {
             missing.push((i, k));
         }
     }
-    assert!(missing.is_empty(), "our nodes missed {} of 800 reads: {:?}", missing.len(), &missing[..missing.len().min(10)]);
+    assert!(
+        missing.is_empty(),
+        "our nodes missed {} of 800 reads: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
     let _ = tokio::task::block_in_place(|| writeln!(opendht.stdin, "{}", json!({"op": "quit"})));
 
     // A second network (id 7) next to this one stays apart.
-    lab.spawn("dhtnode-net7", pamoja_lab::DHTNODE, &["-s", "-p", "4300", "-n", "7"], &[]).unwrap();
+    lab.spawn(
+        "dhtnode-net7",
+        pamoja_lab::DHTNODE,
+        &["-s", "-p", "4300", "-n", "7"],
+        &[],
+    )
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let net7 = our_nodes(&lab, 2, "127.0.0.1:4300".parse().unwrap(), 7).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(net7[0].put(InfoHash::get(b"net7-key"), Value::new("seven")).await.unwrap() >= 1);
-    assert!(net7[1].get(InfoHash::get(b"net7-key")).await.unwrap().iter().any(|v| v.data == b"seven"));
-    assert!(net7[1].get(InfoHash::get(keys[0].as_bytes())).await.unwrap().is_empty(), "network 7 sees network 0's values");
-    assert!(ours[0].get(InfoHash::get(b"net7-key")).await.unwrap().is_empty(), "network 0 sees network 7's values");
+    assert!(
+        net7[0]
+            .put(InfoHash::get(b"net7-key"), Value::new("seven"))
+            .await
+            .unwrap()
+            >= 1
+    );
+    assert!(
+        net7[1]
+            .get(InfoHash::get(b"net7-key"))
+            .await
+            .unwrap()
+            .iter()
+            .any(|v| v.data == b"seven")
+    );
+    assert!(
+        net7[1]
+            .get(InfoHash::get(keys[0].as_bytes()))
+            .await
+            .unwrap()
+            .is_empty(),
+        "network 7 sees network 0's values"
+    );
+    assert!(
+        ours[0]
+            .get(InfoHash::get(b"net7-key"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "network 0 sees network 7's values"
+    );
     let stray = our_nodes(&lab, 1, boot, 7).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(stray[0].stats().await.unwrap().nodes4, 0, "a network-7 node learns nothing from network 0");
+    assert_eq!(
+        stray[0].stats().await.unwrap().nodes4,
+        0,
+        "a network-7 node learns nothing from network 0"
+    );
 }

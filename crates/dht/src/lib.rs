@@ -8,7 +8,8 @@
 //! * [`value`]: values as OpenDHT packs them (plain, signed, encrypted);
 //! * [`node`]: the sans-IO engine, a state machine fed datagrams and time that returns
 //!   datagrams, timers and events (routing tables, searches, storage, tokens, listen);
-//! * [`runner`]: a tokio UDP runner with an async get/put/listen API.
+//! * [`runner`]: a tokio UDP runner with an async get/put/listen API;
+//! * [`sim`]: an in-process network of nodes with virtual time, latency and loss.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -18,6 +19,7 @@ pub mod message;
 pub mod node;
 pub mod routing;
 pub mod runner;
+pub mod sim;
 pub mod storage;
 pub mod value;
 

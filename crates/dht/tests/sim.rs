@@ -1,209 +1,18 @@
 //! An in-process network of sans-IO nodes with virtual time, latency and loss.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use pamoja_dht::node::{Config, Event, Node, OpId};
+use pamoja_dht::node::{Config, Event, Node};
+use pamoja_dht::sim::Sim;
 use pamoja_dht::{InfoHash, Value};
 
-/// A small deterministic PRNG (xorshift) so runs are reproducible.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-/// A datagram in flight: (delivery time, sequence, destination index, source, bytes).
-type InFlight = Reverse<(Instant, u64, usize, SocketAddr, Vec<u8>)>;
-
-struct Sim {
-    now: Instant,
-    nodes: Vec<Node>,
-    addrs: Vec<SocketAddr>,
-    by_addr: HashMap<SocketAddr, usize>,
-    queue: BinaryHeap<InFlight>,
-    seq: u64,
-    loss_permille: u64,
-    rng: Rng,
-    events: Vec<(usize, Event)>,
-    datagrams: u64,
-    /// Links deliver in order, like UDP on one path usually does.
-    last_delivery: HashMap<(usize, usize), Instant>,
-}
-
-impl Sim {
-    fn new(n: usize, loss_permille: u64, seed: u64) -> Self {
-        let mut nodes = Vec::new();
-        let mut addrs = Vec::new();
-        let mut by_addr = HashMap::new();
-        for i in 0..n {
-            let addr: SocketAddr = format!(
-                "127.{}.{}.{}:4222",
-                (i / 62500) % 250,
-                (i / 250) % 250,
-                i % 250 + 1
-            )
-            .parse()
-            .unwrap();
-            nodes.push(Node::new(Config::default()));
-            by_addr.insert(addr, i);
-            addrs.push(addr);
-        }
-        Self {
-            now: Instant::now(),
-            nodes,
-            addrs,
-            by_addr,
-            queue: BinaryHeap::new(),
-            seq: 0,
-            loss_permille,
-            rng: Rng(seed),
-            events: Vec::new(),
-            datagrams: 0,
-            last_delivery: HashMap::new(),
-        }
-    }
-
-    fn flush(&mut self, i: usize) {
-        while let Some(t) = self.nodes[i].poll_transmit() {
-            self.datagrams += 1;
-            if self.rng.below(1000) < self.loss_permille {
-                continue;
-            }
-            let Some(&to) = self.by_addr.get(&t.to) else {
-                continue;
-            };
-            let mut at = self.now + Duration::from_millis(5 + self.rng.below(45));
-            let last = self.last_delivery.entry((i, to)).or_insert(at);
-            at = at.max(*last);
-            *last = at;
-            self.seq += 1;
-            self.queue
-                .push(Reverse((at, self.seq, to, self.addrs[i], t.data)));
-        }
-        while let Some(e) = self.nodes[i].poll_event() {
-            self.events.push((i, e));
-        }
-    }
-
-    fn run_for(&mut self, d: Duration) {
-        let end = self.now + d;
-        for i in 0..self.nodes.len() {
-            self.flush(i);
-        }
-        loop {
-            let next_packet = self.queue.peek().map(|Reverse((t, ..))| *t);
-            let (timer_node, next_timer) = self
-                .nodes
-                .iter()
-                .enumerate()
-                .filter_map(|(i, n)| n.poll_timeout().map(|t| (i, t)))
-                .min_by_key(|(_, t)| *t)
-                .map_or((None, None), |(i, t)| (Some(i), Some(t)));
-            let next = match (next_packet, next_timer) {
-                (Some(a), Some(b)) => a.min(b),
-                (a, b) => a.or(b).unwrap_or(end),
-            };
-            if next > end {
-                self.now = end;
-                return;
-            }
-            self.now = self.now.max(next);
-            if next_packet == Some(next) {
-                let Reverse((_, _, to, from, data)) = self.queue.pop().unwrap();
-                self.nodes[to].handle_datagram(self.now, from, &data);
-                self.flush(to);
-            } else if let Some(i) = timer_node {
-                self.nodes[i].handle_timeout(self.now);
-                self.flush(i);
-            }
-        }
-    }
-
-    fn take_events(&mut self, node: usize, op: OpId) -> Vec<Event> {
-        let (mine, rest): (Vec<_>, Vec<_>) = self.events.drain(..).partition(|(i, e)| {
-            *i == node
-                && match e {
-                    Event::Value { op: o, .. }
-                    | Event::GetDone { op: o, .. }
-                    | Event::PutDone { op: o, .. } => *o == op,
-                    Event::Expired { op: o, .. } | Event::Listening { op: o, .. } => *o == op,
-                }
-        });
-        self.events = rest;
-        mine.into_iter().map(|(_, e)| e).collect()
-    }
-}
-
 fn network(n: usize, loss_permille: u64, seed: u64) -> Sim {
-    let mut sim = Sim::new(n, loss_permille, seed);
-    let boot = sim.addrs[0];
-    for i in 1..n {
-        let now = sim.now;
-        sim.nodes[i].bootstrap(now, boot);
-        sim.flush(i);
-        sim.run_for(Duration::from_millis(20));
-    }
-    sim.run_for(Duration::from_secs(30));
-    sim
+    Sim::bootstrapped(n, loss_permille, seed)
 }
 
-/// Puts `keys` values through random nodes and reads each back from another random node.
 fn put_get(sim: &mut Sim, keys: usize) -> (usize, usize) {
-    let n = sim.nodes.len() as u64;
-    let mut expected = Vec::new();
-    for k in 0..keys {
-        let key = InfoHash::get(format!("key {k}").as_bytes());
-        let from = sim.rng.below(n) as usize;
-        let now = sim.now;
-        let op = sim.nodes[from].put(now, key, Value::new(format!("value {k}")));
-        sim.flush(from);
-        expected.push((key, op, from, format!("value {k}")));
-    }
-    sim.run_for(Duration::from_secs(15));
-    let mut stored = 0;
-    for (_, op, from, _) in &expected {
-        let ev = sim.take_events(*from, *op);
-        if ev
-            .iter()
-            .any(|e| matches!(e, Event::PutDone { stored, .. } if *stored > 0))
-        {
-            stored += 1;
-        }
-    }
-    let mut ops = Vec::new();
-    for (key, _, from, data) in &expected {
-        let mut reader = sim.rng.below(n) as usize;
-        if reader == *from {
-            reader = (reader + 1) % n as usize;
-        }
-        let now = sim.now;
-        let op = sim.nodes[reader].get(now, *key, None);
-        sim.flush(reader);
-        ops.push((reader, op, data.clone()));
-    }
-    sim.run_for(Duration::from_secs(15));
-    let mut found = 0;
-    for (reader, op, data) in ops {
-        let ev = sim.take_events(reader, op);
-        let done = ev.iter().any(|e| matches!(e, Event::GetDone { .. }));
-        let has = ev
-            .iter()
-            .any(|e| matches!(e, Event::Value { value, .. } if value.data == data.as_bytes()));
-        if done && has {
-            found += 1;
-        }
-    }
-    (stored, found)
+    let r = sim.put_get(keys);
+    (r.stored, r.found)
 }
 
 #[test]
@@ -346,10 +155,17 @@ fn values_expire_at_their_type_lifetime() {
 #[test]
 fn thousand_nodes() {
     let mut sim = network(1000, 0, 0xdeadbeef);
-    let before = sim.datagrams;
-    let (stored, found) = put_get(&mut sim, 200);
-    let per_op = (sim.datagrams - before) as f64 / 400.0;
-    assert_eq!(stored, 200);
-    assert_eq!(found, 200, "get success at 0% loss in 1,000 nodes");
-    assert!(per_op < 200.0, "{per_op:.0} datagrams per operation");
+    let r = sim.put_get(200);
+    assert_eq!(r.stored, 200);
+    assert_eq!(r.found, 200, "get success at 0% loss in 1,000 nodes");
+    assert!(
+        r.datagrams_per_get < 200.0,
+        "{:.0} datagrams per get",
+        r.datagrams_per_get
+    );
+    assert!(
+        r.get_time_quantile(0.99) < Duration::from_secs(2),
+        "{:?}",
+        r.get_time_quantile(0.99)
+    );
 }
