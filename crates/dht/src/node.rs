@@ -63,6 +63,25 @@ impl Default for Config {
     }
 }
 
+/// Sizes of a node's internal tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateSizes {
+    /// Requests awaiting a reply.
+    pub pending: usize,
+    /// Fragmented messages being reassembled.
+    pub partials: usize,
+    /// Operations in progress.
+    pub searches: usize,
+    /// Remote listeners registered here.
+    pub listeners: usize,
+    /// Nodes in the routing tables.
+    pub nodes: usize,
+    /// Values stored.
+    pub values: usize,
+    /// Datagrams and events not yet polled.
+    pub queued: usize,
+}
+
 /// A datagram to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {
@@ -290,6 +309,19 @@ impl Node {
     /// (keys, values) stored here.
     pub fn storage_counts(&self) -> (usize, usize) {
         self.storage.counts()
+    }
+
+    /// Sizes of the node's internal tables, to watch that they stay bounded.
+    pub fn state_sizes(&self) -> StateSizes {
+        StateSizes {
+            pending: self.pending.len(),
+            partials: self.partials.len(),
+            searches: self.searches.len(),
+            listeners: self.listeners.values().map(Vec::len).sum(),
+            nodes: self.table4.len() + self.table6.len(),
+            values: self.storage.counts().1,
+            queued: self.transmits.len() + self.events.len(),
+        }
     }
 
     /// The next datagram to send.

@@ -169,3 +169,135 @@ fn thousand_nodes() {
         r.get_time_quantile(0.99)
     );
 }
+
+/// 100,000 malformed, truncated, oversized or spoofed datagrams at the bootstrap node while it
+/// serves gets: every legitimate get still succeeds and the node's state stays bounded.
+#[test]
+fn storm_of_bad_datagrams() {
+    use pamoja_dht::message::{Body, Fragment, Message, MessageKind, Method, ValueEntry};
+    let mut sim = network(50, 0, 99);
+    let good = sim.put_get(20);
+    assert_eq!(good.found, 20);
+    let mut during = Vec::new();
+    let valid_get = Message {
+        tid: 1,
+        network: 0,
+        agent: None,
+        client: false,
+        kind: MessageKind::Query(Method::Get),
+        body: Body {
+            id: InfoHash::random(),
+            key: Some(InfoHash::random()),
+            ..Body::default()
+        },
+    }
+    .encode();
+    for round in 0..100u32 {
+        for j in 0..1000u32 {
+            let i = round * 1000 + j;
+            let r = sim.rng.next_u64();
+            let from = format!(
+                "10.{}.{}.{}:{}",
+                (r >> 8) & 255,
+                (r >> 16) & 255,
+                (r >> 24) & 255,
+                1 + (r >> 32) % 60000
+            )
+            .parse()
+            .unwrap();
+            let datagram = match i % 6 {
+                // Random bytes.
+                0 => (0..(r % 200) as usize)
+                    .map(|k| (r >> (k % 56)) as u8)
+                    .collect(),
+                // Truncated valid messages.
+                1 => valid_get[..(r as usize % valid_get.len())].to_vec(),
+                // Oversized garbage.
+                2 => vec![(r & 255) as u8; 60_000],
+                // Spoofed fragmented headers that never complete.
+                3 => Message {
+                    tid: r as u32,
+                    network: 0,
+                    agent: None,
+                    client: false,
+                    kind: MessageKind::Query(Method::Put),
+                    body: Body {
+                        id: InfoHash::random(),
+                        key: Some(InfoHash::random()),
+                        values: vec![ValueEntry::Size(60_000)],
+                        token: Some(vec![0; 32]),
+                        ..Body::default()
+                    },
+                }
+                .encode(),
+                // Orphan fragments.
+                4 => Message {
+                    tid: r as u32,
+                    network: 0,
+                    agent: None,
+                    client: false,
+                    kind: MessageKind::ValueData(vec![Fragment {
+                        index: 0,
+                        offset: 0,
+                        data: vec![1; 1000],
+                    }]),
+                    body: Body::default(),
+                }
+                .encode(),
+                // Spoofed puts with forged tokens and listens from made-up nodes.
+                _ => Message {
+                    tid: r as u32,
+                    network: 0,
+                    agent: None,
+                    client: false,
+                    kind: MessageKind::Query(if r % 2 == 0 {
+                        Method::Put
+                    } else {
+                        Method::Listen
+                    }),
+                    body: Body {
+                        id: InfoHash::random(),
+                        key: Some(InfoHash::random()),
+                        values: vec![ValueEntry::Inline(Value {
+                            id: r | 1,
+                            ..Value::new("spam")
+                        })],
+                        token: Some(vec![(r & 255) as u8; 32]),
+                        sid: Some(r as u32),
+                        ..Body::default()
+                    },
+                }
+                .encode(),
+            };
+            let now = sim.now;
+            sim.nodes[0].handle_datagram(now, from, &datagram);
+        }
+        // A legitimate get goes on during the storm.
+        let reader = 1 + (sim.rng.next_u64() % 49) as usize;
+        let k = round % 20;
+        let now = sim.now;
+        let op = sim.nodes[reader].get(now, InfoHash::get(format!("key {k}").as_bytes()), None);
+        sim.flush(reader);
+        during.push((reader, op, format!("value {k}")));
+        // Replies to made-up senders go nowhere.
+        sim.flush(0);
+        sim.run_for(Duration::from_millis(100));
+        let sizes = sim.nodes[0].state_sizes();
+        assert!(
+            sizes.partials <= 4096 && sizes.nodes <= 161 * 8 * 2 && sizes.listeners == 0,
+            "{sizes:?}"
+        );
+        assert!(sizes.values <= 20 + 1, "forged puts stored: {sizes:?}");
+    }
+    sim.run_for(Duration::from_secs(5));
+    for (reader, op, data) in during {
+        let ev = sim.take_events(reader, op);
+        assert!(
+            ev.iter()
+                .any(|e| matches!(e, Event::Value { value, .. } if value.data == data.as_bytes())),
+            "a get during the storm failed: {ev:?}"
+        );
+    }
+    let after = sim.put_get(20);
+    assert_eq!(after.found, 20, "legitimate gets after the storm");
+}
