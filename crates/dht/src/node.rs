@@ -358,6 +358,20 @@ impl Node {
         }
     }
 
+    /// Records a node heard from; pings a stale node of a full bucket when the table asks.
+    fn node_seen(&mut self, now: Instant, id: InfoHash, addr: SocketAddr, replied: bool) {
+        if let Some((stale, stale_addr)) = self.table(&addr).seen(id, addr, now, replied) {
+            self.send_request(
+                now,
+                stale_addr,
+                Some(stale),
+                Method::Ping,
+                self.body(),
+                None,
+            );
+        }
+    }
+
     fn token_for(&self, secret: u64, addr: &SocketAddr) -> Vec<u8> {
         let mut ctx = digest::Context::new(&digest::SHA256);
         ctx.update(&secret.to_le_bytes());
@@ -789,6 +803,8 @@ impl Node {
         if is_martian(&from) {
             return;
         }
+        // A node that only answers (a bootstrap node) still maintains its table.
+        self.start_maintenance(now);
         let Ok(msg) = Message::decode(data) else {
             return;
         };
@@ -870,7 +886,7 @@ impl Node {
         match msg.kind.clone() {
             MessageKind::Query(m) => {
                 if !msg.client {
-                    self.table(&from).seen(msg.body.id, from, now, false);
+                    self.node_seen(now, msg.body.id, from, false);
                 }
                 self.on_query(now, from, m, msg);
             }
@@ -881,15 +897,41 @@ impl Node {
         }
     }
 
+    /// The nodes a reply lists: the closest good nodes, topped up with the closest nodes heard
+    /// from recently when there are fewer than K good ones (a fresh bootstrap node knows
+    /// nobody good yet). Nodes that never answered us come last, so made-up senders are not
+    /// handed out while real ones are known.
     fn closest_infos(&self, target: &InfoHash, v6: bool, now: Instant) -> Vec<NodeInfo> {
         let t = if v6 { &self.table6 } else { &self.table4 };
-        t.closest(target, K, now, true)
+        let mut nodes: Vec<_> = t.closest(target, K, now, true);
+        nodes.sort_by(|a, b| {
+            b.is_good(now)
+                .cmp(&a.is_good(now))
+                .then_with(|| target.xor_cmp(&a.id, &b.id))
+        });
+        let good = t
+            .closest(target, 4 * K, now, true)
             .into_iter()
+            .filter(|n| n.is_good(now))
+            .take(K);
+        let mut out: Vec<NodeInfo> = good
             .map(|n| NodeInfo {
                 id: n.id,
                 addr: n.addr,
             })
-            .collect()
+            .collect();
+        for n in nodes {
+            if out.len() >= K {
+                break;
+            }
+            if !out.iter().any(|o| o.id == n.id) {
+                out.push(NodeInfo {
+                    id: n.id,
+                    addr: n.addr,
+                });
+            }
+        }
+        out
     }
 
     fn on_query(&mut self, now: Instant, from: SocketAddr, method: Method, msg: Message) {
@@ -1133,19 +1175,25 @@ impl Node {
         }
         p.replies_left = p.replies_left.saturating_sub(1);
         let done = p.replies_left == 0;
-        let (method, op) = (p.method, p.op);
+        let (method, op, to_known_node) = (p.method, p.op, p.node.is_some());
         if done {
             self.pending.remove(&msg.tid);
         }
-        self.table(&from).seen(msg.body.id, from, now, true);
-        for n in msg.body.nodes4.iter().chain(&msg.body.nodes6) {
+        self.node_seen(now, msg.body.id, from, true);
+        let listed: Vec<NodeInfo> = msg
+            .body
+            .nodes4
+            .iter()
+            .chain(&msg.body.nodes6)
+            .copied()
+            .collect();
+        for n in listed {
             if n.id != self.id && !is_martian(&n.addr) {
-                let addr = n.addr;
-                self.table(&addr).seen(n.id, addr, now, false);
+                self.node_seen(now, n.id, n.addr, false);
             }
         }
         match method {
-            Method::Ping if op.is_none() => {
+            Method::Ping if op.is_none() && !to_known_node => {
                 // Bootstrap answered: look up our own id to fill the table.
                 let own = self.id;
                 self.start_search(now, own, OpKind::Refresh);

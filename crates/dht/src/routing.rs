@@ -12,6 +12,9 @@ pub const NODE_GOOD_TIME: Duration = Duration::from_secs(120 * 60);
 /// ...and was heard from within this time.
 pub const NODE_EXPIRE_TIME: Duration = Duration::from_secs(10 * 60);
 
+/// A node in a full bucket is pinged at most this often.
+pub const PING_INTERVAL: Duration = Duration::from_secs(10);
+
 /// A known node.
 #[derive(Debug, Clone)]
 pub struct Node {
@@ -25,6 +28,8 @@ pub struct Node {
     pub last_reply: Option<Instant>,
     /// A request to it timed out since its last packet.
     pub expired: bool,
+    /// When we last pinged it to check it is still there.
+    pub pinged: Option<Instant>,
 }
 
 impl Node {
@@ -74,10 +79,20 @@ impl RoutingTable {
     }
 
     /// Records that `id` at `addr` was heard from; `replied` when it answered a request of
-    /// ours. A full bucket keeps its good nodes and replaces an expired or the stalest node.
-    pub fn seen(&mut self, id: InfoHash, addr: SocketAddr, now: Instant, replied: bool) {
+    /// ours. A full bucket only takes a newcomer in place of an expired node (one whose request
+    /// timed out): known nodes are kept, as Kademlia prefers, so a flood of made-up senders
+    /// cannot push them out. When a full bucket has no expired node, the stalest unconfirmed
+    /// node is returned (at most every 10 s per node) for the caller to ping: if it does not
+    /// answer, it expires and the next newcomer takes its place.
+    pub fn seen(
+        &mut self,
+        id: InfoHash,
+        addr: SocketAddr,
+        now: Instant,
+        replied: bool,
+    ) -> Option<(InfoHash, SocketAddr)> {
         if id == self.own || id.is_zero() {
-            return;
+            return None;
         }
         let b = &mut self.buckets[self.own.common_bits(&id) as usize];
         if let Some(n) = b.iter_mut().find(|n| n.id == id) {
@@ -87,7 +102,7 @@ impl RoutingTable {
             if replied {
                 n.last_reply = Some(now);
             }
-            return;
+            return None;
         }
         // A node id maps to one address: the latest sender wins, as in OpenDHT.
         let node = Node {
@@ -96,12 +111,26 @@ impl RoutingTable {
             last_seen: now,
             last_reply: replied.then_some(now),
             expired: false,
+            pinged: None,
         };
         if b.len() < K {
             b.push(node);
-        } else if let Some(i) = b.iter().position(|n| n.expired || !n.is_good(now)) {
-            b[i] = node;
+            return None;
         }
+        if let Some(i) = b.iter().position(|n| n.expired) {
+            b[i] = node;
+            return None;
+        }
+        let stale = b
+            .iter_mut()
+            .filter(|n| {
+                !n.is_good(now)
+                    && n.pinged
+                        .is_none_or(|t| now.duration_since(t) > PING_INTERVAL)
+            })
+            .min_by_key(|n| n.last_seen)?;
+        stale.pinged = Some(now);
+        Some((stale.id, stale.addr))
     }
 
     /// A request to `id` timed out.
@@ -199,6 +228,42 @@ mod tests {
         }
         // Buckets by shared prefix: ids 0x20..0x28 (9 ids, 2 shared bits) overflow one bucket.
         assert!(t.len() < 40);
+        // A full bucket keeps its nodes and asks for the stalest unconfirmed one to be pinged.
+        let full = (0..20u8).map(|i| {
+            let mut id = [0u8; 20];
+            id[0] = 0x40 | i;
+            InfoHash(id)
+        });
+        let mut asked = Vec::new();
+        for (i, id) in full.enumerate() {
+            if let Some(p) = t.seen(
+                id,
+                format!("127.0.1.1:{}", 6000 + i).parse().unwrap(),
+                now,
+                false,
+            ) {
+                asked.push(p);
+            }
+        }
+        assert!(!asked.is_empty());
+        let pinged = asked[0].0;
+        t.failed(&pinged);
+        let mut newcomer = [0u8; 20];
+        newcomer[0] = 0x7f;
+        assert!(
+            t.seen(
+                InfoHash(newcomer),
+                "127.0.2.1:1".parse().unwrap(),
+                now,
+                false
+            )
+            .is_none()
+        );
+        assert!(
+            t.nodes().any(|n| n.id == InfoHash(newcomer)),
+            "the expired node made room"
+        );
+        assert!(!t.nodes().any(|n| n.id == pinged));
         let mut target = [0u8; 20];
         target[0] = 3;
         let c = t.closest(&InfoHash(target), 3, now, true);

@@ -235,7 +235,7 @@ impl Sim {
             self.flush(from);
             expected.push((key, op, from, format!("value {k}")));
         }
-        self.run_for(Duration::from_secs(15));
+        self.run_for(Duration::from_secs(30));
         let mut stored = 0;
         for (_, op, from, _) in &expected {
             if self
@@ -258,7 +258,7 @@ impl Sim {
             self.flush(reader);
             ops.push((reader, op, now, data.clone()));
         }
-        self.run_for(Duration::from_secs(15));
+        self.run_for(Duration::from_secs(30));
         let mut found = 0;
         let mut get_times = Vec::new();
         for (reader, op, started, data) in ops {
