@@ -39,6 +39,10 @@ pub const RESPONSE_TIME: Duration = Duration::from_secs(1);
 pub const MAX_SENDS: u8 = 3;
 /// Largest time a fragmented message may take to arrive.
 pub const RX_MAX_PACKET_TIME: Duration = Duration::from_secs(10);
+/// Most bytes of fragmented values one message may announce.
+pub const MAX_PARTIAL_BYTES: usize = 128 * 1024;
+/// Most fragmented messages being reassembled at once.
+pub const MAX_PARTIALS: usize = 256;
 /// Token length.
 pub const TOKEN_SIZE: usize = 32;
 
@@ -205,7 +209,6 @@ struct Listener {
 
 #[derive(Debug)]
 struct Partial {
-    from: SocketAddr,
     msg: Message,
     buffers: Vec<(usize, Vec<u8>)>,
     deadline: Instant,
@@ -226,7 +229,7 @@ pub struct Node {
     searches: HashMap<OpId, Search>,
     next_op: OpId,
     listeners: HashMap<InfoHash, Vec<Listener>>,
-    partials: HashMap<u32, Partial>,
+    partials: HashMap<(SocketAddr, u32), Partial>,
     next_maintenance: Option<Instant>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -595,6 +598,14 @@ impl Node {
         )
     }
 
+    /// The socket id (`sid`) a listen operation gave the storing nodes.
+    pub fn listen_sid(&self, op: OpId) -> Option<u32> {
+        match self.searches.get(&op)?.kind {
+            OpKind::Listen { sid, .. } => Some(sid),
+            _ => None,
+        }
+    }
+
     /// Stops an operation (a listen stops being refreshed and expires on the remote nodes).
     pub fn cancel(&mut self, op: OpId) {
         self.searches.remove(&op);
@@ -824,7 +835,20 @@ impl Node {
             .iter()
             .any(|v| matches!(v, ValueEntry::Size(_)))
         {
-            // The values follow in fragments.
+            // The values follow in fragments. At most MAX_PARTIAL_BYTES per message and
+            // MAX_PARTIALS messages at once, keyed by (sender, tid) as OpenDHT 4.x does.
+            let total: usize = msg
+                .body
+                .values
+                .iter()
+                .map(|v| match v {
+                    ValueEntry::Size(n) => *n as usize,
+                    ValueEntry::Inline(_) => 0,
+                })
+                .sum();
+            if total > MAX_PARTIAL_BYTES {
+                return;
+            }
             let buffers = msg
                 .body
                 .values
@@ -837,11 +861,10 @@ impl Node {
                     }
                 })
                 .collect();
-            if self.partials.len() < 4096 {
+            if self.partials.len() < MAX_PARTIALS {
                 self.partials.insert(
-                    msg.tid,
+                    (from, msg.tid),
                     Partial {
-                        from,
                         msg,
                         buffers,
                         deadline: now + RX_MAX_PACKET_TIME,
@@ -854,12 +877,9 @@ impl Node {
     }
 
     fn on_fragments(&mut self, now: Instant, from: SocketAddr, tid: u32, frags: &[Fragment]) {
-        let Some(p) = self.partials.get_mut(&tid) else {
+        let Some(p) = self.partials.get_mut(&(from, tid)) else {
             return;
         };
-        if p.from != from {
-            return;
-        }
         for f in frags {
             let Some((size, buf)) = p.buffers.get_mut(f.index as usize) else {
                 continue;
@@ -869,7 +889,7 @@ impl Node {
             }
         }
         if p.buffers.iter().all(|(size, b)| b.len() == *size) {
-            let Some(mut p) = self.partials.remove(&tid) else {
+            let Some(mut p) = self.partials.remove(&(from, tid)) else {
                 return;
             };
             p.msg.body.values = p
@@ -1145,11 +1165,11 @@ impl Node {
     /// A storing node pushed values (or expirations) for one of our listens.
     fn on_update(&mut self, b: Body) {
         let Some(sid) = b.sid else { return };
-        let Some((&op, s)) = self
-            .searches
-            .iter_mut()
-            .find(|(_, s)| matches!(s.kind, OpKind::Listen { sid: x, .. } if x == sid))
-        else {
+        // Only the nodes this listen was sent to may push to it.
+        let Some((&op, s)) = self.searches.iter_mut().find(|(_, s)| {
+            matches!(s.kind, OpKind::Listen { sid: x, .. } if x == sid)
+                && s.candidates.iter().any(|c| c.id == b.id)
+        }) else {
             return;
         };
         for v in b.values {

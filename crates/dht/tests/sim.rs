@@ -301,3 +301,58 @@ fn storm_of_bad_datagrams() {
     let after = sim.put_get(20);
     assert_eq!(after.found, 20, "legitimate gets after the storm");
 }
+
+/// Only the nodes a listen was sent to can push values into it.
+#[test]
+fn spoofed_updates_are_ignored() {
+    use pamoja_dht::message::{Body, Message, MessageKind, Method, ValueEntry};
+    let mut sim = network(20, 0, 5);
+    let key = InfoHash::get(b"guarded");
+    let now = sim.now;
+    let op = sim.nodes[3].listen(now, key, None);
+    sim.flush(3);
+    sim.run_for(Duration::from_secs(3));
+    // A node the listener never asked pushes with the right socket id.
+    let sid = sim.nodes[3].listen_sid(op).unwrap();
+    let forged = |sid: u32| Message {
+        tid: 9,
+        network: 0,
+        agent: None,
+        client: false,
+        kind: MessageKind::Query(Method::Update),
+        body: Body {
+            id: InfoHash::random(),
+            key: Some(key),
+            sid: Some(sid),
+            version: Some(1),
+            values: vec![ValueEntry::Inline(Value {
+                id: 42,
+                ..Value::new("forged")
+            })],
+            ..Body::default()
+        },
+    };
+    let now = sim.now;
+    sim.nodes[3].handle_datagram(
+        now,
+        "127.9.9.9:4222".parse().unwrap(),
+        &forged(sid).encode(),
+    );
+    sim.flush(3);
+    let ev = sim.take_events(3, op);
+    assert!(
+        !ev.iter()
+            .any(|e| matches!(e, Event::Value { value, .. } if value.data == b"forged")),
+        "{ev:?}"
+    );
+    // A real put still arrives.
+    let now = sim.now;
+    sim.nodes[9].put(now, key, Value::new("real"));
+    sim.flush(9);
+    sim.run_for(Duration::from_secs(5));
+    assert!(
+        sim.take_events(3, op)
+            .iter()
+            .any(|e| matches!(e, Event::Value { value, .. } if value.data == b"real"))
+    );
+}
