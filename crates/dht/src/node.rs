@@ -917,41 +917,22 @@ impl Node {
         }
     }
 
-    /// The nodes a reply lists: the closest good nodes, topped up with the closest nodes heard
-    /// from recently when there are fewer than K good ones (a fresh bootstrap node knows
-    /// nobody good yet). Nodes that never answered us come last, so made-up senders are not
-    /// handed out while real ones are known.
+    /// The nodes a reply lists: the K closest nodes that are alive and have answered one of
+    /// our requests. Newcomers are pinged when first heard from, so they qualify within a
+    /// round trip, while made-up senders never do.
     fn closest_infos(&self, target: &InfoHash, v6: bool, now: Instant) -> Vec<NodeInfo> {
         let t = if v6 { &self.table6 } else { &self.table4 };
-        let mut nodes: Vec<_> = t.closest(target, K, now, true);
-        nodes.sort_by(|a, b| {
-            b.is_good(now)
-                .cmp(&a.is_good(now))
-                .then_with(|| target.xor_cmp(&a.id, &b.id))
-        });
-        let good = t
+        let confirmed = t
             .closest(target, 4 * K, now, true)
             .into_iter()
-            .filter(|n| n.is_good(now))
-            .take(K);
-        let mut out: Vec<NodeInfo> = good
+            .filter(|n| n.last_reply.is_some());
+        confirmed
+            .take(K)
             .map(|n| NodeInfo {
                 id: n.id,
                 addr: n.addr,
             })
-            .collect();
-        for n in nodes {
-            if out.len() >= K {
-                break;
-            }
-            if !out.iter().any(|o| o.id == n.id) {
-                out.push(NodeInfo {
-                    id: n.id,
-                    addr: n.addr,
-                });
-            }
-        }
-        out
+            .collect()
     }
 
     fn on_query(&mut self, now: Instant, from: SocketAddr, method: Method, msg: Message) {

@@ -79,11 +79,11 @@ impl RoutingTable {
     }
 
     /// Records that `id` at `addr` was heard from; `replied` when it answered a request of
-    /// ours. A full bucket only takes a newcomer in place of an expired node (one whose request
-    /// timed out): known nodes are kept, as Kademlia prefers, so a flood of made-up senders
-    /// cannot push them out. When a full bucket has no expired node, the stalest unconfirmed
-    /// node is returned (at most every 10 s per node) for the caller to ping: if it does not
-    /// answer, it expires and the next newcomer takes its place.
+    /// ours. Returns a node the caller should ping: a newcomer that has not answered us yet
+    /// (to confirm it), or, when a full bucket has no expired node, its stalest unconfirmed
+    /// node (at most every 10 s per node). A full bucket only takes a newcomer in place of an
+    /// expired node (one whose request timed out): known nodes are kept, as Kademlia prefers,
+    /// so a flood of made-up senders cannot push them out.
     pub fn seen(
         &mut self,
         id: InfoHash,
@@ -104,22 +104,25 @@ impl RoutingTable {
             }
             return None;
         }
-        // A node id maps to one address: the latest sender wins, as in OpenDHT.
+        // A node id maps to one address: the latest sender wins, as in OpenDHT. A newcomer
+        // that has not answered us yet is returned to be pinged: until it answers it is not
+        // handed out to others, so made-up senders stay unconfirmed.
         let node = Node {
             id,
             addr,
             last_seen: now,
             last_reply: replied.then_some(now),
             expired: false,
-            pinged: None,
+            pinged: (!replied).then_some(now),
         };
+        let verify = (!replied).then_some((id, addr));
         if b.len() < K {
             b.push(node);
-            return None;
+            return verify;
         }
         if let Some(i) = b.iter().position(|n| n.expired) {
             b[i] = node;
-            return None;
+            return verify;
         }
         let stale = b
             .iter_mut()
@@ -228,7 +231,7 @@ mod tests {
         }
         // Buckets by shared prefix: ids 0x20..0x28 (9 ids, 2 shared bits) overflow one bucket.
         assert!(t.len() < 40);
-        // A full bucket keeps its nodes and asks for the stalest unconfirmed one to be pinged.
+        // Newcomers are returned to be confirmed by a ping; a full bucket keeps its nodes.
         let full = (0..20u8).map(|i| {
             let mut id = [0u8; 20];
             id[0] = 0x40 | i;
@@ -250,14 +253,11 @@ mod tests {
         t.failed(&pinged);
         let mut newcomer = [0u8; 20];
         newcomer[0] = 0x7f;
-        assert!(
-            t.seen(
-                InfoHash(newcomer),
-                "127.0.2.1:1".parse().unwrap(),
-                now,
-                false
-            )
-            .is_none()
+        // The newcomer takes the expired node's place and is returned to be confirmed.
+        let addr: SocketAddr = "127.0.2.1:1".parse().unwrap();
+        assert_eq!(
+            t.seen(InfoHash(newcomer), addr, now, false),
+            Some((InfoHash(newcomer), addr))
         );
         assert!(
             t.nodes().any(|n| n.id == InfoHash(newcomer)),

@@ -68,14 +68,10 @@ impl Sim {
         let mut addrs = Vec::new();
         let mut by_addr = HashMap::new();
         for i in 0..n {
-            let addr: SocketAddr = format!(
-                "127.{}.{}.{}:4222",
-                (i / 62500) % 250,
-                (i / 250) % 250,
-                i % 250 + 1
-            )
-            .parse()
-            .unwrap();
+            // 127.a.b.c: loopback addresses, one per node, never sent to (all in memory).
+            let octet = |x: usize| (x % 250) as u8;
+            let ip = std::net::Ipv4Addr::new(127, octet(i / 62500), octet(i / 250), octet(i) + 1);
+            let addr = SocketAddr::from((ip, 4222));
             nodes.push(Node::new(Config::default()));
             by_addr.insert(addr, i);
             addrs.push(addr);
@@ -148,9 +144,10 @@ impl Sim {
             }
             self.now = self.now.max(next);
             if next_packet == Some(next) {
-                let Reverse((_, _, to, from, data)) = self.queue.pop().unwrap();
-                self.nodes[to].handle_datagram(self.now, from, &data);
-                self.flush(to);
+                if let Some(Reverse((_, _, to, from, data))) = self.queue.pop() {
+                    self.nodes[to].handle_datagram(self.now, from, &data);
+                    self.flush(to);
+                }
             } else if let Some(i) = timer_node {
                 self.timers.pop();
                 self.nodes[i].handle_timeout(self.now);
