@@ -1,5 +1,5 @@
 #![no_main]
-//! DHT datagrams: decode, and re-encode what decoded.
+//! DHT datagrams: decode, and re-encode what decoded; values; saved node state.
 use libfuzzer_sys::fuzz_target;
 use pamoja_dht::message::Message;
 
@@ -9,4 +9,5 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(again.kind, m.kind);
     }
     let _ = pamoja_dht::Value::from_bytes(data);
+    let _ = pamoja_dht::Node::restore(std::time::Instant::now(), pamoja_dht::Config::default(), data);
 });

@@ -268,7 +268,8 @@ fn read_addr(b: &[u8]) -> Result<IpAddr, DecodeError> {
     }
 }
 
-fn read_nodes(b: &[u8], v6: bool) -> Result<Vec<NodeInfo>, DecodeError> {
+/// Reads compact node records (26 bytes for IPv4, 38 for IPv6).
+pub fn read_nodes(b: &[u8], v6: bool) -> Result<Vec<NodeInfo>, DecodeError> {
     let rec = if v6 { 38 } else { 26 };
     if b.len() % rec != 0 {
         return Err(e("node list length"));
@@ -774,7 +775,8 @@ fn write_u64s(out: &mut Vec<u8>, v: &[u64]) {
     }
 }
 
-fn write_nodes(out: &mut Vec<u8>, nodes: &[NodeInfo]) {
+/// Writes compact node records as one msgpack `bin`.
+pub fn write_nodes(out: &mut Vec<u8>, nodes: &[NodeInfo]) {
     let mut buf = Vec::with_capacity(nodes.len() * 38);
     for n in nodes {
         buf.extend_from_slice(&n.id.0);

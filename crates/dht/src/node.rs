@@ -598,6 +598,64 @@ impl Node {
         )
     }
 
+    /// The node's id and the nodes it knows that have answered it, as bytes to keep across a
+    /// restart: msgpack `{"v": 1, "id": bin(20), "n4": bin(compact), "n6": bin(compact)}`.
+    pub fn save_state(&self) -> Vec<u8> {
+        use pamoja_identity::msgpack;
+        let confirmed = |t: &RoutingTable| -> Vec<NodeInfo> {
+            t.nodes()
+                .filter(|n| n.last_reply.is_some() && !n.expired)
+                .map(|n| NodeInfo {
+                    id: n.id,
+                    addr: n.addr,
+                })
+                .collect()
+        };
+        let mut out = Vec::new();
+        msgpack::map(&mut out, 4);
+        msgpack::str(&mut out, "v");
+        msgpack::uint(&mut out, 1);
+        msgpack::str(&mut out, "id");
+        msgpack::bin(&mut out, &self.id.0);
+        msgpack::str(&mut out, "n4");
+        crate::message::write_nodes(&mut out, &confirmed(&self.table4));
+        msgpack::str(&mut out, "n6");
+        crate::message::write_nodes(&mut out, &confirmed(&self.table6));
+        out
+    }
+
+    /// A node restored from [`Self::save_state`]: same id, and every saved node is pinged to
+    /// rejoin the network without a bootstrap address. `config.id` is ignored.
+    pub fn restore(
+        now: Instant,
+        config: Config,
+        state: &[u8],
+    ) -> Result<Self, pamoja_identity::msgpack::DecodeError> {
+        use pamoja_identity::msgpack::{DecodeError, Reader};
+        let mut r = Reader::new(state);
+        let (mut id, mut nodes) = (None, Vec::new());
+        for _ in 0..r.map_len()? {
+            match r.str()? {
+                "id" => id = InfoHash::from_slice(r.bin()?),
+                "n4" => nodes.extend(crate::message::read_nodes(r.bin()?, false)?),
+                "n6" => nodes.extend(crate::message::read_nodes(r.bin()?, true)?),
+                _ => r.skip()?,
+            }
+        }
+        let id = id.ok_or_else(|| DecodeError("saved state without an id".into()))?;
+        let mut node = Node::new(Config {
+            id: Some(id),
+            ..config
+        });
+        node.start_maintenance(now);
+        for n in nodes {
+            if !is_martian(&n.addr) {
+                node.node_seen(now, n.id, n.addr, false);
+            }
+        }
+        Ok(node)
+    }
+
     /// The socket id (`sid`) a listen operation gave the storing nodes.
     pub fn listen_sid(&self, op: OpId) -> Option<u32> {
         match self.searches.get(&op)?.kind {

@@ -358,3 +358,38 @@ fn spoofed_updates_are_ignored() {
             .any(|e| matches!(e, Event::Value { value, .. } if value.data == b"real"))
     );
 }
+
+/// A node saved and restored keeps its id and rejoins through the nodes it knew.
+#[test]
+fn saved_state_rejoins_without_bootstrap() {
+    let mut sim = network(40, 0, 21);
+    let state = sim.nodes[17].save_state();
+    let id = sim.nodes[17].id();
+    let now = sim.now;
+    sim.nodes[17] = Node::restore(now, Config::default(), &state).unwrap();
+    assert_eq!(sim.nodes[17].id(), id);
+    assert_eq!(sim.nodes[17].node_counts(now).0, 0, "nobody confirmed yet");
+    sim.flush(17);
+    sim.run_for(Duration::from_secs(5));
+    let (good, ..) = sim.nodes[17].node_counts(sim.now);
+    assert!(good >= 8, "rejoined: {good} good nodes");
+    let key = InfoHash::get(b"after restart");
+    let now = sim.now;
+    sim.nodes[30].put(now, key, Value::new("still here"));
+    sim.flush(30);
+    sim.run_for(Duration::from_secs(10));
+    let now = sim.now;
+    let op = sim.nodes[17].get(now, key, None);
+    sim.flush(17);
+    sim.run_for(Duration::from_secs(10));
+    assert!(
+        sim.take_events(17, op)
+            .iter()
+            .any(|e| matches!(e, Event::Value { value, .. } if value.data == b"still here"))
+    );
+    assert!(
+        Node::restore(now, Config::default(), b"\x80").is_err(),
+        "a state without id is refused"
+    );
+    assert!(Node::restore(now, Config::default(), &state[..state.len() - 3]).is_err());
+}
