@@ -7,14 +7,7 @@ use pamoja::dht::message::{Body, Message, MessageKind, Method, NodeInfo, ValueEn
 use pamoja::dht::{InfoHash, Value};
 
 fn messages() -> Vec<(&'static str, Message)> {
-    let base = |kind, body| Message {
-        tid: 0x12da2ad7,
-        network: 0,
-        agent: None,
-        client: false,
-        kind,
-        body,
-    };
+    let base = |kind, body| Message::new(0x12da2ad7, kind, body);
     let nodes: Vec<NodeInfo> = (0..8u8)
         .map(|i| NodeInfo {
             id: InfoHash([i; 20]),

@@ -426,18 +426,15 @@ fn probe_get(lab: &Lab, node: SocketAddr, key: InfoHash) -> Vec<Value> {
     socket
         .set_read_timeout(Some(Duration::from_secs(2)))
         .unwrap();
-    let get = Message {
-        tid: 77,
-        network: 0,
-        agent: None,
-        client: false,
-        kind: MessageKind::Query(Method::Get),
-        body: Body {
+    let get = Message::new(
+        77,
+        MessageKind::Query(Method::Get),
+        Body {
             id: InfoHash::random(),
             key: Some(key),
             ..Body::default()
         },
-    };
+    );
     socket.send_to(&get.encode(), node).unwrap();
     let mut buf = vec![0u8; 65536];
     loop {

@@ -463,6 +463,24 @@ fn read_tid(r: &mut Reader<'_>) -> Result<u32, DecodeError> {
 }
 
 impl Message {
+    /// A message in network 0, with this node's user agent, not flagged as a client.
+    pub fn new(tid: u32, kind: MessageKind, body: Body) -> Self {
+        Self {
+            tid,
+            network: 0,
+            agent: None,
+            client: false,
+            kind,
+            body,
+        }
+    }
+
+    /// The same message in network `network`.
+    pub fn in_network(mut self, network: u32) -> Self {
+        self.network = network;
+        self
+    }
+
     /// Decodes one datagram.
     pub fn decode(data: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(data);
@@ -873,17 +891,15 @@ mod tests {
     #[test]
     fn ping_and_pong_match_opendht_bytes() {
         // Captured from OpenDHT 2.4.12 with network id 42 (opendht.md §2.5).
-        let ping = Message {
-            tid: 0x12da2ad7,
-            network: 42,
-            agent: None,
-            client: false,
-            kind: MessageKind::Query(Method::Ping),
-            body: Body {
+        let ping = Message::new(
+            0x12da2ad7,
+            MessageKind::Query(Method::Ping),
+            Body {
                 id: id(0xab),
                 ..Body::default()
             },
-        };
+        )
+        .in_network(42);
         let mut expected = vec![0x86, 0xa1, b'a', 0x81, 0xa2, b'i', b'd', 0xc4, 0x14];
         expected.extend([0xab; 20]);
         expected.extend([
@@ -1033,47 +1049,35 @@ mod tests {
             ),
         ];
         for (kind, body) in bodies {
-            let m = Message {
-                tid: 5,
-                network: 0,
-                agent: None,
-                client: false,
-                kind,
-                body,
-            };
+            let m = Message::new(5, kind, body);
             let back = Message::decode(&m.encode()).unwrap();
             assert_eq!(back.kind, m.kind);
             assert_eq!(back.body, m.body, "{:?}", m.kind);
         }
-        let frag = Message {
-            tid: 8,
-            network: 7,
-            agent: None,
-            client: false,
-            kind: MessageKind::ValueData(vec![Fragment {
+        let frag = Message::new(
+            8,
+            MessageKind::ValueData(vec![Fragment {
                 index: 1,
                 offset: 1280,
                 data: vec![3; 100],
             }]),
-            body: Body::default(),
-        };
+            Body::default(),
+        )
+        .in_network(7);
         assert_eq!(Message::decode(&frag.encode()).unwrap(), frag);
     }
 
     #[test]
     fn malformed_messages_are_errors() {
-        let m = Message {
-            tid: 1,
-            network: 0,
-            agent: None,
-            client: false,
-            kind: MessageKind::Query(Method::Get),
-            body: Body {
+        let m = Message::new(
+            1,
+            MessageKind::Query(Method::Get),
+            Body {
                 id: id(3),
                 key: Some(id(5)),
                 ..Body::default()
             },
-        };
+        );
         let bytes = m.encode();
         for n in 0..bytes.len() {
             assert!(Message::decode(&bytes[..n]).is_err());

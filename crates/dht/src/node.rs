@@ -397,14 +397,7 @@ impl Node {
     }
 
     fn msg(&self, tid: u32, kind: MessageKind, body: Body) -> Message {
-        Message {
-            tid,
-            network: self.network,
-            agent: None,
-            client: false,
-            kind,
-            body,
-        }
+        Message::new(tid, kind, body).in_network(self.network)
     }
 
     /// Splits a message's values into inline values or sizes plus fragments.
@@ -1484,13 +1477,10 @@ mod tests {
         let mut n = Node::new(Config::default());
         // Stored from the network, so no maintenance timer is running yet.
         let token = n.token_for(n.secrets[0], &"127.0.0.1:5000".parse().unwrap());
-        let put = Message {
-            tid: 1,
-            network: 0,
-            agent: None,
-            client: false,
-            kind: MessageKind::Query(Method::Put),
-            body: Body {
+        let put = Message::new(
+            1,
+            MessageKind::Query(Method::Put),
+            Body {
                 id: InfoHash([9; 20]),
                 key: Some(InfoHash([1; 20])),
                 values: vec![ValueEntry::Inline(Value {
@@ -1501,7 +1491,7 @@ mod tests {
                 token: Some(token),
                 ..Body::default()
             },
-        };
+        );
         n.handle_datagram(t0, "127.0.0.1:5000".parse().unwrap(), &put.encode());
         assert!(n.poll_transmit().is_some(), "put acknowledged");
         assert_eq!(n.storage_counts(), (1, 1));

@@ -181,18 +181,15 @@ fn storm_of_bad_datagrams() {
     let good = sim.put_get(20);
     assert_eq!(good.found, 20);
     let mut during = Vec::new();
-    let valid_get = Message {
-        tid: 1,
-        network: 0,
-        agent: None,
-        client: false,
-        kind: MessageKind::Query(Method::Get),
-        body: Body {
+    let valid_get = Message::new(
+        1,
+        MessageKind::Query(Method::Get),
+        Body {
             id: InfoHash::random(),
             key: Some(InfoHash::random()),
             ..Body::default()
         },
-    }
+    )
     .encode();
     for round in 0..100u32 {
         for j in 0..1000u32 {
@@ -217,47 +214,38 @@ fn storm_of_bad_datagrams() {
                 // Oversized garbage.
                 2 => vec![(r & 255) as u8; 60_000],
                 // Spoofed fragmented headers that never complete.
-                3 => Message {
-                    tid: r as u32,
-                    network: 0,
-                    agent: None,
-                    client: false,
-                    kind: MessageKind::Query(Method::Put),
-                    body: Body {
+                3 => Message::new(
+                    r as u32,
+                    MessageKind::Query(Method::Put),
+                    Body {
                         id: InfoHash::random(),
                         key: Some(InfoHash::random()),
                         values: vec![ValueEntry::Size(60_000)],
                         token: Some(vec![0; 32]),
                         ..Body::default()
                     },
-                }
+                )
                 .encode(),
                 // Orphan fragments.
-                4 => Message {
-                    tid: r as u32,
-                    network: 0,
-                    agent: None,
-                    client: false,
-                    kind: MessageKind::ValueData(vec![Fragment {
+                4 => Message::new(
+                    r as u32,
+                    MessageKind::ValueData(vec![Fragment {
                         index: 0,
                         offset: 0,
                         data: vec![1; 1000],
                     }]),
-                    body: Body::default(),
-                }
+                    Body::default(),
+                )
                 .encode(),
                 // Spoofed puts with forged tokens and listens from made-up nodes.
-                _ => Message {
-                    tid: r as u32,
-                    network: 0,
-                    agent: None,
-                    client: false,
-                    kind: MessageKind::Query(if r % 2 == 0 {
+                _ => Message::new(
+                    r as u32,
+                    MessageKind::Query(if r % 2 == 0 {
                         Method::Put
                     } else {
                         Method::Listen
                     }),
-                    body: Body {
+                    Body {
                         id: InfoHash::random(),
                         key: Some(InfoHash::random()),
                         values: vec![ValueEntry::Inline(Value {
@@ -268,7 +256,7 @@ fn storm_of_bad_datagrams() {
                         sid: Some(r as u32),
                         ..Body::default()
                     },
-                }
+                )
                 .encode(),
             };
             let now = sim.now;
@@ -316,23 +304,22 @@ fn spoofed_updates_are_ignored() {
     sim.run_for(Duration::from_secs(3));
     // A node the listener never asked pushes with the right socket id.
     let sid = sim.nodes[3].listen_sid(op).unwrap();
-    let forged = |sid: u32| Message {
-        tid: 9,
-        network: 0,
-        agent: None,
-        client: false,
-        kind: MessageKind::Query(Method::Update),
-        body: Body {
-            id: InfoHash::random(),
-            key: Some(key),
-            sid: Some(sid),
-            version: Some(1),
-            values: vec![ValueEntry::Inline(Value {
-                id: 42,
-                ..Value::new("forged")
-            })],
-            ..Body::default()
-        },
+    let forged = |sid: u32| {
+        Message::new(
+            9,
+            MessageKind::Query(Method::Update),
+            Body {
+                id: InfoHash::random(),
+                key: Some(key),
+                sid: Some(sid),
+                version: Some(1),
+                values: vec![ValueEntry::Inline(Value {
+                    id: 42,
+                    ..Value::new("forged")
+                })],
+                ..Body::default()
+            },
+        )
     };
     let now = sim.now;
     sim.nodes[3].handle_datagram(

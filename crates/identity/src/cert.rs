@@ -15,7 +15,7 @@
 use std::time::{Duration, SystemTime};
 
 use der::asn1::{Any, BitString, Null, ObjectIdentifier, OctetString, PrintableStringRef};
-use der::{Decode, Encode, Reader};
+use der::{Decode, Encode};
 use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
 use x509_cert::attr::AttributeTypeAndValue;
 use x509_cert::ext::Extension;
@@ -432,7 +432,6 @@ pub(crate) fn first_element(der: &[u8]) -> der::Result<Vec<u8>> {
     let header = der::Header::decode(&mut reader)?;
     header.tag.assert_eq(der::Tag::Sequence)?;
     let inner = Any::decode(&mut reader)?;
-    let _ = reader.remaining_len();
     inner.to_der()
 }
 
