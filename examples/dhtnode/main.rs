@@ -39,6 +39,9 @@ struct Cli {
     /// Service mode: no prompt, run until SIGTERM or SIGINT.
     #[arg(short = 's', long = "service")]
     service: bool,
+    /// Turn rate limiting of incoming requests off.
+    #[arg(short = 'U')]
+    no_rate_limit: bool,
     /// Address to bind.
     #[arg(long = "bind", default_value = "127.0.0.1")]
     bind: IpAddr,
@@ -106,6 +109,11 @@ async fn start(cli: &Cli) -> Result<Runner> {
         SocketAddr::new(cli.bind, cli.port),
         Config {
             network: cli.network,
+            rate_limit: if cli.no_rate_limit {
+                None
+            } else {
+                Config::default().rate_limit
+            },
             ..Config::default()
         },
     )

@@ -8,15 +8,18 @@
 //! * [`value`]: values as OpenDHT packs them (plain, signed, encrypted);
 //! * [`node`]: the sans-IO engine, a state machine fed datagrams and time that returns
 //!   datagrams, timers and events (routing tables, searches, storage, tokens, listen);
+//! * [`ratelimit`] and [`blacklist`]: what a node refuses to hear;
 //! * [`runner`]: a tokio UDP runner with an async get/put/listen API;
 //! * [`sim`]: an in-process network of nodes with virtual time, latency and loss.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod blacklist;
 pub mod infohash;
 pub mod message;
 pub mod node;
+pub mod ratelimit;
 pub mod routing;
 pub mod runner;
 pub mod sim;
@@ -24,6 +27,6 @@ pub mod storage;
 pub mod value;
 
 pub use infohash::InfoHash;
-pub use node::{Config, Event, Node, OpId, Transmit};
+pub use node::{Config, Counters, Event, Node, OpId, Transmit};
 pub use runner::Runner;
 pub use value::Value;

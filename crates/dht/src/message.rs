@@ -183,7 +183,8 @@ pub struct Body {
     pub token: Option<Vec<u8>>,
     /// Listen socket id.
     pub sid: Option<u32>,
-    /// Listen protocol version.
+    /// Listen protocol version. A listen with `None` is written with `ve = 1` (what OpenDHT
+    /// sends); with `Some(0)`, the legacy protocol, without `ve`. Absent on receipt: `None`.
     pub version: Option<u32>,
     /// Values.
     pub values: Vec<ValueEntry>,
@@ -729,10 +730,13 @@ fn write_query_args(out: &mut Vec<u8>, m: Method, b: &Body) {
             entries.push(("token", Box::new(token)));
         }
         Method::Listen => {
-            entries.push((
-                "ve",
-                Box::new(|o| msgpack::uint(o, u64::from(b.version.unwrap_or(1)))),
-            ));
+            // Version 0 is the legacy protocol, which has no `ve` at all.
+            if b.version != Some(0) {
+                entries.push((
+                    "ve",
+                    Box::new(|o| msgpack::uint(o, u64::from(b.version.unwrap_or(1)))),
+                ));
+            }
             entries.push(("h", Box::new(key)));
             entries.push(("token", Box::new(token)));
             entries.push((

@@ -14,13 +14,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::digest;
 
+use crate::blacklist::Blacklist;
 use crate::infohash::InfoHash;
 use crate::message::{
     Body, FRAGMENT_SIZE, FieldReply, Fragment, MAX_INLINE_BYTES, MAX_INLINE_VALUES, Message,
     MessageKind, Method, NodeInfo, ValueEntry, ValueQuery, WANT_V4, WANT_V6,
 };
+use crate::ratelimit::{Limits, RateLimiter};
 use crate::routing::{K, RoutingTable};
-use crate::storage::{DEFAULT_STORAGE_LIMIT, Storage, StoreOutcome};
+use crate::storage::{DEFAULT_STORAGE_LIMIT, Storage, StoreOutcome, lifetime};
 use crate::value::Value;
 
 /// Nodes tracked per search (`SEARCH_NODES`).
@@ -45,6 +47,10 @@ pub const MAX_PARTIAL_BYTES: usize = 128 * 1024;
 pub const MAX_PARTIALS: usize = 256;
 /// Token length.
 pub const TOKEN_SIZE: usize = 32;
+/// Write-token refusals (401) a node may give before it is taken for expired.
+pub const MAX_AUTH_ERRORS: u8 = 3;
+/// How often stored keys are checked for republishing (`MAX_STORAGE_MAINTENANCE_EXPIRE_TIME`).
+pub const STORAGE_MAINTENANCE: Duration = Duration::from_secs(10 * 60);
 
 /// Node configuration.
 #[derive(Debug, Clone)]
@@ -55,6 +61,11 @@ pub struct Config {
     pub network: u32,
     /// Total storage limit in bytes.
     pub storage_limit: usize,
+    /// Quotas on incoming requests; `None` turns rate limiting off (`dhtnode -U`).
+    pub rate_limit: Option<Limits>,
+    /// Republish stored values to the nodes closest to their key when this node is no longer
+    /// among them, then drop them (OpenDHT's `maintain_storage`; off by default there too).
+    pub maintain_storage: bool,
 }
 
 impl Default for Config {
@@ -63,8 +74,23 @@ impl Default for Config {
             id: None,
             network: 0,
             storage_limit: DEFAULT_STORAGE_LIMIT,
+            rate_limit: Some(Limits::default()),
+            maintain_storage: false,
         }
     }
+}
+
+/// What a node refused, since it started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counters {
+    /// Requests dropped by the rate limiter.
+    pub rate_limited: u64,
+    /// Packets ignored because their sender is blacklisted.
+    pub from_blacklisted: u64,
+    /// Nodes blacklisted (a `get`/`find` reply without a write token).
+    pub blacklisted: u64,
+    /// Values republished by storage maintenance.
+    pub republished: u64,
 }
 
 /// Sizes of a node's internal tables.
@@ -164,6 +190,8 @@ enum OpKind {
         acked: usize,
         pending: usize,
         sent: bool,
+        /// Started by storage maintenance: no event for the caller.
+        quiet: bool,
     },
     Listen {
         sid: u32,
@@ -203,6 +231,8 @@ struct Listener {
     addr: SocketAddr,
     node: InfoHash,
     sid: u32,
+    /// Listen protocol version: 0 (absent) is pushed to with unsolicited replies.
+    version: u32,
     query: Option<ValueQuery>,
     expires: Instant,
 }
@@ -231,6 +261,13 @@ pub struct Node {
     listeners: HashMap<InfoHash, Vec<Listener>>,
     partials: HashMap<(SocketAddr, u32), Partial>,
     next_maintenance: Option<Instant>,
+    next_storage_maintenance: Option<Instant>,
+    maintain_storage: bool,
+    rate_limit: Option<Limits>,
+    limiter: Option<RateLimiter>,
+    blacklist: Blacklist,
+    auth_errors: HashMap<InfoHash, u8>,
+    counters: Counters,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
 }
@@ -284,6 +321,13 @@ impl Node {
             listeners: HashMap::new(),
             partials: HashMap::new(),
             next_maintenance: None,
+            next_storage_maintenance: None,
+            maintain_storage: config.maintain_storage,
+            rate_limit: config.rate_limit,
+            limiter: None,
+            blacklist: Blacklist::default(),
+            auth_errors: HashMap::new(),
+            counters: Counters::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -297,6 +341,26 @@ impl Node {
     /// The network id.
     pub fn network(&self) -> u32 {
         self.network
+    }
+
+    /// What the node refused or republished so far.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Counts a request from `from` against the quotas; false when it must be dropped.
+    fn rate_ok(&mut self, now: Instant, from: &SocketAddr) -> bool {
+        let Some(limits) = self.rate_limit else {
+            return true;
+        };
+        let limiter = self
+            .limiter
+            .get_or_insert_with(|| RateLimiter::new(limits, now));
+        let ok = limiter.allow(from.ip(), now);
+        if !ok {
+            self.counters.rate_limited += 1;
+        }
+        ok
     }
 
     /// (good IPv4 nodes, all IPv4 nodes, good IPv6 nodes, all IPv6 nodes).
@@ -571,6 +635,7 @@ impl Node {
                 acked: 0,
                 pending: 0,
                 sent: false,
+                quiet: false,
             },
         )
     }
@@ -690,12 +755,16 @@ impl Node {
         }
     }
 
-    fn add_candidates(&mut self, op: OpId, nodes: &[NodeInfo]) {
+    fn add_candidates(&mut self, now: Instant, op: OpId, nodes: &[NodeInfo]) {
         let Some(s) = self.searches.get_mut(&op) else {
             return;
         };
         for n in nodes {
-            if n.id == self.id || is_martian(&n.addr) || s.candidates.iter().any(|c| c.id == n.id) {
+            if n.id == self.id
+                || is_martian(&n.addr)
+                || self.blacklist.contains(&n.addr, now)
+                || s.candidates.iter().any(|c| c.id == n.id)
+            {
                 continue;
             }
             s.candidates.push(Candidate {
@@ -808,6 +877,7 @@ impl Node {
                 pending,
                 sent,
                 acked,
+                quiet,
             } => {
                 if *sent {
                     return;
@@ -819,9 +889,11 @@ impl Node {
                     .filter(|(_, _, t)| t.is_some())
                     .collect();
                 *pending = targets.len();
-                let (value, created, acked) = (value.clone(), *created, *acked);
+                let (value, created, acked, quiet) = (value.clone(), *created, *acked, *quiet);
                 if targets.is_empty() {
-                    self.events.push_back(Event::PutDone { op, stored: acked });
+                    if !quiet {
+                        self.events.push_back(Event::PutDone { op, stored: acked });
+                    }
                     self.searches.remove(&op);
                     return;
                 }
@@ -865,6 +937,10 @@ impl Node {
         if is_martian(&from) {
             return;
         }
+        if self.blacklist.contains(&from, now) {
+            self.counters.from_blacklisted += 1;
+            return;
+        }
         // A node that only answers (a bootstrap node) still maintains its table.
         self.start_maintenance(now);
         let Ok(msg) = Message::decode(data) else {
@@ -874,10 +950,20 @@ impl Node {
             return;
         }
         if let MessageKind::ValueData(frags) = &msg.kind {
+            // Fragments nobody announced count as requests, as in OpenDHT.
+            if !self.partials.contains_key(&(from, msg.tid)) {
+                self.rate_ok(now, &from);
+                return;
+            }
             self.on_fragments(now, from, msg.tid, frags);
             return;
         }
-        if msg.body.id == self.id {
+        if msg.body.id == self.id || msg.body.id.is_zero() {
+            return;
+        }
+        if matches!(msg.kind, MessageKind::Query(_) | MessageKind::LegacyUpdate)
+            && !self.rate_ok(now, &from)
+        {
             return;
         }
         if msg
@@ -963,7 +1049,7 @@ impl Node {
             }
             MessageKind::Reply => self.on_reply(now, from, msg),
             MessageKind::Error(code, _) => self.on_error(now, from, msg.tid, code),
-            MessageKind::LegacyUpdate => {}
+            MessageKind::LegacyUpdate => self.on_update(msg.tid, msg.body),
             MessageKind::ValueData(_) => {}
         }
     }
@@ -1090,12 +1176,14 @@ impl Node {
                         Err(error(401, "Listen with wrong token"))
                     } else {
                         let sid = b.sid.unwrap_or(0);
+                        let version = b.version.unwrap_or(0);
                         let list = self.listeners.entry(k).or_default();
                         let is_new = match list.iter_mut().find(|l| l.node == b.id && l.sid == sid)
                         {
                             Some(l) => {
                                 l.expires = now + LISTENER_EXPIRE;
                                 l.addr = from;
+                                l.version = version;
                                 false
                             }
                             None => {
@@ -1103,6 +1191,7 @@ impl Node {
                                     addr: from,
                                     node: b.id,
                                     sid,
+                                    version: b.version.unwrap_or(0),
                                     query: b.query.clone(),
                                     expires: now + LISTENER_EXPIRE,
                                 });
@@ -1118,7 +1207,7 @@ impl Node {
                                 .cloned()
                                 .collect();
                             if !values.is_empty() {
-                                self.push_update(now, from, b.id, k, sid, values);
+                                self.push_update(now, from, b.id, k, sid, version, values);
                             }
                         }
                         Ok(vec![reply])
@@ -1127,7 +1216,9 @@ impl Node {
                 _ => Err(error(203, "Listen with no info_hash")),
             },
             Method::Update => {
-                self.on_update(b);
+                if let Some(sid) = b.sid {
+                    self.on_update(sid, b);
+                }
                 Ok(vec![reply])
             }
         };
@@ -1148,6 +1239,9 @@ impl Node {
         }
     }
 
+    /// Pushes values to a listener: an `update` request (version 1), or an unsolicited reply
+    /// whose tid is the listener's `sid` (version 0).
+    #[allow(clippy::too_many_arguments)]
     fn push_update(
         &mut self,
         now: Instant,
@@ -1155,15 +1249,46 @@ impl Node {
         node: InfoHash,
         key: InfoHash,
         sid: u32,
+        version: u32,
         values: Vec<Value>,
     ) {
         let mut body = self.body();
+        body.values = values.into_iter().map(ValueEntry::Inline).collect();
+        body.token = Some(self.token_for(self.secrets[0], &to));
+        if version == 0 {
+            body.seen_addr = Some(to.ip());
+            if to.is_ipv4() {
+                body.nodes4 = self.closest_infos(&key, false, now);
+            } else {
+                body.nodes6 = self.closest_infos(&key, true, now);
+            }
+            let m = self.msg(sid, MessageKind::Reply, body);
+            self.send_reply(to, m);
+            return;
+        }
         body.key = Some(key);
         body.sid = Some(sid);
         body.version = Some(1);
-        body.values = values.into_iter().map(ValueEntry::Inline).collect();
-        body.token = Some(self.token_for(self.secrets[0], &to));
         self.send_request(now, to, Some(node), Method::Update, body, None);
+    }
+
+    /// Tells a listener values expired: an `update` request with `exp` (version 1), or a
+    /// `u` message whose tid is the listener's `sid` (version 0).
+    fn push_expired(&mut self, now: Instant, l: (SocketAddr, InfoHash, u32, u32), ids: &[u64]) {
+        let (addr, node, sid, version) = l;
+        let mut body = self.body();
+        body.token = Some(self.token_for(self.secrets[0], &addr));
+        body.expired = ids.to_vec();
+        if version == 0 {
+            let m = self.msg(sid, MessageKind::LegacyUpdate, body);
+            self.transmits.push_back(Transmit {
+                to: addr,
+                data: m.encode(),
+            });
+        } else {
+            body.sid = Some(sid);
+            self.send_request(now, addr, Some(node), Method::Update, body, None);
+        }
     }
 
     fn notify_listeners(&mut self, now: Instant, key: InfoHash, v: &Value) {
@@ -1181,22 +1306,22 @@ impl Node {
                 }
             }
         }
-        let targets: Vec<(SocketAddr, InfoHash, u32)> = self
+        let targets: Vec<(SocketAddr, InfoHash, u32, u32)> = self
             .listeners
             .get(&key)
             .into_iter()
             .flatten()
             .filter(|l| l.expires > now && l.query.as_ref().is_none_or(|q| q.matches(v)))
-            .map(|l| (l.addr, l.node, l.sid))
+            .map(|l| (l.addr, l.node, l.sid, l.version))
             .collect();
-        for (addr, node, sid) in targets {
-            self.push_update(now, addr, node, key, sid, vec![v.clone()]);
+        for (addr, node, sid, version) in targets {
+            self.push_update(now, addr, node, key, sid, version, vec![v.clone()]);
         }
     }
 
-    /// A storing node pushed values (or expirations) for one of our listens.
-    fn on_update(&mut self, b: Body) {
-        let Some(sid) = b.sid else { return };
+    /// A storing node pushed values (or expirations) for one of our listens: an `update`
+    /// request, or a legacy push whose tid is the listen's `sid`.
+    fn on_update(&mut self, sid: u32, b: Body) {
         // Only the nodes this listen was sent to may push to it.
         let Some((&op, s)) = self.searches.iter_mut().find(|(_, s)| {
             matches!(s.kind, OpKind::Listen { sid: x, .. } if x == sid)
@@ -1220,6 +1345,10 @@ impl Node {
 
     fn on_reply(&mut self, now: Instant, from: SocketAddr, msg: Message) {
         let Some(p) = self.pending.get_mut(&msg.tid) else {
+            // Not an answer: a legacy listen push carries the listen's sid as its tid.
+            if !msg.body.values.is_empty() {
+                self.on_update(msg.tid, msg.body);
+            }
             return;
         };
         if p.to != from || p.node.is_some_and(|n| n != msg.body.id) {
@@ -1231,6 +1360,22 @@ impl Node {
         if done {
             self.pending.remove(&msg.tid);
         }
+        if matches!(method, Method::Find | Method::Get) && msg.body.token.is_none() {
+            // OpenDHT blacklists a node that answers a get or find without a write token,
+            // and ignores what the answer says.
+            self.blacklist.add(from, now);
+            self.counters.blacklisted += 1;
+            let id = msg.body.id;
+            self.table(&from).remove(&id);
+            let Some(op) = op else { return };
+            if let Some(s) = self.searches.get_mut(&op) {
+                if let Some(c) = s.candidates.iter_mut().find(|c| c.id == id) {
+                    c.state = CandState::Failed;
+                }
+            }
+            self.step(now, op);
+            return;
+        }
         self.node_seen(now, msg.body.id, from, true);
         let listed: Vec<NodeInfo> = msg
             .body
@@ -1240,7 +1385,7 @@ impl Node {
             .copied()
             .collect();
         for n in listed {
-            if n.id != self.id && !is_martian(&n.addr) {
+            if n.id != self.id && !is_martian(&n.addr) && !self.blacklist.contains(&n.addr, now) {
                 self.node_seen(now, n.id, n.addr, false);
             }
         }
@@ -1273,7 +1418,7 @@ impl Node {
                         }
                     }
                 }
-                self.add_candidates(op, &nodes);
+                self.add_candidates(now, op, &nodes);
                 self.step(now, op);
             }
             Method::Put => {
@@ -1294,9 +1439,16 @@ impl Node {
                 let Some(op) = op else { return };
                 if let Some(Search {
                     kind: OpKind::Listen { confirmed, .. },
+                    candidates,
                     ..
                 }) = self.searches.get_mut(&op)
                 {
+                    // OpenDHT 4.x confirms a listen with a fresh token.
+                    if let Some(token) = &msg.body.token {
+                        if let Some(c) = candidates.iter_mut().find(|c| c.id == msg.body.id) {
+                            c.state = CandState::Replied(Some(token.clone()));
+                        }
+                    }
                     if confirmed.insert(msg.body.id) {
                         let nodes = confirmed.len();
                         self.events.push_back(Event::Listening { op, nodes });
@@ -1314,29 +1466,56 @@ impl Node {
                     acked,
                     pending,
                     sent: true,
+                    quiet,
                     ..
                 },
             ..
         }) = self.searches.get(&op)
         {
             if *pending == 0 {
-                let stored = *acked;
+                let (stored, quiet) = (*acked, *quiet);
                 self.searches.remove(&op);
-                self.events.push_back(Event::PutDone { op, stored });
+                if !quiet {
+                    self.events.push_back(Event::PutDone { op, stored });
+                }
             }
         }
     }
 
-    fn on_error(&mut self, now: Instant, from: SocketAddr, tid: u32, _code: u16) {
+    fn on_error(&mut self, now: Instant, from: SocketAddr, tid: u32, code: u16) {
         let Some(p) = self.pending.get(&tid) else {
             return;
         };
         if p.to != from {
             return;
         }
-        if let Some(p) = self.pending.remove(&tid) {
-            self.request_failed(now, p, false);
+        let Some(p) = self.pending.remove(&tid) else {
+            return;
+        };
+        if code == 401 {
+            if let Some(id) = p.node {
+                // The token was refused: after too many refusals the node is taken for
+                // expired; a listen fetches a new token and tries again.
+                let errors = self.auth_errors.entry(id).or_default();
+                *errors += 1;
+                if *errors > MAX_AUTH_ERRORS {
+                    self.auth_errors.remove(&id);
+                    self.table(&from).failed(&id);
+                } else if p.method == Method::Listen {
+                    if let Some(s) = p.op.and_then(|op| self.searches.get_mut(&op)) {
+                        if let Some(c) = s.candidates.iter_mut().find(|c| c.id == id) {
+                            c.state = CandState::Fresh;
+                        }
+                        s.done = false;
+                    }
+                    if let Some(op) = p.op {
+                        self.step(now, op);
+                    }
+                    return;
+                }
+            }
         }
+        self.request_failed(now, p, false);
     }
 
     fn request_failed(&mut self, now: Instant, p: Pending, timed_out: bool) {
@@ -1364,6 +1543,16 @@ impl Node {
                     *pending = pending.saturating_sub(1);
                 }
                 self.check_put_done(op);
+            }
+            Method::Listen if timed_out => {
+                // Listen elsewhere: the next closest node that gave a token.
+                if let Some(s) = self.searches.get_mut(&op) {
+                    if let Some(c) = s.candidates.iter_mut().find(|c| Some(c.id) == p.node) {
+                        c.state = CandState::Failed;
+                    }
+                    s.done = false;
+                }
+                self.step(now, op);
             }
             _ => {}
         }
@@ -1404,18 +1593,30 @@ impl Node {
             .map(|(op, _)| *op)
             .collect();
         for op in refresh {
-            if let Some(s) = self.searches.get_mut(&op) {
+            // Listens are re-sent with the tokens in hand, as OpenDHT does; the closest nodes
+            // are looked up again only when too few of them are left to listen to.
+            let Some(s) = self.searches.get_mut(&op) else {
+                continue;
+            };
+            if let OpKind::Listen { next_refresh, .. } = &mut s.kind {
+                *next_refresh = None;
+            }
+            let ready = s
+                .candidates
+                .iter()
+                .filter(|c| matches!(c.state, CandState::Replied(Some(_))))
+                .count();
+            if ready >= LISTEN_NODES.min(s.candidates.len()) && ready > 0 {
+                self.synced(now, op);
+            } else {
                 for c in &mut s.candidates {
                     if c.state != CandState::Asked {
                         c.state = CandState::Fresh;
                     }
                 }
-                if let OpKind::Listen { next_refresh, .. } = &mut s.kind {
-                    *next_refresh = None;
-                }
                 s.done = false;
+                self.step(now, op);
             }
-            self.step(now, op);
         }
         if self.storage.next_expiration().is_some_and(|t| t <= now) {
             self.expire_storage(now);
@@ -1423,6 +1624,16 @@ impl Node {
         if self.next_maintenance.is_some_and(|t| t <= now) {
             self.next_maintenance = Some(now + Duration::from_secs(60));
             self.expire_storage(now);
+            if self.maintain_storage {
+                match self.next_storage_maintenance {
+                    Some(t) if t <= now => {
+                        self.next_storage_maintenance = Some(now + STORAGE_MAINTENANCE);
+                        self.maintain_storage(now);
+                    }
+                    Some(_) => {}
+                    None => self.next_storage_maintenance = Some(now + STORAGE_MAINTENANCE),
+                }
+            }
             self.refresh_buckets(now);
             for list in self.listeners.values_mut() {
                 list.retain(|l| l.expires > now);
@@ -1449,19 +1660,67 @@ impl Node {
                     }
                 }
             }
-            let targets: Vec<(SocketAddr, InfoHash, u32)> = self
+            let targets: Vec<(SocketAddr, InfoHash, u32, u32)> = self
                 .listeners
                 .get(&key)
                 .into_iter()
                 .flatten()
-                .map(|l| (l.addr, l.node, l.sid))
+                .map(|l| (l.addr, l.node, l.sid, l.version))
                 .collect();
-            for (addr, node, sid) in targets {
-                let mut body = self.body();
-                body.sid = Some(sid);
-                body.token = Some(self.token_for(self.secrets[0], &addr));
-                body.expired = ids.clone();
-                self.send_request(now, addr, Some(node), Method::Update, body, None);
+            for l in targets {
+                self.push_expired(now, l, &ids);
+            }
+        }
+    }
+
+    /// OpenDHT's `maintain_storage`: for each stored key, when this node is farther from it
+    /// than the closest nodes it knows in a family, put the values that still have a while to
+    /// live to those nodes. The key is dropped when no family wants it here. (OpenDHT counts a
+    /// family with no known node as wanting it, so an IPv4-only node never drops anything;
+    /// here a family with no node has no say.)
+    fn maintain_storage(&mut self, now: Instant) {
+        let keys: Vec<InfoHash> = self.storage.keys().copied().collect();
+        for key in keys {
+            // Per family: None when no node is known, else whether this node is among the
+            // closest to the key.
+            let wanted: Vec<Option<bool>> = [&self.table4, &self.table6]
+                .into_iter()
+                .map(|t| {
+                    let closest = t.closest(&key, K, now, true);
+                    closest.last().map(|farthest| {
+                        key.xor_cmp(&farthest.id, &self.id) != std::cmp::Ordering::Less
+                    })
+                })
+                .collect();
+            let unwanted = wanted.contains(&Some(false));
+            if unwanted {
+                let values: Vec<(Value, Instant)> = self
+                    .storage
+                    .stored(&key)
+                    .filter(|s| s.expiration > now + STORAGE_MAINTENANCE)
+                    .map(|s| (s.value.clone(), s.expiration))
+                    .collect();
+                for (value, expiration) in values {
+                    let left = expiration.saturating_duration_since(now);
+                    let age = lifetime(value.value_type).saturating_sub(left);
+                    let created = unix_now() - age.as_secs() as i64;
+                    self.counters.republished += 1;
+                    self.start_search(
+                        now,
+                        key,
+                        OpKind::Put {
+                            value,
+                            created,
+                            acked: 0,
+                            pending: 0,
+                            sent: false,
+                            quiet: true,
+                        },
+                    );
+                }
+            }
+            if unwanted && !wanted.contains(&Some(true)) {
+                self.storage.clear(&key);
             }
         }
     }

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::infohash::InfoHash;
 use crate::message::ValueQuery;
-use crate::node::{Config, Event, Node, OpId};
+use crate::node::{Config, Counters, Event, Node, OpId};
 use crate::value::Value;
 
 /// What a listen reports.
@@ -40,6 +40,8 @@ pub struct NodeStats {
     pub keys: usize,
     /// Values stored here.
     pub values: usize,
+    /// What the node refused (rate limits, blacklist) and republished.
+    pub counters: Counters,
 }
 
 enum Cmd {
@@ -267,7 +269,7 @@ async fn run(socket: UdpSocket, mut node: Node, mut cmds: mpsc::UnboundedReceive
                     Cmd::Stats(tx) => {
                         let (good4, nodes4, good6, nodes6) = node.node_counts(now);
                         let (keys, values) = node.storage_counts();
-                        let _ = tx.send(NodeStats { id: node.id(), good4, nodes4, good6, nodes6, keys, values });
+                        let _ = tx.send(NodeStats { id: node.id(), good4, nodes4, good6, nodes6, keys, values, counters: node.counters() });
                     }
                 }
             }

@@ -10,7 +10,7 @@
 //! ```
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -59,11 +59,23 @@ pub struct Sim {
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
     /// Links deliver in order, like UDP on one path usually does.
     last_delivery: HashMap<(usize, usize), Instant>,
+    /// Nodes that are off: they neither receive nor run timers.
+    down: HashSet<usize>,
 }
 
 impl Sim {
     /// `n` nodes, `loss_permille` of datagrams lost, seeded randomness.
     pub fn new(n: usize, loss_permille: u64, seed: u64) -> Self {
+        Self::with_config(n, loss_permille, seed, |_| Config::default())
+    }
+
+    /// Like [`Sim::new`], node `i` configured with `config(i)`.
+    pub fn with_config(
+        n: usize,
+        loss_permille: u64,
+        seed: u64,
+        config: impl Fn(usize) -> Config,
+    ) -> Self {
         let mut nodes = Vec::new();
         let mut addrs = Vec::new();
         let mut by_addr = HashMap::new();
@@ -72,7 +84,7 @@ impl Sim {
             let octet = |x: usize| (x % 250) as u8;
             let ip = std::net::Ipv4Addr::new(127, octet(i / 62500), octet(i / 250), octet(i) + 1);
             let addr = SocketAddr::from((ip, 4222));
-            nodes.push(Node::new(Config::default()));
+            nodes.push(Node::new(config(i)));
             by_addr.insert(addr, i);
             addrs.push(addr);
         }
@@ -89,6 +101,19 @@ impl Sim {
             datagrams: 0,
             last_delivery: HashMap::new(),
             timers: BinaryHeap::new(),
+            down: HashSet::new(),
+        }
+    }
+
+    /// Turns node `i` off (it hears nothing and does nothing) or back on.
+    pub fn set_down(&mut self, i: usize, down: bool) {
+        if down {
+            self.down.insert(i);
+        } else {
+            self.down.remove(&i);
+            let now = self.now;
+            self.nodes[i].handle_timeout(now);
+            self.flush(i);
         }
     }
 
@@ -145,11 +170,17 @@ impl Sim {
             self.now = self.now.max(next);
             if next_packet == Some(next) {
                 if let Some(Reverse((_, _, to, from, data))) = self.queue.pop() {
+                    if self.down.contains(&to) {
+                        continue;
+                    }
                     self.nodes[to].handle_datagram(self.now, from, &data);
                     self.flush(to);
                 }
             } else if let Some(i) = timer_node {
                 self.timers.pop();
+                if self.down.contains(&i) {
+                    continue;
+                }
                 self.nodes[i].handle_timeout(self.now);
                 self.flush(i);
             }
@@ -209,15 +240,20 @@ impl Sim {
     /// `n` nodes, each bootstrapped from node 0 in turn (20 ms apart), then 30 s to settle.
     pub fn bootstrapped(n: usize, loss_permille: u64, seed: u64) -> Self {
         let mut sim = Sim::new(n, loss_permille, seed);
-        let boot = sim.addrs[0];
-        for i in 1..n {
-            let now = sim.now;
-            sim.nodes[i].bootstrap(now, boot);
-            sim.flush(i);
-            sim.run_for(Duration::from_millis(20));
-        }
-        sim.run_for(Duration::from_secs(30));
+        sim.join_all();
         sim
+    }
+
+    /// Bootstraps every node from node 0 in turn (20 ms apart), then lets 30 s pass.
+    pub fn join_all(&mut self) {
+        let boot = self.addrs[0];
+        for i in 1..self.nodes.len() {
+            let now = self.now;
+            self.nodes[i].bootstrap(now, boot);
+            self.flush(i);
+            self.run_for(Duration::from_millis(20));
+        }
+        self.run_for(Duration::from_secs(30));
     }
 
     /// Puts `keys` values through random nodes, then reads each back from another random node.

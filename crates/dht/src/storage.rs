@@ -48,6 +48,8 @@ pub struct Storage {
     keys: HashMap<InfoHash, Vec<Stored>>,
     total: usize,
     limit: usize,
+    /// No value expires before this (a lower bound, exact after [`Storage::expire`]).
+    next_expiration: Option<Instant>,
 }
 
 impl Storage {
@@ -57,6 +59,7 @@ impl Storage {
             keys: HashMap::new(),
             total: 0,
             limit,
+            next_expiration: None,
         }
     }
 
@@ -67,6 +70,10 @@ impl Storage {
             return StoreOutcome::Refused;
         }
         let expiration = now + (life - age);
+        self.next_expiration = Some(
+            self.next_expiration
+                .map_or(expiration, |t| t.min(expiration)),
+        );
         let slot = self.keys.entry(key).or_default();
         if let Some(s) = slot.iter_mut().find(|s| s.value.id == v.id) {
             if s.value == v {
@@ -137,12 +144,30 @@ impl Storage {
             }
         }
         self.keys.retain(|_, v| !v.is_empty());
+        self.next_expiration = self.keys.values().flatten().map(|s| s.expiration).min();
         gone
     }
 
-    /// When the next value expires.
+    /// When the next value expires (never later than that; possibly earlier after a refresh).
     pub fn next_expiration(&self) -> Option<Instant> {
-        self.keys.values().flatten().map(|s| s.expiration).min()
+        self.next_expiration
+    }
+
+    /// Keys that hold values.
+    pub fn keys(&self) -> impl Iterator<Item = &InfoHash> {
+        self.keys.keys()
+    }
+
+    /// The values at `key` with their expiration.
+    pub fn stored(&self, key: &InfoHash) -> impl Iterator<Item = &Stored> {
+        self.keys.get(key).into_iter().flatten()
+    }
+
+    /// Drops every value at `key`.
+    pub fn clear(&mut self, key: &InfoHash) {
+        if let Some(slot) = self.keys.remove(key) {
+            self.total -= slot.iter().map(|s| s.value.size()).sum::<usize>();
+        }
     }
 
     /// Number of keys and values.

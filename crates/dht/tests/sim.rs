@@ -380,3 +380,57 @@ fn saved_state_rejoins_without_bootstrap() {
     );
     assert!(Node::restore(now, Config::default(), &state[..state.len() - 3]).is_err());
 }
+
+/// With storage maintenance, a value outlives the nodes that first held it: a node that holds
+/// it but is not among the closest puts it to the closest it knows.
+#[test]
+fn storage_maintenance_moves_values_to_the_closest_nodes() {
+    let key = InfoHash::get(b"long-lived");
+    let run = |maintain: bool| {
+        let mut sim = Sim::with_config(40, 0, 21, |_| Config {
+            maintain_storage: maintain,
+            ..Config::default()
+        });
+        sim.join_all();
+        // The putter is the node farthest from the key, so it is not among the holders.
+        let mut by_distance: Vec<usize> = (0..40).collect();
+        by_distance.sort_by(|a, b| key.xor_cmp(&sim.nodes[*a].id(), &sim.nodes[*b].id()));
+        let putter = *by_distance.last().unwrap();
+        let now = sim.now;
+        let value = Value {
+            value_type: 4, // lives 7 days
+            ..Value::new("kept")
+        };
+        sim.nodes[putter].put(now, key, value);
+        sim.flush(putter);
+        sim.run_for(Duration::from_secs(10));
+        // Every node holding it except the putter leaves.
+        for &i in &by_distance {
+            if i != putter && sim.nodes[i].storage_counts().1 > 0 {
+                sim.set_down(i, true);
+            }
+        }
+        sim.run_for(Duration::from_secs(12 * 60));
+        let republished = sim.nodes[putter].counters().republished;
+        let reader = by_distance[20];
+        let now = sim.now;
+        let op = sim.nodes[reader].get(now, key, None);
+        sim.flush(reader);
+        sim.run_for(Duration::from_secs(30));
+        let found = sim
+            .take_events(reader, op)
+            .iter()
+            .any(|e| matches!(e, Event::Value { value, .. } if value.data == b"kept"));
+        (found, republished, sim.nodes[putter].storage_counts().1)
+    };
+    let (found, republished, left_at_putter) = run(true);
+    assert!(
+        found,
+        "the value is found at its new holders ({republished}, {left_at_putter})"
+    );
+    assert_eq!(republished, 1);
+    assert_eq!(left_at_putter, 0, "the putter no longer keeps it");
+    let (found, republished, _) = run(false);
+    assert!(!found, "without maintenance it is lost with its holders");
+    assert_eq!(republished, 0);
+}
