@@ -49,6 +49,10 @@ pub const MAX_PARTIALS: usize = 256;
 pub const TOKEN_SIZE: usize = 32;
 /// Write-token refusals (401) a node may give before it is taken for expired.
 pub const MAX_AUTH_ERRORS: u8 = 3;
+/// First delay before bootstrap addresses are pinged again, while no node answers.
+pub const BOOTSTRAP_RETRY: Duration = Duration::from_secs(10);
+/// Longest delay between bootstrap attempts.
+pub const BOOTSTRAP_RETRY_MAX: Duration = Duration::from_secs(24 * 3600);
 /// How often stored keys are checked for republishing (`MAX_STORAGE_MAINTENANCE_EXPIRE_TIME`).
 pub const STORAGE_MAINTENANCE: Duration = Duration::from_secs(10 * 60);
 
@@ -91,6 +95,50 @@ pub struct Counters {
     pub blacklisted: u64,
     /// Values republished by storage maintenance.
     pub republished: u64,
+}
+
+/// Round-trip times seen on first transmissions, smoothed as TCP does (RFC 6298), to decide
+/// how long a search waits for a node before asking another. Retransmissions keep OpenDHT's
+/// fixed schedule: this only makes searches move on sooner.
+#[derive(Debug)]
+struct RttEstimator {
+    srtt: Option<Duration>,
+    rttvar: Duration,
+}
+
+impl Default for RttEstimator {
+    fn default() -> Self {
+        Self {
+            srtt: None,
+            rttvar: Duration::ZERO,
+        }
+    }
+}
+
+impl RttEstimator {
+    /// Least and most a search waits for one node.
+    const MIN_PATIENCE: Duration = Duration::from_millis(50);
+
+    fn sample(&mut self, rtt: Duration) {
+        match self.srtt {
+            None => {
+                self.srtt = Some(rtt);
+                self.rttvar = rtt / 2;
+            }
+            Some(srtt) => {
+                let diff = srtt.abs_diff(rtt);
+                self.rttvar = (self.rttvar * 3 + diff) / 4;
+                self.srtt = Some((srtt * 7 + rtt) / 8);
+            }
+        }
+    }
+
+    fn patience(&self) -> Duration {
+        match self.srtt {
+            None => RESPONSE_TIME,
+            Some(srtt) => (srtt + self.rttvar * 4).clamp(Self::MIN_PATIENCE, RESPONSE_TIME),
+        }
+    }
 }
 
 /// Sizes of a node's internal tables.
@@ -168,6 +216,9 @@ pub enum Event {
 enum CandState {
     Fresh,
     Asked,
+    /// Asked, and silent past the first retransmission: the search moves on to other nodes
+    /// but still takes a late answer.
+    Slow,
     Replied(Option<Vec<u8>>),
     Failed,
 }
@@ -224,6 +275,10 @@ struct Pending {
     deadline: Instant,
     /// Replies expected (a put gets one per value).
     replies_left: usize,
+    /// When it was first sent (round trips are measured on first transmissions only).
+    sent_at: Instant,
+    /// For search requests: when the search stops waiting and asks another node.
+    slow_at: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -267,6 +322,10 @@ pub struct Node {
     limiter: Option<RateLimiter>,
     blacklist: Blacklist,
     auth_errors: HashMap<InfoHash, u8>,
+    bootstrap_addrs: Vec<SocketAddr>,
+    next_bootstrap: Option<Instant>,
+    bootstrap_delay: Duration,
+    rtt: RttEstimator,
     counters: Counters,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -327,6 +386,10 @@ impl Node {
             limiter: None,
             blacklist: Blacklist::default(),
             auth_errors: HashMap::new(),
+            bootstrap_addrs: Vec::new(),
+            next_bootstrap: None,
+            bootstrap_delay: BOOTSTRAP_RETRY,
+            rtt: RttEstimator::default(),
             counters: Counters::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -403,7 +466,10 @@ impl Node {
 
     /// When [`Self::handle_timeout`] must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let pend = self.pending.values().map(|p| p.deadline);
+        let pend = self
+            .pending
+            .values()
+            .map(|p| p.slow_at.map_or(p.deadline, |s| s.min(p.deadline)));
         let parts = self.partials.values().map(|p| p.deadline);
         let listens = self.searches.values().filter_map(|s| match &s.kind {
             OpKind::Listen { next_refresh, .. } => *next_refresh,
@@ -412,6 +478,7 @@ impl Node {
         pend.chain(parts)
             .chain(listens)
             .chain(self.next_maintenance)
+            .chain(self.next_bootstrap)
             .chain(self.next_rotation)
             .chain(self.storage.next_expiration())
             .min()
@@ -543,6 +610,9 @@ impl Node {
                 sends: 1,
                 deadline: now + RESPONSE_TIME,
                 replies_left,
+                sent_at: now,
+                slow_at: (op.is_some() && matches!(method, Method::Find | Method::Get))
+                    .then(|| now + self.rtt.patience()),
             },
         );
     }
@@ -555,8 +625,16 @@ impl Node {
     }
 
     /// Pings `addr` to join the network through it, then looks up our own id.
+    ///
+    /// While the node knows no good node, the bootstrap addresses are pinged again after 10 s,
+    /// then after twice as long each time, up to a day (as OpenDHT does).
     pub fn bootstrap(&mut self, now: Instant, addr: SocketAddr) {
         self.start_maintenance(now);
+        if !self.bootstrap_addrs.contains(&addr) {
+            self.bootstrap_addrs.push(addr);
+        }
+        self.bootstrap_delay = BOOTSTRAP_RETRY;
+        self.next_bootstrap = Some(now + BOOTSTRAP_RETRY);
         self.send_request(now, addr, None, Method::Ping, self.body(), None);
     }
 
@@ -571,20 +649,7 @@ impl Node {
         self.start_maintenance(now);
         let op = self.next_op;
         self.next_op += 1;
-        let mut candidates: Vec<Candidate> = self
-            .table4
-            .closest(&key, SEARCH_NODES, now, false)
-            .into_iter()
-            .chain(self.table6.closest(&key, SEARCH_NODES, now, false))
-            .filter(|n| !n.expired)
-            .map(|n| Candidate {
-                id: n.id,
-                addr: n.addr,
-                state: CandState::Fresh,
-            })
-            .collect();
-        candidates.sort_by(|a, b| key.xor_cmp(&a.id, &b.id));
-        candidates.truncate(SEARCH_NODES);
+        let candidates = self.initial_candidates(&key, now);
         self.searches.insert(
             op,
             Search {
@@ -597,6 +662,48 @@ impl Node {
         );
         self.step(now, op);
         op
+    }
+
+    /// The nodes a search of `key` starts from: the closest this node knows.
+    fn initial_candidates(&self, key: &InfoHash, now: Instant) -> Vec<Candidate> {
+        let mut candidates: Vec<Candidate> = self
+            .table4
+            .closest(key, SEARCH_NODES, now, false)
+            .into_iter()
+            .chain(self.table6.closest(key, SEARCH_NODES, now, false))
+            .filter(|n| !n.expired)
+            .map(|n| Candidate {
+                id: n.id,
+                addr: n.addr,
+                state: CandState::Fresh,
+            })
+            .collect();
+        candidates.sort_by(|a, b| key.xor_cmp(&a.id, &b.id));
+        candidates.truncate(SEARCH_NODES);
+        candidates
+    }
+
+    /// Starts the searches that were waiting for a first node to ask, now that there is one.
+    fn start_waiting_searches(&mut self, now: Instant) {
+        let waiting: Vec<OpId> = self
+            .searches
+            .iter()
+            .filter(|(_, s)| s.candidates.is_empty() && !s.done)
+            .map(|(op, _)| *op)
+            .collect();
+        for op in waiting {
+            let Some(key) = self.searches.get(&op).map(|s| s.key) else {
+                continue;
+            };
+            let candidates = self.initial_candidates(&key, now);
+            if candidates.is_empty() {
+                return;
+            }
+            if let Some(s) = self.searches.get_mut(&op) {
+                s.candidates = candidates;
+            }
+            self.step(now, op);
+        }
     }
 
     /// Looks up `key`; values come as [`Event::Value`], then [`Event::GetDone`]. Values this
@@ -779,7 +886,7 @@ impl Node {
         let mut kept = 0;
         s.candidates.retain(|c| {
             kept += 1;
-            kept <= SEARCH_NODES || c.state == CandState::Asked
+            kept <= SEARCH_NODES || matches!(c.state, CandState::Asked | CandState::Slow)
         });
     }
 
@@ -791,12 +898,16 @@ impl Node {
         if s.done && !matches!(s.kind, OpKind::Listen { .. }) {
             return;
         }
+        if s.candidates.is_empty() {
+            // Nobody to ask yet: wait for the node to join (OpenDHT queues operations too).
+            return;
+        }
         let method = match s.kind {
             OpKind::Get { .. } => Method::Get,
             _ => Method::Find,
         };
         let live: Vec<usize> = (0..s.candidates.len())
-            .filter(|&i| s.candidates[i].state != CandState::Failed)
+            .filter(|&i| !matches!(s.candidates[i].state, CandState::Failed | CandState::Slow))
             .take(K)
             .collect();
         let in_flight = s
@@ -818,7 +929,11 @@ impl Node {
             && live
                 .iter()
                 .all(|&i| matches!(s.candidates[i].state, CandState::Replied(_)));
-        let exhausted = live.is_empty() && in_flight == 0;
+        let waiting = s
+            .candidates
+            .iter()
+            .any(|c| matches!(c.state, CandState::Asked | CandState::Slow));
+        let exhausted = live.is_empty() && !waiting;
         let key = s.key;
         let query = match &s.kind {
             OpKind::Get { query } => query.clone(),
@@ -1354,6 +1469,10 @@ impl Node {
         if p.to != from || p.node.is_some_and(|n| n != msg.body.id) {
             return;
         }
+        if p.sends == 1 {
+            let rtt = now.saturating_duration_since(p.sent_at);
+            self.rtt.sample(rtt);
+        }
         p.replies_left = p.replies_left.saturating_sub(1);
         let done = p.replies_left == 0;
         let (method, op, to_known_node) = (p.method, p.op, p.node.is_some());
@@ -1389,6 +1508,7 @@ impl Node {
                 self.node_seen(now, n.id, n.addr, false);
             }
         }
+        self.start_waiting_searches(now);
         match method {
             Method::Ping if op.is_none() && !to_known_node => {
                 // Bootstrap answered: look up our own id to fill the table.
@@ -1566,6 +1686,15 @@ impl Node {
             .filter(|(_, p)| p.deadline <= now)
             .map(|(t, _)| *t)
             .collect();
+        let mut slow = Vec::new();
+        for p in self.pending.values_mut() {
+            if p.slow_at.is_some_and(|t| t <= now) {
+                p.slow_at = None;
+                if let (Some(op), Some(node)) = (p.op, p.node) {
+                    slow.push((op, node));
+                }
+            }
+        }
         for tid in due {
             let Some(p) = self.pending.get_mut(&tid) else {
                 continue;
@@ -1584,6 +1713,18 @@ impl Node {
             } else if let Some(p) = self.pending.remove(&tid) {
                 self.request_failed(now, p, true);
             }
+        }
+        for (op, node) in slow {
+            if let Some(s) = self.searches.get_mut(&op) {
+                if let Some(c) = s
+                    .candidates
+                    .iter_mut()
+                    .find(|c| c.id == node && c.state == CandState::Asked)
+                {
+                    c.state = CandState::Slow;
+                }
+            }
+            self.step(now, op);
         }
         self.partials.retain(|_, p| p.deadline > now);
         let refresh: Vec<OpId> = self
@@ -1610,7 +1751,7 @@ impl Node {
                 self.synced(now, op);
             } else {
                 for c in &mut s.candidates {
-                    if c.state != CandState::Asked {
+                    if !matches!(c.state, CandState::Asked | CandState::Slow) {
                         c.state = CandState::Fresh;
                     }
                 }
@@ -1641,6 +1782,17 @@ impl Node {
             self.listeners.retain(|_, l| !l.is_empty());
             self.table4.expire(now);
             self.table6.expire(now);
+        }
+        if self.next_bootstrap.is_some_and(|t| t <= now) {
+            if self.table4.good(now) + self.table6.good(now) > 0 {
+                self.next_bootstrap = None;
+            } else {
+                self.bootstrap_delay = (self.bootstrap_delay * 2).min(BOOTSTRAP_RETRY_MAX);
+                self.next_bootstrap = Some(now + self.bootstrap_delay);
+                for addr in self.bootstrap_addrs.clone() {
+                    self.send_request(now, addr, None, Method::Ping, self.body(), None);
+                }
+            }
         }
         if self.next_rotation.is_some_and(|t| t <= now) {
             self.secrets = [rand_u64(), self.secrets[0]];

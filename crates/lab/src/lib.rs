@@ -167,12 +167,23 @@ impl Lab {
 
     /// Starts `dhtnode -s -p PORT` and waits until its UDP socket is bound.
     pub async fn start_dhtnode(&mut self, port: u16) -> Result<u32> {
-        let pid = self.spawn(
-            &format!("dhtnode-{port}"),
-            DHTNODE,
-            &["-s", "-p", &port.to_string()],
-            &[],
-        )?;
+        self.start_udp_service(&format!("dhtnode-{port}"), DHTNODE, &["-s"], port)
+            .await
+    }
+
+    /// Starts `program ARGS -p PORT` (a `dhtnode`-like program) and waits until it has bound
+    /// UDP port `port`.
+    pub async fn start_udp_service(
+        &mut self,
+        name: &str,
+        program: &str,
+        args: &[&str],
+        port: u16,
+    ) -> Result<u32> {
+        let port_arg = port.to_string();
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["-p", &port_arg]);
+        let pid = self.spawn(name, program, &all, &[])?;
         let needle = format!(":{port:04X} ");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
@@ -185,7 +196,7 @@ impl Lab {
             if tokio::time::Instant::now() > deadline {
                 return Err(LabError::Timeout(
                     Duration::from_secs(10),
-                    format!("dhtnode on port {port}"),
+                    format!("{name} on port {port}"),
                 ));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
