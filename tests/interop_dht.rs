@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pamoja::dht::runner::ListenEvent;
 use pamoja::dht::{Config, InfoHash, Runner, Value};
-use pamoja_lab::{Lab, available};
+use pamoja_lab::{DHTNODE, Lab, available};
 
 mod common;
 
@@ -413,6 +413,81 @@ async fn dhtnode_example_contract() {
             .any(|v| v["data"] == "through pamoja"),
         "{got:?}"
     );
+}
+
+/// Runs `program args` in the lab, feeds it `script` on stdin one line at a time with a pause
+/// after each, and returns what it printed.
+async fn drive_prompt(lab: &Lab, program: &str, args: &[&str], script: &[(&str, u64)]) -> String {
+    use std::io::Write;
+    let mut child = lab
+        .netns()
+        .command("/usr/bin/timeout")
+        .arg("60")
+        .arg(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for (line, pause) in script {
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+        tokio::time::sleep(Duration::from_millis(*pause)).await;
+    }
+    drop(stdin);
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The interactive prompt answers OpenDHT's commands in OpenDHT's words: the same script
+/// given to the real `dhtnode` and to ours prints the same result lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dhtnode_prompt_speaks_like_opendht() {
+    if !available("dhtnode_prompt_speaks_like_opendht") {
+        return;
+    }
+    let bin = common::example_bin("dhtnode");
+    let bin = bin.to_str().unwrap().to_owned();
+    let mut lab = Lab::new().unwrap();
+    lab.start_dhtnode(4222).await.unwrap();
+    let script = |k: &str| {
+        vec![
+            (format!("p {k} hello-prompt"), 3000),
+            (format!("g {k}"), 3000),
+            ("ll".to_owned(), 300),
+            ("nonsense".to_owned(), 300),
+            ("x".to_owned(), 0),
+        ]
+    };
+    let mut outputs = Vec::new();
+    for (program, port, k) in [
+        (DHTNODE, "4400", "prompt-real"),
+        (bin.as_str(), "4401", "prompt-ours"),
+    ] {
+        let lines = script(k);
+        let lines: Vec<(&str, u64)> = lines.iter().map(|(l, p)| (l.as_str(), *p)).collect();
+        let out = drive_prompt(&lab, program, &["-p", port, "-b", BOOTSTRAP], &lines).await;
+        outputs.push((program.to_owned(), out));
+    }
+    for (program, out) in &outputs {
+        let has = |needle: &str| out.lines().any(|l| l.contains(needle));
+        assert!(has("Put: success, took "), "{program}: {out}");
+        assert!(has(". Value ID: "), "{program}: {out}");
+        assert!(has("Get: found 1 value(s) after "), "{program}: {out}");
+        assert!(
+            has("data(text/plain):\"hello-prompt\"]"),
+            "{program}: {out}"
+        );
+        assert!(has("Get: completed, took "), "{program}: {out}");
+        assert!(has("Using h(prompt-"), "{program}: {out}");
+        assert!(has("Unknown command: nonsense"), "{program}: {out}");
+        assert!(has("OpenDHT node "), "{program}: {out}");
+    }
 }
 
 /// Asks one node directly for the values it stores at `key` (a raw `get` from a socket in

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! dhtnode -p PORT [-n NETID] [-b HOST[:PORT]] -s      run until SIGTERM (service mode)
-//! dhtnode -p PORT [-n NETID] [-b HOST[:PORT]]         interactive prompt (g, p, l, ll, x, ...)
+//! dhtnode -p PORT [-n NETID] [-b HOST[:PORT]]         interactive prompt (h lists commands)
 //! dhtnode -b HOST:PORT [-n NETID] get KEY [--timeout S]
 //! dhtnode -b HOST:PORT [-n NETID] put KEY TEXT
 //! dhtnode -b HOST:PORT [-n NETID] listen KEY --count N [--timeout S]
@@ -22,7 +22,11 @@ use clap::{Parser, Subcommand};
 use pamoja::dht::runner::{ListenEvent, Runner};
 use pamoja::dht::{Config, InfoHash, Value};
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
+
+mod prompt;
+
+/// Longest a scripted put waits.
+const PUT_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Parser)]
 #[command(name = "dhtnode", version, about = "OpenDHT-compatible DHT node")]
@@ -144,12 +148,15 @@ async fn scripted(runner: &Runner, cmd: &Command) -> Result<()> {
             Ok(())
         }
         Command::Put { key, text } => {
-            let stored = runner
-                .put(
-                    InfoHash::from_key_text(key),
-                    Value::new(text.as_bytes().to_vec()),
-                )
-                .await?;
+            // A node that reaches nobody keeps the put queued (as OpenDHT does): give up
+            // after a while.
+            let put = runner.put(
+                InfoHash::from_key_text(key),
+                Value::new(text.as_bytes().to_vec()),
+            );
+            let stored = tokio::time::timeout(PUT_TIMEOUT, put)
+                .await
+                .map_err(|_| anyhow!("no node reached in {} s", PUT_TIMEOUT.as_secs()))??;
             if stored == 0 {
                 bail!("value not stored on any node");
             }
@@ -179,60 +186,6 @@ async fn scripted(runner: &Runner, cmd: &Command) -> Result<()> {
     }
 }
 
-async fn interactive(runner: &Runner) -> Result<()> {
-    println!(
-        "OpenDHT-compatible node {} running on {}",
-        runner.id(),
-        runner.local_addr()
-    );
-    println!("commands: g KEY | p KEY TEXT | l KEY | ll | b HOST[:PORT] | x");
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    let mut listens = Vec::new();
-    while let Some(line) = lines.next_line().await? {
-        let mut parts = line.trim().splitn(3, ' ');
-        match (parts.next(), parts.next(), parts.next()) {
-            (Some("x" | "q" | "quit"), _, _) => break,
-            (Some("g"), Some(key), _) => {
-                for v in runner.get(InfoHash::from_key_text(key)).await? {
-                    println!("{}", value_json(&v));
-                }
-                println!("get done");
-            }
-            (Some("p"), Some(key), Some(text)) => {
-                let n = runner
-                    .put(
-                        InfoHash::from_key_text(key),
-                        Value {
-                            user_type: "text/plain".into(),
-                            ..Value::new(text)
-                        },
-                    )
-                    .await?;
-                println!("put done: stored on {n} nodes");
-            }
-            (Some("l"), Some(key), _) => {
-                let mut listen = runner.listen(InfoHash::from_key_text(key), None).await?;
-                listens.push(tokio::spawn(async move {
-                    while let Some(ev) = listen.next().await {
-                        if let ListenEvent::Value(v) = ev {
-                            println!("{}", value_json(&v));
-                        }
-                    }
-                }));
-                println!("listening");
-            }
-            (Some("ll"), _, _) => println!("{:?}", runner.stats().await?),
-            (Some("b"), Some(host), _) => runner.bootstrap(resolve(host)?),
-            (Some(""), _, _) | (None, _, _) => {}
-            (Some(other), _, _) => println!("unknown command {other:?}"),
-        }
-    }
-    for l in listens {
-        l.abort();
-    }
-    Ok(())
-}
-
 async fn run(cli: Cli) -> Result<()> {
     let runner = start(&cli).await?;
     if let Some(cmd) = &cli.command {
@@ -247,7 +200,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         return Ok(());
     }
-    interactive(&runner).await
+    prompt::run(std::sync::Arc::new(runner)).await
 }
 
 #[tokio::main(flavor = "current_thread")]

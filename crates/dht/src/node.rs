@@ -323,6 +323,8 @@ pub struct Node {
     blacklist: Blacklist,
     auth_errors: HashMap<InfoHash, u8>,
     bootstrap_addrs: Vec<SocketAddr>,
+    /// Our addresses as repliers saw them, most recent first, a few at most.
+    reported: Vec<IpAddr>,
     next_bootstrap: Option<Instant>,
     bootstrap_delay: Duration,
     rtt: RttEstimator,
@@ -387,6 +389,7 @@ impl Node {
             blacklist: Blacklist::default(),
             auth_errors: HashMap::new(),
             bootstrap_addrs: Vec::new(),
+            reported: Vec::new(),
             next_bootstrap: None,
             bootstrap_delay: BOOTSTRAP_RETRY,
             rtt: RttEstimator::default(),
@@ -409,6 +412,36 @@ impl Node {
     /// What the node refused or republished so far.
     pub fn counters(&self) -> Counters {
         self.counters
+    }
+
+    /// The nodes of both routing tables.
+    pub fn routing_nodes(&self) -> impl Iterator<Item = &crate::routing::Node> {
+        self.table4.nodes().chain(self.table6.nodes())
+    }
+
+    /// Stored keys and their values.
+    pub fn stored(&self) -> impl Iterator<Item = (&InfoHash, Vec<&Value>)> {
+        self.storage
+            .keys()
+            .map(|k| (k, self.storage.stored(k).map(|s| &s.value).collect()))
+    }
+
+    /// Operations in progress: id, key and what they do (`get`, `put`, `listen`, `refresh`).
+    pub fn operations(&self) -> impl Iterator<Item = (OpId, InfoHash, &'static str)> {
+        self.searches.iter().map(|(op, s)| {
+            let what = match s.kind {
+                OpKind::Get { .. } => "get",
+                OpKind::Put { .. } => "put",
+                OpKind::Listen { .. } => "listen",
+                OpKind::Refresh => "refresh",
+            };
+            (*op, s.key, what)
+        })
+    }
+
+    /// This node's addresses as other nodes reported seeing them (`sa`), most recent first.
+    pub fn public_addresses(&self) -> &[IpAddr] {
+        &self.reported
     }
 
     /// Counts a request from `from` against the quotas; false when it must be dropped.
@@ -1496,6 +1529,13 @@ impl Node {
             return;
         }
         self.node_seen(now, msg.body.id, from, true);
+        if let Some(ip) = msg.body.seen_addr {
+            if self.reported.first() != Some(&ip) {
+                self.reported.retain(|a| *a != ip);
+                self.reported.insert(0, ip);
+                self.reported.truncate(4);
+            }
+        }
         let listed: Vec<NodeInfo> = msg
             .body
             .nodes4

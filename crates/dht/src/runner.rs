@@ -44,6 +44,9 @@ pub struct NodeStats {
     pub counters: Counters,
 }
 
+/// A function run on the node by [`Runner::inspect`].
+type Inspection = Box<dyn FnOnce(&Node, Instant) + Send>;
+
 enum Cmd {
     Bootstrap(SocketAddr),
     Get(InfoHash, Option<ValueQuery>, mpsc::UnboundedSender<Value>),
@@ -56,6 +59,7 @@ enum Cmd {
     ),
     Cancel(OpId),
     Stats(oneshot::Sender<NodeStats>),
+    Inspect(Inspection),
 }
 
 enum Sink {
@@ -191,6 +195,19 @@ impl Runner {
         })
     }
 
+    /// Runs `f` on the node (routing table, storage, operations) and returns what it returns.
+    pub async fn inspect<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Node, Instant) -> R + Send + 'static,
+    ) -> io::Result<R> {
+        let (tx, rx) = oneshot::channel();
+        let job = Box::new(move |node: &Node, now: Instant| {
+            let _ = tx.send(f(node, now));
+        });
+        self.cmds.send(Cmd::Inspect(job)).map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())
+    }
+
     /// Routing and storage counters.
     pub async fn stats(&self) -> io::Result<NodeStats> {
         let (tx, rx) = oneshot::channel();
@@ -266,6 +283,7 @@ async fn run(socket: UdpSocket, mut node: Node, mut cmds: mpsc::UnboundedReceive
                         node.cancel(op);
                         sinks.remove(&op);
                     }
+                    Cmd::Inspect(f) => f(&node, now),
                     Cmd::Stats(tx) => {
                         let (good4, nodes4, good6, nodes6) = node.node_counts(now);
                         let (keys, values) = node.storage_counts();
