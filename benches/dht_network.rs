@@ -1,9 +1,10 @@
 //! A 16-node network of Pamoja `dhtnode`s beside a 16-node network of OpenDHT 2.4.12
 //! `dhtnode`s, driven the same way, in one run:
 //!
-//! * `dht_network/{pamoja,dhtnode}_16`: put+get pairs per second. One client node (Pamoja's
-//!   runner) joins each network and runs batches of 256 pairs, 32 at a time: put a new key,
-//!   then get it back (at least 99 % of the gets must find their value).
+//! * `dht_network/{pamoja,dhtnode}_16`: put+get rounds, each node driven through its
+//!   interactive prompt (the same commands, `p` and `g`, to both kinds): a round puts 256 new
+//!   keys spread over the 16 nodes, all at once, then gets each from another node (at least
+//!   99 % of the gets must print their value).
 //! * resident memory of a node holding the network's routing table and 10,000 values, put
 //!   straight to it: written to `target/criterion/dht_rss.json` and printed.
 //!
@@ -11,26 +12,64 @@
 //! own network id, inside a private network namespace (needs root and Debian's `dhtnode`).
 //! Run: `cargo bench --bench dht_network; python3 scripts/bench-report.py`.
 
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use pamoja::dht::message::{Body, Message, MessageKind, Method, ValueEntry};
-use pamoja::dht::{Config, InfoHash, Runner, Value};
+use pamoja::dht::{InfoHash, Value};
 use pamoja_lab::{DHTNODE, Lab, missing_prerequisites};
 use tokio::net::UdpSocket;
 
 const NODES: u16 = 16;
 const BATCH: usize = 256;
-const CONCURRENCY: usize = 32;
 const STORED: usize = 10_000;
 
 struct Network {
     name: &'static str,
-    pids: Vec<u32>,
-    client: Runner,
+    children: Vec<Child>,
+    stdins: Vec<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Network {
+    fn pids(&self) -> Vec<u32> {
+        self.children.iter().map(Child::id).collect()
+    }
+
+    /// Waits for `n` lines starting with `prefix`; returns every line read meanwhile.
+    fn wait_for(&self, prefix: &str, n: usize) -> Vec<String> {
+        let mut seen = Vec::new();
+        let mut matched = 0;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while matched < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("{}: {matched} of {n} {prefix:?} lines", self.name));
+            if line.starts_with(prefix) {
+                matched += 1;
+            }
+            seen.push(line);
+        }
+        seen
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        // Every node was started here: stop each by its PID.
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 fn our_dhtnode() -> PathBuf {
@@ -45,64 +84,71 @@ fn our_dhtnode() -> PathBuf {
     target.join("release/examples/dhtnode")
 }
 
-async fn start(
-    lab: &mut Lab,
-    name: &'static str,
-    program: &str,
-    base_port: u16,
-    network: u32,
-) -> Network {
+/// Starts 16 nodes of `program` at their prompt, node 0 on `base_port`, the others
+/// bootstrapping from it; every output line goes to one channel.
+fn start(lab: &Lab, name: &'static str, program: &str, base_port: u16, network: u32) -> Network {
     let net = network.to_string();
     let boot = format!("127.0.0.1:{base_port}");
-    let mut pids = Vec::new();
+    let (tx, lines) = mpsc::channel();
+    let mut children = Vec::new();
+    let mut stdins = Vec::new();
     for i in 0..NODES {
-        let port = base_port + i;
-        let mut args = vec!["-s", "-U", "-n", &net];
+        let port = (base_port + i).to_string();
+        let mut cmd = lab.netns().command(program);
+        cmd.args(["-U", "-n", &net, "-p", &port]);
         if i > 0 {
-            args.extend(["-b", &boot]);
+            cmd.args(["-b", &boot]);
         }
-        let pid = lab
-            .start_udp_service(&format!("{name}-{port}"), program, &args, port)
-            .await
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
             .expect("node starts");
-        pids.push(pid);
+        stdins.push(child.stdin.take().unwrap());
+        let out = BufReader::new(child.stdout.take().unwrap());
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in out.lines().map_while(Result::ok) {
+                if tx.send(line.trim_start_matches(">> ").to_owned()).is_err() {
+                    break;
+                }
+            }
+        });
+        children.push(child);
+        // Let node 0 bind before the others bootstrap from it.
+        std::thread::sleep(Duration::from_millis(if i == 0 { 500 } else { 50 }));
     }
-    let socket = lab
-        .netns()
-        .udp_socket("127.0.0.1:0".parse().unwrap())
-        .expect("client socket");
-    let client = Runner::from_std(
-        socket,
-        Config {
-            network,
-            rate_limit: None,
-            ..Config::default()
-        },
-    )
-    .expect("client runner");
-    client.bootstrap(boot.parse().unwrap());
-    Network { name, pids, client }
+    Network {
+        name,
+        children,
+        stdins,
+        lines,
+    }
 }
 
-/// Runs `BATCH` put+get pairs on fresh keys, `CONCURRENCY` at a time; returns how many gets
-/// found their value.
-async fn batch(client: &Runner, round: u64) -> usize {
-    use futures_util::stream::{self, StreamExt};
-    stream::iter(0..BATCH)
-        .map(|i| async move {
-            let key = InfoHash::get(format!("bench {round} {i}").as_bytes());
-            let data = format!("value {round} {i}");
-            let stored = client.put(key, Value::new(data.clone())).await.unwrap_or(0);
-            if stored == 0 {
-                return false;
-            }
-            let found = client.get(key).await.unwrap_or_default();
-            found.iter().any(|v| v.data == data.as_bytes())
-        })
-        .buffer_unordered(CONCURRENCY)
-        .filter(|ok| std::future::ready(*ok))
-        .count()
-        .await
+/// One round: `BATCH` puts of new keys spread over the nodes' prompts, then a get of each
+/// from another node. Returns how many gets printed their value.
+fn round(net: &mut Network, round: u64) -> usize {
+    // Drop what earlier rounds left behind.
+    while net.lines.try_recv().is_ok() {}
+    for i in 0..BATCH {
+        let node = i % NODES as usize;
+        writeln!(net.stdins[node], "p bench-{round}-{i} v-{round}-{i}").unwrap();
+    }
+    net.wait_for("Put: ", BATCH);
+    for i in 0..BATCH {
+        let node = (i + 5) % NODES as usize;
+        writeln!(net.stdins[node], "g bench-{round}-{i}").unwrap();
+    }
+    let lines = net.wait_for("Get: completed", BATCH);
+    let found: HashSet<&str> = lines
+        .iter()
+        .filter_map(|l| l.split("data(text/plain):\"").nth(1))
+        .filter_map(|rest| rest.split('"').next())
+        .filter(|v| v.starts_with(&format!("v-{round}-")))
+        .collect();
+    found.len()
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -203,41 +249,15 @@ fn network_bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let mut lab = Lab::new().expect("lab");
-    let nets = rt.block_on(async {
-        let a = start(&mut lab, "pamoja", ours.to_str().unwrap(), 47300, 2).await;
-        let b = start(&mut lab, "dhtnode", DHTNODE, 47400, 1).await;
-        tokio::time::sleep(Duration::from_secs(15)).await;
-        [a, b]
-    });
+    let lab = Lab::new().expect("lab");
+    let mut nets = [
+        start(&lab, "pamoja", ours.to_str().unwrap(), 47300, 2),
+        start(&lab, "dhtnode", DHTNODE, 47400, 1),
+    ];
+    std::thread::sleep(Duration::from_secs(15));
 
-    let mut group = c.benchmark_group("dht_network");
-    group.sample_size(10);
-    group.measurement_time(Duration::from_secs(30));
-    group.warm_up_time(Duration::from_secs(5));
-    for net in &nets {
-        let mut round = 0u64;
-        group.bench_function(format!("{}_16", net.name), |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    round += 1;
-                    let t = Instant::now();
-                    let found = rt.block_on(batch(&net.client, round));
-                    total += t.elapsed();
-                    assert!(
-                        found >= BATCH * 99 / 100,
-                        "{}: only {found} of {BATCH} gets found their value",
-                        net.name
-                    );
-                }
-                total
-            })
-        });
-    }
-    group.finish();
-
-    // Memory: node 0 of each network after 10,000 values were put to it.
+    // Memory first, before the rounds fill every node: node 0 of each network after 10,000
+    // values were put to it.
     let socket = rt.block_on(async {
         let s = lab
             .netns()
@@ -248,13 +268,14 @@ fn network_bench(c: &mut Criterion) {
     });
     let mut report = serde_json::Map::new();
     for (net, (port, network)) in nets.iter().zip([(47300u16, 2u32), (47400, 1)]) {
-        let pid = net.pids[0];
+        let pids = net.pids();
+        let pid = pids[0];
         let before = rss_kib(pid);
         let to: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let acked = rt.block_on(fill(&socket, to, network));
         std::thread::sleep(Duration::from_secs(2));
         let after = rss_kib(pid);
-        let others: Vec<u64> = net.pids[1..].iter().map(|p| rss_kib(*p)).collect();
+        let others: Vec<u64> = pids[1..].iter().map(|p| rss_kib(*p)).collect();
         let mut sorted = others.clone();
         sorted.sort_unstable();
         let median_others = sorted[sorted.len() / 2];
@@ -278,6 +299,32 @@ fn network_bench(c: &mut Criterion) {
             }),
         );
     }
+    let mut group = c.benchmark_group("dht_network");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(40));
+    group.warm_up_time(Duration::from_secs(5));
+    for net in &mut nets {
+        let mut n = 0u64;
+        let name = net.name;
+        group.bench_function(format!("{name}_16"), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    n += 1;
+                    let t = Instant::now();
+                    let found = round(net, n);
+                    total += t.elapsed();
+                    assert!(
+                        found >= BATCH * 99 / 100,
+                        "{name}: only {found} of {BATCH} gets found their value"
+                    );
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let out = std::env::var_os("CARGO_TARGET_DIR")
         .map_or(root.join("target"), PathBuf::from)

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Prints the medians criterion measured and each Pamoja/reference ratio.
 
-Run after `cargo bench --bench identity`; reads target/criterion/<group>/<name>/new/estimates.json.
+Run after `cargo bench --bench identity` and `cargo bench --bench dht_network`; reads
+target/criterion/<group>/<name>/new/estimates.json and target/criterion/dht_rss.json.
+A ratio is Pamoja's median time (or memory) over the reference's: lower is better.
 """
 import json
 import pathlib
@@ -10,6 +12,8 @@ import sys
 PAIRS = [
     ("account_creation", "pamoja", "openssl_genpkey_x3", 1.2),
     ("archive_open", "pamoja", "argon2_cffi", 1.1),
+    # put+get rounds: at least 1.5x the rate, so at most 1/1.5 of the time.
+    ("dht_network", "pamoja_16", "dhtnode_16", 1 / 1.5),
 ]
 
 root = pathlib.Path(__file__).resolve().parent.parent / "target" / "criterion"
@@ -36,5 +40,15 @@ for group, ours, ref, target in PAIRS:
     ok = ratio <= target
     failed |= not ok
     print(f"| {group} | {a[0] / 1e6:.0f} ms [{a[1] / 1e6:.0f}, {a[2] / 1e6:.0f}] | {ref} "
-          f"| {b[0] / 1e6:.0f} ms [{b[1] / 1e6:.0f}, {b[2] / 1e6:.0f}] | {ratio:.2f} | <= {target} {'ok' if ok else 'MISSED'} |")
+          f"| {b[0] / 1e6:.0f} ms [{b[1] / 1e6:.0f}, {b[2] / 1e6:.0f}] | {ratio:.2f} | <= {target:.2g} {'ok' if ok else 'MISSED'} |")
+rss = root / "dht_rss.json"
+if rss.exists():
+    r = json.loads(rss.read_text())
+    ours, ref = r.get("pamoja"), r.get("dhtnode")
+    if ours and ref:
+        ratio = ours["rss_kib"] / ref["rss_kib"]
+        ok = ratio <= 0.5
+        failed |= not ok
+        print(f"| dht_rss (node with {ours['values_acked']} values) | {ours['rss_kib']} KiB | dhtnode "
+              f"| {ref['rss_kib']} KiB | {ratio:.2f} | <= 0.5 {'ok' if ok else 'MISSED'} |")
 sys.exit(1 if failed else 0)
