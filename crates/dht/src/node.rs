@@ -216,9 +216,12 @@ pub enum Event {
 enum CandState {
     Fresh,
     Asked,
-    /// Asked, and silent past the first retransmission: the search moves on to other nodes
-    /// but still takes a late answer.
+    /// Asked, and silent longer than a few round trips: the search asks more nodes in the
+    /// meantime, but still waits for this one (it may be loaded or rate limiting us).
     Slow,
+    /// Silent through two transmissions: the search no longer waits for it, but still takes
+    /// a late answer.
+    Gone,
     Replied(Option<Vec<u8>>),
     Failed,
 }
@@ -919,7 +922,11 @@ impl Node {
         let mut kept = 0;
         s.candidates.retain(|c| {
             kept += 1;
-            kept <= SEARCH_NODES || matches!(c.state, CandState::Asked | CandState::Slow)
+            kept <= SEARCH_NODES
+                || matches!(
+                    c.state,
+                    CandState::Asked | CandState::Slow | CandState::Gone
+                )
         });
     }
 
@@ -939,17 +946,23 @@ impl Node {
             OpKind::Get { .. } => Method::Get,
             _ => Method::Find,
         };
-        let live: Vec<usize> = (0..s.candidates.len())
-            .filter(|&i| !matches!(s.candidates[i].state, CandState::Failed | CandState::Slow))
-            .take(K)
+        let usable: Vec<usize> = (0..s.candidates.len())
+            .filter(|&i| !matches!(s.candidates[i].state, CandState::Failed | CandState::Gone))
             .collect();
+        // The K closest usable nodes decide when the search is synced; slow ones among them
+        // let as many nodes further away be asked meanwhile.
+        let live: Vec<usize> = usable.iter().copied().take(K).collect();
+        let slow = live
+            .iter()
+            .filter(|&&i| s.candidates[i].state == CandState::Slow)
+            .count();
         let in_flight = s
             .candidates
             .iter()
             .filter(|c| c.state == CandState::Asked)
             .count();
         let mut to_ask = Vec::new();
-        for &i in &live {
+        for &i in usable.iter().take(K + slow) {
             if in_flight + to_ask.len() >= ALPHA {
                 break;
             }
@@ -1727,6 +1740,7 @@ impl Node {
             .map(|(t, _)| *t)
             .collect();
         let mut slow = Vec::new();
+        let mut gone = Vec::new();
         for p in self.pending.values_mut() {
             if p.slow_at.is_some_and(|t| t <= now) {
                 p.slow_at = None;
@@ -1741,6 +1755,11 @@ impl Node {
             };
             if p.sends < MAX_SENDS {
                 p.sends += 1;
+                if p.sends == MAX_SENDS && matches!(p.method, Method::Find | Method::Get) {
+                    if let (Some(op), Some(node)) = (p.op, p.node) {
+                        gone.push((op, node));
+                    }
+                }
                 p.deadline = now + RESPONSE_TIME * (1 << (p.sends - 1));
                 let to = p.to;
                 self.transmits.push_back(Transmit {
@@ -1754,14 +1773,18 @@ impl Node {
                 self.request_failed(now, p, true);
             }
         }
-        for (op, node) in slow {
+        let marks = slow
+            .into_iter()
+            .map(|x| (x, CandState::Slow))
+            .chain(gone.into_iter().map(|x| (x, CandState::Gone)));
+        for ((op, node), mark) in marks {
             if let Some(s) = self.searches.get_mut(&op) {
                 if let Some(c) = s
                     .candidates
                     .iter_mut()
-                    .find(|c| c.id == node && c.state == CandState::Asked)
+                    .find(|c| c.id == node && matches!(c.state, CandState::Asked | CandState::Slow))
                 {
-                    c.state = CandState::Slow;
+                    c.state = mark;
                 }
             }
             self.step(now, op);
@@ -1791,7 +1814,10 @@ impl Node {
                 self.synced(now, op);
             } else {
                 for c in &mut s.candidates {
-                    if !matches!(c.state, CandState::Asked | CandState::Slow) {
+                    if !matches!(
+                        c.state,
+                        CandState::Asked | CandState::Slow | CandState::Gone
+                    ) {
                         c.state = CandState::Fresh;
                     }
                 }
