@@ -9,7 +9,12 @@
 //! jami account show --archive PATH [--device-cert CERT.pem]...
 //! jami account add-device --archive PATH --out NEW_PATH
 //! jami account revoke-device --archive PATH --device DEVICE_ID
+//! jami name lookup NAME [--server URL]
+//! jami name address JAMI_ID [--server URL]
+//! jami name register NAME --archive PATH [--server URL]
 //! ```
+//! Name commands print `{"status": N, "state": "...", ...}` with jamid's status numbers and
+//! exit 0 only when the status is 0 (found, registered).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -17,6 +22,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 use pamoja::identity::{Account, Archive, Certificate, DeviceId, Error, Step};
+use pamoja::nameserver::client::{Client, Lookup, Registered};
+use pamoja::nameserver::name::DEFAULT_SERVER;
 use serde_json::{Value, json};
 
 #[derive(Parser)]
@@ -35,6 +42,40 @@ enum Command {
     /// Jami accounts and their archives.
     #[command(subcommand)]
     Account(AccountCmd),
+    /// Usernames on a name server.
+    #[command(subcommand)]
+    Name(NameCmd),
+}
+
+#[derive(Subcommand)]
+enum NameCmd {
+    /// The Jami ID registered under NAME (or NAME@HOST[:PORT] to ask another server).
+    Lookup {
+        /// The name.
+        name: String,
+        /// Name server URL (http://HOST:PORT).
+        #[arg(long, default_value = DEFAULT_SERVER)]
+        server: String,
+    },
+    /// The name registered for JAMI_ID.
+    Address {
+        /// 40 hex digits.
+        jami_id: String,
+        /// Name server URL (http://HOST:PORT).
+        #[arg(long, default_value = DEFAULT_SERVER)]
+        server: String,
+    },
+    /// Register NAME for the account of an archive.
+    Register {
+        /// The name (3 to 32 letters, digits, '-' or '_').
+        name: String,
+        /// The account's archive.
+        #[arg(long)]
+        archive: PathBuf,
+        /// Name server URL (http://HOST:PORT).
+        #[arg(long, default_value = DEFAULT_SERVER)]
+        server: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -125,8 +166,84 @@ fn ids(ids: Vec<DeviceId>) -> Value {
     ids.into_iter().map(|d| d.to_string()).collect()
 }
 
+fn lookup_json(l: &Lookup) -> Value {
+    let state = match l {
+        Lookup::Found(_) => "found",
+        Lookup::InvalidResponse => "invalid",
+        Lookup::NotFound => "not_found",
+        Lookup::Error(_) => "error",
+    };
+    let mut v = json!({"status": l.code(), "state": state});
+    if let Lookup::Error(why) = l {
+        v["error"] = json!(why);
+    }
+    v
+}
+
+/// Name commands: the JSON result, and whether jamid would call it a success.
+fn run_name(cmd: NameCmd) -> Result<(Value, bool)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    Ok(match cmd {
+        NameCmd::Lookup { name, server } => {
+            let l = rt.block_on(Client::new(&server).lookup_name(&name));
+            let mut v = lookup_json(&l);
+            v["name"] = json!(name);
+            if let Lookup::Found(addr) = &l {
+                v["address"] = json!(addr);
+            }
+            (v, l.code() == 0)
+        }
+        NameCmd::Address { jami_id, server } => {
+            let l = rt.block_on(Client::new(&server).lookup_address(&jami_id));
+            let mut v = lookup_json(&l);
+            v["address"] = json!(jami_id);
+            if let Lookup::Found(name) = &l {
+                v["name"] = json!(name);
+            }
+            (v, l.code() == 0)
+        }
+        NameCmd::Register {
+            name,
+            archive,
+            server,
+        } => {
+            let account = open(&archive)?;
+            let r = rt.block_on(Client::new(&server).register(&account, &name));
+            let state = match &r {
+                Registered::Success => "registered",
+                Registered::InvalidCredentials => "invalid_credentials",
+                Registered::InvalidName => "invalid_name",
+                Registered::AlreadyTaken => "already_taken",
+                Registered::Error(_) => "error",
+            };
+            let mut v = json!({"status": r.code(), "state": state, "name": name,
+                "address": account.jami_id().to_string()});
+            if let Registered::Error(why) = &r {
+                v["error"] = json!(why);
+            }
+            (v, r.code() == 0)
+        }
+    })
+}
+
 fn run(cli: Cli) -> Result<Value> {
-    let Command::Account(cmd) = cli.command;
+    let cmd = match cli.command {
+        Command::Account(cmd) => cmd,
+        Command::Name(cmd) => {
+            let (v, ok) = run_name(cmd)?;
+            if !ok {
+                println!("{v}");
+                bail!(
+                    "name {}: status {}",
+                    v["state"].as_str().unwrap_or(""),
+                    v["status"]
+                );
+            }
+            return Ok(v);
+        }
+    };
     match cmd {
         AccountCmd::New { archive } => {
             refuse_existing(&archive)?;

@@ -173,6 +173,33 @@ impl PublicKey {
         })
     }
 
+    /// Reads a public key in PEM (`PUBLIC KEY`) or DER (SubjectPublicKeyInfo) form. Trailing
+    /// NUL bytes after PEM text (GnuTLS exports one) are ignored.
+    pub fn from_pem_or_der(data: &[u8]) -> Result<Self> {
+        let trimmed = match data.iter().rposition(|b| *b != 0) {
+            Some(end) => &data[..=end],
+            None => data,
+        };
+        if pem::is_pem(trimmed) {
+            let blocks = pem::decode_all("public key", trimmed)?;
+            match blocks.into_iter().next() {
+                Some((label, der)) if label == "PUBLIC KEY" => Self::from_spki_der(&der),
+                Some((label, _)) => Err(malformed(
+                    "public key",
+                    format!("unexpected PEM label {label:?}"),
+                )),
+                None => Err(malformed("public key", "empty")),
+            }
+        } else {
+            Self::from_spki_der(data)
+        }
+    }
+
+    /// PEM text (`-----BEGIN PUBLIC KEY-----`, ending with a newline).
+    pub fn to_pem(&self) -> String {
+        pem::encode("PUBLIC KEY", &self.spki)
+    }
+
     /// DER SubjectPublicKeyInfo (what every Jami id hashes).
     pub fn spki_der(&self) -> &[u8] {
         &self.spki

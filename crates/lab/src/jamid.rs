@@ -37,6 +37,12 @@ trait ConfigurationManager {
     fn revoke_device(&self, account: &str, password: &str, device: &str) -> zbus::Result<bool>;
     #[zbus(name = "getKnownRingDevices")]
     fn get_known_ring_devices(&self, account: &str) -> zbus::Result<HashMap<String, String>>;
+    #[zbus(name = "registerName")]
+    fn register_name(&self, account: &str, password: &str, name: &str) -> zbus::Result<bool>;
+    #[zbus(name = "lookupName")]
+    fn lookup_name(&self, account: &str, nameserver: &str, name: &str) -> zbus::Result<bool>;
+    #[zbus(name = "lookupAddress")]
+    fn lookup_address(&self, account: &str, nameserver: &str, address: &str) -> zbus::Result<bool>;
 }
 
 /// One argument of a recorded signal.
@@ -369,6 +375,69 @@ impl Jamid {
             .await?;
         s.int(2)
             .ok_or_else(|| LabError::Peer("deviceRevocationEnded without status".into()))
+    }
+
+    /// `registerName`: registers `name` at the account's name server; returns the status of
+    /// `nameRegistrationEnded` (0 success, 1 wrong password, 2 invalid name, 3 taken, 4 error).
+    pub async fn register_name(
+        &self,
+        account: &str,
+        password: &str,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<i64> {
+        let mark = self.signals().len();
+        self.cm.register_name(account, password, name).await?;
+        let s = self
+            .wait_signal(mark, timeout, |s| {
+                s.name == "nameRegistrationEnded" && s.str(0) == account
+            })
+            .await?;
+        s.int(1)
+            .ok_or_else(|| LabError::Peer("nameRegistrationEnded without status".into()))
+    }
+
+    /// `lookupName`: (status of `registeredNameFound`, address). Status 0 found, 1 invalid,
+    /// 2 not found, 3 error.
+    pub async fn lookup_name(
+        &self,
+        account: &str,
+        nameserver: &str,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<(i64, String)> {
+        let mark = self.signals().len();
+        self.cm.lookup_name(account, nameserver, name).await?;
+        let s = self
+            .wait_signal(mark, timeout, |s| {
+                s.name == "registeredNameFound" && s.str(0) == account
+            })
+            .await?;
+        let status = s
+            .int(1)
+            .ok_or_else(|| LabError::Peer("registeredNameFound without status".into()))?;
+        Ok((status, s.str(2).to_owned()))
+    }
+
+    /// `lookupAddress`: (status of `registeredNameFound`, name).
+    pub async fn lookup_address(
+        &self,
+        account: &str,
+        nameserver: &str,
+        address: &str,
+        timeout: Duration,
+    ) -> Result<(i64, String)> {
+        let mark = self.signals().len();
+        self.cm.lookup_address(account, nameserver, address).await?;
+        let s = self
+            .wait_signal(mark, timeout, |s| {
+                s.name == "registeredNameFound" && s.str(0) == account && s.str(2) == address
+            })
+            .await?;
+        let status = s
+            .int(1)
+            .ok_or_else(|| LabError::Peer("registeredNameFound without status".into()))?;
+        Ok((status, s.str(3).to_owned()))
     }
 
     /// `getKnownRingDevices`: device id → name.

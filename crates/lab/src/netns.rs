@@ -119,6 +119,11 @@ impl Netns {
     pub fn udp_socket(&self, addr: std::net::SocketAddr) -> Result<std::net::UdpSocket> {
         Ok(self.run_inside(move || std::net::UdpSocket::bind(addr))??)
     }
+
+    /// A TCP listener bound to `addr` inside the namespace (it stays in it).
+    pub fn tcp_listener(&self, addr: std::net::SocketAddr) -> Result<std::net::TcpListener> {
+        Ok(self.run_inside(move || std::net::TcpListener::bind(addr))??)
+    }
 }
 
 impl Drop for Netns {
