@@ -18,6 +18,7 @@
 
 mod jamid;
 mod netns;
+mod postgres;
 mod process;
 
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ use std::time::Duration;
 
 pub use jamid::{Arg, Jamid, Signal, lab_account_details};
 pub use netns::Netns;
+pub use postgres::Postgres;
 pub use process::Supervised;
 
 /// Path of Debian's Jami daemon.

@@ -2,12 +2,11 @@
 //! PostgreSQL instance started by the test, on a Unix socket in a temporary directory).
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::path::Path;
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use pamoja_identity::Account;
+use pamoja_lab::Postgres;
 use pamoja_nameserver::client::{Client, Lookup, Registered};
 use pamoja_nameserver::name::Name;
 use pamoja_nameserver::record::{NameRecord, Registration};
@@ -282,145 +281,22 @@ async fn sqlite_registrations_are_rate_limited() {
     registrations_are_rate_limited(&sqlite_url(dir.path())).await;
 }
 
-/// A private PostgreSQL server on a Unix socket, stopped by its PID on drop.
-struct Postgres {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Postgres {
-    fn bin() -> Option<PathBuf> {
-        let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-            .ok()?
-            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-            .filter(|b| b.join("postgres").exists() && b.join("initdb").exists())
-            .collect();
-        found.sort();
-        found.pop()
-    }
-
-    /// Starts one, or says why it cannot (a failure in CI, a skip elsewhere).
-    fn start(test: &str) -> Option<Self> {
-        let why = match (Self::bin(), Path::new("/usr/bin/setpriv").exists()) {
-            (Some(bin), true) => match Self::try_start(&bin) {
-                Ok(pg) => return Some(pg),
-                Err(e) => e,
-            },
-            _ => "PostgreSQL server binaries or setpriv not installed".to_owned(),
-        };
-        if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
-            panic!("{test}: {why}");
-        }
-        eprintln!("SKIPPED {test}: {why} (install them with scripts/install-deps)");
-        None
-    }
-
-    fn as_postgres(bin: &Path, program: &str) -> Command {
-        let mut c = Command::new("/usr/bin/setpriv");
-        c.args([
-            "--reuid=postgres",
-            "--regid=postgres",
-            "--init-groups",
-            "--",
-        ])
-        .arg(bin.join(program));
-        c
-    }
-
-    fn try_start(bin: &Path) -> Result<Self, String> {
-        let dir = tempfile::Builder::new()
-            .prefix("pamoja-pg.")
-            .tempdir()
-            .map_err(|e| e.to_string())?;
-        let chown = Command::new("chown")
-            .args(["postgres:postgres"])
-            .arg(dir.path())
-            .status()
-            .map_err(|e| e.to_string())?;
-        if !chown.success() {
-            return Err("cannot give the data directory to postgres (not root?)".into());
-        }
-        let data = dir.path().join("data");
-        let init = Self::as_postgres(bin, "initdb")
-            .args(["-A", "trust", "-U", "postgres", "-D"])
-            .arg(&data)
-            .output()
-            .map_err(|e| e.to_string())?;
-        if !init.status.success() {
-            return Err(format!("initdb: {}", String::from_utf8_lossy(&init.stderr)));
-        }
-        let child = Self::as_postgres(bin, "postgres")
-            .arg("-D")
-            .arg(&data)
-            .args(["-c", "listen_addresses=", "-k"])
-            .arg(dir.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .map_err(|e| e.to_string())?;
-        let pg = Self { child, dir };
-        let socket = pg.dir.path().join(".s.PGSQL.5432");
-        for _ in 0..200 {
-            if socket.exists() {
-                return Ok(pg);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Err("postgres did not open its socket in 10 s".into())
-    }
-
-    fn url(&self) -> String {
-        format!(
-            "postgres://postgres@localhost/postgres?host={}",
-            self.dir.path().display()
-        )
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        // SIGINT: PostgreSQL's fast shutdown. Only the server this test started.
-        let _ = Command::new("/usr/bin/kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_same_behaviour() {
-    let Some(pg) = Postgres::start("postgres_same_behaviour") else {
-        return;
-    };
-    // Each scenario on a fresh schema: drop the table between them.
-    for scenario in 0..4 {
-        {
-            let store = Store::open(&pg.url()).await.unwrap();
-            drop(store);
+    let pg = match Postgres::start() {
+        Ok(pg) => pg,
+        Err(why) if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) => {
+            panic!("postgres_same_behaviour: {why}")
         }
+        Err(why) => {
+            eprintln!("SKIPPED postgres_same_behaviour: {why} (scripts/install-deps, as root)");
+            return;
+        }
+    };
+    // Each scenario on a fresh table.
+    for scenario in 0..4 {
+        pg.psql("DROP TABLE IF EXISTS names").unwrap();
         let url = pg.url();
-        let reset = Command::new("/usr/bin/setpriv")
-            .args([
-                "--reuid=postgres",
-                "--regid=postgres",
-                "--init-groups",
-                "--",
-            ])
-            .arg(Postgres::bin().unwrap().join("psql"))
-            .args(["-h"])
-            .arg(pg.dir.path())
-            .args(["-U", "postgres", "-q", "-c", "DROP TABLE IF EXISTS names"])
-            .status()
-            .unwrap();
-        assert!(reset.success());
         match scenario {
             0 => registers_and_finds(&url).await,
             1 => refuses_bad_registrations(&url).await,
