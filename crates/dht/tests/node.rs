@@ -344,3 +344,67 @@ fn a_refused_listen_token_is_fetched_again() {
         "a new token is asked for: {out:?}"
     );
 }
+
+/// One node id, two routing tables: IPv4 and IPv6 nodes are kept apart and a `find` that
+/// wants both families gets both lists (`n4` of 26-byte entries, `n6` of 38-byte ones).
+#[test]
+fn ipv4_and_ipv6_tables_share_one_id() {
+    use pamoja_dht::message::{WANT_V4, WANT_V6};
+    let t0 = Instant::now();
+    let mut n = Node::new(Config::default());
+    let peers: Vec<(SocketAddr, InfoHash)> = (1..=3)
+        .map(|i| (addr(&format!("127.0.0.{i}:4222")), InfoHash::random()))
+        .chain((1..=3).map(|i| (addr(&format!("[2001:db8::{i}]:4222")), InfoHash::random())))
+        .collect();
+    for (i, (from, id)) in peers.iter().enumerate() {
+        let ping = Body {
+            id: *id,
+            ..Body::default()
+        };
+        n.handle_datagram(t0, *from, &query(100 + i as u32, Method::Ping, ping));
+        // The newcomer is pinged back; its answer confirms it.
+        for (to, m) in sent(&mut n) {
+            if to == *from && m.kind == MessageKind::Query(Method::Ping) {
+                let pong = Body {
+                    id: *id,
+                    seen_addr: Some(to.ip()),
+                    ..Body::default()
+                };
+                n.handle_datagram(t0, *from, &reply(m.tid, pong));
+            }
+        }
+    }
+    let (good4, _, good6, _) = n.node_counts(t0);
+    assert_eq!((good4, good6), (3, 3));
+    let find = Body {
+        id: InfoHash::random(),
+        target: Some(InfoHash::random()),
+        want: vec![WANT_V4, WANT_V6],
+        ..Body::default()
+    };
+    n.handle_datagram(t0, addr("127.0.0.9:5000"), &query(7, Method::Find, find));
+    let (_, answer) = sent(&mut n)
+        .into_iter()
+        .find(|(_, m)| m.kind == MessageKind::Reply)
+        .expect("an answer");
+    assert_eq!(answer.body.nodes4.len(), 3);
+    assert_eq!(answer.body.nodes6.len(), 3);
+    assert!(answer.body.nodes4.iter().all(|x| x.addr.is_ipv4()));
+    assert!(answer.body.nodes6.iter().all(|x| x.addr.is_ipv6()));
+    // Without `w`, a requester gets its own family only.
+    let find = Body {
+        id: InfoHash::random(),
+        target: Some(InfoHash::random()),
+        ..Body::default()
+    };
+    n.handle_datagram(
+        t0,
+        addr("[2001:db8::9]:5000"),
+        &query(8, Method::Find, find),
+    );
+    let (_, answer) = sent(&mut n)
+        .into_iter()
+        .find(|(_, m)| m.kind == MessageKind::Reply)
+        .expect("an answer");
+    assert_eq!((answer.body.nodes4.len(), answer.body.nodes6.len()), (0, 3));
+}

@@ -1,0 +1,37 @@
+//! Runners on real UDP sockets on loopback: a small IPv6 network (`::1`) puts and gets.
+
+use std::time::Duration;
+
+use pamoja_dht::{Config, InfoHash, Runner, Value};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ipv6_network_on_loopback() {
+    let first = match Runner::bind("[::1]:0".parse().unwrap(), Config::default()).await {
+        Ok(r) => r,
+        Err(e) => {
+            // Only a machine without IPv6 loopback lands here.
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "no IPv6 loopback in CI: {e}"
+            );
+            eprintln!("SKIPPED an_ipv6_network_on_loopback: {e}");
+            return;
+        }
+    };
+    let mut nodes = vec![first];
+    for _ in 0..5 {
+        let r = Runner::bind("[::1]:0".parse().unwrap(), Config::default())
+            .await
+            .unwrap();
+        r.bootstrap(nodes[0].local_addr());
+        nodes.push(r);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let key = InfoHash::get(b"over ipv6");
+    let stored = nodes[2].put(key, Value::new("v6 value")).await.unwrap();
+    assert!(stored > 0);
+    let found = nodes[5].get(key).await.unwrap();
+    assert!(found.iter().any(|v| v.data == b"v6 value"), "{found:?}");
+    let s = nodes[5].stats().await.unwrap();
+    assert!(s.good6 > 0 && s.nodes4 == 0, "{s:?}");
+}
