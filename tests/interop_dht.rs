@@ -596,3 +596,96 @@ async fn values_expire_on_both_kinds_of_node() {
         "expired on the dhtnode"
     );
 }
+
+/// Waits until `runner` has `n` good nodes.
+async fn wait_good(runner: &Runner, n: usize, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let s = runner.stats().await.unwrap();
+        if s.good4 >= n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: {s:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A lab whose loopback carries multicast (the discovery group routed to it), so discovery
+/// traffic stays in the namespace.
+fn multicast_lab() -> Lab {
+    let lab = Lab::new().unwrap();
+    for args in [
+        &["link", "set", "lo", "multicast", "on"][..],
+        // With a source address, or datagrams leave from 0.0.0.0, which OpenDHT refuses.
+        &[
+            "route",
+            "add",
+            "239.0.0.0/8",
+            "dev",
+            "lo",
+            "src",
+            "127.0.0.1",
+        ][..],
+    ] {
+        let out = lab.netns().command("ip").args(args).output().unwrap();
+        assert!(out.status.success(), "ip {args:?}");
+    }
+    lab
+}
+
+/// One of our nodes in `lab` with discovery in `mode`.
+fn discovering_node(
+    lab: &Lab,
+    mode: pamoja::dht::discovery::Mode,
+) -> (std::sync::Arc<Runner>, pamoja::dht::discovery::Discovery) {
+    use pamoja::dht::discovery::{self, Discovery};
+    let socket = lab
+        .netns()
+        .udp_socket("127.0.0.1:0".parse().unwrap())
+        .unwrap();
+    let runner = std::sync::Arc::new(Runner::from_std(socket, Config::default()).unwrap());
+    let group = lab
+        .netns()
+        .run_inside(|| discovery::bind_socket(std::net::Ipv4Addr::UNSPECIFIED))
+        .unwrap()
+        .unwrap();
+    let d = Discovery::start(group, runner.clone(), 0, mode).unwrap();
+    (runner, d)
+}
+
+/// LAN discovery with OpenDHT's `dhtnode -D`, no bootstrap address anywhere, both ways: our
+/// node asks and contacts the real one that answered; then, in a fresh namespace, a node of
+/// ours that only publishes is contacted by a real one that started after it (so the real node
+/// read our answer). Multicast stays on the namespace's loopback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lan_discovery_with_dhtnode() {
+    use pamoja::dht::discovery::Mode;
+    if !available("lan_discovery_with_dhtnode") {
+        return;
+    }
+    let mut lab = multicast_lab();
+    lab.start_udp_service("dhtnode-D", DHTNODE, &["-s", "-D"], 4222)
+        .await
+        .unwrap();
+    let (seeker, _d) = discovering_node(&lab, Mode::DiscoverOnly);
+    wait_good(&seeker, 1, "our node found the real one").await;
+    let key = InfoHash::get(b"found on the LAN");
+    assert!(seeker.put(key, Value::new("lan value")).await.unwrap() > 0);
+    let got = python(&lab, &["get", "found on the LAN"]);
+    assert!(
+        got[0]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["data"] == "lan value"),
+        "{got:?}"
+    );
+
+    let mut lab = multicast_lab();
+    let (published, _d) = discovering_node(&lab, Mode::PublishOnly);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    lab.start_udp_service("dhtnode-D", DHTNODE, &["-s", "-D"], 4222)
+        .await
+        .unwrap();
+    wait_good(&published, 1, "the real node contacted ours").await;
+}

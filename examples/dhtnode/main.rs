@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use base64::Engine;
 use clap::{Parser, Subcommand};
+use pamoja::dht::discovery::{self, Discovery, Mode};
 use pamoja::dht::runner::{ListenEvent, Runner};
 use pamoja::dht::{Config, InfoHash, Value};
 use serde_json::json;
@@ -43,6 +44,9 @@ struct Cli {
     /// Service mode: no prompt, run until SIGTERM or SIGINT.
     #[arg(short = 's', long = "service")]
     service: bool,
+    /// Find and be found by nodes on the local network (multicast 239.192.0.1:8888).
+    #[arg(short = 'D')]
+    discovery: bool,
     /// Turn rate limiting of incoming requests off.
     #[arg(short = 'U')]
     no_rate_limit: bool,
@@ -187,7 +191,20 @@ async fn scripted(runner: &Runner, cmd: &Command) -> Result<()> {
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    let runner = start(&cli).await?;
+    let runner = std::sync::Arc::new(start(&cli).await?);
+    // LAN discovery (-D): multicast on the local link, as OpenDHT's dhtnode -D.
+    let _discovery = if cli.discovery {
+        let socket = discovery::bind_socket(std::net::Ipv4Addr::UNSPECIFIED)
+            .context("cannot open the discovery socket (UDP 8888)")?;
+        Some(Discovery::start(
+            socket,
+            runner.clone(),
+            cli.network,
+            Mode::Both,
+        )?)
+    } else {
+        None
+    };
     if let Some(cmd) = &cli.command {
         return scripted(&runner, cmd).await;
     }
@@ -200,7 +217,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         return Ok(());
     }
-    prompt::run(std::sync::Arc::new(runner)).await
+    prompt::run(runner).await
 }
 
 #[tokio::main(flavor = "current_thread")]

@@ -9,6 +9,7 @@
 //! * [`node`]: the sans-IO engine, a state machine fed datagrams and time that returns
 //!   datagrams, timers and events (routing tables, searches, storage, tokens, listen);
 //! * [`ratelimit`] and [`blacklist`]: what a node refuses to hear;
+//! * [`discovery`]: OpenDHT's LAN peer discovery (multicast);
 //! * [`runner`]: a tokio UDP runner with an async get/put/listen API;
 //! * [`sim`]: an in-process network of nodes with virtual time, latency and loss.
 
@@ -16,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod blacklist;
+pub mod discovery;
 pub mod infohash;
 pub mod message;
 pub mod node;
