@@ -10,6 +10,7 @@
 //!   datagrams, timers and events (routing tables, searches, storage, tokens, listen);
 //! * [`ratelimit`] and [`blacklist`]: what a node refuses to hear;
 //! * [`discovery`]: OpenDHT's LAN peer discovery (multicast);
+//! * [`secure`]: SecureDht's rules: signed values, values encrypted to a key, certificates;
 //! * [`runner`]: a tokio UDP runner with an async get/put/listen API;
 //! * [`sim`]: an in-process network of nodes with virtual time, latency and loss.
 
@@ -24,6 +25,7 @@ pub mod node;
 pub mod ratelimit;
 pub mod routing;
 pub mod runner;
+pub mod secure;
 pub mod sim;
 pub mod storage;
 pub mod value;

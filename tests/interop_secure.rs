@@ -1,0 +1,294 @@
+//! SecureDht values between Pamoja and OpenDHT 2.4.12, both ways, on a lab DHT:
+//!
+//! * a python3-opendht node with an identity (a SecureDht node) publishes its certificate; we
+//!   find it at SHA-1 of its key and use its key to encrypt to it. It returns our signed value
+//!   with our key as owner, and our encrypted value decrypted; it drops a value whose signature
+//!   was tampered with and one encrypted to someone else.
+//! * the real `dhtnode -i` puts a signed value (`s`) and a value encrypted to our key (`e`,
+//!   which finds the certificate we published): we verify the one and decrypt the other.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Stdio};
+use std::time::{Duration, Instant};
+
+use pamoja::dht::secure::{self, SecureError};
+use pamoja::dht::{Config, InfoHash, Runner, Value};
+use pamoja::identity::{Account, PublicKey};
+use pamoja_lab::{DHTNODE, Lab, available};
+
+const BOOTSTRAP: &str = "127.0.0.1:4222";
+
+const SECURE_NODE: &str = r#"
+import json, os, sys
+import opendht as dht
+ident = dht.Identity.generate("pamoja-secure-test", dht.Identity(), 2048)
+r = dht.DhtRunner()
+r.run(id=ident, port=0, ipv4="127.0.0.1")
+r.bootstrap("127.0.0.1", "4222")
+print(json.dumps({"key_id": ident.publickey.getId().toString().decode()
+                  if isinstance(ident.publickey.getId().toString(), bytes)
+                  else ident.publickey.getId().toString(),
+                  "cert": ident.certificate.toString()}), flush=True)
+for line in sys.stdin:
+    cmd = json.loads(line)
+    if cmd["op"] != "get":
+        break
+    out = []
+    for v in r.get(dht.InfoHash(cmd["key"].encode())):
+        owner = v.owner.toString()
+        out.append({"id": v.id, "data": bytes(v.data).decode("utf-8", "replace"),
+                    "owner": owner.decode() if isinstance(owner, bytes) else owner,
+                    "text": str(v)})
+    print(json.dumps(out), flush=True)
+sys.stdout.flush()
+os._exit(0)
+"#;
+
+/// A python3-opendht SecureDht node, driven line by line; stopped by PID on drop.
+struct SecureNode {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl SecureNode {
+    fn start(lab: &Lab) -> (Self, serde_json::Value) {
+        let script = lab.dir().join("secure_node.py");
+        std::fs::write(&script, SECURE_NODE).unwrap();
+        let mut child = lab
+            .netns()
+            .command("/usr/bin/python3")
+            .arg(&script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let hello = serde_json::from_str(&line).expect("identity line");
+        (
+            Self {
+                child,
+                stdin,
+                stdout,
+            },
+            hello,
+        )
+    }
+
+    fn get(&mut self, key: &InfoHash) -> Vec<serde_json::Value> {
+        writeln!(
+            self.stdin,
+            "{}",
+            serde_json::json!({"op": "get", "key": key.to_string()})
+        )
+        .unwrap();
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        serde_json::from_str::<Vec<serde_json::Value>>(&line).expect("values line")
+    }
+}
+
+impl Drop for SecureNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn our_node(lab: &Lab) -> Runner {
+    let socket = lab
+        .netns()
+        .udp_socket("127.0.0.1:0".parse().unwrap())
+        .unwrap();
+    let runner = Runner::from_std(socket, Config::default()).unwrap();
+    runner.bootstrap(BOOTSTRAP.parse().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while runner.stats().await.unwrap().good4 == 0 {
+        assert!(Instant::now() < deadline, "never connected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    runner
+}
+
+/// Gets at `key` until `pred` holds for the values found (the DHT needs a moment).
+async fn get_until(runner: &Runner, key: InfoHash, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let values = runner.get(key).await.unwrap();
+        if pred(&values) || Instant::now() > deadline {
+            return values;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_and_encrypted_values_with_opendht() {
+    if !available("signed_and_encrypted_values_with_opendht") {
+        return;
+    }
+    let mut lab = Lab::new().unwrap();
+    lab.start_dhtnode(4222).await.unwrap();
+    let runner = our_node(&lab).await;
+    let account = Account::create(|_| {}).unwrap();
+    let me = account.account_key();
+    let my_id = secure::key_id(me.public_key());
+    // Publish our certificate where OpenDHT 2.4.12 (and 3.7.2+) look for it.
+    let cert_value = secure::certificate_value(&[account.account_cert()]);
+    for at in [my_id, secure::long_key_location(me.public_key())] {
+        assert!(runner.put(at, cert_value.clone()).await.unwrap() > 0);
+    }
+
+    // 1. The python SecureDht node: its certificate, found at SHA-1 of its key.
+    let (mut py, hello) = tokio::task::block_in_place(|| SecureNode::start(&lab));
+    let their_id: InfoHash = hello["key_id"].as_str().unwrap().parse().unwrap();
+    let values = get_until(&runner, their_id, |v| {
+        v.iter()
+            .any(|x| secure::certificate_from_value(x, &their_id).is_some())
+    })
+    .await;
+    let chain = values
+        .iter()
+        .find_map(|v| secure::certificate_from_value(v, &their_id))
+        .expect("the python node's certificate is on the DHT at its key id");
+    let their_key: PublicKey = chain[0].public_key().clone();
+    assert_eq!(secure::key_id(&their_key), their_id);
+    let from_text = pamoja::identity::Certificate::chain_from_pem_or_der(
+        hello["cert"].as_str().unwrap().as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(from_text[0].der(), chain[0].der());
+
+    // Signed by us: OpenDHT returns it with our key as owner; a tampered copy never shows.
+    let k1 = InfoHash::get(b"pamoja signed");
+    let mut signed = Value {
+        id: 77,
+        ..Value::new("signed by pamoja")
+    };
+    secure::sign(&mut signed, me).unwrap();
+    assert!(runner.put(k1, signed.clone()).await.unwrap() > 0);
+    let k2 = InfoHash::get(b"pamoja tampered");
+    let mut tampered = signed.clone();
+    tampered.data = b"changed after signing".to_vec();
+    assert_eq!(secure::verify(&tampered), Err(SecureError::BadSignature));
+    let _ = runner.put(k2, tampered).await.unwrap();
+    let got = tokio::task::block_in_place(|| py.get(&k1));
+    assert!(
+        got.iter()
+            .any(|v| v["data"] == "signed by pamoja" && v["owner"] == my_id.to_string()),
+        "{got:?}"
+    );
+    let got = tokio::task::block_in_place(|| py.get(&k2));
+    assert!(
+        got.is_empty(),
+        "a bad signature reached OpenDHT's caller: {got:?}"
+    );
+
+    // Encrypted to the python node: it decrypts; one encrypted to us stays hidden from it.
+    let k3 = InfoHash::get(b"pamoja encrypted");
+    let secret = Value {
+        id: 79,
+        ..Value::new(format!("secret for python {}", "x".repeat(600)))
+    };
+    let sealed = secure::encrypt(&secret, me, &their_key).unwrap();
+    assert!(runner.put(k3, sealed).await.unwrap() > 0);
+    let not_theirs = secure::encrypt(
+        &Value {
+            id: 80,
+            ..Value::new("not for python")
+        },
+        me,
+        me.public_key(),
+    )
+    .unwrap();
+    assert!(runner.put(k3, not_theirs).await.unwrap() > 0);
+    let got = tokio::task::block_in_place(|| py.get(&k3));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0]["data"]
+            .as_str()
+            .unwrap()
+            .starts_with("secret for python")
+    );
+    assert_eq!(got[0]["owner"], my_id.to_string());
+    assert!(
+        got[0]["text"].as_str().unwrap().contains("decrypted"),
+        "{got:?}"
+    );
+    drop(py);
+
+    // 2. The real dhtnode with an identity signs, and encrypts to our key (it finds the
+    // certificate we published).
+    let mut child = lab
+        .netns()
+        .command(DHTNODE)
+        .args(["-i", "-p", "4230", "-b", BOOTSTRAP])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let out = BufReader::new(child.stdout.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in out.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let wait_line = |needle: &str| -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(l) if l.contains(needle) => return l,
+                Ok(_) => {}
+                Err(_) => panic!("dhtnode -i never printed {needle:?}"),
+            }
+        }
+    };
+    let pk_line = wait_line("Public key ID");
+    let their_id: InfoHash = pk_line
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .expect("dhtnode's public key id");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    writeln!(stdin, "s opendht-signed signed-by-opendht").unwrap();
+    let l = tokio::task::block_in_place(|| wait_line("Put signed"));
+    assert!(l.contains("success"), "{l}");
+    writeln!(stdin, "e opendht-encrypted {my_id} sealed-by-opendht").unwrap();
+    let l = tokio::task::block_in_place(|| wait_line("Put encrypted"));
+    assert!(l.contains("success"), "{l}");
+
+    let values = get_until(&runner, InfoHash::get(b"opendht-signed"), |v| !v.is_empty()).await;
+    let v = values.first().expect("the signed value");
+    let owner = secure::verify(v).expect("OpenDHT's signature verifies");
+    assert_eq!(secure::key_id(&owner), their_id);
+    assert_eq!(v.data, b"signed-by-opendht");
+
+    let values = get_until(&runner, InfoHash::get(b"opendht-encrypted"), |v| {
+        !v.is_empty()
+    })
+    .await;
+    let v = values.first().expect("the encrypted value");
+    assert!(v.cypher.is_some());
+    let opened = secure::decrypt(v, me).expect("we decrypt what OpenDHT encrypted to us");
+    assert_eq!(opened.data, b"sealed-by-opendht");
+    assert_eq!(opened.owner_id(), Some(their_id));
+    assert_eq!(opened.recipient, Some(my_id));
+    // Nobody else can.
+    let stranger = pamoja::identity::PrivateKey::generate().unwrap();
+    assert_eq!(secure::decrypt(v, &stranger), Err(SecureError::NotForUs));
+
+    let _ = child.kill();
+    let _ = child.wait();
+}
