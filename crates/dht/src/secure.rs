@@ -370,7 +370,7 @@ mod tests {
             &v.data[..3],
             &[
                 0xc5,
-                (v.data.len() - 3 >> 8) as u8,
+                ((v.data.len() - 3) >> 8) as u8,
                 (v.data.len() - 3) as u8
             ]
         );
