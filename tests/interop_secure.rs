@@ -13,9 +13,12 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Stdio};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use pamoja::dht::secure::{self, SecureError};
+use pamoja::dht::securedht::SecureDht;
 use pamoja::dht::{Config, InfoHash, Runner, Value};
-use pamoja::identity::{Account, PublicKey};
+use pamoja::identity::{Account, PrivateKey, PublicKey};
 use pamoja_lab::{DHTNODE, Lab, available};
 
 const BOOTSTRAP: &str = "127.0.0.1:4222";
@@ -135,28 +138,33 @@ async fn signed_and_encrypted_values_with_opendht() {
     }
     let mut lab = Lab::new().unwrap();
     lab.start_dhtnode(4222).await.unwrap();
-    let runner = our_node(&lab).await;
+    let runner = Arc::new(our_node(&lab).await);
     let account = Account::create(|_| {}).unwrap();
     let me = account.account_key();
     let my_id = secure::key_id(me.public_key());
-    // Publish our certificate where OpenDHT 2.4.12 (and 3.7.2+) look for it.
-    let cert_value = secure::certificate_value(&[account.account_cert()]);
-    for at in [my_id, secure::long_key_location(me.public_key())] {
-        assert!(runner.put(at, cert_value.clone()).await.unwrap() > 0);
-    }
+    let sd = SecureDht::new(
+        runner.clone(),
+        PrivateKey::from_pkcs8_der(me.to_pkcs8_der()).unwrap(),
+        vec![account.account_cert().clone()],
+    );
+    assert_eq!(sd.key_id(), my_id);
+    // Our certificate where OpenDHT 2.4.12 (and 3.7.2+) look for it.
+    assert!(sd.publish_certificate().await.unwrap() > 0);
 
     // 1. The python SecureDht node: its certificate, found at SHA-1 of its key.
     let (mut py, hello) = tokio::task::block_in_place(|| SecureNode::start(&lab));
     let their_id: InfoHash = hello["key_id"].as_str().unwrap().parse().unwrap();
-    let values = get_until(&runner, their_id, |v| {
-        v.iter()
-            .any(|x| secure::certificate_from_value(x, &their_id).is_some())
-    })
-    .await;
-    let chain = values
-        .iter()
-        .find_map(|v| secure::certificate_from_value(v, &their_id))
-        .expect("the python node's certificate is on the DHT at its key id");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let chain = loop {
+        if let Some(c) = sd.find_certificate(their_id).await.unwrap() {
+            break c;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the python node's certificate is not on the DHT"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     let their_key: PublicKey = chain[0].public_key().clone();
     assert_eq!(secure::key_id(&their_key), their_id);
     let from_text = pamoja::identity::Certificate::chain_from_pem_or_der(
@@ -167,23 +175,40 @@ async fn signed_and_encrypted_values_with_opendht() {
 
     // Signed by us: OpenDHT returns it with our key as owner; a tampered copy never shows.
     let k1 = InfoHash::get(b"pamoja signed");
-    let mut signed = Value {
+    let first = Value {
         id: 77,
         ..Value::new("signed by pamoja")
     };
-    secure::sign(&mut signed, me).unwrap();
-    assert!(runner.put(k1, signed.clone()).await.unwrap() > 0);
-    let k2 = InfoHash::get(b"pamoja tampered");
-    let mut tampered = signed.clone();
-    tampered.data = b"changed after signing".to_vec();
-    assert_eq!(secure::verify(&tampered), Err(SecureError::BadSignature));
-    let _ = runner.put(k2, tampered).await.unwrap();
+    assert!(sd.put_signed(k1, first).await.unwrap() > 0);
     let got = tokio::task::block_in_place(|| py.get(&k1));
     assert!(
         got.iter()
             .any(|v| v["data"] == "signed by pamoja" && v["owner"] == my_id.to_string()),
         "{got:?}"
     );
+    // An edit of the same value: the next seq, which OpenDHT's storing nodes accept.
+    let edit = Value {
+        id: 77,
+        ..Value::new("edited by pamoja")
+    };
+    assert!(sd.put_signed(k1, edit).await.unwrap() > 0);
+    let got = tokio::task::block_in_place(|| py.get(&k1));
+    assert!(
+        got.iter().any(|v| v["data"] == "edited by pamoja"
+            && v["text"].as_str().unwrap().contains("signed (v1)")),
+        "{got:?}"
+    );
+    let k2 = InfoHash::get(b"pamoja tampered");
+    let mut tampered = Value {
+        id: 78,
+        ..Value::new("signed by pamoja")
+    };
+    secure::sign(&mut tampered, me).unwrap();
+    tampered.data = b"changed after signing".to_vec();
+    assert_eq!(secure::verify(&tampered), Err(SecureError::BadSignature));
+    assert!(sd.check(tampered.clone()).is_none());
+    assert_eq!(sd.counters().bad_signature, 1);
+    let _ = runner.put(k2, tampered).await.unwrap();
     let got = tokio::task::block_in_place(|| py.get(&k2));
     assert!(
         got.is_empty(),
@@ -196,8 +221,7 @@ async fn signed_and_encrypted_values_with_opendht() {
         id: 79,
         ..Value::new(format!("secret for python {}", "x".repeat(600)))
     };
-    let sealed = secure::encrypt(&secret, me, &their_key).unwrap();
-    assert!(runner.put(k3, sealed).await.unwrap() > 0);
+    assert!(sd.put_encrypted(k3, their_id, secret).await.unwrap() > 0);
     let not_theirs = secure::encrypt(
         &Value {
             id: 80,
@@ -274,6 +298,12 @@ async fn signed_and_encrypted_values_with_opendht() {
     let owner = secure::verify(v).expect("OpenDHT's signature verifies");
     assert_eq!(secure::key_id(&owner), their_id);
     assert_eq!(v.data, b"signed-by-opendht");
+    let checked = sd.get(InfoHash::get(b"opendht-signed")).await.unwrap();
+    assert!(
+        checked
+            .iter()
+            .any(|c| c.owner == Some(their_id) && !c.encrypted)
+    );
 
     let values = get_until(&runner, InfoHash::get(b"opendht-encrypted"), |v| {
         !v.is_empty()
@@ -285,6 +315,12 @@ async fn signed_and_encrypted_values_with_opendht() {
     assert_eq!(opened.data, b"sealed-by-opendht");
     assert_eq!(opened.owner_id(), Some(their_id));
     assert_eq!(opened.recipient, Some(my_id));
+    let checked = sd.get(InfoHash::get(b"opendht-encrypted")).await.unwrap();
+    assert!(
+        checked.iter().any(|c| c.encrypted
+            && c.value.data == b"sealed-by-opendht"
+            && c.owner == Some(their_id))
+    );
     // Nobody else can.
     let stranger = pamoja::identity::PrivateKey::generate().unwrap();
     assert_eq!(secure::decrypt(v, &stranger), Err(SecureError::NotForUs));

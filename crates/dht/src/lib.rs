@@ -11,6 +11,7 @@
 //! * [`ratelimit`] and [`blacklist`]: what a node refuses to hear;
 //! * [`discovery`]: OpenDHT's LAN peer discovery (multicast);
 //! * [`secure`]: SecureDht's rules: signed values, values encrypted to a key, certificates;
+//! * [`securedht`]: a runner with an identity: signed and encrypted puts, checked gets;
 //! * [`runner`]: a tokio UDP runner with an async get/put/listen API;
 //! * [`sim`]: an in-process network of nodes with virtual time, latency and loss.
 
@@ -26,6 +27,7 @@ pub mod ratelimit;
 pub mod routing;
 pub mod runner;
 pub mod secure;
+pub mod securedht;
 pub mod sim;
 pub mod storage;
 pub mod value;
