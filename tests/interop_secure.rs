@@ -328,3 +328,65 @@ async fn signed_and_encrypted_values_with_opendht() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A real jamid registers on the lab's DHT: our node finds its signed DeviceAnnouncement at
+/// its Jami ID and its device certificate at the device's short id, and checks both against
+/// the Jami ID (signature by the account key, chain device -> account -> CA).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jamid_announcement_and_device_certificate() {
+    use pamoja::identity::announce::DeviceAnnouncement;
+    if !available("jamid_announcement_and_device_certificate") {
+        return;
+    }
+    let mut lab = Lab::new().unwrap();
+    lab.start_dhtnode(4222).await.unwrap();
+    let jamid = lab.start_jamid("secure").await.unwrap();
+    let account = jamid.add_account(4222, &[]).await.unwrap();
+    jamid
+        .wait_registered(&account, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let jami_id: InfoHash = jamid.jami_id(&account).await.unwrap().parse().unwrap();
+    let runner = our_node(&lab).await;
+
+    // The announcement: signed by the account key, found at the Jami ID.
+    let values = get_until(&runner, jami_id, |v| {
+        v.iter()
+            .any(|x| secure::verify(x).is_ok_and(|k| secure::key_id(&k) == jami_id))
+    })
+    .await;
+    let signed = values
+        .iter()
+        .find(|x| secure::verify(x).is_ok_and(|k| secure::key_id(&k) == jami_id))
+        .expect("jamid's DeviceAnnouncement, signed by its account key");
+    let announcement = DeviceAnnouncement::unpack(&signed.data).unwrap();
+    let dev: InfoHash = announcement.dev.to_string().parse().unwrap();
+    // jamid names its device by the long id (SHA-256 of the key the announcement carries).
+    assert_eq!(
+        jamid.device_id(&account).await.unwrap().to_lowercase(),
+        announcement.pk.device_id().to_string()
+    );
+    assert_eq!(announcement.dev, announcement.pk.short_device_id());
+
+    // The device certificate at the short device id, its chain up to the Jami ID.
+    let values = get_until(&runner, dev, |v| {
+        v.iter()
+            .any(|x| secure::certificate_from_value(x, &dev).is_some())
+    })
+    .await;
+    let chain = values
+        .iter()
+        .find_map(|x| secure::certificate_from_value(x, &dev))
+        .expect("jamid's device certificate on the DHT");
+    assert!(chain.len() >= 2, "device and account certificates");
+    assert_eq!(chain[0].public_key(), &announcement.pk);
+    assert_eq!(chain[1].jami_id().to_string(), jami_id.to_string());
+    pamoja::identity::verify_device_chain(
+        &chain[0],
+        &chain[1],
+        chain.get(2),
+        None,
+        std::time::SystemTime::now(),
+    )
+    .expect("the device chain verifies");
+}
