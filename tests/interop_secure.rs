@@ -325,6 +325,92 @@ async fn signed_and_encrypted_values_with_opendht() {
     let stranger = pamoja::identity::PrivateKey::generate().unwrap();
     assert_eq!(secure::decrypt(v, &stranger), Err(SecureError::NotForUs));
 
+    // 3. The dhtnode example's view of the same values.
+    let bin = common::example_bin("dhtnode");
+    let archive = lab.dir().join("me.gz");
+    account.archive().write_file(&archive, None).unwrap();
+    let device_key = account.device().expect("a device").key.public_key().clone();
+    let to_device = secure::encrypt(
+        &Value {
+            id: 90,
+            ..Value::new("for my device")
+        },
+        me,
+        &device_key,
+    )
+    .unwrap();
+    assert!(
+        runner
+            .put(InfoHash::get(b"to-my-device"), to_device)
+            .await
+            .unwrap()
+            > 0
+    );
+    let run = |args: &[&str]| {
+        let out = lab
+            .netns()
+            .command("/usr/bin/timeout")
+            .arg("60")
+            .arg(&bin)
+            .args(["-b", BOOTSTRAP])
+            .args(args)
+            .output()
+            .unwrap();
+        let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (out.status.success(), lines)
+    };
+    let (ok, lines) = run(&["certificate", &my_id.to_string()]);
+    assert!(ok);
+    assert_eq!(lines[0]["id"], my_id.to_string());
+    assert!(
+        lines[0]["pem"]
+            .as_str()
+            .unwrap()
+            .contains(account.account_cert().to_pem().trim())
+    );
+    let (ok, lines) = run(&[
+        "certificate",
+        &secure::long_key_location(me.public_key()).to_string(),
+    ]);
+    assert!(ok && lines.len() == 1, "found at the 3.7.2+ location too");
+    let (ok, _) = run(&[
+        "certificate",
+        &InfoHash::random().to_string(),
+        "--timeout",
+        "3",
+    ]);
+    assert!(!ok, "no certificate: non-zero exit");
+    let (_, lines) = run(&["get", "opendht-signed", "--timeout", "5"]);
+    assert!(
+        lines.iter().any(|l| l["data"] == "signed-by-opendht"
+            && l["signed"] == true
+            && l["owner"] == their_id.to_string()),
+        "{lines:?}"
+    );
+    let (_, lines) = run(&["get", "to-my-device", "--timeout", "5"]);
+    assert!(
+        lines.is_empty(),
+        "encrypted values need --identity: {lines:?}"
+    );
+    let archive_arg = archive.to_str().unwrap();
+    let (_, lines) = run(&[
+        "--identity",
+        archive_arg,
+        "get",
+        "to-my-device",
+        "--timeout",
+        "5",
+    ]);
+    assert!(
+        lines.iter().any(|l| l["data"] == "for my device"
+            && l["encrypted"] == true
+            && l["owner"] == my_id.to_string()),
+        "{lines:?}"
+    );
+
     let _ = child.kill();
     let _ = child.wait();
 }

@@ -6,7 +6,11 @@
 //! dhtnode -b HOST:PORT [-n NETID] get KEY [--timeout S]
 //! dhtnode -b HOST:PORT [-n NETID] put KEY TEXT
 //! dhtnode -b HOST:PORT [-n NETID] listen KEY --count N [--timeout S]
+//! dhtnode -b HOST:PORT [-n NETID] certificate KEY_ID [--timeout S]
 //! ```
+//! Scripted `get` and `listen` hand out what a SecureDht node would: signed values only when
+//! their signature verifies (printed with `"owner"` and `"signed": true`), values encrypted to
+//! the device of `--identity ARCHIVE` decrypted (`"encrypted": true`), plain values as they are.
 //! The node binds to `--bind` (default 127.0.0.1): it never listens on the public network
 //! unless asked. KEY is 40 hex digits, or any other text hashed with SHA-1. Scripting
 //! commands print one JSON object per line: `{"id", "type", "data"}` (or `"data_b64"` when
@@ -21,7 +25,9 @@ use base64::Engine;
 use clap::{Parser, Subcommand};
 use pamoja::dht::discovery::{self, Discovery, Mode};
 use pamoja::dht::runner::{ListenEvent, Runner};
+use pamoja::dht::secure;
 use pamoja::dht::{Config, InfoHash, Value};
+use pamoja::identity::{Account, Archive, Certificate, PrivateKey};
 use serde_json::json;
 
 mod prompt;
@@ -47,6 +53,10 @@ struct Cli {
     /// Find and be found by nodes on the local network (multicast 239.192.0.1:8888).
     #[arg(short = 'D')]
     discovery: bool,
+    /// An account archive whose device key decrypts values encrypted to it (scripted `get` and
+    /// `listen`; password from PAMOJA_PASSWORD).
+    #[arg(long)]
+    identity: Option<std::path::PathBuf>,
     /// Turn rate limiting of incoming requests off.
     #[arg(short = 'U')]
     no_rate_limit: bool,
@@ -74,6 +84,14 @@ enum Command {
         /// The value.
         text: String,
     },
+    /// Print the certificate (chain) published for a public key id (either location).
+    Certificate {
+        /// 40 hex digits: SHA-1 of the key, or SHA-1 of its SHA-256.
+        key_id: String,
+        /// Seconds to wait at most.
+        #[arg(long, default_value_t = 10.0)]
+        timeout: f64,
+    },
     /// Print values at KEY as they arrive; exit 0 after COUNT values, non-zero on timeout.
     Listen {
         /// 40 hex digits, or text hashed with SHA-1.
@@ -94,6 +112,42 @@ fn value_json(v: &Value) -> serde_json::Value {
             json!({"id": v.id, "type": v.value_type, "data_b64": base64::engine::general_purpose::STANDARD.encode(&v.data)})
         }
     }
+}
+
+/// What scripted `get` and `listen` print for a value, as a SecureDht node would hand it out:
+/// a signed value only when its signature verifies (with `"owner"` and `"signed": true`), an
+/// encrypted one only when `identity` decrypts it (then also `"encrypted": true`), plain values
+/// as they are. `None`: dropped.
+fn checked_json(v: Value, identity: Option<&PrivateKey>) -> Option<serde_json::Value> {
+    let (v, encrypted) = if v.cypher.is_some() {
+        (secure::decrypt(&v, identity?).ok()?, true)
+    } else {
+        (v, false)
+    };
+    let mut out = value_json(&v);
+    if v.is_signed() {
+        let owner = secure::verify(&v).ok()?;
+        out["owner"] = json!(secure::key_id(&owner).to_string());
+        out["signed"] = json!(true);
+    }
+    if encrypted {
+        out["encrypted"] = json!(true);
+    }
+    Some(out)
+}
+
+/// The device key of the archive given with `--identity` (password from `PAMOJA_PASSWORD`).
+fn identity_key(path: &std::path::Path) -> Result<PrivateKey> {
+    let password = std::env::var("PAMOJA_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty());
+    let archive = Archive::read_file(path, password.as_deref())
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let account = Account::from_archive(archive)?;
+    let device = account
+        .device()
+        .ok_or_else(|| anyhow!("{} holds no device key", path.display()))?;
+    Ok(PrivateKey::from_pkcs8_der(device.key.to_pkcs8_der())?)
 }
 
 fn resolve(host: &str) -> Result<SocketAddr> {
@@ -141,15 +195,35 @@ async fn start(cli: &Cli) -> Result<Runner> {
     Ok(runner)
 }
 
-async fn scripted(runner: &Runner, cmd: &Command) -> Result<()> {
+async fn scripted(runner: &Runner, cmd: &Command, identity: Option<&PrivateKey>) -> Result<()> {
     match cmd {
         Command::Get { key, timeout } => {
             let mut rx = runner.get_stream(InfoHash::from_key_text(key), None)?;
             let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(*timeout);
             while let Ok(Some(v)) = tokio::time::timeout_at(deadline, rx.recv()).await {
-                println!("{}", value_json(&v));
+                if let Some(j) = checked_json(v, identity) {
+                    println!("{j}");
+                }
             }
             Ok(())
+        }
+        Command::Certificate { key_id, timeout } => {
+            let id: InfoHash = key_id
+                .parse()
+                .map_err(|_| anyhow!("KEY_ID must be 40 hex digits"))?;
+            let mut rx = runner.get_stream(id, None)?;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(*timeout);
+            while let Ok(Some(v)) = tokio::time::timeout_at(deadline, rx.recv()).await {
+                if let Some(chain) = secure::certificate_from_value(&v, &id) {
+                    let refs: Vec<&Certificate> = chain.iter().collect();
+                    println!(
+                        "{}",
+                        json!({"id": id.to_string(), "pem": Certificate::chain_to_pem(&refs)})
+                    );
+                    return Ok(());
+                }
+            }
+            bail!("no certificate found for {id}")
         }
         Command::Put { key, text } => {
             // A node that reaches nobody keeps the put queued (as OpenDHT does): give up
@@ -177,8 +251,10 @@ async fn scripted(runner: &Runner, cmd: &Command) -> Result<()> {
             while seen < *count {
                 match tokio::time::timeout_at(deadline, listen.next()).await {
                     Ok(Some(ListenEvent::Value(v))) => {
-                        println!("{}", value_json(&v));
-                        seen += 1;
+                        if let Some(j) = checked_json(v, identity) {
+                            println!("{j}");
+                            seen += 1;
+                        }
                     }
                     Ok(Some(ListenEvent::Expired(_))) => {}
                     Ok(None) => bail!("node stopped"),
@@ -206,7 +282,8 @@ async fn run(cli: Cli) -> Result<()> {
         None
     };
     if let Some(cmd) = &cli.command {
-        return scripted(&runner, cmd).await;
+        let identity = cli.identity.as_deref().map(identity_key).transpose()?;
+        return scripted(&runner, cmd, identity.as_ref()).await;
     }
     if cli.service {
         eprintln!("dhtnode: node {} on {}", runner.id(), runner.local_addr());
