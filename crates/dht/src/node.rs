@@ -95,6 +95,8 @@ pub struct Counters {
     pub blacklisted: u64,
     /// Values republished by storage maintenance.
     pub republished: u64,
+    /// Signed values refused because their signature did not verify.
+    pub bad_signatures: u64,
 }
 
 /// Round-trip times seen on first transmissions, smoothed as TCP does (RFC 6298), to decide
@@ -1301,7 +1303,13 @@ impl Node {
                             continue;
                         }
                         let vid = v.id;
-                        if self.storage.store(k, v.clone(), now, age) == StoreOutcome::New {
+                        // SecureDht's store policy: a signed value is kept only when its
+                        // signature verifies (so nobody can edit another's value). Refusals
+                        // are still acknowledged, as OpenDHT does.
+                        if v.is_signed() && crate::secure::verify(&v).is_err() {
+                            self.counters.bad_signatures += 1;
+                        } else if self.storage.store(k, v.clone(), now, age) == StoreOutcome::New
+                        {
                             self.notify_listeners(now, k, &v);
                         }
                         replies.push(Body {

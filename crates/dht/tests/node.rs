@@ -408,3 +408,65 @@ fn ipv4_and_ipv6_tables_share_one_id() {
         .expect("an answer");
     assert_eq!((answer.body.nodes4.len(), answer.body.nodes6.len()), (0, 3));
 }
+
+/// The storing side keeps a signed value only when its signature verifies, lets only its
+/// owner edit it with a higher `seq`, and never goes back to an older one.
+#[test]
+fn signed_values_are_stored_only_when_they_verify() {
+    use pamoja_dht::secure;
+    use pamoja_identity::PrivateKey;
+    let t0 = Instant::now();
+    let mut n = Node::new(Config::default());
+    let from = addr("127.0.0.2:5000");
+    let id = InfoHash::random();
+    let tok = token(&mut n, t0, from, id);
+    let key = InfoHash::get(b"owned");
+    let owner = PrivateKey::generate().unwrap();
+    let thief = PrivateKey::generate().unwrap();
+    let put = |n: &mut Node, v: Value| {
+        let body = Body {
+            id,
+            key: Some(key),
+            values: vec![ValueEntry::Inline(v)],
+            token: Some(tok.clone()),
+            ..Body::default()
+        };
+        n.handle_datagram(t0, from, &query(9, Method::Put, body));
+        // Acknowledged either way.
+        assert!(sent(n).iter().any(|(_, m)| m.body.vid == Some(5)));
+    };
+    let stored = |n: &Node| -> Vec<(Vec<u8>, u16)> {
+        n.stored()
+            .flat_map(|(_, vs)| vs.into_iter().map(|v| (v.data.clone(), v.seq)))
+            .collect()
+    };
+    let signed = |k: &PrivateKey, data: &str, seq: u16| {
+        let mut v = Value {
+            id: 5,
+            seq,
+            ..Value::new(data)
+        };
+        secure::sign(&mut v, k).unwrap();
+        v
+    };
+    // A forged signature is not stored.
+    let mut forged = signed(&owner, "original", 0);
+    forged.data = b"forged".to_vec();
+    put(&mut n, forged);
+    assert!(stored(&n).is_empty());
+    assert_eq!(n.counters().bad_signatures, 1);
+    put(&mut n, signed(&owner, "original", 0));
+    assert_eq!(stored(&n), vec![(b"original".to_vec(), 0)]);
+    // Another key cannot edit it, even with a higher seq; a bad signature with the owner's
+    // key and a higher seq neither.
+    put(&mut n, signed(&thief, "stolen", 5));
+    let mut spoofed = signed(&owner, "original", 0);
+    spoofed.seq = 7;
+    put(&mut n, spoofed);
+    assert_eq!(stored(&n), vec![(b"original".to_vec(), 0)]);
+    // The owner edits with a higher seq; replaying the older one changes nothing.
+    put(&mut n, signed(&owner, "edited", 1));
+    assert_eq!(stored(&n), vec![(b"edited".to_vec(), 1)]);
+    put(&mut n, signed(&owner, "original", 0));
+    assert_eq!(stored(&n), vec![(b"edited".to_vec(), 1)]);
+}
