@@ -6,9 +6,11 @@
 //! * [`identity`]: Jami accounts, certificates, revocation lists, archives.
 //! * [`dht`]: an OpenDHT-compatible node.
 //! * [`nameserver`]: the name server, client and server.
+//! * [`ice`]: NAT traversal (STUN so far).
 
 #![forbid(unsafe_code)]
 
 pub use pamoja_dht as dht;
+pub use pamoja_ice as ice;
 pub use pamoja_identity as identity;
 pub use pamoja_nameserver as nameserver;

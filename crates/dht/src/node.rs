@@ -1308,8 +1308,7 @@ impl Node {
                         // are still acknowledged, as OpenDHT does.
                         if v.is_signed() && crate::secure::verify(&v).is_err() {
                             self.counters.bad_signatures += 1;
-                        } else if self.storage.store(k, v.clone(), now, age) == StoreOutcome::New
-                        {
+                        } else if self.storage.store(k, v.clone(), now, age) == StoreOutcome::New {
                             self.notify_listeners(now, k, &v);
                         }
                         replies.push(Body {

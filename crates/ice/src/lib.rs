@@ -1,0 +1,16 @@
+//! # pamoja-ice: NAT traversal for Jami
+//!
+//! Two Jami devices behind NATs reach each other with ICE (RFC 8445; over TCP, RFC 6544, for
+//! device links), using STUN to learn their public addresses and TURN relays when nothing else
+//! works. This crate starts at the bottom:
+//!
+//! * [`stun`]: the STUN message codec (RFC 8489): header, attributes with their padding,
+//!   XOR-MAPPED-ADDRESS, MESSAGE-INTEGRITY (HMAC-SHA1) and MESSAGE-INTEGRITY-SHA256, and
+//!   FINGERPRINT; checked against the RFC 5769 test vectors.
+//!
+//! TURN, the ICE agent and the pjnath text format come next.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod stun;
