@@ -6,11 +6,14 @@
 //!
 //! * [`stun`]: the STUN message codec (RFC 8489): header, attributes with their padding,
 //!   XOR-MAPPED-ADDRESS, MESSAGE-INTEGRITY (HMAC-SHA1) and MESSAGE-INTEGRITY-SHA256, and
-//!   FINGERPRINT; checked against the RFC 5769 test vectors.
+//!   FINGERPRINT; checked against the RFC 5769 test vectors;
+//! * [`candidate`]: candidates and the connection manager's ICE message in pjnath's text
+//!   format, parsed the way pjnath scans it.
 //!
-//! TURN, the ICE agent and the pjnath text format come next.
+//! TURN and the ICE agent come next.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod candidate;
 pub mod stun;
