@@ -8,12 +8,14 @@
 //!   XOR-MAPPED-ADDRESS, MESSAGE-INTEGRITY (HMAC-SHA1) and MESSAGE-INTEGRITY-SHA256, and
 //!   FINGERPRINT; checked against the RFC 5769 test vectors;
 //! * [`candidate`]: candidates and the connection manager's ICE message in pjnath's text
-//!   format, parsed the way pjnath scans it.
+//!   format, parsed the way pjnath scans it;
+//! * [`turn`]: TURN's methods and attributes, long-term credentials, ChannelData.
 //!
-//! TURN and the ICE agent come next.
+//! The ICE agent and a TURN client state machine come next.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod candidate;
 pub mod stun;
+pub mod turn;

@@ -280,6 +280,12 @@ impl Message {
         std::str::from_utf8(&self.get(attr::USERNAME)?.value).ok()
     }
 
+    /// An XOR-encoded address attribute (XOR-MAPPED-ADDRESS, TURN's XOR-PEER-ADDRESS and
+    /// XOR-RELAYED-ADDRESS).
+    pub fn xor_address(&self, kind: u16) -> Option<SocketAddr> {
+        xor_address(&self.get(kind)?.value, &self.transaction)
+    }
+
     /// XOR-MAPPED-ADDRESS (or, from old servers, MAPPED-ADDRESS).
     pub fn mapped_address(&self) -> Option<SocketAddr> {
         if let Some(a) = self.get(attr::XOR_MAPPED_ADDRESS) {
@@ -403,8 +409,13 @@ impl Builder {
 
     /// Appends XOR-MAPPED-ADDRESS.
     pub fn xor_mapped_address(self, addr: &SocketAddr) -> Self {
+        self.xor_address(attr::XOR_MAPPED_ADDRESS, addr)
+    }
+
+    /// Appends an XOR-encoded address attribute of `kind`.
+    pub fn xor_address(self, kind: u16, addr: &SocketAddr) -> Self {
         let v = encode_xor_address(addr, &self.transaction);
-        self.attr(attr::XOR_MAPPED_ADDRESS, &v)
+        self.attr(kind, &v)
     }
 
     /// Appends ERROR-CODE.

@@ -1,12 +1,14 @@
-//! STUN against a real coturn (Debian's `turnserver`), started by the test on loopback and
-//! stopped by its PID: a Binding request of ours gets a response that decodes, carries our
-//! address in XOR-MAPPED-ADDRESS and a valid FINGERPRINT.
+//! STUN and TURN against a real coturn (Debian's `turnserver`), started by each test on
+//! loopback and stopped by its PID: a Binding request gets our address back; a TURN
+//! allocation with long-term credentials relays data both ways between two of our sockets,
+//! with indications and with a channel.
 
 use std::net::UdpSocket;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pamoja_ice::stun::{BINDING, Builder, Class, Message, attr};
+use pamoja_ice::turn::{self, Credentials};
 
 const TURNSERVER: &str = "/usr/bin/turnserver";
 
@@ -27,38 +29,46 @@ fn free_udp_port() -> u16 {
         .port()
 }
 
-#[test]
-fn binding_with_coturn() {
+/// Starts coturn on a free loopback port with `extra` arguments; `None` (skip) where it is
+/// not installed, a failure in CI.
+fn start_coturn(test: &str, extra: &[&str]) -> Option<(Coturn, u16, tempfile::TempDir)> {
     if !std::path::Path::new(TURNSERVER).exists() {
         assert!(
             std::env::var_os("CI").is_none_or(|v| v.is_empty()),
             "coturn is missing in CI"
         );
-        eprintln!("SKIPPED binding_with_coturn: coturn not installed (scripts/install-deps)");
-        return;
+        eprintln!("SKIPPED {test}: coturn not installed (scripts/install-deps)");
+        return None;
     }
     let port = free_udp_port();
     let dir = tempfile::tempdir().unwrap();
-    let _server = Coturn(
-        Command::new(TURNSERVER)
-            .args([
-                "-n",
-                "--no-tls",
-                "--no-dtls",
-                "--no-cli",
-                "--listening-ip=127.0.0.1",
-            ])
-            .arg(format!("--listening-port={port}"))
-            .arg(format!(
-                "--pidfile={}",
-                dir.path().join("turn.pid").display()
-            ))
-            .args(["--log-file=stdout", "--simple-log"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let child = Command::new(TURNSERVER)
+        .args([
+            "-n",
+            "--no-tls",
+            "--no-dtls",
+            "--no-cli",
+            "--listening-ip=127.0.0.1",
+        ])
+        .arg(format!("--listening-port={port}"))
+        .arg(format!(
+            "--pidfile={}",
+            dir.path().join("turn.pid").display()
+        ))
+        .args(["--log-file=stdout", "--simple-log"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Some((Coturn(child), port, dir))
+}
+
+#[test]
+fn binding_with_coturn() {
+    let Some((_server, port, _dir)) = start_coturn("binding_with_coturn", &[]) else {
+        return;
+    };
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket
         .set_read_timeout(Some(Duration::from_millis(200)))
@@ -84,4 +94,140 @@ fn binding_with_coturn() {
     assert!(m.check_fingerprint(&answer), "coturn's FINGERPRINT checks");
     // A request without the magic cookie framing is not ours to decode.
     assert!(Message::decode(&answer[..answer.len() - 1]).is_err());
+}
+
+/// Sends `request` until an answer with its transaction id comes back.
+fn ask(socket: &UdpSocket, server: u16, request: &[u8]) -> (Message, Vec<u8>) {
+    let want = Message::decode(request).unwrap().transaction;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 1500];
+    loop {
+        assert!(Instant::now() < deadline, "coturn never answered");
+        socket.send_to(request, ("127.0.0.1", server)).unwrap();
+        while let Ok((n, _)) = socket.recv_from(&mut buf) {
+            if let Ok(m) = Message::decode(&buf[..n]) {
+                if m.transaction == want {
+                    return (m, buf[..n].to_vec());
+                }
+            }
+        }
+    }
+}
+
+/// Receives until `pred` accepts a datagram.
+fn receive<T>(socket: &UdpSocket, pred: impl Fn(&[u8], std::net::SocketAddr) -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 1500];
+    loop {
+        assert!(Instant::now() < deadline, "nothing relayed");
+        if let Ok((n, from)) = socket.recv_from(&mut buf) {
+            if let Some(t) = pred(&buf[..n], from) {
+                return t;
+            }
+        }
+    }
+}
+
+#[test]
+fn turn_relay_with_coturn() {
+    let Some((_server, port, _dir)) = start_coturn(
+        "turn_relay_with_coturn",
+        &[
+            "--lt-cred-mech",
+            "--user=alice:secret",
+            "--realm=pamoja.test",
+            "--allow-loopback-peers",
+            "--relay-ip=127.0.0.1",
+            "--min-port=49160",
+            "--max-port=49200",
+        ],
+    ) else {
+        return;
+    };
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for s in [&client, &peer] {
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+    }
+    let peer_addr = peer.local_addr().unwrap();
+    let tid = Builder::random_transaction;
+
+    // Unauthenticated: 401 with the realm and a nonce.
+    let (challenge, _) = ask(&client, port, &turn::allocate(tid()).fingerprint());
+    assert_eq!(challenge.class, Class::Error);
+    assert_eq!(challenge.error_code().map(|e| e.0), Some(401));
+    let creds = Credentials::from_challenge(&challenge, "alice", "secret").expect("realm, nonce");
+    assert_eq!(creds.realm, "pamoja.test");
+    // A wrong password is refused.
+    let wrong = Credentials::from_challenge(&challenge, "alice", "nope").unwrap();
+    let (refused, _) = ask(&client, port, &wrong.sign(turn::allocate(tid())));
+    assert_eq!(refused.class, Class::Error);
+
+    let (allocated, raw) = ask(&client, port, &creds.sign(turn::allocate(tid())));
+    assert_eq!(
+        allocated.class,
+        Class::Success,
+        "{:?}",
+        allocated.error_code()
+    );
+    assert!(
+        allocated.check_integrity(&raw, &creds.key),
+        "coturn signs with our key"
+    );
+    let relayed = allocated
+        .xor_address(turn::attr::XOR_RELAYED_ADDRESS)
+        .expect("a relayed address");
+    assert_eq!(
+        allocated.mapped_address(),
+        Some(client.local_addr().unwrap())
+    );
+
+    let (ok, _) = ask(
+        &client,
+        port,
+        &creds.sign(turn::create_permission(tid(), &peer_addr)),
+    );
+    assert_eq!(ok.class, Class::Success);
+
+    // Peer -> relay -> us, as a Data indication; us -> relay -> peer with a Send indication.
+    peer.send_to(b"from the peer", relayed).unwrap();
+    let (from, data) = receive(&client, |b, _| {
+        turn::data_indication(&Message::decode(b).ok()?)
+    });
+    assert_eq!((from, data.as_slice()), (peer_addr, &b"from the peer"[..]));
+    client
+        .send_to(
+            &turn::send(tid(), &peer_addr, b"to the peer"),
+            ("127.0.0.1", port),
+        )
+        .unwrap();
+    let (data, from) = receive(&peer, |b, from| Some((b.to_vec(), from)));
+    assert_eq!((data.as_slice(), from), (&b"to the peer"[..], relayed));
+
+    // A channel: ChannelData both ways.
+    let (ok, _) = ask(
+        &client,
+        port,
+        &creds.sign(turn::channel_bind(tid(), 0x4000, &peer_addr)),
+    );
+    assert_eq!(ok.class, Class::Success);
+    peer.send_to(b"over the channel", relayed).unwrap();
+    let data = receive(&client, |b, _| {
+        let (ch, d) = turn::parse_channel_data(b)?;
+        (ch == 0x4000).then(|| d.to_vec())
+    });
+    assert_eq!(data, b"over the channel");
+    client
+        .send_to(
+            &turn::channel_data(0x4000, b"and back"),
+            ("127.0.0.1", port),
+        )
+        .unwrap();
+    let data = receive(&peer, |b, _| Some(b.to_vec()));
+    assert_eq!(data, b"and back");
+
+    // Deallocate.
+    let (ok, _) = ask(&client, port, &creds.sign(turn::refresh(tid(), 0)));
+    assert_eq!(ok.class, Class::Success);
 }
