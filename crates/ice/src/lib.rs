@@ -9,7 +9,8 @@
 //!   FINGERPRINT; checked against the RFC 5769 test vectors;
 //! * [`candidate`]: candidates and the connection manager's ICE message in pjnath's text
 //!   format, parsed the way pjnath scans it;
-//! * [`turn`]: TURN's methods and attributes, long-term credentials, ChannelData.
+//! * [`turn`]: TURN's methods and attributes, long-term credentials, ChannelData;
+//! * [`framing`]: RFC 4571 length-prefixed frames of ICE over TCP.
 //!
 //! The ICE agent and a TURN client state machine come next.
 
@@ -17,5 +18,6 @@
 #![warn(missing_docs)]
 
 pub mod candidate;
+pub mod framing;
 pub mod stun;
 pub mod turn;

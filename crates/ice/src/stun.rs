@@ -306,6 +306,19 @@ impl Message {
         }
     }
 
+    /// Comprehension-required attributes (types below 0x8000) not in `known`: a request
+    /// carrying any must be answered with error 420 and UNKNOWN-ATTRIBUTES listing them.
+    pub fn unknown_required(&self, known: &[u16]) -> Vec<u16> {
+        let mut out: Vec<u16> = self
+            .attributes
+            .iter()
+            .map(|a| a.kind)
+            .filter(|k| *k < 0x8000 && !known.contains(k))
+            .collect();
+        out.dedup();
+        out
+    }
+
     /// A 32-bit attribute (PRIORITY).
     pub fn u32_attr(&self, kind: u16) -> Option<u32> {
         Some(u32::from_be_bytes(
@@ -423,6 +436,12 @@ impl Builder {
         let mut v = vec![0, 0, (code / 100) as u8, (code % 100) as u8];
         v.extend_from_slice(reason.as_bytes());
         self.attr(attr::ERROR_CODE, &v)
+    }
+
+    /// Appends UNKNOWN-ATTRIBUTES (for a 420 answer).
+    pub fn unknown_attributes(self, kinds: &[u16]) -> Self {
+        let v: Vec<u8> = kinds.iter().flat_map(|k| k.to_be_bytes()).collect();
+        self.attr(attr::UNKNOWN_ATTRIBUTES, &v)
     }
 
     /// Appends MESSAGE-INTEGRITY (HMAC-SHA1 with `key`).
@@ -548,6 +567,27 @@ mod tests {
             let m = Message::decode(&b).unwrap();
             assert_eq!((m.class, m.method), (Class::Indication, method));
         }
+    }
+
+    #[test]
+    fn unknown_required_attributes_are_named() {
+        let m = Message::decode(&REQUEST).unwrap();
+        let known = [attr::USERNAME, attr::MESSAGE_INTEGRITY, attr::PRIORITY];
+        assert!(m.unknown_required(&known).is_empty());
+        let t = Builder::random_transaction();
+        let odd = Builder::new(Class::Request, BINDING, t)
+            .attr(0x7777, b"x")
+            .attr(0x8888, b"optional")
+            .build();
+        let m = Message::decode(&odd).unwrap();
+        assert_eq!(m.unknown_required(&known), vec![0x7777]);
+        let answer = Builder::new(Class::Error, BINDING, t)
+            .error_code(420, "Unknown Attribute")
+            .unknown_attributes(&[0x7777])
+            .build();
+        let a = Message::decode(&answer).unwrap();
+        assert_eq!(a.error_code().unwrap().0, 420);
+        assert_eq!(a.get(attr::UNKNOWN_ATTRIBUTES).unwrap().value, [0x77, 0x77]);
     }
 
     #[test]
