@@ -26,6 +26,8 @@ use pamoja::dht::{InfoHash, Value};
 use pamoja_lab::{DHTNODE, Lab, missing_prerequisites};
 use tokio::net::UdpSocket;
 
+mod common;
+
 const NODES: u16 = 16;
 const BATCH: usize = 256;
 const STORED: usize = 10_000;
@@ -79,9 +81,7 @@ fn our_dhtnode() -> PathBuf {
         .status()
         .expect("cargo runs");
     assert!(status.success(), "building the dhtnode example failed");
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or(root.join("target"), PathBuf::from);
-    target.join("release/examples/dhtnode")
+    common::target_dir().join("release/examples/dhtnode")
 }
 
 /// Starts 16 nodes of `program` at their prompt, node 0 on `base_port`, the others
@@ -325,13 +325,8 @@ fn network_bench(c: &mut Criterion) {
     }
     group.finish();
 
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let out = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or(root.join("target"), PathBuf::from)
-        .join("criterion");
-    std::fs::create_dir_all(&out).unwrap();
     std::fs::write(
-        out.join("dht_rss.json"),
+        common::results_dir().join("dht_rss.json"),
         serde_json::to_string_pretty(&report).unwrap(),
     )
     .unwrap();

@@ -12,7 +12,6 @@
 //! `target/criterion/nameserver.json`. Run: `cargo bench --bench nameserver` (needs `wrk`; the
 //! PostgreSQL figures need root and the `postgresql` package).
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use pamoja::identity::Account;
@@ -22,6 +21,8 @@ use pamoja::nameserver::server::{self, Config};
 use pamoja::nameserver::store::Store;
 use pamoja_lab::Postgres;
 use serde_json::json;
+
+mod common;
 
 const NAMES: usize = 10_000;
 
@@ -158,13 +159,8 @@ fn main() {
             );
         }
     }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let out = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or(root.join("target"), PathBuf::from)
-        .join("criterion");
-    std::fs::create_dir_all(&out).unwrap();
     std::fs::write(
-        out.join("nameserver.json"),
+        common::results_dir().join("nameserver.json"),
         serde_json::to_string_pretty(&report).unwrap(),
     )
     .unwrap();

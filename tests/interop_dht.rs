@@ -107,21 +107,6 @@ fn python_typed(lab: &Lab, port: &str, value_type: u16, args: &[&str]) -> Vec<se
         .collect()
 }
 
-async fn our_node(lab: &Lab) -> Runner {
-    let socket = lab
-        .netns()
-        .udp_socket("127.0.0.1:0".parse().unwrap())
-        .unwrap();
-    let runner = Runner::from_std(socket, Config::default()).unwrap();
-    runner.bootstrap(BOOTSTRAP.parse::<SocketAddr>().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while runner.stats().await.unwrap().good4 == 0 {
-        assert!(Instant::now() < deadline, "never connected to the dhtnode");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    runner
-}
-
 async fn wait_for_line(
     log: &Path,
     pred: impl Fn(&serde_json::Value) -> bool,
@@ -149,7 +134,7 @@ async fn values_cross_between_pamoja_and_opendht() {
     }
     let mut lab = Lab::new().unwrap();
     lab.start_dhtnode(4222).await.unwrap();
-    let ours = our_node(&lab).await;
+    let ours = common::lab_node(&lab).await;
 
     // python3-opendht puts, we get.
     let put = python(&lab, &["put", "from-python", "hello from opendht"]);
@@ -210,7 +195,7 @@ async fn listens_deliver_within_a_second_both_ways() {
     }
     let mut lab = Lab::new().unwrap();
     lab.start_dhtnode(4222).await.unwrap();
-    let ours = our_node(&lab).await;
+    let ours = common::lab_node(&lab).await;
 
     // OpenDHT listens, we put.
     let script = lab.dir().join("client.py");
@@ -544,7 +529,7 @@ async fn values_expire_on_both_kinds_of_node() {
     let mut lab = Lab::new().unwrap();
     lab.start_dhtnode(4222).await.unwrap();
     let dhtnode: SocketAddr = BOOTSTRAP.parse().unwrap();
-    let ours = our_node(&lab).await;
+    let ours = common::lab_node(&lab).await;
     let (py_key, rs_key) = (
         InfoHash::get(b"short-lived-py"),
         InfoHash::get(b"short-lived-rs"),

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use pamoja::dht::secure::{self, SecureError};
 use pamoja::dht::securedht::SecureDht;
-use pamoja::dht::{Config, InfoHash, Runner, Value};
+use pamoja::dht::{InfoHash, Runner, Value};
 use pamoja::identity::{Account, PrivateKey, PublicKey};
 use pamoja_lab::{DHTNODE, Lab, available};
 
@@ -104,21 +104,6 @@ impl Drop for SecureNode {
     }
 }
 
-async fn our_node(lab: &Lab) -> Runner {
-    let socket = lab
-        .netns()
-        .udp_socket("127.0.0.1:0".parse().unwrap())
-        .unwrap();
-    let runner = Runner::from_std(socket, Config::default()).unwrap();
-    runner.bootstrap(BOOTSTRAP.parse().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while runner.stats().await.unwrap().good4 == 0 {
-        assert!(Instant::now() < deadline, "never connected");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    runner
-}
-
 /// Gets at `key` until `pred` holds for the values found (the DHT needs a moment).
 async fn get_until(runner: &Runner, key: InfoHash, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -138,7 +123,7 @@ async fn signed_and_encrypted_values_with_opendht() {
     }
     let mut lab = Lab::new().unwrap();
     lab.start_dhtnode(4222).await.unwrap();
-    let runner = Arc::new(our_node(&lab).await);
+    let runner = Arc::new(common::lab_node(&lab).await);
     let account = Account::create(|_| {}).unwrap();
     let me = account.account_key();
     let my_id = secure::key_id(me.public_key());
@@ -433,7 +418,7 @@ async fn jamid_announcement_and_device_certificate() {
         .await
         .unwrap();
     let jami_id: InfoHash = jamid.jami_id(&account).await.unwrap().parse().unwrap();
-    let runner = our_node(&lab).await;
+    let runner = common::lab_node(&lab).await;
 
     // The announcement: signed by the account key, found at the Jami ID.
     let values = get_until(&runner, jami_id, |v| {

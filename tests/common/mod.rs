@@ -33,3 +33,25 @@ pub fn example_bin(name: &str) -> PathBuf {
     built.push((name.to_owned(), path.clone()));
     path
 }
+
+/// One of our DHT nodes inside `lab`'s namespace, bootstrapped from the lab's dhtnode on
+/// 127.0.0.1:4222 and connected to it.
+#[allow(dead_code)]
+pub async fn lab_node(lab: &pamoja_lab::Lab) -> pamoja::dht::Runner {
+    use std::time::{Duration, Instant};
+    let socket = lab
+        .netns()
+        .udp_socket("127.0.0.1:0".parse().unwrap())
+        .unwrap();
+    let runner = pamoja::dht::Runner::from_std(socket, pamoja::dht::Config::default()).unwrap();
+    runner.bootstrap("127.0.0.1:4222".parse().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while runner.stats().await.unwrap().good4 == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "never connected to the lab's dhtnode"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    runner
+}

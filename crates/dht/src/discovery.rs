@@ -90,12 +90,17 @@ impl Packet {
                         r.skip()?;
                         continue;
                     }
-                    if r.array_len()? < 3 {
+                    let n = r.array_len()?;
+                    if n < 3 {
                         return Err(e("short dht announcement"));
                     }
                     let id = InfoHash::from_slice(r.bin()?).ok_or_else(|| e("id size"))?;
                     let port = u16::try_from(r.uint()?).map_err(|_| e("port"))?;
                     let network = u32::try_from(r.uint()?).map_err(|_| e("network"))?;
+                    // Fields a later version may add.
+                    for _ in 3..n {
+                        r.skip()?;
+                    }
                     dht = Some(DhtPeer { id, port, network });
                 }
                 Ok(Self::Announce(dht))
@@ -266,6 +271,25 @@ mod tests {
         msgpack::uint(&mut other, 1);
         msgpack::uint(&mut other, 2);
         assert_eq!(Packet::decode(&other).unwrap(), Packet::Announce(None));
+        // Extra fields in the dht array are skipped, and the services after it still read.
+        let mut longer = Vec::new();
+        msgpack::map(&mut longer, 2);
+        msgpack::str(&mut longer, DHT_SERVICE);
+        msgpack::array(&mut longer, 4);
+        msgpack::bin(&mut longer, &[2; 20]);
+        msgpack::uint(&mut longer, 4222);
+        msgpack::uint(&mut longer, 0);
+        msgpack::str(&mut longer, "future");
+        msgpack::str(&mut longer, "other");
+        msgpack::uint(&mut longer, 1);
+        assert_eq!(
+            Packet::decode(&longer).unwrap(),
+            Packet::Announce(Some(DhtPeer {
+                id: InfoHash([2; 20]),
+                port: 4222,
+                network: 0
+            }))
+        );
         for bad in [
             &[][..],
             &[0x81],

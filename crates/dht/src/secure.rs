@@ -96,6 +96,23 @@ pub fn verify(value: &Value) -> Result<PublicKey, SecureError> {
     Ok(key)
 }
 
+/// The `seq` a signed put of value `id` by `owner` takes, given the values found at its key:
+/// one more than the highest this owner signed there with that id (an edit), else `seq`.
+/// Values that do not verify are not counted.
+pub fn next_seq<'a>(
+    found: impl IntoIterator<Item = &'a Value>,
+    id: u64,
+    owner: &InfoHash,
+    seq: u16,
+) -> u16 {
+    found
+        .into_iter()
+        .filter(|v| v.id == id && v.owner_id().as_ref() == Some(owner))
+        .filter(|v| verify(v).is_ok())
+        .map(|v| v.seq.saturating_add(1))
+        .fold(seq, u16::max)
+}
+
 /// RSA PKCS#1 v1.5 + AES-GCM encryption of `plain` to `to`, as OpenDHT's
 /// `PublicKey::encrypt`.
 pub fn encrypt_bytes(plain: &[u8], to: &PublicKey) -> Result<Vec<u8>, SecureError> {
@@ -299,6 +316,37 @@ mod tests {
         changed = back;
         changed.owner = Some(vec![1, 2, 3]);
         assert_eq!(verify(&changed), Err(SecureError::BadOwner));
+    }
+
+    #[test]
+    fn edits_take_the_next_seq_of_our_own_values_only() {
+        let me = key();
+        let mine = secure_id(me);
+        let other = PrivateKey::generate().unwrap();
+        let signed = |k: &PrivateKey, id, seq| {
+            let mut v = Value {
+                id,
+                seq,
+                ..Value::new("v")
+            };
+            sign(&mut v, k).unwrap();
+            v
+        };
+        let mut forged = signed(me, 5, 40);
+        forged.data = b"changed".to_vec();
+        let found = [
+            signed(me, 5, 3),
+            signed(me, 6, 9),
+            signed(&other, 5, 20),
+            forged,
+        ];
+        assert_eq!(next_seq(&found, 5, &mine, 0), 4);
+        assert_eq!(next_seq(&found, 5, &mine, 7), 7);
+        assert_eq!(next_seq(&found, 8, &mine, 0), 0);
+    }
+
+    fn secure_id(k: &PrivateKey) -> InfoHash {
+        key_id(k.public_key())
     }
 
     #[test]

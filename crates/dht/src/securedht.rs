@@ -129,12 +129,11 @@ impl SecureDht {
             filter: vec![(Field::Id, WhereValue::Uint(value.id))],
         };
         let mut found = self.runner.get_stream(key, Some(query))?;
-        let me = self.key_id();
+        let mut values = Vec::new();
         while let Some(v) = found.recv().await {
-            if v.id == value.id && v.owner_id() == Some(me) && secure::verify(&v).is_ok() {
-                value.seq = value.seq.max(v.seq.saturating_add(1));
-            }
+            values.push(v);
         }
+        value.seq = secure::next_seq(&values, value.id, &self.key_id(), value.seq);
         secure::sign(&mut value, &self.key).map_err(io_err)?;
         self.runner.put(key, value).await
     }
