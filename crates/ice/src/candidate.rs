@@ -101,7 +101,47 @@ pub fn priority(type_preference: u32, local_preference: u32, component: u32) -> 
     (type_preference << 24) + ((local_preference & 0xFFFF) << 8) + (256 - component.min(256))
 }
 
+/// pjnath's foundation: the type letter (`H`, `S`, `P`, `R`) and the base address as lower-case
+/// hex (IPv4 as a 32-bit number; IPv6 as a 32-bit hash of its bytes).
+pub fn foundation(kind: Kind, base: IpAddr) -> String {
+    let letter = match kind {
+        Kind::Host => 'H',
+        Kind::Srflx => 'S',
+        Kind::Prflx => 'P',
+        Kind::Relay => 'R',
+    };
+    let n = match base {
+        IpAddr::V4(a) => u32::from(a),
+        IpAddr::V6(a) => a.octets().chunks(4).fold(0u32, |h, c| {
+            h.rotate_left(5) ^ u32::from_be_bytes([c[0], c[1], c[2], c[3]])
+        }),
+    };
+    format!("{letter}{n:x}")
+}
+
 impl Candidate {
+    /// A local candidate of component 1 as pjnath would write it: foundation from `base`,
+    /// priority from the type preference and `local_preference` (65535 for the first
+    /// candidate of a socket, one less for each next one).
+    pub fn local(
+        kind: Kind,
+        transport: Transport,
+        tcp_type: Option<TcpType>,
+        addr: SocketAddr,
+        base: IpAddr,
+        local_preference: u32,
+    ) -> Self {
+        Self {
+            foundation: foundation(kind, base),
+            component: 1,
+            transport,
+            priority: priority(kind.preference(), local_preference, 1),
+            addr,
+            kind,
+            tcp_type,
+        }
+    }
+
     /// Scans a candidate line as pjnath does; `None` for a line it would drop.
     pub fn parse(line: &str) -> Option<Self> {
         let mut f = line.split_whitespace();
