@@ -19,6 +19,7 @@
 
 pub mod agent;
 pub mod candidate;
+pub mod client;
 pub mod framing;
 pub mod stun;
 pub mod turn;
