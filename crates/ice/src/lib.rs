@@ -21,5 +21,6 @@ pub mod agent;
 pub mod candidate;
 pub mod client;
 pub mod framing;
+pub mod session;
 pub mod stun;
 pub mod turn;

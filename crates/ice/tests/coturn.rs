@@ -231,3 +231,114 @@ fn turn_relay_with_coturn() {
     let (ok, _) = ask(&client, port, &creds.sign(turn::refresh(tid(), 0)));
     assert_eq!(ok.class, Class::Success);
 }
+
+fn turn_args(min_port: u16) -> Vec<String> {
+    [
+        "--lt-cred-mech",
+        "--user=alice:secret",
+        "--realm=pamoja.test",
+        "--allow-loopback-peers",
+        "--relay-ip=127.0.0.1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([
+        format!("--min-port={min_port}"),
+        format!("--max-port={}", min_port + 40),
+    ])
+    .collect()
+}
+
+/// Waits until coturn accepts TCP connections on `port`.
+fn wait_tcp(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "coturn never listened on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn relay_options(port: u16, tcp: bool, password: &str) -> pamoja_ice::session::Options {
+    let mut o = pamoja_ice::session::Options::udp(vec!["127.0.0.1:0".parse().unwrap()]);
+    o.turn = Some(pamoja_ice::session::TurnServer {
+        addr: format!("127.0.0.1:{port}").parse().unwrap(),
+        username: "alice".into(),
+        password: password.into(),
+        tcp,
+    });
+    o.relay_only = true;
+    o
+}
+
+/// Two of our agents that only offer relayed candidates connect through coturn and data
+/// flows both ways on the relayed pair; `tcp` reaches coturn over TCP.
+async fn agents_relay(test: &str, tcp: bool, min_port: u16) {
+    use pamoja_ice::agent::Role;
+    use pamoja_ice::candidate::Kind;
+    use pamoja_ice::session::Session;
+    let args = turn_args(min_port);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let Some((_server, port, _dir)) = start_coturn(test, &args) else {
+        return;
+    };
+    wait_tcp(port);
+    let sa = Session::gather(Role::Controlling, relay_options(port, tcp, "secret"))
+        .await
+        .unwrap();
+    let sb = Session::gather(Role::Controlled, relay_options(port, tcp, "secret"))
+        .await
+        .unwrap();
+    let (ra, ma) = sa.relayed().unwrap();
+    assert_eq!(ra.ip().to_string(), "127.0.0.1");
+    assert_eq!(ma.ip().to_string(), "127.0.0.1");
+    let da = sa.local_description().clone();
+    let db = sb.local_description().clone();
+    assert!(da.candidates.iter().all(|c| c.kind == Kind::Relay));
+    let (a, b) = tokio::join!(sa.connect(db), sb.connect(da));
+    let (mut a, mut b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.selected().local.kind, Kind::Relay);
+    assert_eq!(a.selected().remote.kind, Kind::Relay);
+    assert_eq!(b.selected().local.addr, a.selected().remote.addr);
+    for i in 0..10u8 {
+        a.send(&[i; 500]).await.unwrap();
+        b.send(&[i; 50]).await.unwrap();
+    }
+    for i in 0..10u8 {
+        let got = tokio::time::timeout(Duration::from_secs(5), b.recv()).await;
+        assert_eq!(got.unwrap().unwrap(), vec![i; 500]);
+        let got = tokio::time::timeout(Duration::from_secs(5), a.recv()).await;
+        assert_eq!(got.unwrap().unwrap(), vec![i; 50]);
+    }
+}
+
+#[tokio::test]
+async fn agents_relay_through_coturn_over_udp() {
+    agents_relay("agents_relay_through_coturn_over_udp", false, 49300).await;
+}
+
+#[tokio::test]
+async fn agents_relay_through_coturn_over_tcp() {
+    agents_relay("agents_relay_through_coturn_over_tcp", true, 49400).await;
+}
+
+#[tokio::test]
+async fn wrong_turn_password_is_a_clear_error() {
+    let args = turn_args(49500);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let Some((_server, port, _dir)) = start_coturn("wrong_turn_password_is_a_clear_error", &args)
+    else {
+        return;
+    };
+    wait_tcp(port);
+    for tcp in [false, true] {
+        let err = pamoja_ice::session::Session::gather(
+            pamoja_ice::agent::Role::Controlled,
+            relay_options(port, tcp, "not-secret"),
+        )
+        .await
+        .err()
+        .expect("refused");
+        let text = err.to_string();
+        assert!(text.contains("refused the credentials"), "{text}");
+    }
+}
