@@ -22,8 +22,9 @@
 //!   password and a `PRIORITY` (pjnath silently ignores one without it); an unknown source is a
 //!   peer-reflexive candidate; each answered check triggers our own check of that pair;
 //!   role conflicts are settled by tie-breaker (487 or a role switch, RFC 8445 §7.3.1.1);
-//! * regular nomination: the controlling agent waits 400 ms after its first valid pair, then
-//!   checks the best valid pair again with `USE-CANDIDATE`; the controlled agent selects a
+//! * regular nomination: the controlling agent waits 400 ms after its first valid pair (and
+//!   up to 2 s while a better pair is still being checked), then checks the best valid pair
+//!   again with `USE-CANDIDATE`; the controlled agent selects a
 //!   pair when a `USE-CANDIDATE` check arrives on a pair whose own check succeeded (or when
 //!   that check later succeeds), and fails after 10 s without nomination;
 //! * after selection, consent freshness (RFC 7675): a check on the selected pair every 5 s
@@ -61,6 +62,11 @@ pub struct Config {
     pub final_wait: Duration,
     /// Controlling side: wait after the first valid pair before nominating (400 ms).
     pub nomination_delay: Duration,
+    /// Controlling side: after `nomination_delay`, keep waiting while a pair better than
+    /// the best valid one is still being checked, up to this long after the first valid
+    /// pair (2 s): a hole punch often needs one retransmission, and a relayed pair answers
+    /// first.
+    pub nomination_patience: Duration,
     /// Controlled side: fail when nothing was nominated this long after the checks
     /// started; controlling side: keep waiting for incoming checks this long after its own
     /// checks all failed (10 s).
@@ -81,6 +87,7 @@ impl Default for Config {
             max_transmits: 7,
             final_wait: Duration::from_millis(1500),
             nomination_delay: Duration::from_millis(400),
+            nomination_patience: Duration::from_secs(2),
             nomination_timeout: Duration::from_secs(10),
             consent_interval: Duration::from_secs(5),
             consent_timeout: Duration::from_secs(30),
@@ -213,6 +220,7 @@ pub struct Agent {
     started: Option<Instant>,
     next_check: Option<Instant>,
     nominate_at: Option<Instant>,
+    first_valid: Option<Instant>,
     nominating: bool,
     selected: Option<usize>,
     last_consent: Option<Instant>,
@@ -263,6 +271,7 @@ impl Agent {
             started: None,
             next_check: None,
             nominate_at: None,
+            first_valid: None,
             nominating: false,
             selected: None,
             last_consent: None,
@@ -660,6 +669,16 @@ impl Agent {
             .filter(|&i| self.pairs[i].state == PairState::Succeeded)
             .max_by_key(|&i| self.priority_of(&self.pairs[i]));
         if let Some(pi) = best {
+            let floor = self.priority_of(&self.pairs[pi]);
+            let better_pending = self.pairs.iter().any(|p| {
+                matches!(p.state, PairState::Waiting | PairState::InProgress)
+                    && self.priority_of(p) > floor
+            });
+            let first = *self.first_valid.get_or_insert(now);
+            if better_pending && now < first + self.config.nomination_patience {
+                self.nominate_at = Some(now + self.config.ta * 2);
+                return;
+            }
             self.nominating = true;
             self.pairs[pi].check = None;
             self.start_check(pi, now, true, false);
@@ -1008,6 +1027,7 @@ impl Agent {
                 if check.nominating {
                     self.select(pi, now);
                 } else if !self.nominating && self.nominate_at.is_none() {
+                    self.first_valid.get_or_insert(now);
                     self.nominate_at = Some(now + self.config.nomination_delay);
                 }
             }

@@ -720,6 +720,11 @@ impl Driver {
                 _ => {}
             }
         }
+        if let Some(turn) = self.turn.as_mut() {
+            // Permissions and channels need nothing more; a lost allocation only removes
+            // the relayed path, which consent then reports if it was the selected one.
+            while turn.poll_event().is_some() {}
+        }
         self.flush_turn().await;
     }
 

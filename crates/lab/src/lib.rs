@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 mod jamid;
+mod nat;
 mod netns;
 mod postgres;
 mod process;
@@ -25,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use jamid::{Arg, Jamid, Signal, lab_account_details};
+pub use nat::{Nat, NatLab, Peer, WAN_SERVER, nat_lab_missing};
 pub use netns::Netns;
 pub use postgres::Postgres;
 pub use process::Supervised;
@@ -64,17 +66,21 @@ pub enum LabError {
 /// Result alias of this crate.
 pub type Result<T, E = LabError> = std::result::Result<T, E>;
 
-/// Why the lab cannot run here, if it cannot.
-pub fn missing_prerequisites() -> Option<String> {
-    let root = std::fs::read_to_string("/proc/self/status")
+/// True when running as root (namespaces need it).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
                 .find(|l| l.starts_with("Uid:"))
                 .map(|l| l.split_whitespace().nth(1) == Some("0"))
         })
-        .unwrap_or(false);
-    if !root {
+        .unwrap_or(false)
+}
+
+/// Why the lab cannot run here, if it cannot.
+pub fn missing_prerequisites() -> Option<String> {
+    if !is_root() {
         return Some("network namespaces need root".into());
     }
     for bin in [JAMID, DHTNODE, "/usr/bin/dbus-daemon", "/usr/bin/kill"] {

@@ -31,16 +31,8 @@ impl Netns {
     /// Creates `pamoja-<pid>-<n>` with loopback up, a veth pair (`lab0` holding
     /// [`LAB_ADDR`]/24, `lab1`) and IPv6 disabled.
     pub fn create() -> Result<Self> {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "pamoja-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        run(&["netns", "add", &name])?;
-        let ns = Self { name };
+        let ns = Self::bare()?;
         let n = ns.name.as_str();
-        run(&["-n", n, "link", "set", "lo", "up"])?;
         run(&[
             "-n", n, "link", "add", "lab0", "type", "veth", "peer", "name", "lab1",
         ])?;
@@ -55,22 +47,54 @@ impl Netns {
         ])?;
         run(&["-n", n, "link", "set", "lab0", "up"])?;
         run(&["-n", n, "link", "set", "lab1", "up"])?;
-        let out = ns
-            .command("sysctl")
-            .args([
-                "-qw",
-                "net.ipv6.conf.all.disable_ipv6=1",
-                "net.ipv6.conf.lo.disable_ipv6=1",
-                "net.ipv6.conf.default.disable_ipv6=1",
-            ])
-            .output()?;
+        Ok(ns)
+    }
+
+    /// Creates `pamoja-<pid>-<n>` with only loopback up and IPv6 disabled; links are added
+    /// with [`Netns::ip`].
+    pub fn bare() -> Result<Self> {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "pamoja-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        run(&["netns", "add", &name])?;
+        let ns = Self { name };
+        ns.ip(&["link", "set", "lo", "up"])?;
+        ns.sysctl(&[
+            "net.ipv6.conf.all.disable_ipv6=1",
+            "net.ipv6.conf.lo.disable_ipv6=1",
+            "net.ipv6.conf.default.disable_ipv6=1",
+        ])?;
+        Ok(ns)
+    }
+
+    /// Runs `ip -n <this namespace> args...`.
+    pub fn ip(&self, args: &[&str]) -> Result<()> {
+        let mut all = vec!["-n", self.name.as_str()];
+        all.extend_from_slice(args);
+        run(&all)
+    }
+
+    /// Sets kernel parameters inside the namespace (`sysctl -qw`).
+    pub fn sysctl(&self, settings: &[&str]) -> Result<()> {
+        self.check(self.command("sysctl").arg("-qw").args(settings), "sysctl")
+    }
+
+    /// Runs a command built by [`Netns::command`] and fails with its stderr.
+    pub fn check(&self, cmd: &mut Command, what: &str) -> Result<()> {
+        let out = cmd.output().map_err(|e| LabError::Setup {
+            cmd: what.into(),
+            detail: e.to_string(),
+        })?;
         if !out.status.success() {
             return Err(LabError::Setup {
-                cmd: "sysctl disable_ipv6".into(),
-                detail: String::from_utf8_lossy(&out.stderr).into(),
+                cmd: what.into(),
+                detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
             });
         }
-        Ok(ns)
+        Ok(())
     }
 
     /// The namespace's name.
@@ -95,6 +119,18 @@ impl Netns {
         &self,
         f: impl FnOnce() -> R + Send + 'static,
     ) -> Result<R> {
+        self.spawn_inside(f).join().map_err(|_| LabError::Setup {
+            cmd: "setns thread".into(),
+            detail: "panicked".into(),
+        })?
+    }
+
+    /// Starts `f` on a thread that has entered the namespace (see [`Netns::run_inside`]) and
+    /// returns its handle.
+    pub fn spawn_inside<R: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> R + Send + 'static,
+    ) -> std::thread::JoinHandle<Result<R>> {
         let path = format!("/run/netns/{}", self.name);
         std::thread::spawn(move || -> Result<R> {
             let fd = std::fs::File::open(&path)?;
@@ -108,11 +144,6 @@ impl Netns {
             })?;
             Ok(f())
         })
-        .join()
-        .map_err(|_| LabError::Setup {
-            cmd: "setns thread".into(),
-            detail: "panicked".into(),
-        })?
     }
 
     /// A UDP socket bound to `addr` inside the namespace.
