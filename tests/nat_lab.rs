@@ -153,9 +153,9 @@ fn udp_blocked_really_blocks_udp() {
     }
     // The same router refuses UDP: gathering from behind it cannot reach STUN.
     let mut lab = pamoja_lab::NatLab::new().unwrap();
-    let _coturn = nat_scenarios::start_coturn(lab.wan());
+    let coturn = nat_scenarios::start_coturn(lab.wan());
     let peer = lab.add_peer(Nat::EndpointIndependent, true).unwrap();
-    let opts = nat_scenarios::options(peer.addr, Transport::Udp);
+    let opts = nat_scenarios::options(peer.addr, Transport::Udp, coturn.addr());
     let err = peer
         .ns
         .run_inside(move || {

@@ -12,9 +12,13 @@
 //! jami name lookup NAME [--server URL]
 //! jami name address JAMI_ID [--server URL]
 //! jami name register NAME --archive PATH [--server URL]
+//! jami net stun --server HOST:PORT [--tcp]
+//! jami net turn --server HOST:PORT --user USER [--tcp] [--hold]
 //! ```
 //! Name commands print `{"status": N, "state": "...", ...}` with jamid's status numbers and
 //! exit 0 only when the status is 0 (found, registered).
+
+mod net;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -45,6 +49,9 @@ enum Command {
     /// Usernames on a name server.
     #[command(subcommand)]
     Name(NameCmd),
+    /// Reachability: STUN and TURN servers.
+    #[command(subcommand)]
+    Net(net::NetCmd),
 }
 
 #[derive(Subcommand)]
@@ -231,6 +238,7 @@ fn run_name(cmd: NameCmd) -> Result<(Value, bool)> {
 fn run(cli: Cli) -> Result<Value> {
     let cmd = match cli.command {
         Command::Account(cmd) => cmd,
+        Command::Net(cmd) => return net::run(cmd),
         Command::Name(cmd) => {
             let (v, ok) = run_name(cmd)?;
             if !ok {
@@ -338,7 +346,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(v) => {
-            println!("{v}");
+            if !v.is_null() {
+                println!("{v}");
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -2,16 +2,14 @@
 //! the benchmark (which times them): two of our agents, each in its own namespace behind
 //! the NAT the scenario asks for, with coturn on the lab's wan as STUN and TURN server.
 
-use std::process::{Child, Stdio};
+use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use pamoja::ice::agent::{Role, SelectedPair};
 use pamoja::ice::candidate::{IceMessage, Transport};
 use pamoja::ice::session::{Options, Session, TurnServer};
-use pamoja_lab::{Nat, NatLab, Netns, WAN_SERVER};
-
-const TURNSERVER: &str = "/usr/bin/turnserver";
+use pamoja_lab::{Coturn, Nat, NatLab, Netns, TURN_USER, WAN_SERVER};
 
 /// What a scenario observed on one side.
 #[derive(Debug)]
@@ -35,93 +33,43 @@ pub struct Host {
     pub block_udp: bool,
 }
 
-/// coturn in the lab's wan namespace, stopped by PID on drop.
-pub struct Coturn(Child, #[allow(dead_code)] tempfile::TempDir);
-
-impl Drop for Coturn {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Why the NAT lab cannot run here, if it cannot (then the caller skips, or fails in CI).
 pub fn missing() -> Option<String> {
     if let Some(why) = pamoja_lab::nat_lab_missing() {
         return Some(why);
     }
-    if !std::path::Path::new(TURNSERVER).exists() {
+    if !std::path::Path::new(pamoja_lab::TURNSERVER).exists() {
         return Some("coturn is not installed".into());
     }
     None
 }
 
-/// Starts coturn on the wan (STUN and TURN on 3478, user `lab`/`secret`).
+/// Starts coturn on the wan as STUN and TURN server.
 pub fn start_coturn(wan: &Netns) -> Coturn {
-    let dir = tempfile::tempdir().unwrap();
-    let child = wan
-        .command(TURNSERVER)
-        .args([
-            "-n",
-            "--no-tls",
-            "--no-dtls",
-            "--no-cli",
-            "--lt-cred-mech",
-            "--user=lab:secret",
-            "--realm=pamoja.lab",
-            "--listening-port=3478",
-            "--min-port=50000",
-            "--max-port=50100",
-            // As production servers are configured: no relaying to private addresses (in
-            // the lab, sending there fails and coturn then drops the allocation).
-            "--denied-peer-ip=10.0.0.0-10.255.255.255",
-        ])
-        .arg(format!("--listening-ip={WAN_SERVER}"))
-        .arg(format!("--relay-ip={WAN_SERVER}"))
-        .arg(format!(
-            "--pidfile={}",
-            dir.path().join("turn.pid").display()
-        ))
-        .args(["--log-file=stdout", "--simple-log"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("turnserver");
-    let c = Coturn(child, dir);
-    // Ready when it accepts TCP on the wan.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let up = wan
-            .run_inside(|| {
-                std::net::TcpStream::connect_timeout(
-                    &(WAN_SERVER, 3478).into(),
-                    Duration::from_millis(200),
-                )
-                .is_ok()
-            })
-            .unwrap();
-        if up {
-            break;
-        }
-        assert!(Instant::now() < deadline, "coturn did not start in the lab");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    c
+    // As production servers are configured: no relaying to private addresses (in the lab,
+    // sending there fails, and coturn then drops the allocation).
+    Coturn::start(
+        WAN_SERVER.into(),
+        Some(wan),
+        50000,
+        &["--denied-peer-ip=10.0.0.0-10.255.255.255"],
+    )
+    .expect("coturn in the lab")
 }
 
 /// Options of a peer at `addr` in the lab: STUN and TURN on the wan for UDP.
-pub fn options(addr: std::net::IpAddr, transport: Transport) -> Options {
+pub fn options(addr: std::net::IpAddr, transport: Transport, turn: SocketAddr) -> Options {
     let bind = vec![std::net::SocketAddr::new(addr, 0)];
     let mut o = match transport {
         Transport::Udp => Options::udp(bind),
         Transport::Tcp => Options::tcp(bind),
     };
     if transport == Transport::Udp {
-        o.stun = Some((WAN_SERVER, 3478).into());
+        o.stun = Some(turn);
         o.turn = Some(TurnServer {
-            addr: (WAN_SERVER, 3478).into(),
-            username: "lab".into(),
-            password: "secret".into(),
+            addr: turn,
+            username: TURN_USER.0.into(),
+            password: TURN_USER.1.into(),
             tcp: false,
         });
     }
@@ -180,12 +128,15 @@ fn run_side(
 /// Runs one scenario: A (controlling) and B (controlled) in `lab`, over `transport`.
 pub fn run(a: Host, b: Host, transport: Transport) -> (Side, Side) {
     let mut lab = NatLab::new().expect("NAT lab");
-    let _coturn = start_coturn(lab.wan());
+    let coturn = start_coturn(lab.wan());
     let pa = lab.add_peer(a.nat, a.block_udp).expect("peer a");
     let pb = lab.add_peer(b.nat, b.block_udp).expect("peer b");
     let (tx_a, rx_b) = mpsc::channel();
     let (tx_b, rx_a) = mpsc::channel();
-    let (oa, ob) = (options(pa.addr, transport), options(pb.addr, transport));
+    let (oa, ob) = (
+        options(pa.addr, transport, coturn.addr()),
+        options(pb.addr, transport, coturn.addr()),
+    );
     let ha = pa
         .ns
         .spawn_inside(move || run_side(Role::Controlling, oa, tx_a, rx_a, b'a'));

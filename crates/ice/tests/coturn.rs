@@ -4,69 +4,28 @@
 //! with indications and with a channel.
 
 use std::net::UdpSocket;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pamoja_ice::stun::{BINDING, Builder, Class, Message, attr};
 use pamoja_ice::turn::{self, Credentials};
+use pamoja_lab::Coturn;
 
-const TURNSERVER: &str = "/usr/bin/turnserver";
+const LOOPBACK: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
-struct Coturn(Child);
-
-impl Drop for Coturn {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts coturn on a free loopback port with `extra` arguments; `None` (skip) where it is
-/// not installed, a failure in CI.
-fn start_coturn(test: &str, extra: &[&str]) -> Option<(Coturn, u16, tempfile::TempDir)> {
-    if !std::path::Path::new(TURNSERVER).exists() {
-        assert!(
-            std::env::var_os("CI").is_none_or(|v| v.is_empty()),
-            "coturn is missing in CI"
-        );
-        eprintln!("SKIPPED {test}: coturn not installed (scripts/install-deps)");
+/// coturn on loopback with relays from `min_port`; `None` (skip) where it is not installed,
+/// a failure in CI.
+fn start_coturn(test: &str, min_port: u16) -> Option<(Coturn, u16)> {
+    if !pamoja_lab::coturn_available(test) {
         return None;
     }
-    let port = free_udp_port();
-    let dir = tempfile::tempdir().unwrap();
-    let child = Command::new(TURNSERVER)
-        .args([
-            "-n",
-            "--no-tls",
-            "--no-dtls",
-            "--no-cli",
-            "--listening-ip=127.0.0.1",
-        ])
-        .arg(format!("--listening-port={port}"))
-        .arg(format!(
-            "--pidfile={}",
-            dir.path().join("turn.pid").display()
-        ))
-        .args(["--log-file=stdout", "--simple-log"])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    Some((Coturn(child), port, dir))
+    let c = Coturn::start(LOOPBACK, None, min_port, &["--allow-loopback-peers"]).unwrap();
+    let port = c.addr().port();
+    Some((c, port))
 }
 
 #[test]
 fn binding_with_coturn() {
-    let Some((_server, port, _dir)) = start_coturn("binding_with_coturn", &[]) else {
+    let Some((_server, port)) = start_coturn("binding_with_coturn", 49100) else {
         return;
     };
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -130,18 +89,7 @@ fn receive<T>(socket: &UdpSocket, pred: impl Fn(&[u8], std::net::SocketAddr) -> 
 
 #[test]
 fn turn_relay_with_coturn() {
-    let Some((_server, port, _dir)) = start_coturn(
-        "turn_relay_with_coturn",
-        &[
-            "--lt-cred-mech",
-            "--user=alice:secret",
-            "--realm=pamoja.test",
-            "--allow-loopback-peers",
-            "--relay-ip=127.0.0.1",
-            "--min-port=49160",
-            "--max-port=49200",
-        ],
-    ) else {
+    let Some((_server, port)) = start_coturn("turn_relay_with_coturn", 49160) else {
         return;
     };
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -232,32 +180,6 @@ fn turn_relay_with_coturn() {
     assert_eq!(ok.class, Class::Success);
 }
 
-fn turn_args(min_port: u16) -> Vec<String> {
-    [
-        "--lt-cred-mech",
-        "--user=alice:secret",
-        "--realm=pamoja.test",
-        "--allow-loopback-peers",
-        "--relay-ip=127.0.0.1",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([
-        format!("--min-port={min_port}"),
-        format!("--max-port={}", min_port + 40),
-    ])
-    .collect()
-}
-
-/// Waits until coturn accepts TCP connections on `port`.
-fn wait_tcp(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "coturn never listened on {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn relay_options(port: u16, tcp: bool, password: &str) -> pamoja_ice::session::Options {
     let mut o = pamoja_ice::session::Options::udp(vec!["127.0.0.1:0".parse().unwrap()]);
     o.turn = Some(pamoja_ice::session::TurnServer {
@@ -276,12 +198,9 @@ async fn agents_relay(test: &str, tcp: bool, min_port: u16) {
     use pamoja_ice::agent::Role;
     use pamoja_ice::candidate::Kind;
     use pamoja_ice::session::Session;
-    let args = turn_args(min_port);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let Some((_server, port, _dir)) = start_coturn(test, &args) else {
+    let Some((_server, port)) = start_coturn(test, min_port) else {
         return;
     };
-    wait_tcp(port);
     let sa = Session::gather(Role::Controlling, relay_options(port, tcp, "secret"))
         .await
         .unwrap();
@@ -323,13 +242,9 @@ async fn agents_relay_through_coturn_over_tcp() {
 
 #[tokio::test]
 async fn wrong_turn_password_is_a_clear_error() {
-    let args = turn_args(49500);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let Some((_server, port, _dir)) = start_coturn("wrong_turn_password_is_a_clear_error", &args)
-    else {
+    let Some((_server, port)) = start_coturn("wrong_turn_password_is_a_clear_error", 49500) else {
         return;
     };
-    wait_tcp(port);
     for tcp in [false, true] {
         let err = pamoja_ice::session::Session::gather(
             pamoja_ice::agent::Role::Controlled,

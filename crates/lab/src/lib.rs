@@ -16,6 +16,7 @@
 
 #![warn(missing_docs)]
 
+mod coturn;
 mod jamid;
 mod nat;
 mod netns;
@@ -25,6 +26,7 @@ mod process;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use coturn::{Coturn, TURN_USER, TURNSERVER, coturn_available};
 pub use jamid::{Arg, Jamid, Signal, lab_account_details};
 pub use nat::{Nat, NatLab, Peer, WAN_SERVER, nat_lab_missing};
 pub use netns::Netns;
