@@ -32,6 +32,14 @@ pub enum ClientError {
     Malformed,
 }
 
+/// Whether the server's answer to a ConnectionBind with `transaction` (read from the data
+/// connection) is a success: `Some(true)` bound, `Some(false)` refused, `None` not that answer.
+pub fn connection_bound(transaction: &[u8; 12], answer: &[u8]) -> Option<bool> {
+    let m = Message::decode(answer).ok()?;
+    (m.transaction == *transaction && m.method == turn::CONNECTION_BIND)
+        .then_some(m.class == Class::Success)
+}
+
 /// The length of the next complete STUN message or ChannelData frame at the start of a TCP
 /// byte stream from a STUN/TURN server (ChannelData is padded to 4 bytes there), or `None`
 /// until enough bytes arrived.
@@ -180,6 +188,24 @@ pub enum TurnEvent {
     Permission(IpAddr),
     /// A channel was bound to a peer.
     Channel(u16, SocketAddr),
+    /// TCP relay (RFC 6062): the relay connected to a peer we asked for with
+    /// [`TurnClient::connect`]; bind a new data connection with
+    /// [`TurnClient::connection_bind`].
+    Connected {
+        /// The peer.
+        peer: SocketAddr,
+        /// The server's id of that connection.
+        connection_id: u32,
+    },
+    /// TCP relay: a peer connected to our relayed address.
+    ConnectionAttempt {
+        /// The peer.
+        peer: SocketAddr,
+        /// The server's id of that connection.
+        connection_id: u32,
+    },
+    /// TCP relay: the relay could not connect to a peer.
+    ConnectFailed(SocketAddr, ClientError),
 }
 
 /// What [`TurnClient::handle_input`] made of bytes from the server.
@@ -197,6 +223,7 @@ enum Request {
     Refresh(u32),
     Permission(IpAddr),
     Channel(u16, SocketAddr),
+    Connect(SocketAddr),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,6 +244,7 @@ pub struct TurnClient {
     username: String,
     password: String,
     reliable: bool,
+    tcp_relay: bool,
     creds: Option<Credentials>,
     challenged: u32,
     phase: Phase,
@@ -235,10 +263,17 @@ impl TurnClient {
     /// Starts allocating a UDP relay at `now` with long-term credentials; `reliable` when the
     /// connection to the server is TCP.
     pub fn new(now: Instant, username: &str, password: &str, reliable: bool) -> Self {
-        let mut c = Self {
+        let mut c = Self::new_unstarted(username, password, reliable);
+        c.request(now, Request::Allocate);
+        c
+    }
+
+    fn new_unstarted(username: &str, password: &str, reliable: bool) -> Self {
+        Self {
             username: username.to_owned(),
             password: password.to_owned(),
             reliable,
+            tcp_relay: false,
             creds: None,
             challenged: 0,
             phase: Phase::Allocating,
@@ -251,14 +286,26 @@ impl TurnClient {
             next_channel: 0x4000,
             out: VecDeque::new(),
             events: VecDeque::new(),
-        };
+        }
+    }
+
+    /// Starts allocating a TCP relay (RFC 6062) at `now`, over a TCP connection to the
+    /// server: peers are reached with [`TurnClient::connect`], and each peer connection is
+    /// carried by its own client data connection.
+    pub fn new_tcp_relay(now: Instant, username: &str, password: &str) -> Self {
+        let mut c = Self::new_unstarted(username, password, true);
+        c.tcp_relay = true;
         c.request(now, Request::Allocate);
         c
     }
 
-    fn builder(request: Request, id: [u8; 12]) -> Builder {
+    fn builder(&self, request: Request, id: [u8; 12]) -> Builder {
         match request {
+            Request::Allocate if self.tcp_relay => {
+                turn::allocate_tcp(id).attr(attr::SOFTWARE, b"pamoja-ice")
+            }
             Request::Allocate => turn::allocate(id).attr(attr::SOFTWARE, b"pamoja-ice"),
+            Request::Connect(peer) => turn::connect(id, &peer),
             Request::Refresh(lifetime) => turn::refresh(id, lifetime),
             Request::Permission(ip) => turn::create_permission(id, &SocketAddr::new(ip, 0)),
             Request::Channel(n, peer) => turn::channel_bind(id, n, &peer),
@@ -267,7 +314,7 @@ impl TurnClient {
 
     fn request(&mut self, now: Instant, request: Request) {
         let id = Builder::random_transaction();
-        let b = Self::builder(request, id);
+        let b = self.builder(request, id);
         let bytes = match &self.creds {
             Some(c) => c.sign(b),
             None => b.fingerprint(),
@@ -335,6 +382,9 @@ impl TurnClient {
                 Request::Channel(_, peer) => {
                     self.channels.remove(&peer);
                 }
+                Request::Connect(peer) => self
+                    .events
+                    .push_back(TurnEvent::ConnectFailed(peer, ClientError::Timeout)),
             }
         }
         if self.phase == Phase::Allocated {
@@ -403,6 +453,28 @@ impl TurnClient {
         Some(turn::send(Builder::random_transaction(), &peer, data))
     }
 
+    /// TCP relay: asks the relay to connect to `peer` (a permission is installed first);
+    /// answered by [`TurnEvent::Connected`] or [`TurnEvent::ConnectFailed`].
+    pub fn connect(&mut self, now: Instant, peer: SocketAddr) {
+        if self.phase == Phase::Allocated && self.tcp_relay {
+            self.permit(now, peer.ip());
+            self.request(now, Request::Connect(peer));
+        }
+    }
+
+    /// TCP relay: the ConnectionBind request to send first on a new data connection to the
+    /// server, and its transaction id; `None` before the allocation is made. Once the
+    /// server answers success on that connection ([`connection_bound`]), the connection
+    /// carries the peer's bytes as they are.
+    pub fn connection_bind(&self, connection_id: u32) -> Option<([u8; 12], Vec<u8>)> {
+        let c = self
+            .creds
+            .as_ref()
+            .filter(|_| self.phase == Phase::Allocated)?;
+        let id = Builder::random_transaction();
+        Some((id, c.sign(turn::connection_bind(id, connection_id))))
+    }
+
     /// Releases the allocation (Refresh with lifetime 0).
     pub fn close(&mut self, now: Instant) {
         if self.phase == Phase::Allocated {
@@ -424,6 +496,18 @@ impl TurnClient {
             return TurnInput::Consumed;
         };
         if m.class == Class::Indication {
+            if m.method == turn::CONNECTION_ATTEMPT {
+                if let (Some(peer), Some(connection_id)) = (
+                    m.xor_address(turn::attr::XOR_PEER_ADDRESS),
+                    m.u32_attr(turn::attr::CONNECTION_ID),
+                ) {
+                    self.events.push_back(TurnEvent::ConnectionAttempt {
+                        peer,
+                        connection_id,
+                    });
+                }
+                return TurnInput::Consumed;
+            }
             if m.method == turn::DATA {
                 if let Some((peer, d)) = turn::data_indication(&m) {
                     return TurnInput::Data(peer, d);
@@ -496,6 +580,15 @@ impl TurnClient {
                 self.channels.insert(peer, (n, true));
                 self.events.push_back(TurnEvent::Channel(n, peer));
             }
+            Request::Connect(peer) => match m.u32_attr(turn::attr::CONNECTION_ID) {
+                Some(connection_id) => self.events.push_back(TurnEvent::Connected {
+                    peer,
+                    connection_id,
+                }),
+                None => self
+                    .events
+                    .push_back(TurnEvent::ConnectFailed(peer, ClientError::Malformed)),
+            },
         }
     }
 
@@ -514,7 +607,7 @@ impl TurnClient {
                 }
                 self.challenged += u32::from(code == 438);
                 let id = Builder::random_transaction();
-                let b = Self::builder(request, id);
+                let b = self.builder(request, id);
                 let bytes = c.sign(b);
                 self.creds = Some(c);
                 self.out.push_back(bytes.clone());
@@ -534,6 +627,10 @@ impl TurnClient {
                 Request::Channel(_, peer) => {
                     self.channels.remove(&peer);
                 }
+                Request::Connect(peer) => self.events.push_back(TurnEvent::ConnectFailed(
+                    peer,
+                    ClientError::Refused(code, reason),
+                )),
             },
         }
     }

@@ -26,6 +26,12 @@ pub const DATA: u16 = 0x007;
 pub const CREATE_PERMISSION: u16 = 0x008;
 /// ChannelBind.
 pub const CHANNEL_BIND: u16 = 0x009;
+/// Connect (RFC 6062): open a TCP connection from the relay to a peer.
+pub const CONNECT: u16 = 0x00A;
+/// ConnectionBind (RFC 6062): attach a new client data connection to a peer connection.
+pub const CONNECTION_BIND: u16 = 0x00B;
+/// ConnectionAttempt (RFC 6062, indication): a peer connected to the relayed address.
+pub const CONNECTION_ATTEMPT: u16 = 0x00C;
 
 /// TURN attribute types.
 pub mod attr {
@@ -41,6 +47,8 @@ pub mod attr {
     pub const XOR_RELAYED_ADDRESS: u16 = 0x0016;
     /// REQUESTED-TRANSPORT.
     pub const REQUESTED_TRANSPORT: u16 = 0x0019;
+    /// CONNECTION-ID (RFC 6062).
+    pub const CONNECTION_ID: u16 = 0x002A;
 }
 
 /// REQUESTED-TRANSPORT's value for UDP (protocol 17).
@@ -96,6 +104,23 @@ impl Credentials {
 pub fn allocate(transaction: [u8; 12]) -> Builder {
     Builder::new(Class::Request, ALLOCATE, transaction)
         .attr(attr::REQUESTED_TRANSPORT, &TRANSPORT_UDP)
+}
+
+/// An Allocate request for a TCP relay (RFC 6062; over a TCP connection to the server).
+pub fn allocate_tcp(transaction: [u8; 12]) -> Builder {
+    Builder::new(Class::Request, ALLOCATE, transaction)
+        .attr(attr::REQUESTED_TRANSPORT, &TRANSPORT_TCP)
+}
+
+/// A Connect request towards `peer` (RFC 6062).
+pub fn connect(transaction: [u8; 12], peer: &SocketAddr) -> Builder {
+    Builder::new(Class::Request, CONNECT, transaction).xor_address(attr::XOR_PEER_ADDRESS, peer)
+}
+
+/// A ConnectionBind request for `connection_id`, sent first on a new data connection.
+pub fn connection_bind(transaction: [u8; 12], connection_id: u32) -> Builder {
+    Builder::new(Class::Request, CONNECTION_BIND, transaction)
+        .attr(attr::CONNECTION_ID, &connection_id.to_be_bytes())
 }
 
 /// A Refresh request; `lifetime` 0 deallocates.

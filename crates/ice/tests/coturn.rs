@@ -1,7 +1,9 @@
 //! STUN and TURN against a real coturn (Debian's `turnserver`), started by each test on
 //! loopback and stopped by its PID: a Binding request gets our address back; a TURN
 //! allocation with long-term credentials relays data both ways between two of our sockets,
-//! with indications and with a channel.
+//! with indications and with a channel; two of our agents connect through relayed
+//! candidates (TURN over UDP and over TCP); a TCP relay (RFC 6062) connects out and accepts
+//! in; wrong credentials are a clear error.
 
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
@@ -255,5 +257,122 @@ async fn wrong_turn_password_is_a_clear_error() {
         .expect("refused");
         let text = err.to_string();
         assert!(text.contains("refused the credentials"), "{text}");
+    }
+}
+
+mod tcp_relay {
+    //! RFC 6062: a TCP allocation; the relay connects out to a peer, and a peer connects in
+    //! to the relayed address; each peer connection rides its own client data connection.
+
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::time::{Duration, Instant};
+
+    use pamoja_ice::client::{TurnClient, TurnEvent, connection_bound, stream_message_len};
+
+    /// Reads one STUN message from a TCP stream.
+    fn read_message(s: &mut TcpStream, buf: &mut Vec<u8>) -> Vec<u8> {
+        loop {
+            if let Some(n) = stream_message_len(buf) {
+                return buf.drain(..n).collect();
+            }
+            let mut chunk = [0u8; 1500];
+            let n = s.read(&mut chunk).expect("read from coturn");
+            assert!(n > 0, "coturn closed the connection");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Runs the client over its control connection until `pick` accepts an event.
+    fn drive<T>(
+        c: &mut TurnClient,
+        s: &mut TcpStream,
+        buf: &mut Vec<u8>,
+        pick: impl Fn(&TurnEvent) -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            assert!(Instant::now() < deadline, "no event in time");
+            while let Some(p) = c.poll_transmit() {
+                s.write_all(&p).unwrap();
+            }
+            while let Some(e) = c.poll_event() {
+                if let Some(t) = pick(&e) {
+                    return t;
+                }
+                assert!(!matches!(e, TurnEvent::Failed(_)), "{e:?}");
+            }
+            let m = read_message(s, buf);
+            c.handle_input(Instant::now(), &m);
+        }
+    }
+
+    /// A data connection bound to `connection_id`.
+    fn bind(c: &TurnClient, port: u16, connection_id: u32) -> TcpStream {
+        let mut d = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        d.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let (tx, req) = c.connection_bind(connection_id).unwrap();
+        d.write_all(&req).unwrap();
+        let answer = read_message(&mut d, &mut Vec::new());
+        assert_eq!(connection_bound(&tx, &answer), Some(true));
+        d
+    }
+
+    fn echo_both_ways(data: &mut TcpStream, peer: &mut TcpStream) {
+        peer.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        data.write_all(b"through the relay").unwrap();
+        let mut got = [0u8; 17];
+        peer.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"through the relay");
+        peer.write_all(b"and back").unwrap();
+        let mut got = [0u8; 8];
+        data.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"and back");
+    }
+
+    #[test]
+    fn tcp_relay_connects_out_and_accepts_in() {
+        let Some((_server, port)) =
+            super::start_coturn("tcp_relay_connects_out_and_accepts_in", 49800)
+        else {
+            return;
+        };
+        let mut control = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        control
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut buf = Vec::new();
+        let mut c = TurnClient::new_tcp_relay(Instant::now(), "alice", "secret");
+        let relayed = drive(&mut c, &mut control, &mut buf, |e| match e {
+            TurnEvent::Allocated { relayed, .. } => Some(*relayed),
+            _ => None,
+        });
+        // Out: the relay connects to our peer's listening socket.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer_addr = listener.local_addr().unwrap();
+        c.connect(Instant::now(), peer_addr);
+        let accept = std::thread::spawn(move || listener.accept().unwrap());
+        let id = drive(&mut c, &mut control, &mut buf, |e| match e {
+            TurnEvent::Connected {
+                peer,
+                connection_id,
+            } if *peer == peer_addr => Some(*connection_id),
+            TurnEvent::ConnectFailed(p, e) => panic!("connect to {p} failed: {e}"),
+            _ => None,
+        });
+        let (mut peer_side, seen_from) = accept.join().unwrap();
+        assert_eq!(seen_from.ip(), relayed.ip());
+        let mut data = bind(&c, port, id);
+        echo_both_ways(&mut data, &mut peer_side);
+        // In: a peer (already permitted) connects to the relayed address.
+        let connecting = std::thread::spawn(move || TcpStream::connect(relayed).unwrap());
+        let id = drive(&mut c, &mut control, &mut buf, |e| match e {
+            TurnEvent::ConnectionAttempt { connection_id, .. } => Some(*connection_id),
+            _ => None,
+        });
+        let mut data = bind(&c, port, id);
+        let mut peer_side = connecting.join().unwrap();
+        echo_both_ways(&mut data, &mut peer_side);
     }
 }
