@@ -147,6 +147,21 @@ fn udp_blocked_falls_back_to_tcp() {
 }
 
 #[test]
+fn tcp_behind_symmetric_nats_uses_a_tcp_relay() {
+    if !available("tcp_behind_symmetric_nats_uses_a_tcp_relay") {
+        return;
+    }
+    let (a, b) = nat_scenarios::run(SYMMETRIC, SYMMETRIC, Transport::Tcp);
+    report("TCP, both behind symmetric NATs", &a, &b);
+    // A connects out to B's TCP relay (RFC 6062), which hands B the connection.
+    assert_eq!(a.selected.local.tcp_type, Some(TcpType::Active));
+    assert_eq!(a.selected.remote.kind, Kind::Relay);
+    assert_eq!(b.selected.local.kind, Kind::Relay);
+    assert_eq!(b.selected.local.tcp_type, Some(TcpType::Passive));
+    data_both_ways(&a, &b);
+}
+
+#[test]
 fn udp_blocked_really_blocks_udp() {
     if !available("udp_blocked_really_blocks_udp") {
         return;

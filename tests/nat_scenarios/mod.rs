@@ -66,13 +66,13 @@ pub fn options(addr: std::net::IpAddr, transport: Transport, turn: SocketAddr) -
     };
     if transport == Transport::Udp {
         o.stun = Some(turn);
-        o.turn = Some(TurnServer {
-            addr: turn,
-            username: TURN_USER.0.into(),
-            password: TURN_USER.1.into(),
-            tcp: false,
-        });
     }
+    o.turn = Some(TurnServer {
+        addr: turn,
+        username: TURN_USER.0.into(),
+        password: TURN_USER.1.into(),
+        tcp: transport == Transport::Tcp,
+    });
     o.gather_timeout = Duration::from_secs(3);
     o.connect_timeout = Duration::from_secs(20);
     o

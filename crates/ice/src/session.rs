@@ -36,7 +36,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::agent::{Agent, Config, Event, Failure, Input, Role, SelectedPair, State};
 use crate::candidate::{Candidate, IceMessage, Kind, TcpType, Transport};
-use crate::client::{Binding, ClientError, TurnClient, TurnEvent, TurnInput, stream_message_len};
+use crate::client::{
+    Binding, ClientError, TurnClient, TurnEvent, TurnInput, connection_bound, stream_message_len,
+};
 use crate::framing::{Deframer, frame};
 
 /// Why a session could not be set up or connected.
@@ -84,9 +86,11 @@ pub struct Options {
     pub bind: Vec<SocketAddr>,
     /// Use UDP (media) or TCP (device links, RFC 6544).
     pub transport: Transport,
-    /// A STUN server for a server-reflexive candidate (UDP sessions).
+    /// A STUN server for a server-reflexive candidate (UDP sessions; a TCP session learns
+    /// its public address from the TURN server).
     pub stun: Option<SocketAddr>,
-    /// A TURN server for a relayed candidate (UDP sessions).
+    /// A TURN server for a relayed candidate: a UDP relay for UDP sessions; a TCP relay
+    /// (RFC 6062, reached over TCP) for TCP sessions, offered as `tcptype passive`.
     pub turn: Option<TurnServer>,
     /// Gathering gives up on a server after this long (5 s).
     pub gather_timeout: Duration,
@@ -323,11 +327,52 @@ fn spawn_acceptor(l: TcpListener, tx: mpsc::Sender<Incoming>) {
     });
 }
 
+/// A TCP relay's data connection for a peer that connected to our relayed address: bound
+/// with ConnectionBind, then a framed connection like an accepted one, on the relayed base.
+async fn bind_data_connection(
+    server: SocketAddr,
+    relayed: SocketAddr,
+    peer: SocketAddr,
+    id: [u8; 12],
+    request: Vec<u8>,
+    tx: mpsc::Sender<Incoming>,
+) {
+    let bound = async {
+        let mut s = TcpStream::connect(server).await.ok()?;
+        s.write_all(&request).await.ok()?;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 2048];
+        while stream_message_len(&buf).is_none() {
+            let n = s.read(&mut chunk).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let len = stream_message_len(&buf)?;
+        connection_bound(&id, &buf[..len])?.then(|| (s, buf[len..].to_vec()))
+    };
+    if let Ok(Some((stream, rest))) = tokio::time::timeout(Duration::from_secs(10), bound).await {
+        spawn_framed(stream, relayed, peer, rest, tx);
+    }
+}
+
 /// Reader and writer of one framed connection, known to the driver as (base, peer).
 fn spawn_connection(
     stream: TcpStream,
     base: SocketAddr,
     peer: SocketAddr,
+    tx: mpsc::Sender<Incoming>,
+) {
+    spawn_framed(stream, base, peer, Vec::new(), tx);
+}
+
+/// [`spawn_connection`] with bytes already read from the stream.
+fn spawn_framed(
+    stream: TcpStream,
+    base: SocketAddr,
+    peer: SocketAddr,
+    already: Vec<u8>,
     tx: mpsc::Sender<Incoming>,
 ) {
     let _ = stream.set_nodelay(true);
@@ -346,6 +391,7 @@ fn spawn_connection(
             return;
         }
         let mut d = Deframer::default();
+        d.push(&already);
         let mut buf = vec![0u8; 65536];
         loop {
             match r.read(&mut buf).await {
@@ -386,12 +432,13 @@ impl Driver {
         opts: &Options,
         incoming: &mut mpsc::Receiver<Incoming>,
     ) -> Result<Option<(SocketAddr, SocketAddr)>, IceError> {
-        let Some(first) = self.udp.first().cloned() else {
-            return Ok(None);
+        let first = self.udp.first().cloned();
+        let base = match &first {
+            Some(s) => Some(s.local_addr()?),
+            None => None,
         };
-        let base = first.local_addr()?;
         let deadline = tokio::time::Instant::now() + opts.gather_timeout;
-        if let Some(server) = opts.stun {
+        if let (Some(server), Some(first), Some(base)) = (opts.stun, &first, base) {
             let mut b = Binding::new(Instant::now(), false);
             loop {
                 while let Some(p) = b.poll_transmit() {
@@ -446,7 +493,9 @@ impl Driver {
         };
         let server = t.addr;
         self.turn_server = Some(server);
-        if t.tcp {
+        // A TCP session allocates a TCP relay (RFC 6062), over TCP.
+        let tcp_relay = opts.transport == Transport::Tcp;
+        if t.tcp || tcp_relay {
             let stream = tokio::time::timeout(opts.gather_timeout, TcpStream::connect(server))
                 .await
                 .map_err(|_| IceError::Server {
@@ -484,12 +533,11 @@ impl Driver {
             });
             self.turn_tcp = Some(wtx);
         }
-        self.turn = Some(TurnClient::new(
-            Instant::now(),
-            &t.username,
-            &t.password,
-            t.tcp,
-        ));
+        self.turn = Some(if tcp_relay {
+            TurnClient::new_tcp_relay(Instant::now(), &t.username, &t.password)
+        } else {
+            TurnClient::new(Instant::now(), &t.username, &t.password, t.tcp)
+        });
         loop {
             self.flush_turn().await;
             let turn = self.turn.as_mut().expect("set above");
@@ -498,6 +546,39 @@ impl Driver {
                     TurnEvent::Allocated {
                         relayed, mapped, ..
                     } => {
+                        self.relayed = Some(relayed);
+                        if tcp_relay {
+                            // As pjnath: the relay accepts (passive); our public address
+                            // is offered as an active srflx with port 9, which also tells
+                            // the peer whom to permit on its own relay.
+                            let c = Candidate::local(
+                                Kind::Relay,
+                                Transport::Tcp,
+                                Some(TcpType::Passive),
+                                relayed,
+                                relayed.ip(),
+                                65535,
+                            );
+                            self.agent.add_local_candidate(c, relayed);
+                            let public = SocketAddr::new(mapped.ip(), 9);
+                            if !opts.relay_only
+                                && self
+                                    .agent
+                                    .local_candidates()
+                                    .all(|c| c.addr.ip() != mapped.ip())
+                            {
+                                let c = Candidate::local(
+                                    Kind::Srflx,
+                                    Transport::Tcp,
+                                    Some(TcpType::Active),
+                                    public,
+                                    mapped.ip(),
+                                    65534,
+                                );
+                                self.agent.add_local_candidate(c, public);
+                            }
+                            return Ok(Some((relayed, mapped)));
+                        }
                         let c = Candidate::local(
                             Kind::Relay,
                             Transport::Udp,
@@ -507,7 +588,9 @@ impl Driver {
                             65535,
                         );
                         self.agent.add_local_candidate(c, relayed);
-                        self.relayed = Some(relayed);
+                        let Some(base) = base else {
+                            return Ok(Some((relayed, mapped)));
+                        };
                         if !opts.relay_only
                             && self.agent.local_candidates().all(|c| c.addr != mapped)
                             && mapped != base
@@ -722,8 +805,25 @@ impl Driver {
         }
         if let Some(turn) = self.turn.as_mut() {
             // Permissions and channels need nothing more; a lost allocation only removes
-            // the relayed path, which consent then reports if it was the selected one.
-            while turn.poll_event().is_some() {}
+            // the relayed path, which consent then reports if it was the selected one. A
+            // peer connecting to a TCP relay gets its own data connection.
+            while let Some(e) = turn.poll_event() {
+                let TurnEvent::ConnectionAttempt {
+                    peer,
+                    connection_id,
+                } = e
+                else {
+                    continue;
+                };
+                if let (Some(server), Some(relayed), Some((id, request))) = (
+                    self.turn_server,
+                    self.relayed,
+                    turn.connection_bind(connection_id),
+                ) {
+                    let tx = self.incoming_tx.clone();
+                    tokio::spawn(bind_data_connection(server, relayed, peer, id, request, tx));
+                }
+            }
         }
         self.flush_turn().await;
     }
