@@ -573,7 +573,8 @@ impl Driver {
                                     Some(TcpType::Active),
                                     public,
                                     mapped.ip(),
-                                    65534,
+                                    // The third candidate, after passive and active.
+                                    65533,
                                 );
                                 self.agent.add_local_candidate(c, public);
                             }

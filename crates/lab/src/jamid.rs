@@ -43,6 +43,12 @@ trait ConfigurationManager {
     fn lookup_name(&self, account: &str, nameserver: &str, name: &str) -> zbus::Result<bool>;
     #[zbus(name = "lookupAddress")]
     fn lookup_address(&self, account: &str, nameserver: &str, address: &str) -> zbus::Result<bool>;
+    #[zbus(name = "addContact")]
+    fn add_contact(&self, account: &str, uri: &str) -> zbus::Result<()>;
+    #[zbus(name = "sendTrustRequest")]
+    fn send_trust_request(&self, account: &str, to: &str, payload: &[u8]) -> zbus::Result<()>;
+    #[zbus(name = "acceptTrustRequest")]
+    fn accept_trust_request(&self, account: &str, from: &str) -> zbus::Result<bool>;
 }
 
 /// One argument of a recorded signal.
@@ -438,6 +444,23 @@ impl Jamid {
             .int(1)
             .ok_or_else(|| LabError::Peer("registeredNameFound without status".into()))?;
         Ok((status, s.str(3).to_owned()))
+    }
+
+    /// `addContact`: adds `uri` (a Jami ID) as a contact, which creates the one-to-one
+    /// conversation; jamid then sends the trust request.
+    pub async fn add_contact(&self, account: &str, uri: &str) -> Result<()> {
+        Ok(self.cm.add_contact(account, uri).await?)
+    }
+
+    /// `sendTrustRequest` with `payload` (a vCard, or empty).
+    pub async fn send_trust_request(&self, account: &str, to: &str, payload: &[u8]) -> Result<()> {
+        Ok(self.cm.send_trust_request(account, to, payload).await?)
+    }
+
+    /// `acceptTrustRequest` from `from` (a Jami ID); jamid then joins the conversation,
+    /// which connects its device to the sender's.
+    pub async fn accept_trust_request(&self, account: &str, from: &str) -> Result<bool> {
+        Ok(self.cm.accept_trust_request(account, from).await?)
     }
 
     /// `getKnownRingDevices`: device id → name.
