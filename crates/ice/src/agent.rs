@@ -22,16 +22,18 @@
 //!   password and a `PRIORITY` (pjnath silently ignores one without it); an unknown source is a
 //!   peer-reflexive candidate; each answered check triggers our own check of that pair;
 //!   role conflicts are settled by tie-breaker (487 or a role switch, RFC 8445 §7.3.1.1);
-//! * regular nomination: the controlling agent waits 400 ms after its first valid pair (and
-//!   up to 2 s while a better pair is still being checked), then checks the best valid pair
+//! * regular nomination: the controlling agent waits 400 ms after its first valid pair (and,
+//!   when that pair is relayed, up to 2 s while a better one is still being checked), then
+//!   checks the best valid pair
 //!   again with `USE-CANDIDATE`; the controlled agent selects a
 //!   pair when a `USE-CANDIDATE` check arrives on a pair whose own check succeeded (or when
 //!   that check later succeeds), and fails after 10 s without nomination;
 //! * after selection, consent freshness (RFC 7675): a check on the selected pair every 5 s
 //!   (± 20 %), and failure when none was answered for 30 s.
 //!
-//! Only a pair whose check succeeded both ways can be selected; application data is
-//! accepted only on checked pairs.
+//! Only a pair whose own check succeeded can be selected; application data is accepted only
+//! on a pair that passed a check in one direction or the other (ours answered, or the
+//! peer's authenticated by our password).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -62,10 +64,10 @@ pub struct Config {
     pub final_wait: Duration,
     /// Controlling side: wait after the first valid pair before nominating (400 ms).
     pub nomination_delay: Duration,
-    /// Controlling side: after `nomination_delay`, keep waiting while a pair better than
-    /// the best valid one is still being checked, up to this long after the first valid
-    /// pair (2 s): a hole punch often needs one retransmission, and a relayed pair answers
-    /// first.
+    /// Controlling side: when the best valid pair is relayed, keep waiting after
+    /// `nomination_delay` while a better pair is still being checked, up to this long after
+    /// the first valid pair (2 s): a hole punch often needs one retransmission, and a relayed
+    /// pair answers first.
     pub nomination_patience: Duration,
     /// Controlled side: fail when nothing was nominated this long after the checks
     /// started; controlling side: keep waiting for incoming checks this long after its own
@@ -193,6 +195,9 @@ struct Pair {
     check: Option<Check>,
     /// The peer sent USE-CANDIDATE on this pair (we are controlled).
     nominated_by_peer: bool,
+    /// We answered an authenticated check of the peer on this pair: its remote address
+    /// knows our password, so its data is accepted even before our own check succeeds.
+    answered: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -406,6 +411,7 @@ impl Agent {
             state: PairState::Waiting,
             check: None,
             nominated_by_peer: false,
+            answered: false,
         });
         self.all_failed_at = None;
     }
@@ -675,7 +681,13 @@ impl Agent {
                     && self.priority_of(p) > floor
             });
             let first = *self.first_valid.get_or_insert(now);
-            if better_pending && now < first + self.config.nomination_patience {
+            // Worth waiting only to avoid a relay: a direct pair found is good enough.
+            let relayed = {
+                let p = &self.pairs[pi];
+                self.locals[p.local].candidate.kind == Kind::Relay
+                    || self.remotes[p.remote].kind == Kind::Relay
+            };
+            if relayed && better_pending && now < first + self.config.nomination_patience {
                 self.nominate_at = Some(now + self.config.ta * 2);
                 return;
             }
@@ -730,7 +742,8 @@ impl Agent {
         if !Message::is_stun(data) {
             return match self.pair_for(transport, local, remote) {
                 Some(pi)
-                    if self.pairs[pi].state == PairState::Succeeded
+                    if (self.pairs[pi].state == PairState::Succeeded
+                        || self.pairs[pi].answered)
                         && self.state != State::Failed =>
                 {
                     Input::Data(data.to_vec())
@@ -938,11 +951,13 @@ impl Agent {
                     state: PairState::Waiting,
                     check: None,
                     nominated_by_peer: false,
+                    answered: false,
                 });
                 self.all_failed_at = None;
                 self.pairs.len() - 1
             }
         };
+        self.pairs[pi].answered = true;
         if use_candidate && self.role == Role::Controlled {
             self.pairs[pi].nominated_by_peer = true;
         }
@@ -952,7 +967,14 @@ impl Agent {
                     self.select(pi, now);
                 }
             }
-            PairState::InProgress => {}
+            PairState::InProgress => {
+                // The peer just reached us from there: its NAT is open now, so send our
+                // pending check again at once instead of waiting for its timer.
+                if let Some(c) = self.pairs[pi].check.as_ref().filter(|c| !c.consent) {
+                    let data = c.request.clone();
+                    self.push_pair_transmit(pi, data);
+                }
+            }
             PairState::Waiting | PairState::Failed => {
                 self.pairs[pi].state = PairState::Waiting;
                 self.triggered.push_back(pi);
