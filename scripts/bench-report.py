@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Prints the medians criterion measured and each Pamoja/reference ratio.
 
-Run after `cargo bench --bench identity` and `cargo bench --bench dht_network`; reads
-target/criterion/<group>/<name>/new/estimates.json and target/criterion/dht_rss.json.
+Run after `cargo bench --bench identity`, `--bench dht_network` and `--bench ice`; reads
+target/criterion/<group>/<name>/new/estimates.json, target/criterion/dht_rss.json and
+target/criterion/ice_lab.json.
 A ratio is Pamoja's median time (or memory) over the reference's: lower is better.
 """
 import json
@@ -14,7 +15,27 @@ PAIRS = [
     ("archive_open", "pamoja", "argon2_cffi", 1.1),
     # put+get rounds: at least 1.5x the rate, so at most 1/1.5 of the time.
     ("dht_network", "pamoja_16", "dhtnode_16", 1 / 1.5),
+    # An ICE check written, and read with integrity and fingerprint checked, vs pion/stun.
+    ("stun_check_encode", "pamoja", "pion", 1.0),
+    ("stun_check_decode", "pamoja", "pion", 1.0),
 ]
+
+# Compared without a target: the same agents through coturn vs on a direct path.
+INFO = [
+    ("udp_echo_1000x1000", "via_coturn", "direct"),
+]
+
+
+def fmt(ns):
+    """A duration in ns with a unit that keeps 3 significant digits."""
+    for unit, scale in (("s", 1e9), ("ms", 1e6), ("µs", 1e3)):
+        if ns >= scale:
+            return f"{ns / scale:.3g} {unit}"
+    return f"{ns:.3g} ns"
+
+
+def fmt_ci(m):
+    return f"{fmt(m[0])} [{fmt(m[1])}, {fmt(m[2])}]"
 
 root = pathlib.Path(__file__).resolve().parent.parent / "target" / "criterion"
 
@@ -39,8 +60,12 @@ for group, ours, ref, target in PAIRS:
     ratio = a[0] / b[0]
     ok = ratio <= target
     failed |= not ok
-    print(f"| {group} | {a[0] / 1e6:.0f} ms [{a[1] / 1e6:.0f}, {a[2] / 1e6:.0f}] | {ref} "
-          f"| {b[0] / 1e6:.0f} ms [{b[1] / 1e6:.0f}, {b[2] / 1e6:.0f}] | {ratio:.2f} | <= {target:.2g} {'ok' if ok else 'MISSED'} |")
+    print(f"| {group} | {fmt_ci(a)} | {ref} | {fmt_ci(b)} | {ratio:.2f} "
+          f"| <= {target:.2g} {'ok' if ok else 'MISSED'} |")
+for group, ours, ref in INFO:
+    a, b = median(group, ours), median(group, ref)
+    if a is not None and b is not None:
+        print(f"| {group} ({ours}) | {fmt_ci(a)} | {ref} | {fmt_ci(b)} | {a[0] / b[0]:.2f} | - |")
 rss = root / "dht_rss.json"
 if rss.exists():
     r = json.loads(rss.read_text())
@@ -51,4 +76,12 @@ if rss.exists():
         failed |= not ok
         print(f"| dht_rss (node with {ours['values_acked']} values) | {ours['rss_kib']} KiB | dhtnode "
               f"| {ref['rss_kib']} KiB | {ratio:.2f} | <= 0.5 {'ok' if ok else 'MISSED'} |")
+lab = root / "ice_lab.json"
+if lab.exists():
+    print()
+    print("| NAT lab scenario | path | first nominated pair, median of 7 | min | max |")
+    print("|---|---|---|---|---|")
+    for r in json.loads(lab.read_text()):
+        print(f"| {r['scenario']} | {r['path']} | {r['median_ms']:.0f} ms | {r['min_ms']:.0f} ms "
+              f"| {r['max_ms']:.0f} ms |")
 sys.exit(1 if failed else 0)
