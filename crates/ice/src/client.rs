@@ -704,6 +704,43 @@ mod tests {
     }
 
     #[test]
+    fn allocation_and_permissions_are_refreshed_in_time() {
+        let t0 = Instant::now();
+        let key = turn::long_term_key("u", "lab", "p");
+        let relayed: SocketAddr = "192.0.2.9:50000".parse().unwrap();
+        let mut c = TurnClient::new(t0, "u", "p", false);
+        let answer_all = |c: &mut TurnClient, now: Instant| -> Vec<u16> {
+            let mut methods = Vec::new();
+            while let Some(req) = c.poll_transmit() {
+                let m = Message::decode(&req).unwrap();
+                if m.class == Class::Request {
+                    methods.push(m.method);
+                    c.handle_input(now, &answer(&req, &key, relayed));
+                }
+            }
+            methods
+        };
+        answer_all(&mut c, t0);
+        let peer: IpAddr = "198.51.100.5".parse().unwrap();
+        c.permit(t0, peer);
+        assert_eq!(answer_all(&mut c, t0), vec![turn::CREATE_PERMISSION]);
+        // Walk time for 20 minutes: the 600 s allocation and 300 s permission never lapse.
+        let mut now = t0;
+        let (mut refreshes, mut permissions) = (0, 0);
+        while now < t0 + Duration::from_secs(1200) {
+            now = c.poll_timeout().unwrap();
+            c.handle_timeout(now);
+            for m in answer_all(&mut c, now) {
+                refreshes += usize::from(m == turn::REFRESH);
+                permissions += usize::from(m == turn::CREATE_PERMISSION);
+            }
+        }
+        assert!(refreshes >= 2, "{refreshes}");
+        assert!(permissions >= 4, "{permissions}");
+        assert!(c.relayed().is_some());
+    }
+
+    #[test]
     fn wrong_password_is_one_clear_failure() {
         let now = Instant::now();
         let mut c = TurnClient::new(now, "u", "wrong", true);

@@ -291,6 +291,39 @@ impl Connection {
     pub async fn recv(&mut self) -> Option<Vec<u8>> {
         self.data.recv().await
     }
+
+    /// The connection as a byte stream, for ICE over TCP: reads give the concatenation of
+    /// the peer's data frames (frame boundaries mean nothing there, as with jamid's TLS),
+    /// writes become frames of at most 65,535 bytes. Dropping the stream ends the session.
+    pub fn into_stream(self) -> tokio::io::DuplexStream {
+        let (ours, theirs) = tokio::io::duplex(256 * 1024);
+        let (mut r, mut w) = tokio::io::split(theirs);
+        let Connection {
+            commands, mut data, ..
+        } = self;
+        tokio::spawn(async move {
+            while let Some(d) = data.recv().await {
+                if w.write_all(&d).await.is_err() {
+                    return;
+                }
+            }
+            let _ = w.shutdown().await;
+        });
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65535];
+            while let Ok(n) = r.read(&mut buf).await {
+                if n == 0
+                    || commands
+                        .send(Command::Send(buf[..n].to_vec()))
+                        .await
+                        .is_err()
+                {
+                    return;
+                }
+            }
+        });
+        ours
+    }
 }
 
 fn spawn_udp_reader(i: usize, s: Arc<UdpSocket>, tx: mpsc::Sender<Incoming>) {
@@ -674,6 +707,7 @@ impl Driver {
 
     async fn handle_incoming(&mut self, m: Incoming) {
         let now = Instant::now();
+        let reliable = matches!(m, Incoming::Tcp(..));
         let input = match m {
             Incoming::Udp(i, from, d) => {
                 if Some(from) == self.turn_server && i == 0 && self.turn_tcp.is_none() {
@@ -703,7 +737,13 @@ impl Driver {
         };
         if let Input::Data(d) = input {
             if let Some(tx) = &self.data_tx {
-                let _ = tx.try_send(d);
+                if reliable {
+                    // A byte stream loses nothing: wait for the reader.
+                    let _ = tx.send(d).await;
+                } else {
+                    // Datagrams: drop when the reader is behind, as a socket would.
+                    let _ = tx.try_send(d);
+                }
             }
         }
     }

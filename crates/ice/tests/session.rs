@@ -51,3 +51,27 @@ async fn tcp_on_loopback() {
     a.send(&vec![7; 65535]).await.unwrap();
     assert_eq!(b.recv().await.unwrap().len(), 65535);
 }
+
+#[tokio::test]
+async fn tcp_as_a_byte_stream() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let opts = || Options::tcp(vec!["127.0.0.1:0".parse().unwrap()]);
+    let (a, b) = connect_pair(opts(), opts()).await;
+    let (mut a, mut b) = (a.into_stream(), b.into_stream());
+    // 1 MiB each way, written in uneven pieces, read back whole.
+    let data: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let send = data.clone();
+    let writer = tokio::spawn(async move {
+        for chunk in send.chunks(70_001) {
+            a.write_all(chunk).await.unwrap();
+        }
+        let mut back = vec![0u8; 1 << 20];
+        a.read_exact(&mut back).await.unwrap();
+        back
+    });
+    let mut got = vec![0u8; 1 << 20];
+    b.read_exact(&mut got).await.unwrap();
+    assert_eq!(got, data);
+    b.write_all(&got).await.unwrap();
+    assert_eq!(writer.await.unwrap(), data);
+}
