@@ -21,8 +21,10 @@
 pub mod blacklist;
 pub mod discovery;
 pub mod infohash;
+pub mod json;
 pub mod message;
 pub mod node;
+pub mod proxy;
 pub mod ratelimit;
 pub mod routing;
 pub mod runner;

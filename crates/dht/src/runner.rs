@@ -47,7 +47,7 @@ pub struct NodeStats {
 /// A function run on the node by [`Runner::inspect`].
 type Inspection = Box<dyn FnOnce(&Node, Instant) + Send>;
 
-enum Cmd {
+pub(crate) enum Cmd {
     Bootstrap(SocketAddr),
     Get(InfoHash, Option<ValueQuery>, mpsc::UnboundedSender<Value>),
     Put(InfoHash, Value, oneshot::Sender<usize>),
@@ -136,6 +136,23 @@ impl Runner {
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// A runner that does everything through the DHT proxy at `url` (`http://host:port`)
+    /// instead of a UDP socket: gets, puts, listens and stats are REST requests; there is no
+    /// local node (bootstrap does nothing, [`Runner::inspect`] fails), and a put counts as
+    /// stored on one node when the proxy accepted it.
+    pub fn proxy(url: &str) -> io::Result<Self> {
+        let base = crate::proxy::client::parse_url(url)?;
+        let id = InfoHash::random();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(crate::proxy::client::run(base, rx, id));
+        Ok(Self {
+            cmds: tx,
+            local: SocketAddr::from(([0, 0, 0, 0], 0)),
+            id,
+            task,
+        })
     }
 
     /// The node id.
