@@ -7,6 +7,8 @@
 //! dhtnode -b HOST:PORT [-n NETID] put KEY TEXT
 //! dhtnode -b HOST:PORT [-n NETID] listen KEY --count N [--timeout S]
 //! dhtnode -b HOST:PORT [-n NETID] certificate KEY_ID [--timeout S]
+//! dhtnode ... --proxyserver PORT                       also serve OpenDHT's REST proxy
+//! dhtnode --proxyclient http://HOST:PORT ...           no UDP: everything through a proxy
 //! ```
 //! Scripted `get` and `listen` hand out what a SecureDht node would: signed values only when
 //! their signature verifies (printed with `"owner"` and `"signed": true`), values encrypted to
@@ -60,9 +62,15 @@ struct Cli {
     /// Turn rate limiting of incoming requests off.
     #[arg(short = 'U')]
     no_rate_limit: bool,
-    /// Address to bind.
+    /// Address to bind (the UDP node, and the proxy server).
     #[arg(long = "bind", default_value = "127.0.0.1")]
     bind: IpAddr,
+    /// Serve the DHT proxy REST API on this TCP port (of --bind).
+    #[arg(long = "proxyserver")]
+    proxy_server: Option<u16>,
+    /// Use no UDP socket: do everything through the DHT proxy at this URL (http://HOST:PORT).
+    #[arg(long = "proxyclient")]
+    proxy_client: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -167,6 +175,9 @@ fn resolve(host: &str) -> Result<SocketAddr> {
 }
 
 async fn start(cli: &Cli) -> Result<Runner> {
+    if let Some(url) = &cli.proxy_client {
+        return Runner::proxy(url).with_context(|| format!("proxy {url}"));
+    }
     let runner = Runner::bind(
         SocketAddr::new(cli.bind, cli.port),
         Config {
@@ -281,6 +292,15 @@ async fn run(cli: Cli) -> Result<()> {
     } else {
         None
     };
+    if let Some(port) = cli.proxy_server {
+        let addr = SocketAddr::new(cli.bind, port);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot bind the proxy server on {addr}"))?;
+        let config = pamoja::dht::proxy::ProxyConfig::default();
+        tokio::spawn(pamoja::dht::proxy::serve(listener, runner.clone(), config));
+        eprintln!("dhtnode: DHT proxy on http://{addr}");
+    }
     if let Some(cmd) = &cli.command {
         let identity = cli.identity.as_deref().map(identity_key).transpose()?;
         return scripted(&runner, cmd, identity.as_ref()).await;
