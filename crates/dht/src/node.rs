@@ -97,6 +97,11 @@ pub struct Counters {
     pub republished: u64,
     /// Signed values refused because their signature did not verify.
     pub bad_signatures: u64,
+    /// Values refused because one with the same id is stored and they may not replace it:
+    /// another owner, or an older or equal `seq` (a replay).
+    pub refused_edits: u64,
+    /// Values refused for their size, the storage limits, or because they had expired.
+    pub refused_other: u64,
 }
 
 /// Round-trip times seen on first transmissions, smoothed as TCP does (RFC 6298), to decide
@@ -1308,8 +1313,13 @@ impl Node {
                         // are still acknowledged, as OpenDHT does.
                         if v.is_signed() && crate::secure::verify(&v).is_err() {
                             self.counters.bad_signatures += 1;
-                        } else if self.storage.store(k, v.clone(), now, age) == StoreOutcome::New {
-                            self.notify_listeners(now, k, &v);
+                        } else {
+                            match self.storage.store(k, v.clone(), now, age) {
+                                StoreOutcome::New => self.notify_listeners(now, k, &v),
+                                StoreOutcome::Refreshed => {}
+                                StoreOutcome::RefusedEdit => self.counters.refused_edits += 1,
+                                StoreOutcome::Refused => self.counters.refused_other += 1,
+                            }
                         }
                         replies.push(Body {
                             vid: Some(vid),

@@ -38,8 +38,11 @@ pub enum StoreOutcome {
     New,
     /// The same value again: its life was extended.
     Refreshed,
-    /// Refused (edit of another value, too big, limits, already expired).
+    /// Refused: too big, over the limits, or already expired.
     Refused,
+    /// Refused: a value with this id is there and this one may not replace it (another
+    /// owner, not signed, or a `seq` that is not newer: a replay).
+    RefusedEdit,
 }
 
 /// All stored values.
@@ -84,7 +87,7 @@ impl Storage {
             let newer_same_owner =
                 v.owner.is_some() && s.value.owner == v.owner && v.seq > s.value.seq;
             if !newer_same_owner {
-                return StoreOutcome::Refused;
+                return StoreOutcome::RefusedEdit;
             }
             self.total = self.total - s.value.size() + v.size();
             *s = Stored {
@@ -212,7 +215,7 @@ mod tests {
                 now,
                 Duration::ZERO
             ),
-            StoreOutcome::Refused
+            StoreOutcome::RefusedEdit
         );
         assert_eq!(
             s.store(

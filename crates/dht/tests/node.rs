@@ -469,4 +469,7 @@ fn signed_values_are_stored_only_when_they_verify() {
     assert_eq!(stored(&n), vec![(b"edited".to_vec(), 1)]);
     put(&mut n, signed(&owner, "original", 0));
     assert_eq!(stored(&n), vec![(b"edited".to_vec(), 1)]);
+    // Each refusal counted with its reason: the thief's edit and the replay.
+    assert_eq!(n.counters().bad_signatures, 2);
+    assert_eq!(n.counters().refused_edits, 2);
 }
