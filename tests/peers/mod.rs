@@ -84,6 +84,7 @@ impl Peer {
     }
 
     /// Sends a command whose answer is lines up to `end`.
+    #[allow(dead_code)]
     pub fn ask_lines(&mut self, cmd: &str) -> Vec<String> {
         writeln!(self.stdin, "{cmd}").unwrap();
         let mut out = Vec::new();
