@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Prints the medians criterion measured and each Pamoja/reference ratio.
 
-Run after `cargo bench --bench identity`, `--bench dht_network` and `--bench ice`; reads
+Run after `cargo bench --bench identity`, `--bench dht_network`, `--bench ice`,
+`--bench ice_lab` and `--bench secure_dht`; reads
 target/criterion/<group>/<name>/new/estimates.json, target/criterion/dht_rss.json and
 target/criterion/ice_lab.json.
 A ratio is Pamoja's median time (or memory) over the reference's: lower is better.
@@ -18,6 +19,9 @@ PAIRS = [
     # An ICE check written, and read with integrity and fingerprint checked, vs pion/stun.
     ("stun_check_encode", "pamoja", "pion", 1.0),
     ("stun_check_decode", "pamoja", "pion", 1.0),
+    # SecureDht rounds on one loopback network, vs a C++ peer on libopendht: >= 1x the rate.
+    ("signed_put_get", "pamoja", "libopendht", 1.0),
+    ("encrypted_put_get", "pamoja", "libopendht", 1.0),
 ]
 
 # Compared without a target: the same agents through coturn vs on a direct path.
