@@ -7,7 +7,7 @@
 //! dhtnode -b HOST:PORT [-n NETID] put KEY TEXT
 //! dhtnode -b HOST:PORT [-n NETID] listen KEY --count N [--timeout S]
 //! dhtnode -b HOST:PORT [-n NETID] certificate KEY_ID [--timeout S]
-//! dhtnode ... --proxyserver PORT                       also serve OpenDHT's REST proxy
+//! dhtnode ... --proxyserver PORT [--identity ARCHIVE]  also serve OpenDHT's REST proxy
 //! dhtnode --proxyclient http://HOST:PORT ...           no UDP: everything through a proxy
 //! ```
 //! Scripted `get` and `listen` hand out what a SecureDht node would: signed values only when
@@ -146,6 +146,11 @@ fn checked_json(v: Value, identity: Option<&PrivateKey>) -> Option<serde_json::V
 
 /// The device key of the archive given with `--identity` (password from `PAMOJA_PASSWORD`).
 fn identity_key(path: &std::path::Path) -> Result<PrivateKey> {
+    Ok(identity(path)?.0)
+}
+
+/// The device key of an archive and its certificate chain (device, account).
+fn identity(path: &std::path::Path) -> Result<(PrivateKey, Vec<Certificate>)> {
     let password = std::env::var("PAMOJA_PASSWORD")
         .ok()
         .filter(|p| !p.is_empty());
@@ -155,7 +160,10 @@ fn identity_key(path: &std::path::Path) -> Result<PrivateKey> {
     let device = account
         .device()
         .ok_or_else(|| anyhow!("{} holds no device key", path.display()))?;
-    Ok(PrivateKey::from_pkcs8_der(device.key.to_pkcs8_der())?)
+    Ok((
+        PrivateKey::from_pkcs8_der(device.key.to_pkcs8_der())?,
+        vec![device.cert.clone(), account.account_cert().clone()],
+    ))
 }
 
 fn resolve(host: &str) -> Result<SocketAddr> {
@@ -298,7 +306,19 @@ async fn run(cli: Cli) -> Result<()> {
             .await
             .with_context(|| format!("cannot bind the proxy server on {addr}"))?;
         let config = pamoja::dht::proxy::ProxyConfig::default();
-        tokio::spawn(pamoja::dht::proxy::serve(listener, runner.clone(), config));
+        // With --identity, the proxy also signs and encrypts on behalf of its clients.
+        let router = match &cli.identity {
+            Some(path) => {
+                let (key, chain) = identity(path)?;
+                let secure = pamoja::dht::securedht::SecureDht::new(runner.clone(), key, chain);
+                let secure = std::sync::Arc::new(secure);
+                let publisher = secure.clone();
+                tokio::spawn(async move { publisher.publish_certificate().await });
+                pamoja::dht::proxy::router_with_identity(secure, config)
+            }
+            None => pamoja::dht::proxy::router(runner.clone(), config),
+        };
+        tokio::spawn(pamoja::dht::proxy::serve_router(listener, router));
         eprintln!("dhtnode: DHT proxy on http://{addr}");
     }
     if let Some(cmd) = &cli.command {

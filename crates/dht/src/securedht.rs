@@ -119,7 +119,16 @@ impl SecureDht {
 
     /// Signs `value` and puts it at `key`. When a value with this id owned by this identity is
     /// already there, `seq` becomes one more than its (an edit). Returns the nodes that stored it.
-    pub async fn put_signed(&self, key: InfoHash, mut value: Value) -> io::Result<usize> {
+    pub async fn put_signed(&self, key: InfoHash, value: Value) -> io::Result<usize> {
+        Ok(self.put_signed_value(key, value).await?.0)
+    }
+
+    /// [`SecureDht::put_signed`], also returning the value as signed and put.
+    pub async fn put_signed_value(
+        &self,
+        key: InfoHash,
+        mut value: Value,
+    ) -> io::Result<(usize, Value)> {
         if value.id == 0 {
             value.id =
                 u64::from_le_bytes(InfoHash::random().0[..8].try_into().unwrap_or([1; 8])).max(1);
@@ -135,7 +144,8 @@ impl SecureDht {
         }
         value.seq = secure::next_seq(&values, value.id, &self.key_id(), value.seq);
         secure::sign(&mut value, &self.key).map_err(io_err)?;
-        self.runner.put(key, value).await
+        let stored = self.runner.put(key, value.clone()).await?;
+        Ok((stored, value))
     }
 
     /// Encrypts `value` to the key of id `to` (found on the DHT) and puts it at `key`.
@@ -145,6 +155,16 @@ impl SecureDht {
         to: InfoHash,
         value: Value,
     ) -> io::Result<usize> {
+        Ok(self.put_encrypted_value(key, to, value).await?.0)
+    }
+
+    /// [`SecureDht::put_encrypted`], also returning the encrypted value as put.
+    pub async fn put_encrypted_value(
+        &self,
+        key: InfoHash,
+        to: InfoHash,
+        value: Value,
+    ) -> io::Result<(usize, Value)> {
         let Some(pk) = self.find_public_key(to).await? else {
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,
@@ -157,7 +177,8 @@ impl SecureDht {
                 u64::from_le_bytes(InfoHash::random().0[..8].try_into().unwrap_or([1; 8])).max(1);
         }
         let sealed = secure::encrypt(&value, &self.key, &pk).map_err(io_err)?;
-        self.runner.put(key, sealed).await
+        let stored = self.runner.put(key, sealed.clone()).await?;
+        Ok((stored, sealed))
     }
 
     /// Checks one value: `None` (counted) when it is to be dropped.

@@ -216,3 +216,67 @@ async fn a_thousand_listeners_and_the_limit() {
     }
     assert!(freed, "listener slots released");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_with_an_identity_signs_and_encrypts() {
+    use pamoja_dht::proxy::{router_with_identity, serve_router};
+    use pamoja_dht::secure;
+    use pamoja_dht::securedht::SecureDht;
+    use pamoja_identity::{Account, PrivateKey};
+    let (nodes, plain) = network(ProxyConfig::default()).await;
+    let identity = |runner: Arc<Runner>| {
+        let account = Account::create(|_| {}).unwrap();
+        let device = account.device().unwrap();
+        let key = PrivateKey::from_pkcs8_der(device.key.to_pkcs8_der()).unwrap();
+        SecureDht::new(
+            runner,
+            key,
+            vec![device.cert.clone(), account.account_cert().clone()],
+        )
+    };
+    let server = Arc::new(identity(nodes[0].clone()));
+    let client = identity(nodes[2].clone());
+    assert!(server.publish_certificate().await.unwrap() > 0);
+    assert!(client.publish_certificate().await.unwrap() > 0);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve_router(
+        listener,
+        router_with_identity(server.clone(), ProxyConfig::default()),
+    ));
+    // Signed by the server's identity, found verified over UDP.
+    let (code, text) = http(
+        addr,
+        "POST",
+        "/key/signed-here/sign",
+        br#"{"data": "c2lnbmVk"}"#,
+    )
+    .await;
+    assert_eq!(code, 200, "{text}");
+    assert!(
+        text.contains("\"owner\":\"-----BEGIN PUBLIC KEY-----"),
+        "{text}"
+    );
+    let found = nodes[1].get(InfoHash::get(b"signed-here")).await.unwrap();
+    let v = found
+        .iter()
+        .find(|v| v.data == b"signed")
+        .expect("the signed value");
+    assert_eq!(secure::key_id(&secure::verify(v).unwrap()), server.key_id());
+    // Encrypted to the client's key: only the client reads it.
+    let body = format!(r#"{{"data": "c2VjcmV0", "to": "{}"}}"#, client.key_id());
+    let (code, text) = http(addr, "POST", "/key/sealed-here/encrypt", body.as_bytes()).await;
+    assert_eq!(code, 200, "{text}");
+    assert!(text.contains("\"cypher\""), "{text}");
+    let got = client.get(InfoHash::get(b"sealed-here")).await.unwrap();
+    assert!(
+        got.iter().any(|c| c.encrypted && c.value.data == b"secret"),
+        "{got:?}"
+    );
+    // Without a destination; and on a proxy without an identity.
+    let (code, text) = http(addr, "POST", "/key/x/encrypt", br#"{"data": "eA=="}"#).await;
+    assert_eq!(code, 400);
+    assert!(text.contains("No destination found"));
+    let (code, _) = http(plain, "POST", "/key/x/sign", br#"{"data": "eA=="}"#).await;
+    assert_eq!(code, 404);
+}

@@ -5,4 +5,4 @@
 pub mod client;
 pub mod server;
 
-pub use server::{ProxyConfig, router, serve};
+pub use server::{ProxyConfig, router, router_with_identity, serve, serve_router};

@@ -9,6 +9,7 @@
 //! | `POST /key/:hash`, `POST /:hash` | puts the JSON value (`"permanent": …` keeps it on the DHT for 24 h); answers the value stored |
 //! | `GET /key/:hash/listen` | current and future values, one per line, `"expired": true` for removals; until the client hangs up |
 //! | `OPTIONS /:hash`, `GET /key/:hash/options` | the methods allowed |
+//! | `POST /key/:hash/sign`, `POST /key/:hash/encrypt` | with a server identity ([`router_with_identity`]): the server signs the value, or encrypts it to the key id in `"to"`, and puts it |
 //!
 //! `:hash` is 40 hex digits, or anything else, hashed with SHA-1. Errors are JSON with
 //! OpenDHT's words: 400 `{"err:":"Incorrect JSON"}` (sic) or `{"err":"Missing parameters"}`,
@@ -38,6 +39,7 @@ use tokio::sync::mpsc;
 use crate::infohash::InfoHash;
 use crate::json::{from_json, to_json};
 use crate::runner::{ListenEvent, Runner};
+use crate::securedht::SecureDht;
 use crate::value::Value;
 
 /// Limits of a proxy server.
@@ -82,6 +84,8 @@ struct Inner {
     shared: Mutex<HashMap<InfoHash, Arc<Mutex<Shared>>>>,
     /// Permanent puts: (key, value id) → (value, until).
     permanent: Mutex<HashMap<(InfoHash, u64), (Value, tokio::time::Instant)>>,
+    /// The server's identity, for signed and encrypted puts on behalf of clients.
+    identity: Option<Arc<SecureDht>>,
 }
 
 type AppState = Arc<Inner>;
@@ -131,7 +135,17 @@ fn line(v: &Value, expired: bool) -> Bytes {
 
 /// The router of a proxy over `runner`.
 pub fn router(runner: Arc<Runner>, config: ProxyConfig) -> Router {
+    build(runner, config, None)
+}
+
+/// The router of a proxy with an identity: also `POST /key/:hash/sign` and `/encrypt`.
+pub fn router_with_identity(secure: Arc<SecureDht>, config: ProxyConfig) -> Router {
+    build(secure.runner().clone(), config, Some(secure))
+}
+
+fn build(runner: Arc<Runner>, config: ProxyConfig, identity: Option<Arc<SecureDht>>) -> Router {
     let max_body = config.max_body;
+    let with_identity = identity.is_some();
     let state = Arc::new(Inner {
         runner,
         config,
@@ -140,10 +154,16 @@ pub fn router(runner: Arc<Runner>, config: ProxyConfig) -> Router {
         requests: AtomicU64::new(0),
         shared: Mutex::default(),
         permanent: Mutex::default(),
+        identity,
     });
     tokio::spawn(republish(Arc::downgrade(&state)));
-    Router::new()
-        .route("/", get(node_info))
+    let mut r = Router::new();
+    if with_identity {
+        r = r
+            .route("/key/{hash}/sign", axum::routing::post(put_signed))
+            .route("/key/{hash}/encrypt", axum::routing::post(put_encrypted));
+    }
+    r.route("/", get(node_info))
         .route("/node/info", get(node_info))
         .route("/node/stats", get(node_stats))
         .route(
@@ -170,9 +190,17 @@ pub async fn serve(
     runner: Arc<Runner>,
     config: ProxyConfig,
 ) -> std::io::Result<()> {
+    serve_router(listener, router(runner, config)).await
+}
+
+/// Serves a router of this module (see [`router_with_identity`]) on `listener`.
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    router: Router,
+) -> std::io::Result<()> {
     axum::serve(
         listener,
-        router(runner, config).into_make_service_with_connect_info::<SocketAddr>(),
+        router.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .await
 }
@@ -280,30 +308,9 @@ async fn put_value(
     req: Request<Body>,
 ) -> Response {
     s.requests.fetch_add(1, Ordering::Relaxed);
-    let body = match axum::body::to_bytes(req.into_body(), s.config.max_body).await {
-        Ok(b) => b,
-        Err(_) => {
-            return json_response(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                json!({"err": "Request too large"}).to_string(),
-            );
-        }
-    };
-    if body.is_empty() {
-        return json_response(
-            StatusCode::BAD_REQUEST,
-            json!({"err": "Missing parameters"}).to_string(),
-        );
-    }
-    let parsed: Option<(Json, Value)> = serde_json::from_slice::<Json>(&body)
-        .ok()
-        .and_then(|j| from_json(&j).ok().map(|v| (j, v)));
-    let Some((root, mut value)) = parsed else {
-        // OpenDHT's key, colon included.
-        return json_response(
-            StatusCode::BAD_REQUEST,
-            json!({"err:": "Incorrect JSON"}).to_string(),
-        );
+    let (root, mut value) = match read_value(&s, req).await {
+        Ok(v) => v,
+        Err(r) => return r,
     };
     if value.id == 0 {
         value.id =
@@ -330,6 +337,96 @@ async fn put_value(
     let mut out = to_json(&value).to_string();
     out.push('\n');
     json_response(StatusCode::OK, out)
+}
+
+/// The JSON body of a put: `(root, value)`, or the error answer.
+async fn read_value(s: &Inner, req: Request<Body>) -> Result<(Json, Value), Response> {
+    let body = axum::body::to_bytes(req.into_body(), s.config.max_body)
+        .await
+        .map_err(|_| {
+            json_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({"err": "Request too large"}).to_string(),
+            )
+        })?;
+    if body.is_empty() {
+        return Err(json_response(
+            StatusCode::BAD_REQUEST,
+            json!({"err": "Missing parameters"}).to_string(),
+        ));
+    }
+    serde_json::from_slice::<Json>(&body)
+        .ok()
+        .and_then(|j| from_json(&j).ok().map(|v| (j, v)))
+        .ok_or_else(|| {
+            // OpenDHT's key, colon included.
+            json_response(
+                StatusCode::BAD_REQUEST,
+                json!({"err:": "Incorrect JSON"}).to_string(),
+            )
+        })
+}
+
+async fn put_signed(
+    State(s): State<AppState>,
+    Path(hash): Path<String>,
+    req: Request<Body>,
+) -> Response {
+    s.requests.fetch_add(1, Ordering::Relaxed);
+    let Some(identity) = s.identity.clone() else {
+        return not_found().await;
+    };
+    let (_, mut value) = match read_value(&s, req).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    value.signature.clear();
+    value.owner = None;
+    s.puts.fetch_add(1, Ordering::Relaxed);
+    match identity.put_signed_value(key(&hash), value).await {
+        Ok((n, signed)) if n > 0 => {
+            json_response(StatusCode::OK, format!("{}\n", to_json(&signed)))
+        }
+        _ => json_response(
+            StatusCode::BAD_GATEWAY,
+            json!({"err": "Put failed"}).to_string(),
+        ),
+    }
+}
+
+async fn put_encrypted(
+    State(s): State<AppState>,
+    Path(hash): Path<String>,
+    req: Request<Body>,
+) -> Response {
+    s.requests.fetch_add(1, Ordering::Relaxed);
+    let Some(identity) = s.identity.clone() else {
+        return not_found().await;
+    };
+    let (_, mut value) = match read_value(&s, req).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let Some(to) = value.recipient.take() else {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            json!({"err": "No destination found"}).to_string(),
+        );
+    };
+    s.puts.fetch_add(1, Ordering::Relaxed);
+    match identity.put_encrypted_value(key(&hash), to, value).await {
+        Ok((n, sealed)) if n > 0 => {
+            json_response(StatusCode::OK, format!("{}\n", to_json(&sealed)))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => json_response(
+            StatusCode::BAD_REQUEST,
+            json!({"err": "No destination found"}).to_string(),
+        ),
+        _ => json_response(
+            StatusCode::BAD_GATEWAY,
+            json!({"err": "Put failed"}).to_string(),
+        ),
+    }
 }
 
 /// Puts permanent values again until they are due; stops with the server.
