@@ -92,6 +92,11 @@ pub fn from_json(j: &Json) -> Result<Value, JsonError> {
         ..Value::default()
     };
     v.cypher = b64(j, "cypher")?;
+    v.priority = uint(j, "prio")?.unwrap_or(0);
+    if v.cypher.is_some() {
+        // An encrypted value's body is inside the ciphertext: other fields are not its own.
+        return Ok(v);
+    }
     v.signature = b64(j, "sig")?.unwrap_or_default();
     if let Some(seq) = uint(j, "seq")? {
         v.seq = u16::try_from(seq).map_err(|_| JsonError::BadField("seq"))?;
@@ -124,7 +129,6 @@ pub fn from_json(j: &Json) -> Result<Value, JsonError> {
         Some(Json::String(s)) => v.user_type = s.clone(),
         Some(_) => return Err(JsonError::BadField("utype")),
     }
-    v.priority = uint(j, "prio")?.unwrap_or(0);
     Ok(v)
 }
 
@@ -162,6 +166,9 @@ mod tests {
         let j = to_json(&v);
         assert_eq!(j, json!({"id": "7", "cypher": "AQID", "prio": 1}));
         assert_eq!(from_json(&j).unwrap(), v);
+        // Body fields beside a cypher are not the value's (as OpenDHT writes it back).
+        let extra = json!({"id": "7", "cypher": "AQID", "prio": 1, "data": "eA==", "type": 3});
+        assert_eq!(from_json(&extra).unwrap(), v);
     }
 
     #[test]
