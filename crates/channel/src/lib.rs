@@ -1,0 +1,24 @@
+//! # pamoja-channel: device-to-device links with Jami
+//!
+//! Everything a Jami device says to another device travels over one link: a rendezvous
+//! through encrypted DHT values, ICE over TCP, TLS 1.3 with the Jami certificate chain, and a
+//! multiplexed socket carrying named channels; the simplest thing that crosses it is a SIP
+//! MESSAGE on the `sip` channel. This crate holds those layers as pure code, driven by bytes
+//! and time:
+//!
+//! * [`request`]: the connection request and its answer (`PeerConnectionRequest`), signed
+//!   and encrypted DHT values at `SHA1("peer:" + device id)`, for the 2023 (short id) and
+//!   2026 (long id) keys;
+//! * [`mux`]: the multiplexed socket: msgpack frames, channel requests, accept/decline,
+//!   close, version and beacons, with limits so that a bad peer costs only its link;
+//! * [`sip`]: MESSAGE requests and their answers as jamid writes and reads them, and a
+//!   reader for the `sip` channel's stream.
+//!
+//! The TLS layer and the connection manager that drives these over ICE come next.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod mux;
+pub mod request;
+pub mod sip;
