@@ -12,9 +12,11 @@
 //! * [`mux`]: the multiplexed socket: msgpack frames, channel requests, accept/decline,
 //!   close, version and beacons, with limits so that a bad peer costs only its link;
 //! * [`sip`]: MESSAGE requests and their answers as jamid writes and reads them, and a
-//!   reader for the `sip` channel's stream.
+//!   reader for the `sip` channel's stream;
+//! * [`tls`]: rustls configurations for both roles, presenting our device chain and checking
+//!   the peer's as jamid does (the expected device, the chain, revocation, bans).
 //!
-//! The TLS layer and the connection manager that drives these over ICE come next.
+//! The connection manager that drives these over ICE comes next.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -22,3 +24,4 @@
 pub mod mux;
 pub mod request;
 pub mod sip;
+pub mod tls;
