@@ -14,13 +14,14 @@
 //! * [`sip`]: MESSAGE requests and their answers as jamid writes and reads them, and a
 //!   reader for the `sip` channel's stream;
 //! * [`tls`]: rustls configurations for both roles, presenting our device chain and checking
-//!   the peer's as jamid does (the expected device, the chain, revocation, bans).
-//!
-//! The connection manager that drives these over ICE comes next.
+//!   the peer's as jamid does (the expected device, the chain, revocation, bans);
+//! * [`link`]: the tokio edge: a manager that meets devices on the DHT, runs ICE over TCP
+//!   (`pamoja-ice`) and TLS, and hands out links whose channels are byte pipes.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod link;
 pub mod mux;
 pub mod request;
 pub mod sip;

@@ -1,0 +1,515 @@
+//! The link manager: DHT rendezvous, ICE over TCP, TLS and the multiplexed socket, driven by
+//! tokio on top of the pure pieces of this crate.
+//!
+//! [`Manager::connect`] reaches a device: it gathers ICE-TCP candidates (controlled), puts
+//! an encrypted [`PeerConnectionRequest`] at the device's `peer:` key, waits up to 30 s for the
+//! answer on its own key, runs ICE, then TLS as the **server**. A device that gets a request
+//! checks the signer's certificate (found on the DHT), answers with its own candidates
+//! (controlling), runs ICE and TLS as the **client**; the new [`Link`] comes out of
+//! [`Manager::accept`]. On a link, [`Link::open`] asks for a named channel, and channels the
+//! peer opens arrive as [`LinkEvent::Channel`] when the policy accepts their name (by default
+//! `sip` only; everything else is declined). Request ids are remembered, so a replayed request
+//! is ignored.
+
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use pamoja_dht::runner::{ListenEvent, Runner};
+use pamoja_dht::secure;
+use pamoja_dht::securedht::SecureDht;
+use pamoja_ice::agent::Role;
+use pamoja_ice::candidate::IceMessage;
+use pamoja_ice::session::{Options as IceOptions, Session};
+use pamoja_identity::{Certificate, DeviceId, PublicKey};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::mux::{Limits, Mux, MuxEvent};
+use crate::request::{PeerConnectionRequest, long_key, short_key};
+use crate::tls::{Expected, Identity, PeerRefused, client_config, server_config, server_name};
+
+/// Which `peer:` keys a device uses to meet others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rendezvous {
+    /// `SHA1("peer:" + 40-hex short id)`: jamid 2023 (Debian).
+    Short,
+    /// `SHA1("peer:" + 64-hex device id)`: current Jami.
+    Long,
+    /// Listen on both; dial on both.
+    Both,
+}
+
+/// How the manager works.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Local addresses for ICE-TCP host candidates.
+    pub ice_bind: Vec<SocketAddr>,
+    /// Rendezvous keys.
+    pub rendezvous: Rendezvous,
+    /// How long a request waits for its answer (30 s, as jamid).
+    pub answer_timeout: Duration,
+    /// TLS handshake limit (40 s, as jamid).
+    pub tls_timeout: Duration,
+    /// Channel names the peer may open (default: `sip`).
+    pub accept: fn(&str) -> bool,
+}
+
+impl Options {
+    /// ICE-TCP on `ice_bind`, both rendezvous keys, jamid's timeouts.
+    pub fn new(ice_bind: Vec<SocketAddr>) -> Self {
+        Self {
+            ice_bind,
+            rendezvous: Rendezvous::Both,
+            answer_timeout: Duration::from_secs(30),
+            tls_timeout: Duration::from_secs(40),
+            accept: |name| name == "sip",
+        }
+    }
+}
+
+/// Why a link could not be made or used.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// Network or DHT failure.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    /// No answer to the request in time.
+    #[error("no answer from the device on the DHT")]
+    NoAnswer,
+    /// ICE found no path.
+    #[error("ICE: {0}")]
+    Ice(#[from] pamoja_ice::session::IceError),
+    /// TLS failed; with the reason when the peer's certificate was refused.
+    #[error("TLS: {what}{}", refused.as_ref().map(|r| format!(" ({r})")).unwrap_or_default())]
+    Tls {
+        /// What failed.
+        what: String,
+        /// Why the peer's certificate was refused, when it was.
+        refused: Option<PeerRefused>,
+    },
+    /// The connection request could not be sealed or sent.
+    #[error("request: {0}")]
+    Request(#[from] crate::request::RequestError),
+    /// The peer declined the channel.
+    #[error("channel {0:?} declined")]
+    Declined(String),
+    /// The link is closed.
+    #[error("link closed")]
+    Closed,
+}
+
+struct Inner {
+    dht: Arc<SecureDht>,
+    runner: Arc<Runner>,
+    identity: Identity,
+    opts: Options,
+    /// Answers awaited: request id → where to deliver (answer, signer).
+    pending: Mutex<HashMap<u64, oneshot::Sender<(PeerConnectionRequest, PublicKey)>>>,
+    /// Request ids seen (requests are handled once).
+    seen: Mutex<HashSet<u64>>,
+    links: mpsc::Sender<Link>,
+}
+
+/// A device's link manager.
+pub struct Manager {
+    inner: Arc<Inner>,
+    incoming: mpsc::Receiver<Link>,
+    _listens: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Manager {
+    /// Starts listening for connection requests at our `peer:` key(s). `dht` must carry the
+    /// same identity (its certificate should be published so peers can check us).
+    pub async fn start(dht: Arc<SecureDht>, identity: Identity, opts: Options) -> io::Result<Self> {
+        let (links, incoming) = mpsc::channel(16);
+        let me = identity.chain[0].public_key().clone();
+        let mut keys = Vec::new();
+        if opts.rendezvous != Rendezvous::Long {
+            keys.push(short_key(&me));
+        }
+        if opts.rendezvous != Rendezvous::Short {
+            keys.push(long_key(&me.device_id()));
+        }
+        let inner = Arc::new(Inner {
+            runner: dht.runner().clone(),
+            dht,
+            identity,
+            opts,
+            pending: Mutex::default(),
+            seen: Mutex::default(),
+            links,
+        });
+        let mut listens = Vec::new();
+        for key in keys {
+            let listen = inner.runner.listen(key, None).await?;
+            listens.push(tokio::spawn(listen_requests(inner.clone(), listen)));
+        }
+        Ok(Self {
+            inner,
+            incoming,
+            _listens: listens,
+        })
+    }
+
+    /// The next link a peer opened to us.
+    pub async fn accept(&mut self) -> Option<Link> {
+        self.incoming.recv().await
+    }
+
+    /// Opens a link to the device of certificate `peer` (its chain, device first, as found on
+    /// the DHT); `conn_type` says why (`""`, `"text/plain"`...).
+    pub async fn connect(&self, peer: &[Certificate], conn_type: &str) -> Result<Link, LinkError> {
+        let inner = &self.inner;
+        let device = peer.first().ok_or(LinkError::Closed)?.public_key().clone();
+        let session = Session::gather(
+            Role::Controlled,
+            IceOptions::tcp(inner.opts.ice_bind.clone()),
+        )
+        .await?;
+        let request = PeerConnectionRequest::new(session.local_description().to_text(), conn_type);
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut p) = inner.pending.lock() {
+            p.insert(request.id, tx);
+        }
+        let sealed = request.seal(&inner.identity.key, &device)?;
+        let mut keys = Vec::new();
+        if inner.opts.rendezvous != Rendezvous::Long {
+            keys.push(short_key(&device));
+        }
+        if inner.opts.rendezvous != Rendezvous::Short {
+            keys.push(long_key(&device.device_id()));
+        }
+        for key in keys {
+            inner.runner.put(key, sealed.clone()).await?;
+        }
+        let answer = tokio::time::timeout(inner.opts.answer_timeout, rx).await;
+        if let Ok(mut p) = inner.pending.lock() {
+            p.remove(&request.id);
+        }
+        let (answer, signer) = answer
+            .map_err(|_| LinkError::NoAnswer)?
+            .map_err(|_| LinkError::NoAnswer)?;
+        if signer.spki_der() != device.spki_der() {
+            return Err(LinkError::NoAnswer);
+        }
+        let remote = IceMessage::parse(&answer.ice_msg).ok_or(LinkError::NoAnswer)?;
+        let conn = session.connect(remote).await?;
+        // The side that asked is the TLS server.
+        let (config, refused) = server_config(&inner.identity, Expected::device(device.clone()))
+            .map_err(|e| LinkError::Tls {
+                what: e.to_string(),
+                refused: None,
+            })?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let tls = tokio::time::timeout(inner.opts.tls_timeout, acceptor.accept(conn.into_stream()))
+            .await
+            .map_err(|_| LinkError::Tls {
+                what: "handshake timed out".into(),
+                refused: None,
+            })?
+            .map_err(|e| LinkError::Tls {
+                what: e.to_string(),
+                refused: refused.lock().ok().and_then(|r| r.clone()),
+            })?;
+        Ok(Link::start(tls, device.device_id(), inner.opts.accept))
+    }
+}
+
+/// Handles values at one of our `peer:` keys: answers to our requests, and new requests.
+async fn listen_requests(inner: Arc<Inner>, mut listen: pamoja_dht::runner::Listen) {
+    while let Some(ev) = listen.next().await {
+        let ListenEvent::Value(v) = ev else { continue };
+        let Ok((req, signer)) = PeerConnectionRequest::open(&v, &inner.identity.key) else {
+            continue;
+        };
+        if req.is_answer {
+            let waiter = inner
+                .pending
+                .lock()
+                .ok()
+                .and_then(|mut p| p.remove(&req.id));
+            if let Some(w) = waiter {
+                let _ = w.send((req, signer));
+            }
+            continue;
+        }
+        let fresh = inner
+            .seen
+            .lock()
+            .map(|mut s| s.insert(req.id))
+            .unwrap_or(false);
+        if !fresh {
+            continue;
+        }
+        tokio::spawn(answer(inner.clone(), req, signer, v.value_type));
+    }
+}
+
+/// Answers a request: checks the signer's certificate, answers on its key, ICE, TLS client.
+async fn answer(inner: Arc<Inner>, req: PeerConnectionRequest, signer: PublicKey, _type: u16) {
+    let id = secure::key_id(&signer);
+    let Ok(Some(chain)) = inner.dht.find_certificate(id).await else {
+        tracing::info!(
+            "connection request {} from {id}: no certificate found",
+            req.id
+        );
+        return;
+    };
+    let refs: Vec<&[u8]> = chain.iter().map(Certificate::der).collect();
+    if let Err(why) = Expected::device(signer.clone()).check(&refs, SystemTime::now()) {
+        tracing::warn!("refusing connection request from {id}: {why}");
+        return;
+    }
+    let Ok(session) = Session::gather(
+        Role::Controlling,
+        IceOptions::tcp(inner.opts.ice_bind.clone()),
+    )
+    .await
+    else {
+        return;
+    };
+    let Some(remote) = IceMessage::parse(&req.ice_msg) else {
+        return;
+    };
+    let reply = req.answer(session.local_description().to_text());
+    let Ok(sealed) = reply.seal(&inner.identity.key, &signer) else {
+        return;
+    };
+    let mut keys = Vec::new();
+    if inner.opts.rendezvous != Rendezvous::Long {
+        keys.push(short_key(&signer));
+    }
+    if inner.opts.rendezvous != Rendezvous::Short {
+        keys.push(long_key(&signer.device_id()));
+    }
+    for key in keys {
+        let _ = inner.runner.put(key, sealed.clone()).await;
+    }
+    let Ok(conn) = session.connect(remote).await else {
+        tracing::info!("connection request {}: ICE failed", req.id);
+        return;
+    };
+    let Ok((config, refused)) = client_config(&inner.identity, Expected::device(signer.clone()))
+    else {
+        return;
+    };
+    let connector = tokio_rustls::TlsConnector::from(config);
+    let tls = tokio::time::timeout(
+        inner.opts.tls_timeout,
+        connector.connect(server_name(), conn.into_stream()),
+    )
+    .await;
+    match tls {
+        Ok(Ok(tls)) => {
+            let _ = inner
+                .links
+                .send(Link::start(tls, signer.device_id(), inner.opts.accept))
+                .await;
+        }
+        Ok(Err(e)) => tracing::warn!(
+            "TLS with {id} failed: {e} {:?}",
+            refused.lock().ok().and_then(|r| r.clone())
+        ),
+        Err(_) => tracing::warn!("TLS with {id} timed out"),
+    }
+}
+
+enum Cmd {
+    Open(String, oneshot::Sender<Result<Channel, LinkError>>),
+    Send(u16, Vec<u8>, oneshot::Sender<Result<(), LinkError>>),
+    Close(u16),
+}
+
+/// What a link reports.
+pub enum LinkEvent {
+    /// The peer opened a channel (the policy accepted its name).
+    Channel(Channel),
+}
+
+/// A link to one device: TLS over ICE, carrying channels.
+pub struct Link {
+    device: DeviceId,
+    cmds: mpsc::Sender<Cmd>,
+    events: mpsc::Receiver<LinkEvent>,
+}
+
+/// One channel of a link.
+pub struct Channel {
+    /// Channel number.
+    pub id: u16,
+    /// Its name.
+    pub name: String,
+    data: mpsc::Receiver<Vec<u8>>,
+    cmds: mpsc::Sender<Cmd>,
+}
+
+impl Channel {
+    /// Sends bytes (in frames of at most 65,535 bytes).
+    pub async fn send(&self, data: &[u8]) -> Result<(), LinkError> {
+        let (tx, rx) = oneshot::channel();
+        self.cmds
+            .send(Cmd::Send(self.id, data.to_vec(), tx))
+            .await
+            .map_err(|_| LinkError::Closed)?;
+        rx.await.map_err(|_| LinkError::Closed)?
+    }
+
+    /// The next frame from the peer; `None` once the channel or the link closed.
+    pub async fn recv(&mut self) -> Option<Vec<u8>> {
+        self.data.recv().await
+    }
+
+    /// Closes the channel.
+    pub async fn close(self) {
+        let _ = self.cmds.send(Cmd::Close(self.id)).await;
+    }
+}
+
+impl Link {
+    fn start<S>(stream: S, device: DeviceId, accept: fn(&str) -> bool) -> Self
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (cmds, cmd_rx) = mpsc::channel(256);
+        let (ev_tx, events) = mpsc::channel(64);
+        // The task keeps only a weak handle: once the link and its channels are dropped, it
+        // ends and the TLS stream closes.
+        tokio::spawn(run_link(stream, cmd_rx, cmds.downgrade(), ev_tx, accept));
+        Self {
+            device,
+            cmds,
+            events,
+        }
+    }
+
+    /// The peer device.
+    pub fn device(&self) -> &DeviceId {
+        &self.device
+    }
+
+    /// Asks the peer for a channel named `name`.
+    pub async fn open(&self, name: &str) -> Result<Channel, LinkError> {
+        let (tx, rx) = oneshot::channel();
+        self.cmds
+            .send(Cmd::Open(name.to_owned(), tx))
+            .await
+            .map_err(|_| LinkError::Closed)?;
+        rx.await.map_err(|_| LinkError::Closed)?
+    }
+
+    /// The next event; `None` once the link closed.
+    pub async fn next_event(&mut self) -> Option<LinkEvent> {
+        self.events.recv().await
+    }
+}
+
+async fn run_link<S>(
+    stream: S,
+    mut cmds: mpsc::Receiver<Cmd>,
+    cmd_tx: mpsc::WeakSender<Cmd>,
+    events: mpsc::Sender<LinkEvent>,
+    accept: fn(&str) -> bool,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let mut mux = Mux::new(Limits::default());
+    let mut opening: HashMap<u16, oneshot::Sender<Result<Channel, LinkError>>> = HashMap::new();
+    let mut channels: HashMap<u16, mpsc::Sender<Vec<u8>>> = HashMap::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        // Events first: answering them queues frames, sent right below.
+        while let Some(e) = mux.poll_event() {
+            match e {
+                MuxEvent::Request { channel, name } => {
+                    let Some(cmds) = cmd_tx.upgrade() else { return };
+                    if accept(&name) {
+                        mux.accept(channel);
+                        let (tx, data) = mpsc::channel(256);
+                        channels.insert(channel, tx);
+                        let ch = Channel {
+                            id: channel,
+                            name,
+                            data,
+                            cmds,
+                        };
+                        let _ = events.send(LinkEvent::Channel(ch)).await;
+                    } else {
+                        tracing::info!("declining channel {name:?}");
+                        mux.decline(channel);
+                    }
+                }
+                MuxEvent::Opened { channel, name } => {
+                    let Some(cmds) = cmd_tx.upgrade() else { return };
+                    let (tx, data) = mpsc::channel(256);
+                    channels.insert(channel, tx);
+                    if let Some(w) = opening.remove(&channel) {
+                        let _ = w.send(Ok(Channel {
+                            id: channel,
+                            name,
+                            data,
+                            cmds,
+                        }));
+                    }
+                }
+                MuxEvent::Declined { channel, name } => {
+                    if let Some(w) = opening.remove(&channel) {
+                        let _ = w.send(Err(LinkError::Declined(name)));
+                    }
+                }
+                MuxEvent::Data { channel, data } => {
+                    if let Some(tx) = channels.get(&channel) {
+                        // Backpressure: a slow reader slows this link.
+                        let _ = tx.send(data).await;
+                    }
+                }
+                MuxEvent::Closed { channel } => {
+                    channels.remove(&channel);
+                }
+                MuxEvent::Version(_) => {}
+                MuxEvent::Failed(e) => {
+                    tracing::warn!("link failed: {e}");
+                    return;
+                }
+            }
+        }
+        while let Some(b) = mux.poll_transmit() {
+            if wr.write_all(&b).await.is_err() {
+                return;
+            }
+        }
+        let _ = wr.flush().await;
+        let wake = mux.poll_timeout().map(tokio::time::Instant::from_std);
+        let sleep = async {
+            match wake {
+                Some(w) => tokio::time::sleep_until(w).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            n = rd.read(&mut buf) => match n {
+                Ok(0) | Err(_) => return,
+                Ok(n) => mux.handle_bytes(&buf[..n]),
+            },
+            c = cmds.recv() => match c {
+                Some(Cmd::Open(name, w)) => match mux.open(&name) {
+                    Ok(ch) => { opening.insert(ch, w); }
+                    Err(e) => { let _ = w.send(Err(LinkError::Io(io::Error::other(e)))); }
+                },
+                Some(Cmd::Send(ch, data, w)) => {
+                    let r = mux.send(ch, &data).map_err(|e| LinkError::Io(io::Error::other(e)));
+                    let _ = w.send(r);
+                }
+                Some(Cmd::Close(ch)) => {
+                    channels.remove(&ch);
+                    mux.close(ch);
+                }
+                None => return,
+            },
+            _ = sleep => mux.handle_timeout(Instant::now()),
+        }
+    }
+}
