@@ -49,6 +49,13 @@ trait ConfigurationManager {
     fn send_trust_request(&self, account: &str, to: &str, payload: &[u8]) -> zbus::Result<()>;
     #[zbus(name = "acceptTrustRequest")]
     fn accept_trust_request(&self, account: &str, from: &str) -> zbus::Result<bool>;
+    #[zbus(name = "sendTextMessage")]
+    fn send_text_message(
+        &self,
+        account: &str,
+        to: &str,
+        payloads: HashMap<&str, &str>,
+    ) -> zbus::Result<u64>;
 }
 
 /// One argument of a recorded signal.
@@ -461,6 +468,19 @@ impl Jamid {
     /// which connects its device to the sender's.
     pub async fn accept_trust_request(&self, account: &str, from: &str) -> Result<bool> {
         Ok(self.cm.accept_trust_request(account, from).await?)
+    }
+
+    /// `sendTextMessage` with one payload of type `mime`; returns jamid's message id (0 when
+    /// it refused to send).
+    pub async fn send_text_message(
+        &self,
+        account: &str,
+        to: &str,
+        mime: &str,
+        body: &str,
+    ) -> Result<u64> {
+        let payloads = HashMap::from([(mime, body)]);
+        Ok(self.cm.send_text_message(account, to, payloads).await?)
     }
 
     /// `getKnownRingDevices`: device id → name.

@@ -1,0 +1,161 @@
+//! Device links with a real jamid (Debian 20230206) in the lab: jamid sends a text message to
+//! a Pamoja account. It finds our device through our signed DeviceAnnouncement and our
+//! certificate on the DHT, puts an encrypted connection request at our `peer:` key (2023 short
+//! id), and then it is pjnath's ICE over TCP against our agent, GnuTLS against rustls, its
+//! multiplexed socket against ours, and a SIP MESSAGE on the `sip` channel that we answer
+//! with 200 OK.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pamoja::channel::link::{LinkEvent, Manager, Options, Rendezvous};
+use pamoja::channel::sip::{self, SipReader, StartLine};
+use pamoja::channel::tls::Identity;
+use pamoja::dht::securedht::SecureDht;
+use pamoja::dht::{Config, InfoHash, Runner, Value, secure};
+use pamoja::identity::announce::DeviceAnnouncement;
+use pamoja::identity::{Account, PrivateKey};
+use pamoja_lab::{LAB_ADDR, Lab, available};
+
+/// Our device inside the lab's namespace: publishes what jamid needs, accepts one link and
+/// returns the first SIP MESSAGE it gets (after answering 200 OK).
+fn pamoja_device(
+    account: Account,
+    lab: &Lab,
+    sip_open: std::sync::mpsc::Sender<()>,
+) -> std::thread::JoinHandle<pamoja_lab::Result<Result<sip::TextMessage, String>>> {
+    lab.netns().spawn_inside(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let runner = Runner::bind("127.0.0.1:0".parse().unwrap(), Config::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            runner.bootstrap("127.0.0.1:4222".parse().unwrap());
+            while runner.stats().await.map_err(|e| e.to_string())?.good4 == 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let runner = Arc::new(runner);
+            let device = account.device().ok_or("no device")?;
+            let mut chain = vec![device.cert.clone(), account.account_cert().clone()];
+            chain.extend(account.ca_cert().cloned());
+            let key = || PrivateKey::from_pkcs8_der(device.key.to_pkcs8_der()).unwrap();
+            let dht = Arc::new(SecureDht::new(runner.clone(), key(), chain.clone()));
+            dht.publish_certificate().await.map_err(|e| e.to_string())?;
+            // The signed announcement at our Jami ID.
+            let mut ann = Value {
+                id: 1,
+                data: DeviceAnnouncement::new(device.cert.public_key()).pack(),
+                ..Value::default()
+            };
+            secure::sign(&mut ann, account.account_key()).map_err(|e| e.to_string())?;
+            let jami_id: InfoHash = account.jami_id().to_string().parse().unwrap();
+            runner.put(jami_id, ann).await.map_err(|e| e.to_string())?;
+            let mut opts = Options::new(vec![format!("{LAB_ADDR}:0").parse().unwrap()]);
+            opts.rendezvous = Rendezvous::Both;
+            let mut manager = Manager::start(dht, Identity { key: key(), chain }, opts)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut link = tokio::time::timeout(Duration::from_secs(120), manager.accept())
+                .await
+                .map_err(|_| "jamid never connected")?
+                .ok_or("manager stopped")?;
+            loop {
+                let event = tokio::time::timeout(Duration::from_secs(60), link.next_event())
+                    .await
+                    .map_err(|_| "no sip channel from jamid")?
+                    .ok_or("link closed")?;
+                let LinkEvent::Channel(mut ch) = event;
+                if ch.name != "sip" {
+                    continue;
+                }
+                let _ = sip_open.send(());
+                let mut reader = SipReader::default();
+                loop {
+                    while let Some(m) = reader.next_message() {
+                        let m = m.map_err(|e| e.to_string())?;
+                        if let StartLine::Request { method, .. } = &m.start {
+                            ch.send(&sip::response(&m, 200, "OK").to_bytes())
+                                .await
+                                .map_err(|e| e.to_string())?;
+                            if method == "MESSAGE" {
+                                return sip::read_message(&m).ok_or("unreadable MESSAGE".into());
+                            }
+                        }
+                    }
+                    let data = tokio::time::timeout(Duration::from_secs(60), ch.recv())
+                        .await
+                        .map_err(|_| "no SIP from jamid")?
+                        .ok_or("sip channel closed")?;
+                    reader.push(&data);
+                }
+            }
+        })
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jamid_sends_a_text_to_pamoja() {
+    if !available("jamid_sends_a_text_to_pamoja") {
+        return;
+    }
+    let mut lab = Lab::new().unwrap();
+    lab.start_dhtnode(4222).await.unwrap();
+    let ours = Account::create(|_| {}).unwrap();
+    let our_id = ours.jami_id().to_string();
+    let (open_tx, open_rx) = std::sync::mpsc::channel();
+    let device = pamoja_device(ours, &lab, open_tx);
+    let jamid = lab.start_jamid("sender").await.unwrap();
+    let account = jamid.add_account(4222, &[]).await.unwrap();
+    jamid
+        .wait_registered(&account, Duration::from_secs(120))
+        .await
+        .unwrap();
+    let jamid_id = jamid.jami_id(&account).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The first message makes jamid look for our devices and ask for a `sip` channel (it
+    // also drops a copy in our DHT inbox); once the channel is open, the next message goes
+    // over it.
+    let first = "hello from jamid, 世界";
+    let msg_id = jamid
+        .send_text_message(&account, &our_id, "text/plain", first)
+        .await
+        .unwrap();
+    assert_ne!(msg_id, 0, "jamid refused to send");
+    let opened =
+        tokio::task::spawn_blocking(move || open_rx.recv_timeout(Duration::from_secs(120)))
+            .await
+            .unwrap();
+    assert!(opened.is_ok(), "jamid never opened a sip channel to us");
+    let second = "a second message, over the same link";
+    jamid
+        .send_text_message(&account, &our_id, "text/plain", second)
+        .await
+        .unwrap();
+    let got = tokio::task::spawn_blocking(move || device.join().unwrap().unwrap())
+        .await
+        .unwrap();
+    let got = match got {
+        Ok(m) => m,
+        Err(e) => {
+            let log = lab.log_tail("jamid-sender", 5000);
+            let relevant: Vec<&str> = log
+                .lines()
+                .filter(|l| {
+                    let l = l.to_lowercase();
+                    ["sip", "channel", "tls", "ice", "message", "socket", "peer"]
+                        .iter()
+                        .any(|k| l.contains(k))
+                })
+                .collect();
+            panic!("{e}\n--- jamid ---\n{}", relevant.join("\n"))
+        }
+    };
+    assert_eq!(got.from, jamid_id);
+    assert!(got.body == second || got.body == first, "{got:?}");
+    assert_eq!(got.content_type, "text/plain");
+}
