@@ -1,9 +1,14 @@
-//! Device links with a real jamid (Debian 20230206) in the lab: jamid sends a text message to
-//! a Pamoja account. It finds our device through our signed DeviceAnnouncement and our
-//! certificate on the DHT, puts an encrypted connection request at our `peer:` key (2023 short
-//! id), and then it is pjnath's ICE over TCP against our agent, GnuTLS against rustls, its
-//! multiplexed socket against ours, and a SIP MESSAGE on the `sip` channel that we answer
-//! with 200 OK.
+//! Device links with a real jamid (Debian 20230206) in the lab, both ways.
+//!
+//! jamid → Pamoja: jamid finds our device through our signed DeviceAnnouncement and our
+//! certificate on the DHT, puts an encrypted connection request at our `peer:` key (2023
+//! short id); then it is pjnath's ICE over TCP against our agent (we control), GnuTLS
+//! (server) against rustls (client), its multiplexed socket against ours, and a SIP MESSAGE
+//! on the `sip` channel that we answer with 200 OK.
+//!
+//! Pamoja → jamid: we find jamid's device the same way, send the request, run ICE
+//! controlled and TLS as the server, open a `sip` channel and send a MESSAGE: jamid answers
+//! 200 OK and emits `incomingAccountMessage` with our Jami ID and the text.
 
 mod common;
 
@@ -19,6 +24,40 @@ use pamoja::identity::announce::DeviceAnnouncement;
 use pamoja::identity::{Account, PrivateKey};
 use pamoja_lab::{LAB_ADDR, Lab, available};
 
+/// Our device's DHT node, certificate, signed announcement and link manager (inside the
+/// lab: call from a thread that entered its namespace).
+async fn setup(account: &Account) -> Result<(Manager, Arc<Runner>, Arc<SecureDht>), String> {
+    let runner = Runner::bind("127.0.0.1:0".parse().unwrap(), Config::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    runner.bootstrap("127.0.0.1:4222".parse().unwrap());
+    while runner.stats().await.map_err(|e| e.to_string())?.good4 == 0 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let runner = Arc::new(runner);
+    let device = account.device().ok_or("no device")?;
+    let mut chain = vec![device.cert.clone(), account.account_cert().clone()];
+    chain.extend(account.ca_cert().cloned());
+    let key = || PrivateKey::from_pkcs8_der(device.key.to_pkcs8_der()).unwrap();
+    let dht = Arc::new(SecureDht::new(runner.clone(), key(), chain.clone()));
+    dht.publish_certificate().await.map_err(|e| e.to_string())?;
+    // The signed announcement at our Jami ID.
+    let mut ann = Value {
+        id: 1,
+        data: DeviceAnnouncement::new(device.cert.public_key()).pack(),
+        ..Value::default()
+    };
+    secure::sign(&mut ann, account.account_key()).map_err(|e| e.to_string())?;
+    let jami_id: InfoHash = account.jami_id().to_string().parse().unwrap();
+    runner.put(jami_id, ann).await.map_err(|e| e.to_string())?;
+    let mut opts = Options::new(vec![format!("{LAB_ADDR}:0").parse().unwrap()]);
+    opts.rendezvous = Rendezvous::Both;
+    let manager = Manager::start(dht.clone(), Identity { key: key(), chain }, opts)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((manager, runner, dht))
+}
+
 /// Our device inside the lab's namespace: publishes what jamid needs, accepts one link and
 /// returns the first SIP MESSAGE it gets (after answering 200 OK).
 fn pamoja_device(
@@ -32,34 +71,7 @@ fn pamoja_device(
             .build()
             .unwrap();
         rt.block_on(async move {
-            let runner = Runner::bind("127.0.0.1:0".parse().unwrap(), Config::default())
-                .await
-                .map_err(|e| e.to_string())?;
-            runner.bootstrap("127.0.0.1:4222".parse().unwrap());
-            while runner.stats().await.map_err(|e| e.to_string())?.good4 == 0 {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            let runner = Arc::new(runner);
-            let device = account.device().ok_or("no device")?;
-            let mut chain = vec![device.cert.clone(), account.account_cert().clone()];
-            chain.extend(account.ca_cert().cloned());
-            let key = || PrivateKey::from_pkcs8_der(device.key.to_pkcs8_der()).unwrap();
-            let dht = Arc::new(SecureDht::new(runner.clone(), key(), chain.clone()));
-            dht.publish_certificate().await.map_err(|e| e.to_string())?;
-            // The signed announcement at our Jami ID.
-            let mut ann = Value {
-                id: 1,
-                data: DeviceAnnouncement::new(device.cert.public_key()).pack(),
-                ..Value::default()
-            };
-            secure::sign(&mut ann, account.account_key()).map_err(|e| e.to_string())?;
-            let jami_id: InfoHash = account.jami_id().to_string().parse().unwrap();
-            runner.put(jami_id, ann).await.map_err(|e| e.to_string())?;
-            let mut opts = Options::new(vec![format!("{LAB_ADDR}:0").parse().unwrap()]);
-            opts.rendezvous = Rendezvous::Both;
-            let mut manager = Manager::start(dht, Identity { key: key(), chain }, opts)
-                .await
-                .map_err(|e| e.to_string())?;
+            let (mut manager, _runner, _dht) = setup(&account).await?;
             let mut link = tokio::time::timeout(Duration::from_secs(120), manager.accept())
                 .await
                 .map_err(|_| "jamid never connected")?
@@ -158,4 +170,118 @@ async fn jamid_sends_a_text_to_pamoja() {
     assert_eq!(got.from, jamid_id);
     assert!(got.body == second || got.body == first, "{got:?}");
     assert_eq!(got.content_type, "text/plain");
+}
+
+/// Our device inside the lab: finds the jamid device of account `to` (its announcement, then
+/// its certificate), links to it, opens a `sip` channel and sends `text`; returns the status
+/// code of jamid's answer.
+fn pamoja_sender(
+    account: Account,
+    lab: &Lab,
+    to: String,
+    text: &'static str,
+) -> std::thread::JoinHandle<pamoja_lab::Result<Result<u16, String>>> {
+    lab.netns().spawn_inside(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let (manager, runner, dht) = setup(&account).await?;
+            let jami_id: InfoHash = to.parse().map_err(|_| "bad id")?;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            let chain = loop {
+                let values = runner.get(jami_id).await.map_err(|e| e.to_string())?;
+                let dev = values.iter().find_map(|v| {
+                    let owner = secure::verify(v).ok()?;
+                    (secure::key_id(&owner) == jami_id).then_some(())?;
+                    DeviceAnnouncement::unpack(&v.data).ok()
+                });
+                if let Some(d) = dev {
+                    let short: InfoHash = d.dev.to_string().parse().map_err(|_| "bad device id")?;
+                    if let Some(c) = dht
+                        .find_certificate(short)
+                        .await
+                        .map_err(|e| e.to_string())?
+                    {
+                        break c;
+                    }
+                }
+                if tokio::time::Instant::now() > deadline {
+                    return Err("jamid's device not found on the DHT".into());
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            };
+            let link = manager
+                .connect(&chain, "text/plain")
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut ch = link.open("sip").await.map_err(|e| e.to_string())?;
+            let route = sip::Route {
+                from: account.jami_id().to_string(),
+                to: to.clone(),
+                local: format!("{LAB_ADDR}:1").parse().unwrap(),
+                remote: format!("{LAB_ADDR}:2").parse().unwrap(),
+            };
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            let m = sip::message(&route, "text/plain", text, &sip::new_message_id(), now);
+            ch.send(&m.to_bytes()).await.map_err(|e| e.to_string())?;
+            let mut reader = SipReader::default();
+            loop {
+                if let Some(r) = reader.next_message() {
+                    let r = r.map_err(|e| e.to_string())?;
+                    if let StartLine::Response { code, .. } = r.start {
+                        return Ok(code);
+                    }
+                    continue;
+                }
+                let data = tokio::time::timeout(Duration::from_secs(30), ch.recv())
+                    .await
+                    .map_err(|_| "no answer from jamid")?
+                    .ok_or("sip channel closed")?;
+                reader.push(&data);
+            }
+        })
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pamoja_sends_a_text_to_jamid() {
+    if !available("pamoja_sends_a_text_to_jamid") {
+        return;
+    }
+    let mut lab = Lab::new().unwrap();
+    lab.start_dhtnode(4222).await.unwrap();
+    let jamid = lab.start_jamid("receiver").await.unwrap();
+    let account = jamid.add_account(4222, &[]).await.unwrap();
+    jamid
+        .wait_registered(&account, Duration::from_secs(120))
+        .await
+        .unwrap();
+    let jamid_id = jamid.jami_id(&account).await.unwrap();
+    let ours = Account::create(|_| {}).unwrap();
+    let our_id = ours.jami_id().to_string();
+    let text = "hello from pamoja, 世界";
+    let from = jamid.signals().len();
+    let sender = pamoja_sender(ours, &lab, jamid_id, text);
+    let code = tokio::task::spawn_blocking(move || sender.join().unwrap().unwrap())
+        .await
+        .unwrap();
+    let code = match code {
+        Ok(c) => c,
+        Err(e) => panic!("{e}\n--- jamid ---\n{}", lab.log_tail("jamid-receiver", 60)),
+    };
+    assert_eq!(code, 200);
+    let signal = jamid
+        .wait_signal(from, Duration::from_secs(30), |s| {
+            s.name == "incomingAccountMessage"
+        })
+        .await
+        .unwrap();
+    // (account, from, message id, payloads)
+    assert_eq!(signal.str(1), our_id, "{signal:?}");
+    assert!(format!("{:?}", signal.args[3]).contains(text), "{signal:?}");
 }
