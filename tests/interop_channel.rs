@@ -285,3 +285,127 @@ async fn pamoja_sends_a_text_to_jamid() {
     assert_eq!(signal.str(1), our_id, "{signal:?}");
     assert!(format!("{:?}", signal.args[3]).contains(text), "{signal:?}");
 }
+
+/// `jami account new` into `dir`, returning the archive path and its Jami ID.
+fn new_archive(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, String) {
+    let path = dir.join(name);
+    let out = std::process::Command::new(common::jami_bin())
+        .args(["account", "new", "--archive"])
+        .arg(&path)
+        .env("PAMOJA_PASSWORD", "")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    (path, v["jami_id"].as_str().unwrap().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jami_send_and_jami_run_with_jamid() {
+    if !available("jami_send_and_jami_run_with_jamid") {
+        return;
+    }
+    let jami = common::jami_bin();
+    let mut lab = Lab::new().unwrap();
+    lab.start_dhtnode(4222).await.unwrap();
+    let jamid = lab.start_jamid("cli").await.unwrap();
+    let account = jamid.add_account(4222, &[]).await.unwrap();
+    jamid
+        .wait_registered(&account, Duration::from_secs(120))
+        .await
+        .unwrap();
+    let jamid_id = jamid.jami_id(&account).await.unwrap();
+    let jamid_device = jamid.device_id(&account).await.unwrap().to_lowercase();
+    let (archive, our_id) = new_archive(lab.dir(), "ours.gz");
+    let online = |cmd: &str| {
+        let mut c = lab.netns().command(jami.to_str().unwrap());
+        c.arg(cmd)
+            .arg("--archive")
+            .arg(&archive)
+            .args(["--bootstrap", "127.0.0.1:4222", "--ice-addr", LAB_ADDR])
+            .env("PAMOJA_PASSWORD", "");
+        c
+    };
+
+    // jami send: delivered to jamid's device; jamid emits the message.
+    let from = jamid.signals().len();
+    let mut send = online("send");
+    send.args(["--to", &jamid_id, "sent by jami send"]);
+    let out = tokio::task::spawn_blocking(move || send.output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["delivered"], serde_json::json!([jamid_device]), "{v}");
+    let signal = jamid
+        .wait_signal(from, Duration::from_secs(30), |s| {
+            s.name == "incomingAccountMessage"
+        })
+        .await
+        .unwrap();
+    assert_eq!(signal.str(1), our_id);
+    assert!(format!("{:?}", signal.args[3]).contains("sent by jami send"));
+
+    // jami run: jamid connects and its message is printed, via sip.
+    let mut run = online("run");
+    run.args(["--exit-after", "2", "--timeout", "150"])
+        .stdout(std::process::Stdio::piped());
+    let mut child = run.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (line_tx, line_rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = line_tx.send(l);
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    jamid
+        .send_text_message(&account, &our_id, "text/plain", "first, to open the link")
+        .await
+        .unwrap();
+    let connected = tokio::task::spawn_blocking(move || {
+        let l = line_rx.recv_timeout(Duration::from_secs(120));
+        (l, line_rx)
+    })
+    .await
+    .unwrap();
+    let (first, line_rx) = connected;
+    let first: serde_json::Value =
+        serde_json::from_str(&first.expect("a connected event")).unwrap();
+    assert_eq!(first["event"], "connected");
+    assert_eq!(first["device"], jamid_device.as_str());
+    jamid
+        .send_text_message(&account, &our_id, "text/plain", "hello jami run")
+        .await
+        .unwrap();
+    let second = tokio::task::spawn_blocking(move || line_rx.recv_timeout(Duration::from_secs(60)))
+        .await
+        .unwrap()
+        .expect("a message event");
+    let m: serde_json::Value = serde_json::from_str(&second).unwrap();
+    assert_eq!(m["event"], "message");
+    assert_eq!(m["from"], jamid_id.as_str());
+    assert_eq!(m["device"], jamid_device.as_str());
+    assert_eq!(m["type"], "text/plain");
+    assert_eq!(m["via"], "sip");
+    assert!(
+        m["body"] == "hello jami run" || m["body"] == "first, to open the link",
+        "{m}"
+    );
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success());
+}

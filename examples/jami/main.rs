@@ -14,10 +14,13 @@
 //! jami name register NAME --archive PATH [--server URL]
 //! jami net stun --server HOST:PORT [--tcp]
 //! jami net turn --server HOST:PORT --user USER [--tcp] [--hold]
+//! jami run --archive PATH --bootstrap HOST:PORT [--timeout S] [--exit-after N]
+//! jami send --archive PATH --bootstrap HOST:PORT --to JAMI_ID TEXT
 //! ```
 //! Name commands print `{"status": N, "state": "...", ...}` with jamid's status numbers and
 //! exit 0 only when the status is 0 (found, registered).
 
+mod link;
 mod net;
 
 use std::path::{Path, PathBuf};
@@ -52,6 +55,10 @@ enum Command {
     /// Reachability: STUN and TURN servers.
     #[command(subcommand)]
     Net(net::NetCmd),
+    /// Bring the account online and print events (links, messages) as JSON lines.
+    Run(link::RunArgs),
+    /// Send a text message to every device of a Jami account.
+    Send(link::SendArgs),
 }
 
 #[derive(Subcommand)]
@@ -239,6 +246,8 @@ fn run(cli: Cli) -> Result<Value> {
     let cmd = match cli.command {
         Command::Account(cmd) => cmd,
         Command::Net(cmd) => return net::run(cmd),
+        Command::Run(args) => return link::run_cmd(args),
+        Command::Send(args) => return link::send_cmd(args),
         Command::Name(cmd) => {
             let (v, ok) = run_name(cmd)?;
             if !ok {

@@ -1,0 +1,351 @@
+//! `jami run` and `jami send`: an account online on the DHT, and text messages over device
+//! links (ICE over TCP, TLS, the `sip` channel), one JSON object per line.
+//!
+//! ```text
+//! jami run --archive PATH --bootstrap HOST:PORT [--timeout S] [--exit-after N]
+//!     {"event": "connected", "device": DEVICE_ID}        (a device linked to us; messages can flow)
+//!     {"event": "message", "from": JAMI_ID, "device": DEVICE_ID, "type": "text/plain", "body": "...", "via": "sip"}
+//! jami send --archive PATH --bootstrap HOST:PORT --to JAMI_ID TEXT
+//!     {"delivered": [DEVICE_ID, ...]}      exit 0 when at least one device answered 200
+//! ```
+//! ICE host candidates use the address the system routes the bootstrap node through, or
+//! `--ice-addr`.
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Args;
+use pamoja::channel::link::{Channel, LinkEvent, Manager, Options, Rendezvous};
+use pamoja::channel::sip::{self, Route, SipReader, StartLine};
+use pamoja::channel::tls::Identity;
+use pamoja::dht::securedht::SecureDht;
+use pamoja::dht::{Config, InfoHash, Runner, Value, secure};
+use pamoja::identity::announce::DeviceAnnouncement;
+use pamoja::identity::{Account, Certificate, PrivateKey};
+use serde_json::{Value as Json, json};
+use tokio::sync::mpsc;
+
+/// Where the account goes online.
+#[derive(Args)]
+pub struct Online {
+    /// The account's archive (password from PAMOJA_PASSWORD).
+    #[arg(long)]
+    archive: PathBuf,
+    /// A DHT node to join, HOST:PORT.
+    #[arg(long)]
+    bootstrap: String,
+    /// Address for ICE host candidates (default: the one routed towards the bootstrap node).
+    #[arg(long = "ice-addr")]
+    ice_addr: Option<IpAddr>,
+}
+
+/// `jami run` options.
+#[derive(Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    online: Online,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    timeout: Option<f64>,
+    /// Stop after printing this many events.
+    #[arg(long = "exit-after")]
+    exit_after: Option<usize>,
+}
+
+/// `jami send` options.
+#[derive(Args)]
+pub struct SendArgs {
+    #[command(flatten)]
+    online: Online,
+    /// The recipient's Jami ID.
+    #[arg(long)]
+    to: String,
+    /// The text.
+    text: String,
+}
+
+struct Device {
+    account: Account,
+    runner: Arc<Runner>,
+    dht: Arc<SecureDht>,
+    manager: Manager,
+    ice_addr: IpAddr,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+async fn online(o: &Online) -> Result<Device> {
+    let account = super::open(&o.archive)?;
+    let bootstrap: SocketAddr = o
+        .bootstrap
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve {}", o.bootstrap))?
+        .next()
+        .ok_or_else(|| anyhow!("cannot resolve {}", o.bootstrap))?;
+    let ice_addr = match o.ice_addr {
+        Some(a) => a,
+        None => {
+            // The local address the system would use towards the bootstrap node.
+            let probe = std::net::UdpSocket::bind((IpAddr::from([0, 0, 0, 0]), 0))?;
+            probe.connect(bootstrap)?;
+            probe.local_addr()?.ip()
+        }
+    };
+    let any = if bootstrap.is_ipv4() {
+        IpAddr::from([0, 0, 0, 0])
+    } else {
+        IpAddr::from([0u16; 8])
+    };
+    let runner = Runner::bind(SocketAddr::new(any, 0), Config::default())
+        .await
+        .context("cannot open the DHT socket")?;
+    runner.bootstrap(bootstrap);
+    // The runner asks again after 10 s when the first ping goes unanswered.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while runner.stats().await?.good4 + runner.stats().await?.good6 == 0 {
+        if tokio::time::Instant::now() > deadline {
+            bail!("no DHT node answered at {bootstrap}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let runner = Arc::new(runner);
+    let device = account
+        .device()
+        .ok_or_else(|| anyhow!("the archive holds no device key"))?;
+    let mut chain = vec![device.cert.clone(), account.account_cert().clone()];
+    chain.extend(account.ca_cert().cloned());
+    let key = || PrivateKey::from_pkcs8_der(device.key.to_pkcs8_der());
+    let dht = Arc::new(SecureDht::new(runner.clone(), key()?, chain.clone()));
+    dht.publish_certificate().await?;
+    // Our device, announced under the account (signed by the account key).
+    let mut ann = Value {
+        id: 1,
+        data: DeviceAnnouncement::new(device.cert.public_key()).pack(),
+        ..Value::default()
+    };
+    secure::sign(&mut ann, account.account_key())?;
+    let id: InfoHash = account
+        .jami_id()
+        .to_string()
+        .parse()
+        .map_err(|_| anyhow!("bad id"))?;
+    runner.put(id, ann).await?;
+    let mut opts = Options::new(vec![SocketAddr::new(ice_addr, 0)]);
+    opts.rendezvous = Rendezvous::Both;
+    let manager = Manager::start(dht.clone(), Identity { key: key()?, chain }, opts).await?;
+    Ok(Device {
+        account,
+        runner,
+        dht,
+        manager,
+        ice_addr,
+    })
+}
+
+/// Reads SIP from a channel: answers each request 200 and reports its MESSAGEs.
+async fn serve_sip(mut ch: Channel, device: String, out: mpsc::Sender<Json>) {
+    let mut reader = SipReader::default();
+    while let Some(data) = ch.recv().await {
+        reader.push(&data);
+        while let Some(m) = reader.next_message() {
+            let Ok(m) = m else { return };
+            if !matches!(m.start, StartLine::Request { .. }) {
+                continue;
+            }
+            if ch
+                .send(&sip::response(&m, 200, "OK").to_bytes())
+                .await
+                .is_err()
+            {
+                return;
+            }
+            if let Some(t) = sip::read_message(&m) {
+                let _ = out
+                    .send(json!({"event": "message", "from": t.from, "device": device,
+                        "type": t.content_type, "body": t.body, "via": "sip"}))
+                    .await;
+            }
+        }
+    }
+}
+
+async fn run(args: RunArgs) -> Result<()> {
+    let mut device = online(&args.online).await?;
+    let (tx, mut rx) = mpsc::channel::<Json>(64);
+    let deadline = args
+        .timeout
+        .map(|s| tokio::time::Instant::now() + Duration::from_secs_f64(s));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut printed = 0usize;
+    loop {
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            link = device.manager.accept() => {
+                let Some(mut link) = link else { return Ok(()) };
+                let id = link.device().to_string();
+                let out = tx.clone();
+                tokio::spawn(async move {
+                    // Connected: the device opened its `sip` channel, messages can flow.
+                    let mut announced = false;
+                    while let Some(LinkEvent::Channel(ch)) = link.next_event().await {
+                        if ch.name == "sip" {
+                            if !announced {
+                                announced = true;
+                                let _ = out.send(json!({"event": "connected", "device": id})).await;
+                            }
+                            tokio::spawn(serve_sip(ch, id.clone(), out.clone()));
+                        }
+                    }
+                });
+            }
+            ev = rx.recv() => {
+                let Some(ev) = ev else { return Ok(()) };
+                println!("{ev}");
+                printed += 1;
+                if args.exit_after.is_some_and(|n| printed >= n) {
+                    return Ok(());
+                }
+            }
+            _ = sleep => return Ok(()),
+            _ = term.recv() => return Ok(()),
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
+}
+
+/// The device chains the account `to` announces, checked against its Jami ID.
+async fn devices_of(d: &Device, to: InfoHash) -> Result<Vec<Vec<Certificate>>> {
+    let mut found = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while found.is_empty() && tokio::time::Instant::now() < deadline {
+        for v in d.runner.get(to).await? {
+            let Ok(owner) = secure::verify(&v) else {
+                continue;
+            };
+            if secure::key_id(&owner) != to {
+                continue;
+            }
+            let Ok(ann) = DeviceAnnouncement::unpack(&v.data) else {
+                continue;
+            };
+            let Ok(short) = ann.dev.to_string().parse::<InfoHash>() else {
+                continue;
+            };
+            if let Some(chain) = d.dht.find_certificate(short).await? {
+                if chain
+                    .get(1)
+                    .is_some_and(|a| a.jami_id().to_string() == to.to_string())
+                    && !found
+                        .iter()
+                        .any(|c: &Vec<Certificate>| c[0].der() == chain[0].der())
+                {
+                    found.push(chain);
+                }
+            }
+        }
+        if found.is_empty() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    Ok(found)
+}
+
+async fn send_to_device(d: &Device, chain: &[Certificate], to: &str, text: &str) -> Result<()> {
+    let link = d.manager.connect(chain, "text/plain").await?;
+    let mut ch = link.open("sip").await?;
+    let route = Route {
+        from: d.account.jami_id().to_string(),
+        to: to.to_owned(),
+        local: SocketAddr::new(d.ice_addr, 0),
+        remote: SocketAddr::new(d.ice_addr, 0),
+    };
+    let m = sip::message(
+        &route,
+        "text/plain",
+        text,
+        &sip::new_message_id(),
+        unix_now(),
+    );
+    ch.send(&m.to_bytes()).await?;
+    let mut reader = SipReader::default();
+    loop {
+        if let Some(r) = reader.next_message() {
+            if let StartLine::Response { code, reason } = r?.start {
+                if code == 200 {
+                    return Ok(());
+                }
+                bail!("answered {code} {reason}");
+            }
+            continue;
+        }
+        let data = tokio::time::timeout(Duration::from_secs(30), ch.recv())
+            .await
+            .map_err(|_| anyhow!("no answer"))?
+            .ok_or_else(|| anyhow!("channel closed"))?;
+        reader.push(&data);
+    }
+}
+
+async fn send(args: SendArgs) -> Result<Json> {
+    let to: InfoHash = args
+        .to
+        .parse()
+        .map_err(|_| anyhow!("--to must be a Jami ID (40 hex digits)"))?;
+    let d = online(&args.online).await?;
+    let chains = devices_of(&d, to).await?;
+    if chains.is_empty() {
+        bail!("no device of {to} found on the DHT");
+    }
+    let mut delivered = Vec::new();
+    for chain in &chains {
+        let dev = chain[0].device_id().to_string();
+        match tokio::time::timeout(
+            Duration::from_secs(60),
+            send_to_device(&d, chain, &args.to, &args.text),
+        )
+        .await
+        {
+            Ok(Ok(())) => delivered.push(dev),
+            Ok(Err(e)) => eprintln!("jami: device {dev}: {e:#}"),
+            Err(_) => eprintln!("jami: device {dev}: timed out"),
+        }
+    }
+    let v = json!({"delivered": delivered});
+    if delivered.is_empty() {
+        println!("{v}");
+        bail!("no device of {to} accepted the message");
+    }
+    Ok(v)
+}
+
+/// Runs `jami run` (events printed as they come; `Null` at the end).
+pub fn run_cmd(args: RunArgs) -> Result<Json> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(run(args))?;
+    Ok(Json::Null)
+}
+
+/// Runs `jami send`.
+pub fn send_cmd(args: SendArgs) -> Result<Json> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(send(args))
+}
