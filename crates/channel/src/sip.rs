@@ -388,7 +388,8 @@ impl SipReader {
         let Some(len) = len else {
             return Some(Err(SipError::Malformed("no Content-Length")));
         };
-        let total = end + 4 + len;
+        // `len` is the peer's number: no arithmetic on it that could overflow.
+        let total = end.saturating_add(4).saturating_add(len);
         if total > MAX_MESSAGE {
             return Some(Err(SipError::TooLarge));
         }
@@ -495,6 +496,10 @@ mod tests {
         assert!(r.next_message().is_none());
         let mut r = SipReader::default();
         r.push(b"MESSAGE sip:x SIP/2.0\r\nContent-Length: 9000\r\n\r\n");
+        assert_eq!(r.next_message(), Some(Err(SipError::TooLarge)));
+        // A length at the edge of usize is refused, not added up.
+        let mut r = SipReader::default();
+        r.push(format!("MESSAGE sip:x SIP/2.0\r\nl: {}\r\n\r\n", usize::MAX).as_bytes());
         assert_eq!(r.next_message(), Some(Err(SipError::TooLarge)));
         for bad in [
             &b"garbage"[..],

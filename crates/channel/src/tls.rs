@@ -253,6 +253,18 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(p)
 }
 
+/// The provider, a verifier of `expected`, and where it leaves its reason.
+fn verifier(expected: Expected) -> (Arc<CryptoProvider>, Arc<PeerVerifier>, Refusal) {
+    let provider = provider();
+    let refused: Refusal = Arc::default();
+    let verifier = Arc::new(PeerVerifier {
+        expected,
+        provider: provider.clone(),
+        refused: refused.clone(),
+    });
+    (provider, verifier, refused)
+}
+
 fn chain_der(identity: &Identity) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
     let chain = identity
         .chain
@@ -270,13 +282,7 @@ pub fn client_config(
     identity: &Identity,
     expected: Expected,
 ) -> Result<(Arc<rustls::ClientConfig>, Refusal), rustls::Error> {
-    let provider = provider();
-    let refused: Refusal = Arc::default();
-    let verifier = Arc::new(PeerVerifier {
-        expected,
-        provider: provider.clone(),
-        refused: refused.clone(),
-    });
+    let (provider, verifier, refused) = verifier(expected);
     let (chain, key) = chain_der(identity);
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         // TLS 1.2 enabled so that the ClientHello carries the renegotiation SCSV.
@@ -293,13 +299,7 @@ pub fn server_config(
     identity: &Identity,
     expected: Expected,
 ) -> Result<(Arc<rustls::ServerConfig>, Refusal), rustls::Error> {
-    let provider = provider();
-    let refused: Refusal = Arc::default();
-    let verifier = Arc::new(PeerVerifier {
-        expected,
-        provider: provider.clone(),
-        refused: refused.clone(),
-    });
+    let (provider, verifier, refused) = verifier(expected);
     let (chain, key) = chain_der(identity);
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?

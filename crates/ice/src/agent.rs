@@ -914,6 +914,10 @@ impl Agent {
             .iter()
             .any(|r| r.transport == transport && r.addr == remote)
         {
+            // Peer-reflexive candidates count against the same bound as signalled ones.
+            if self.remotes.len() >= 256 {
+                return;
+            }
             let tcp_type = (transport == Transport::Tcp).then_some(TcpType::Active);
             self.remotes.push(Candidate {
                 foundation: foundation(Kind::Prflx, remote.ip()),

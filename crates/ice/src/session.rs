@@ -685,7 +685,9 @@ impl Driver {
                     let _ = w.send(p).await;
                 }
                 None => {
-                    let _ = self.udp[0].send_to(&p, server).await;
+                    if let Some(s) = self.udp.first() {
+                        let _ = s.send_to(&p, server).await;
+                    }
                 }
             }
         }
@@ -700,7 +702,9 @@ impl Driver {
                 let _ = w.send(bytes).await;
             }
             None => {
-                let _ = self.udp[0].send_to(&bytes, server).await;
+                if let Some(s) = self.udp.first() {
+                    let _ = s.send_to(&bytes, server).await;
+                }
             }
         }
     }
