@@ -15,6 +15,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use pamoja::channel::inbox::{Inbox, Received};
 use pamoja::channel::link::{LinkEvent, Manager, Options, Rendezvous};
 use pamoja::channel::sip::{self, SipReader, StartLine};
 use pamoja::channel::tls::Identity;
@@ -24,9 +25,10 @@ use pamoja::identity::announce::DeviceAnnouncement;
 use pamoja::identity::{Account, PrivateKey};
 use pamoja_lab::{LAB_ADDR, Lab, available};
 
-/// Our device's DHT node, certificate, signed announcement and link manager (inside the
-/// lab: call from a thread that entered its namespace).
-async fn setup(account: &Account) -> Result<(Manager, Arc<Runner>, Arc<SecureDht>), String> {
+/// Our device's DHT node, certificate and signed announcement (inside the lab: call from a
+/// thread that entered its namespace). Returns the runner, the secure DHT and the device's
+/// TLS identity.
+async fn publish(account: &Account) -> Result<(Arc<Runner>, Arc<SecureDht>, Identity), String> {
     let runner = Runner::bind("127.0.0.1:0".parse().unwrap(), Config::default())
         .await
         .map_err(|e| e.to_string())?;
@@ -50,9 +52,15 @@ async fn setup(account: &Account) -> Result<(Manager, Arc<Runner>, Arc<SecureDht
     secure::sign(&mut ann, account.account_key()).map_err(|e| e.to_string())?;
     let jami_id: InfoHash = account.jami_id().to_string().parse().unwrap();
     runner.put(jami_id, ann).await.map_err(|e| e.to_string())?;
+    Ok((runner, dht, Identity { key: key(), chain }))
+}
+
+/// [`publish`], and a link manager answering connection requests.
+async fn setup(account: &Account) -> Result<(Manager, Arc<Runner>, Arc<SecureDht>), String> {
+    let (runner, dht, identity) = publish(account).await?;
     let mut opts = Options::new(vec![format!("{LAB_ADDR}:0").parse().unwrap()]);
     opts.rendezvous = Rendezvous::Both;
-    let manager = Manager::start(dht.clone(), Identity { key: key(), chain }, opts)
+    let manager = Manager::start(dht.clone(), identity, opts)
         .await
         .map_err(|e| e.to_string())?;
     Ok((manager, runner, dht))
@@ -170,6 +178,96 @@ async fn jamid_sends_a_text_to_pamoja() {
     assert_eq!(got.from, jamid_id);
     assert!(got.body == second || got.body == first, "{got:?}");
     assert_eq!(got.content_type, "text/plain");
+}
+
+/// Our device inside the lab, reachable only through its DHT inbox (it answers no connection
+/// request): returns the first inbox message it gets, after acknowledging it.
+fn pamoja_inbox_only(
+    account: Account,
+    lab: &Lab,
+    ready: std::sync::mpsc::Sender<()>,
+) -> std::thread::JoinHandle<pamoja_lab::Result<Result<Received, String>>> {
+    lab.netns().spawn_inside(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let (_runner, dht, identity) = publish(&account).await?;
+            let own = identity.chain[0].public_key().clone();
+            let mut inbox = Inbox::start(dht, own).await.map_err(|e| e.to_string())?;
+            let _ = ready.send(());
+            let got = tokio::time::timeout(Duration::from_secs(120), inbox.next())
+                .await
+                .map_err(|_| "nothing came to the inbox")?
+                .ok_or("the inbox listener stopped")?;
+            // Keep the node up while the acknowledgement spreads.
+            tokio::time::sleep(Duration::from_secs(15)).await;
+            Ok(got)
+        })
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jamid_inbox_message_is_received_and_acknowledged() {
+    if !available("jamid_inbox_message_is_received_and_acknowledged") {
+        return;
+    }
+    let mut lab = Lab::new().unwrap();
+    lab.start_dhtnode(4222).await.unwrap();
+    let ours = Account::create(|_| {}).unwrap();
+    let our_id = ours.jami_id().to_string();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let device = pamoja_inbox_only(ours, &lab, ready_tx);
+    let jamid = lab.start_jamid("inbox").await.unwrap();
+    let account = jamid.add_account(4222, &[]).await.unwrap();
+    jamid
+        .wait_registered(&account, Duration::from_secs(120))
+        .await
+        .unwrap();
+    let jamid_id = jamid.jami_id(&account).await.unwrap();
+    let jamid_device = jamid.device_id(&account).await.unwrap().to_lowercase();
+    tokio::task::spawn_blocking(move || ready_rx.recv_timeout(Duration::from_secs(60)))
+        .await
+        .unwrap()
+        .expect("our device is on the DHT");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let from = jamid.signals().len();
+    // Unicode and a body near jamid's 8,000-byte SIP limit, as one DHT value.
+    let text = format!("through the inbox, 世界 {}", "z".repeat(7000));
+    let token = jamid
+        .send_text_message(&account, &our_id, "text/plain", &text)
+        .await
+        .unwrap();
+    assert_ne!(token, 0, "jamid refused to send");
+    let got = tokio::task::spawn_blocking(move || device.join().unwrap().unwrap())
+        .await
+        .unwrap();
+    let got = match got {
+        Ok(m) => m,
+        Err(e) => panic!("{e}\n--- jamid ---\n{}", lab.log_tail("jamid-inbox", 80)),
+    };
+    assert_eq!(got.from.to_string(), jamid_id);
+    assert_eq!(got.device.to_string(), jamid_device);
+    assert_eq!(got.message.msg, text);
+    assert_eq!(got.message.content_type(), "text/plain");
+    assert_eq!(
+        got.message.id, token,
+        "the inbox id is jamid's message token"
+    );
+    // Our acknowledgement reached jamid: the message is marked sent (state 2).
+    let status = jamid
+        .wait_signal(from, Duration::from_secs(30), |s| {
+            s.name == "accountMessageStatusChanged"
+                && s.str(3) == token.to_string()
+                && s.int(4) != Some(1)
+        })
+        .await;
+    let status = match status {
+        Ok(s) => s,
+        Err(e) => panic!("{e:?}\n--- jamid ---\n{}", lab.log_tail("jamid-inbox", 80)),
+    };
+    assert_eq!(status.int(4), Some(2), "{status:?}");
 }
 
 /// Our device inside the lab: finds the jamid device of account `to` (its announcement, then
@@ -354,58 +452,108 @@ async fn jami_send_and_jami_run_with_jamid() {
     assert_eq!(signal.str(1), our_id);
     assert!(format!("{:?}", signal.args[3]).contains("sent by jami send"));
 
-    // jami run: jamid connects and its message is printed, via sip.
+    // jami run: jamid's first message comes through the inbox (acknowledged) or a link it
+    // asks for at the same time; once the link is up, the next one comes over it.
     let mut run = online("run");
-    run.args(["--exit-after", "2", "--timeout", "150"])
+    run.args(["--timeout", "170"])
         .stdout(std::process::Stdio::piped());
     let mut child = run.spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
-    let (line_tx, line_rx) = std::sync::mpsc::channel::<String>();
+    let (line_tx, line_rx) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
     std::thread::spawn(move || {
         use std::io::BufRead;
         for l in std::io::BufReader::new(stdout)
             .lines()
             .map_while(Result::ok)
         {
-            let _ = line_tx.send(l);
+            let _ = line_tx.send(serde_json::from_str(&l).expect("one JSON object a line"));
         }
     });
+    let mut events = Events {
+        rx: line_rx,
+        all: Vec::new(),
+    };
     tokio::time::sleep(Duration::from_secs(5)).await;
+    let first = "first, to open the link";
     jamid
-        .send_text_message(&account, &our_id, "text/plain", "first, to open the link")
+        .send_text_message(&account, &our_id, "text/plain", first)
         .await
         .unwrap();
-    let connected = tokio::task::spawn_blocking(move || {
-        let l = line_rx.recv_timeout(Duration::from_secs(120));
-        (l, line_rx)
-    })
-    .await
-    .unwrap();
-    let (first, line_rx) = connected;
-    let first: serde_json::Value =
-        serde_json::from_str(&first.expect("a connected event")).unwrap();
-    assert_eq!(first["event"], "connected");
-    assert_eq!(first["device"], jamid_device.as_str());
-    jamid
-        .send_text_message(&account, &our_id, "text/plain", "hello jami run")
-        .await
-        .unwrap();
-    let second = tokio::task::spawn_blocking(move || line_rx.recv_timeout(Duration::from_secs(60)))
-        .await
-        .unwrap()
-        .expect("a message event");
-    let m: serde_json::Value = serde_json::from_str(&second).unwrap();
+    let m = events
+        .wait(Duration::from_secs(120), |e| e["body"] == first)
+        .await;
     assert_eq!(m["event"], "message");
     assert_eq!(m["from"], jamid_id.as_str());
     assert_eq!(m["device"], jamid_device.as_str());
     assert_eq!(m["type"], "text/plain");
-    assert_eq!(m["via"], "sip");
+    assert!(m["via"] == "dht" || m["via"] == "sip", "{m}");
+    let c = events
+        .wait(Duration::from_secs(120), |e| e["event"] == "connected")
+        .await;
+    assert_eq!(c["device"], jamid_device.as_str());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let second = "hello jami run, 世界";
+    jamid
+        .send_text_message(&account, &our_id, "text/plain", second)
+        .await
+        .unwrap();
+    let m = events
+        .wait(Duration::from_secs(60), |e| e["body"] == second)
+        .await;
+    assert_eq!(m["from"], jamid_id.as_str());
+    assert_eq!(m["via"], "sip", "{m}");
+    // SIGTERM stops it cleanly; each message was printed once.
+    let pid = child.id().to_string();
     assert!(
-        m["body"] == "hello jami run" || m["body"] == "first, to open the link",
-        "{m}"
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
     );
     let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
         .await
         .unwrap();
     assert!(status.success());
+    while let Ok(e) = events.rx.try_recv() {
+        events.all.push(e);
+    }
+    for body in [first, second] {
+        let n = events.all.iter().filter(|e| e["body"] == body).count();
+        assert_eq!(n, 1, "{body:?} printed {n} times: {:?}", events.all);
+    }
+    let mut seen = archive.clone().into_os_string();
+    seen.push(".seen");
+    let ids = std::fs::read_to_string(&seen).unwrap();
+    assert!(ids.lines().count() >= 2, "{ids}");
+}
+
+/// `jami run`'s events as they come, and every one read so far.
+struct Events {
+    rx: tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
+    all: Vec<serde_json::Value>,
+}
+
+impl Events {
+    /// The first event (already read or to come within `timeout`) that matches `pred`.
+    async fn wait(
+        &mut self,
+        timeout: Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        if let Some(e) = self.all.iter().find(|e| pred(e)) {
+            return e.clone();
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let e = tokio::time::timeout_at(deadline, self.rx.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no such event; got {:?}", self.all))
+                .unwrap_or_else(|| panic!("jami run stopped; got {:?}", self.all));
+            self.all.push(e.clone());
+            if pred(&e) {
+                return e;
+            }
+        }
+    }
 }

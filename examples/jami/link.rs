@@ -4,21 +4,28 @@
 //! ```text
 //! jami run --archive PATH --bootstrap HOST:PORT [--timeout S] [--exit-after N]
 //!     {"event": "connected", "device": DEVICE_ID}        (a device linked to us; messages can flow)
-//!     {"event": "message", "from": JAMI_ID, "device": DEVICE_ID, "type": "text/plain", "body": "...", "via": "sip"}
+//!     {"event": "message", "from": JAMI_ID, "device": DEVICE_ID, "type": "text/plain", "body": "...", "via": "sip"|"dht"}
 //! jami send --archive PATH --bootstrap HOST:PORT --to JAMI_ID TEXT
 //!     {"delivered": [DEVICE_ID, ...]}      exit 0 when at least one device answered 200
 //! ```
+//! `jami run` reads messages from links (`"via": "sip"`) and from the device's DHT inbox
+//! (`"via": "dht"`, acknowledged as jamid expects), and prints each message id once: the ids
+//! already printed are kept in `<archive>.seen`, so a message jamid sends both ways, or again
+//! after a restart, is printed once.
+//!
 //! ICE host candidates use the address the system routes the bootstrap node through, or
 //! `--ice-addr`.
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
+use pamoja::channel::inbox::Inbox;
 use pamoja::channel::link::{Channel, LinkEvent, Manager, Options, Rendezvous};
+use pamoja::channel::seen::{self, Seen};
 use pamoja::channel::sip::{self, Route, SipReader, StartLine};
 use pamoja::channel::tls::Identity;
 use pamoja::dht::securedht::SecureDht;
@@ -150,8 +157,23 @@ async fn online(o: &Online) -> Result<Device> {
     })
 }
 
+/// Message ids already printed, shared by the links and the inbox.
+type SeenIds = Arc<Mutex<Seen>>;
+
+/// Whether message `id` is new (and remembers it); messages without an id are new.
+fn first_time(seen: &SeenIds, id: Option<&str>) -> bool {
+    let Some(id) = id else { return true };
+    match seen.lock() {
+        Ok(mut s) => s.insert(id).unwrap_or_else(|e| {
+            eprintln!("jami: cannot save message ids: {e}");
+            true
+        }),
+        Err(_) => true,
+    }
+}
+
 /// Reads SIP from a channel: answers each request 200 and reports its MESSAGEs.
-async fn serve_sip(mut ch: Channel, device: String, out: mpsc::Sender<Json>) {
+async fn serve_sip(mut ch: Channel, device: String, out: mpsc::Sender<Json>, seen: SeenIds) {
     let mut reader = SipReader::default();
     while let Some(data) = ch.recv().await {
         reader.push(&data);
@@ -168,6 +190,9 @@ async fn serve_sip(mut ch: Channel, device: String, out: mpsc::Sender<Json>) {
                 return;
             }
             if let Some(t) = sip::read_message(&m) {
+                if !first_time(&seen, t.id.as_deref()) {
+                    continue;
+                }
                 let _ = out
                     .send(json!({"event": "message", "from": t.from, "device": device,
                         "type": t.content_type, "body": t.body, "via": "sip"}))
@@ -179,7 +204,21 @@ async fn serve_sip(mut ch: Channel, device: String, out: mpsc::Sender<Json>) {
 
 async fn run(args: RunArgs) -> Result<()> {
     let mut device = online(&args.online).await?;
+    let mut seen_path = args.online.archive.clone().into_os_string();
+    seen_path.push(".seen");
+    let seen: SeenIds = Arc::new(Mutex::new(
+        Seen::open(std::path::Path::new(&seen_path), seen::DEFAULT_CAPACITY)
+            .with_context(|| format!("cannot open {}", seen_path.to_string_lossy()))?,
+    ));
     let (tx, mut rx) = mpsc::channel::<Json>(64);
+    let own = device
+        .account
+        .device()
+        .ok_or_else(|| anyhow!("the archive holds no device key"))?
+        .cert
+        .public_key()
+        .clone();
+    let mut inbox = Inbox::start(device.dht.clone(), own).await?;
     let deadline = args
         .timeout
         .map(|s| tokio::time::Instant::now() + Duration::from_secs_f64(s));
@@ -197,6 +236,7 @@ async fn run(args: RunArgs) -> Result<()> {
                 let Some(mut link) = link else { return Ok(()) };
                 let id = link.device().to_string();
                 let out = tx.clone();
+                let seen = seen.clone();
                 tokio::spawn(async move {
                     // Connected: the device opened its `sip` channel, messages can flow.
                     let mut announced = false;
@@ -206,10 +246,20 @@ async fn run(args: RunArgs) -> Result<()> {
                                 announced = true;
                                 let _ = out.send(json!({"event": "connected", "device": id})).await;
                             }
-                            tokio::spawn(serve_sip(ch, id.clone(), out.clone()));
+                            tokio::spawn(serve_sip(ch, id.clone(), out.clone(), seen.clone()));
                         }
                     }
                 });
+            }
+            m = inbox.next() => {
+                let Some(m) = m else { return Ok(()) };
+                if first_time(&seen, Some(&m.message.message_id())) {
+                    let _ = tx
+                        .send(json!({"event": "message", "from": m.from.to_string(),
+                            "device": m.device.to_string(), "type": m.message.content_type(),
+                            "body": m.message.msg, "via": "dht"}))
+                        .await;
+                }
             }
             ev = rx.recv() => {
                 let Some(ev) = ev else { return Ok(()) };

@@ -15,14 +15,20 @@
 //!   reader for the `sip` channel's stream;
 //! * [`tls`]: rustls configurations for both roles, presenting our device chain and checking
 //!   the peer's as jamid does (the expected device, the chain, revocation, bans);
+//! * [`inbox`]: jamid 2023's DHT fallback for messages (`ImMessage` values at
+//!   `SHA1("inbox:" + device id)`) and their acknowledgements;
+//! * [`seen`]: the message ids already delivered, so that a message that comes both ways
+//!   (or again after a restart) is reported once;
 //! * [`link`]: the tokio edge: a manager that meets devices on the DHT, runs ICE over TCP
 //!   (`pamoja-ice`) and TLS, and hands out links whose channels are byte pipes.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod inbox;
 pub mod link;
 pub mod mux;
 pub mod request;
+pub mod seen;
 pub mod sip;
 pub mod tls;

@@ -69,6 +69,11 @@ impl SecureDht {
         &self.runner
     }
 
+    /// This identity's private key (to seal values for others, e.g. acknowledgements).
+    pub fn private_key(&self) -> &PrivateKey {
+        &self.key
+    }
+
     /// This identity's key id (SHA-1 of its public key).
     pub fn key_id(&self) -> InfoHash {
         secure::key_id(self.key.public_key())

@@ -265,6 +265,11 @@ impl Drop for Lab {
         while let Some(mut p) = self.procs.pop() {
             p.stop();
         }
+        // PAMOJA_LAB_KEEP=1 leaves the scratch directory (logs) behind for a post-mortem.
+        if std::env::var_os("PAMOJA_LAB_KEEP").is_some() {
+            self.dir.disable_cleanup(true);
+            eprintln!("lab: kept {}", self.dir.path().display());
+        }
     }
 }
 
