@@ -67,12 +67,14 @@ async fn setup(account: &Account) -> Result<(Manager, Arc<Runner>, Arc<SecureDht
 }
 
 /// Our device inside the lab's namespace: publishes what jamid needs, accepts one link and
-/// returns the first SIP MESSAGE it gets (after answering 200 OK).
+/// returns the SIP MESSAGEs it gets on it (each answered 200 OK), up to the one whose body
+/// is `last`.
 fn pamoja_device(
     account: Account,
     lab: &Lab,
     sip_open: std::sync::mpsc::Sender<()>,
-) -> std::thread::JoinHandle<pamoja_lab::Result<Result<sip::TextMessage, String>>> {
+    last: String,
+) -> std::thread::JoinHandle<pamoja_lab::Result<Result<Vec<sip::TextMessage>, String>>> {
     lab.netns().spawn_inside(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -95,6 +97,7 @@ fn pamoja_device(
                 }
                 let _ = sip_open.send(());
                 let mut reader = SipReader::default();
+                let mut got = Vec::new();
                 loop {
                     while let Some(m) = reader.next_message() {
                         let m = m.map_err(|e| e.to_string())?;
@@ -103,7 +106,12 @@ fn pamoja_device(
                                 .await
                                 .map_err(|e| e.to_string())?;
                             if method == "MESSAGE" {
-                                return sip::read_message(&m).ok_or("unreadable MESSAGE".into());
+                                let t = sip::read_message(&m).ok_or("unreadable MESSAGE")?;
+                                let done = t.body == last;
+                                got.push(t);
+                                if done {
+                                    return Ok(got);
+                                }
                             }
                         }
                     }
@@ -128,7 +136,10 @@ async fn jamid_sends_a_text_to_pamoja() {
     let ours = Account::create(|_| {}).unwrap();
     let our_id = ours.jami_id().to_string();
     let (open_tx, open_rx) = std::sync::mpsc::channel();
-    let device = pamoja_device(ours, &lab, open_tx);
+    // Unicode first, then a body near jamid's 8,000-byte SIP limit on the same link.
+    let first = "hello from jamid, 世界";
+    let second = format!("a second message, over the same link: {}", "é".repeat(3500));
+    let device = pamoja_device(ours, &lab, open_tx, second.clone());
     let jamid = lab.start_jamid("sender").await.unwrap();
     let account = jamid.add_account(4222, &[]).await.unwrap();
     jamid
@@ -140,7 +151,6 @@ async fn jamid_sends_a_text_to_pamoja() {
     // The first message makes jamid look for our devices and ask for a `sip` channel (it
     // also drops a copy in our DHT inbox); once the channel is open, the next message goes
     // over it.
-    let first = "hello from jamid, 世界";
     let msg_id = jamid
         .send_text_message(&account, &our_id, "text/plain", first)
         .await
@@ -151,9 +161,9 @@ async fn jamid_sends_a_text_to_pamoja() {
             .await
             .unwrap();
     assert!(opened.is_ok(), "jamid never opened a sip channel to us");
-    let second = "a second message, over the same link";
+    tokio::time::sleep(Duration::from_secs(2)).await;
     jamid
-        .send_text_message(&account, &our_id, "text/plain", second)
+        .send_text_message(&account, &our_id, "text/plain", &second)
         .await
         .unwrap();
     let got = tokio::task::spawn_blocking(move || device.join().unwrap().unwrap())
@@ -175,9 +185,21 @@ async fn jamid_sends_a_text_to_pamoja() {
             panic!("{e}\n--- jamid ---\n{}", relevant.join("\n"))
         }
     };
-    assert_eq!(got.from, jamid_id);
-    assert!(got.body == second || got.body == first, "{got:?}");
-    assert_eq!(got.content_type, "text/plain");
+    // The first may have gone through the DHT inbox only (not read here); the second came
+    // over the link the first one opened.
+    let last = got.last().unwrap();
+    assert_eq!(last.from, jamid_id);
+    assert_eq!(last.body.len(), second.len());
+    assert_eq!(last.content_type, "text/plain");
+    assert!(
+        got.iter().all(|m| m.body == first || m.body == second),
+        "{got:?}"
+    );
+    assert!(
+        got.iter()
+            .all(|m| m.id.as_deref().is_some_and(|i| i.len() == 16)),
+        "{got:?}"
+    );
 }
 
 /// Our device inside the lab, reachable only through its DHT inbox (it answers no connection
@@ -271,14 +293,14 @@ async fn jamid_inbox_message_is_received_and_acknowledged() {
 }
 
 /// Our device inside the lab: finds the jamid device of account `to` (its announcement, then
-/// its certificate), links to it, opens a `sip` channel and sends `text`; returns the status
-/// code of jamid's answer.
+/// its certificate), links to it, opens a `sip` channel and sends `texts` one after the
+/// other on it; returns the status codes of jamid's answers.
 fn pamoja_sender(
     account: Account,
     lab: &Lab,
     to: String,
-    text: &'static str,
-) -> std::thread::JoinHandle<pamoja_lab::Result<Result<u16, String>>> {
+    texts: Vec<String>,
+) -> std::thread::JoinHandle<pamoja_lab::Result<Result<Vec<u16>, String>>> {
     lab.netns().spawn_inside(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -325,23 +347,28 @@ fn pamoja_sender(
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap()
                 .as_secs();
-            let m = sip::message(&route, "text/plain", text, &sip::new_message_id(), now);
-            ch.send(&m.to_bytes()).await.map_err(|e| e.to_string())?;
             let mut reader = SipReader::default();
-            loop {
-                if let Some(r) = reader.next_message() {
-                    let r = r.map_err(|e| e.to_string())?;
-                    if let StartLine::Response { code, .. } = r.start {
-                        return Ok(code);
+            let mut codes = Vec::new();
+            for text in &texts {
+                let m = sip::message(&route, "text/plain", text, &sip::new_message_id(), now);
+                ch.send(&m.to_bytes()).await.map_err(|e| e.to_string())?;
+                loop {
+                    if let Some(r) = reader.next_message() {
+                        let r = r.map_err(|e| e.to_string())?;
+                        if let StartLine::Response { code, .. } = r.start {
+                            codes.push(code);
+                            break;
+                        }
+                        continue;
                     }
-                    continue;
+                    let data = tokio::time::timeout(Duration::from_secs(30), ch.recv())
+                        .await
+                        .map_err(|_| "no answer from jamid")?
+                        .ok_or("sip channel closed")?;
+                    reader.push(&data);
                 }
-                let data = tokio::time::timeout(Duration::from_secs(30), ch.recv())
-                    .await
-                    .map_err(|_| "no answer from jamid")?
-                    .ok_or("sip channel closed")?;
-                reader.push(&data);
             }
+            Ok(codes)
         })
     })
 }
@@ -362,26 +389,31 @@ async fn pamoja_sends_a_text_to_jamid() {
     let jamid_id = jamid.jami_id(&account).await.unwrap();
     let ours = Account::create(|_| {}).unwrap();
     let our_id = ours.jami_id().to_string();
-    let text = "hello from pamoja, 世界";
+    // Unicode, then a 7,000-byte body on the same channel.
+    let texts = vec![
+        "hello from pamoja, 世界".to_owned(),
+        format!("a second one, same link: {}", "ß".repeat(3500)),
+    ];
     let from = jamid.signals().len();
-    let sender = pamoja_sender(ours, &lab, jamid_id, text);
-    let code = tokio::task::spawn_blocking(move || sender.join().unwrap().unwrap())
+    let sender = pamoja_sender(ours, &lab, jamid_id, texts.clone());
+    let codes = tokio::task::spawn_blocking(move || sender.join().unwrap().unwrap())
         .await
         .unwrap();
-    let code = match code {
+    let codes = match codes {
         Ok(c) => c,
         Err(e) => panic!("{e}\n--- jamid ---\n{}", lab.log_tail("jamid-receiver", 60)),
     };
-    assert_eq!(code, 200);
-    let signal = jamid
-        .wait_signal(from, Duration::from_secs(30), |s| {
-            s.name == "incomingAccountMessage"
-        })
-        .await
-        .unwrap();
-    // (account, from, message id, payloads)
-    assert_eq!(signal.str(1), our_id, "{signal:?}");
-    assert!(format!("{:?}", signal.args[3]).contains(text), "{signal:?}");
+    assert_eq!(codes, vec![200, 200]);
+    for text in &texts {
+        let signal = jamid
+            .wait_signal(from, Duration::from_secs(30), |s| {
+                s.name == "incomingAccountMessage" && format!("{:?}", s.args[3]).contains(text)
+            })
+            .await
+            .unwrap();
+        // (account, from, message id, payloads)
+        assert_eq!(signal.str(1), our_id, "{signal:?}");
+    }
 }
 
 /// `jami account new` into `dir`, returning the archive path and its Jami ID.
