@@ -10,6 +10,9 @@
 //! peer opens arrive as [`LinkEvent::Channel`] when the policy accepts their name (by default
 //! `sip` only; everything else is declined). Request ids are remembered, so a replayed request
 //! is ignored.
+//!
+//! [`Manager::channel`] is the usual entry: it opens a channel to a device over the link
+//! already up with it (whoever made it), and makes one only when there is none.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -111,12 +114,34 @@ struct Inner {
     /// Request ids seen (requests are handled once).
     seen: Mutex<HashSet<u64>>,
     links: mpsc::Sender<Link>,
+    /// Links up, by device (weak: a link lives while its `Link` or a channel of it does).
+    by_device: Mutex<HashMap<DeviceId, mpsc::WeakSender<Cmd>>>,
+    /// One link creation at a time per device.
+    dialing: Mutex<HashMap<DeviceId, Arc<tokio::sync::Mutex<()>>>>,
+    /// Channels peers open on links made by [`Manager::channel`].
+    channels_in: mpsc::Sender<(DeviceId, Channel)>,
+}
+
+impl Inner {
+    fn remember(&self, link: &Link) {
+        if let Ok(mut m) = self.by_device.lock() {
+            m.retain(|_, w| w.strong_count() > 0);
+            m.insert(link.device, link.cmds.downgrade());
+        }
+    }
+
+    /// The command queue of a live link to `device`.
+    fn live(&self, device: &DeviceId) -> Option<mpsc::Sender<Cmd>> {
+        let m = self.by_device.lock().ok()?;
+        m.get(device)?.upgrade().filter(|c| !c.is_closed())
+    }
 }
 
 /// A device's link manager.
 pub struct Manager {
     inner: Arc<Inner>,
     incoming: mpsc::Receiver<Link>,
+    incoming_channels: mpsc::Receiver<(DeviceId, Channel)>,
     _listens: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -125,6 +150,7 @@ impl Manager {
     /// same identity (its certificate should be published so peers can check us).
     pub async fn start(dht: Arc<SecureDht>, identity: Identity, opts: Options) -> io::Result<Self> {
         let (links, incoming) = mpsc::channel(16);
+        let (channels_in, incoming_channels) = mpsc::channel(64);
         let me = identity.chain[0].public_key().clone();
         let mut keys = Vec::new();
         if opts.rendezvous != Rendezvous::Long {
@@ -141,6 +167,9 @@ impl Manager {
             pending: Mutex::default(),
             seen: Mutex::default(),
             links,
+            by_device: Mutex::default(),
+            dialing: Mutex::default(),
+            channels_in,
         });
         let mut listens = Vec::new();
         for key in keys {
@@ -150,8 +179,72 @@ impl Manager {
         Ok(Self {
             inner,
             incoming,
+            incoming_channels,
             _listens: listens,
         })
+    }
+
+    /// Opens a channel named `name` to the device of certificate `peer`, over the link
+    /// already up with that device when there is one (made by either side), else over a new
+    /// link (`conn_type` says why). A link made here lives while one of its channels does;
+    /// channels the peer opens on it come out of [`Manager::accept_channel`].
+    pub async fn channel(
+        &self,
+        peer: &[Certificate],
+        name: &str,
+        conn_type: &str,
+    ) -> Result<Channel, LinkError> {
+        let device = peer
+            .first()
+            .ok_or(LinkError::Closed)?
+            .public_key()
+            .device_id();
+        let gate = self
+            .inner
+            .dialing
+            .lock()
+            .map(|mut d| d.entry(device).or_default().clone())
+            .map_err(|_| LinkError::Closed)?;
+        let _one_at_a_time = gate.lock().await;
+        if let Some(cmds) = self.inner.live(&device) {
+            match open_on(&cmds, name).await {
+                Err(LinkError::Closed) => {}
+                other => return other,
+            }
+        }
+        let Link {
+            device,
+            cmds,
+            mut events,
+        } = self.connect(peer, conn_type).await?;
+        let to_manager = self.inner.channels_in.clone();
+        tokio::spawn(async move {
+            while let Some(LinkEvent::Channel(ch)) = events.recv().await {
+                if to_manager.send((device, ch)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        open_on(&cmds, name).await
+    }
+
+    /// The next channel a peer opened on a link made by [`Manager::channel`], with its
+    /// device.
+    pub async fn accept_channel(&mut self) -> Option<(DeviceId, Channel)> {
+        self.incoming_channels.recv().await
+    }
+
+    /// The number of links up.
+    pub fn links_up(&self) -> usize {
+        self.inner
+            .by_device
+            .lock()
+            .map(|m| {
+                m.values()
+                    .filter(|w| w.upgrade().is_some_and(|c| !c.is_closed()))
+                    .count()
+            })
+            .unwrap_or(0)
     }
 
     /// The next link a peer opened to us.
@@ -214,8 +307,19 @@ impl Manager {
                 what: e.to_string(),
                 refused: refused.lock().ok().and_then(|r| r.clone()),
             })?;
-        Ok(Link::start(tls, device.device_id(), inner.opts.accept))
+        let link = Link::start(tls, device.device_id(), inner.opts.accept);
+        inner.remember(&link);
+        Ok(link)
     }
+}
+
+/// Asks a link (by its command queue) for a channel.
+async fn open_on(cmds: &mpsc::Sender<Cmd>, name: &str) -> Result<Channel, LinkError> {
+    let (tx, rx) = oneshot::channel();
+    cmds.send(Cmd::Open(name.to_owned(), tx))
+        .await
+        .map_err(|_| LinkError::Closed)?;
+    rx.await.map_err(|_| LinkError::Closed)?
 }
 
 /// Handles values at one of our `peer:` keys: answers to our requests, and new requests.
@@ -304,10 +408,9 @@ async fn answer(inner: Arc<Inner>, req: PeerConnectionRequest, signer: PublicKey
     .await;
     match tls {
         Ok(Ok(tls)) => {
-            let _ = inner
-                .links
-                .send(Link::start(tls, signer.device_id(), inner.opts.accept))
-                .await;
+            let link = Link::start(tls, signer.device_id(), inner.opts.accept);
+            inner.remember(&link);
+            let _ = inner.links.send(link).await;
         }
         Ok(Err(e)) => tracing::warn!(
             "TLS with {id} failed: {e} {:?}",
@@ -366,6 +469,52 @@ impl Channel {
     pub async fn close(self) {
         let _ = self.cmds.send(Cmd::Close(self.id)).await;
     }
+
+    /// This channel as a byte stream ([`AsyncRead`] + [`AsyncWrite`]): what is written goes
+    /// out in frames of at most 64 KiB, what the peer sends is read in order. A channel has no
+    /// half-close: shutting the write side down closes the channel both ways, and reads end
+    /// once either side closed it. Two small
+    /// tasks pump between the stream and the link, through a 256 KiB buffer each way
+    /// (backpressure: a reader that does not read slows the peer down, nothing piles up).
+    pub fn into_stream(self) -> tokio::io::DuplexStream {
+        const BUFFER: usize = 256 * 1024;
+        let (user, mine) = tokio::io::duplex(BUFFER);
+        let (mut rd, mut wr) = tokio::io::split(mine);
+        let Channel {
+            id, mut data, cmds, ..
+        } = self;
+        tokio::spawn(async move {
+            while let Some(d) = data.recv().await {
+                if wr.write_all(&d).await.is_err() {
+                    return;
+                }
+            }
+            let _ = wr.shutdown().await;
+        });
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match rd.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        let (tx, rx) = oneshot::channel();
+                        if cmds
+                            .send(Cmd::Send(id, buf[..n].to_vec(), tx))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                        if !matches!(rx.await, Ok(Ok(()))) {
+                            return;
+                        }
+                    }
+                }
+            }
+            let _ = cmds.send(Cmd::Close(id)).await;
+        });
+        user
+    }
 }
 
 impl Link {
@@ -392,12 +541,7 @@ impl Link {
 
     /// Asks the peer for a channel named `name`.
     pub async fn open(&self, name: &str) -> Result<Channel, LinkError> {
-        let (tx, rx) = oneshot::channel();
-        self.cmds
-            .send(Cmd::Open(name.to_owned(), tx))
-            .await
-            .map_err(|_| LinkError::Closed)?;
-        rx.await.map_err(|_| LinkError::Closed)?
+        open_on(&self.cmds, name).await
     }
 
     /// The next event; `None` once the link closed.

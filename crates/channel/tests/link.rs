@@ -123,3 +123,120 @@ async fn two_devices_over_the_long_rendezvous_key() {
         other => panic!("expected a decline, got {:?}", other.map(|c| c.name)),
     }
 }
+
+/// Three loopback DHT nodes, and two devices on nodes 1 and 2 with their managers (2023
+/// short key only this time).
+async fn two_managers() -> (Vec<Arc<Runner>>, Account, Account, Manager, Manager) {
+    let mut nodes: Vec<Arc<Runner>> = Vec::new();
+    for i in 0..3 {
+        let r = Runner::bind("127.0.0.1:0".parse().unwrap(), Config::default())
+            .await
+            .unwrap();
+        if i > 0 {
+            r.bootstrap(nodes[0].local_addr());
+        }
+        nodes.push(Arc::new(r));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (alice, bob) = (
+        Account::create(|_| {}).unwrap(),
+        Account::create(|_| {}).unwrap(),
+    );
+    let (a_dht, a_id) = device(&alice, nodes[1].clone()).await;
+    let (b_dht, b_id) = device(&bob, nodes[2].clone()).await;
+    let opts = || {
+        let mut o = Options::new(vec!["127.0.0.1:0".parse().unwrap()]);
+        o.rendezvous = Rendezvous::Short;
+        o
+    };
+    let a = Manager::start(a_dht, a_id, opts()).await.unwrap();
+    let b = Manager::start(b_dht, b_id, opts()).await.unwrap();
+    (nodes, alice, bob, a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channels_share_one_link_per_device_and_stream_bytes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_nodes, alice, bob, mut a, mut b) = two_managers().await;
+    let bob_chain = vec![
+        bob.device().unwrap().cert.clone(),
+        bob.account_cert().clone(),
+    ];
+    let alice_device = alice.device().unwrap().cert.device_id();
+
+    // Two channels to bob: one link.
+    let (first, b_link) = tokio::join!(a.channel(&bob_chain, "sip", "text/plain"), async {
+        tokio::time::timeout(Duration::from_secs(40), b.accept())
+            .await
+            .unwrap()
+            .unwrap()
+    });
+    let first = first.unwrap();
+    let second = a.channel(&bob_chain, "sip", "").await.unwrap();
+    assert_ne!(first.id, second.id);
+    assert_eq!(a.links_up(), 1);
+    let mut b_link = b_link;
+    assert_eq!(b_link.device(), &alice_device);
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let Some(LinkEvent::Channel(ch)) =
+            tokio::time::timeout(Duration::from_secs(10), b_link.next_event())
+                .await
+                .unwrap()
+        else {
+            panic!("link closed")
+        };
+        got.push(ch);
+    }
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), b.accept())
+            .await
+            .is_err(),
+        "a second link was made"
+    );
+
+    // Bob opens a channel back on the same link: alice's manager reports it.
+    let back = b_link.open("sip").await.unwrap();
+    let (from, mut back_a) = tokio::time::timeout(Duration::from_secs(10), a.accept_channel())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(from, bob_chain[0].device_id());
+    back.send(b"ping").await.unwrap();
+    assert_eq!(back_a.recv().await.unwrap(), b"ping");
+
+    // The first channel as a byte stream: 8 MiB each way at once, in order; then alice
+    // shuts down (a channel has no half-close: it closes) and bob reads the end.
+    let pattern: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let b_first = got.remove(0);
+    assert_eq!(b_first.id, first.id);
+    let mut a_stream = first.into_stream();
+    let mut b_stream = b_first.into_stream();
+    let exchange = |mut s: tokio::io::DuplexStream, p: Vec<u8>| async move {
+        let (mut rd, mut wr) = tokio::io::split(&mut s);
+        let mut got = vec![0u8; p.len()];
+        let (w, r) = tokio::join!(wr.write_all(&p), rd.read_exact(&mut got));
+        w.unwrap();
+        r.unwrap();
+        (s, got)
+    };
+    let ((a_back, from_b), (b_back, from_a)) =
+        tokio::time::timeout(Duration::from_secs(60), async {
+            tokio::join!(
+                exchange(a_stream, pattern.clone()),
+                exchange(b_stream, pattern.clone())
+            )
+        })
+        .await
+        .unwrap();
+    assert!(from_a == pattern && from_b == pattern);
+    (a_stream, b_stream) = (a_back, b_back);
+    a_stream.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), b_stream.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(rest.is_empty());
+    drop((second, got, back, back_a));
+}
