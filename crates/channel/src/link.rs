@@ -424,6 +424,7 @@ enum Cmd {
     Open(String, oneshot::Sender<Result<Channel, LinkError>>),
     Send(u16, Vec<u8>, oneshot::Sender<Result<(), LinkError>>),
     Close(u16),
+    Beacon,
 }
 
 /// What a link reports.
@@ -518,6 +519,26 @@ impl Channel {
 }
 
 impl Link {
+    /// A link over a stream already secured with `device` (TLS done, peer checked): the
+    /// multiplexed socket runs on it, and channels the peer asks for are accepted when
+    /// `accept` says yes to their name. [`Manager`] makes links this way; this is for other
+    /// transports and for tests.
+    pub fn over<S>(stream: S, device: DeviceId, accept: fn(&str) -> bool) -> Self
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        Self::start(stream, device, accept)
+    }
+
+    /// Checks the link is alive (jamid does this when its network changes): a beacon goes
+    /// out, and the link ends when no answer comes within 3 s.
+    pub async fn beacon(&self) -> Result<(), LinkError> {
+        self.cmds
+            .send(Cmd::Beacon)
+            .await
+            .map_err(|_| LinkError::Closed)
+    }
+
     fn start<S>(stream: S, device: DeviceId, accept: fn(&str) -> bool) -> Self
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -651,6 +672,7 @@ async fn run_link<S>(
                     channels.remove(&ch);
                     mux.close(ch);
                 }
+                Some(Cmd::Beacon) => mux.beacon(Instant::now()),
                 None => return,
             },
             _ = sleep => mux.handle_timeout(Instant::now()),
