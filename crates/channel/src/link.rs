@@ -17,7 +17,9 @@
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use pamoja_dht::runner::{ListenEvent, Runner};
@@ -25,9 +27,10 @@ use pamoja_dht::secure;
 use pamoja_dht::securedht::SecureDht;
 use pamoja_ice::agent::Role;
 use pamoja_ice::candidate::IceMessage;
+use pamoja_ice::pipe::Pipe;
 use pamoja_ice::session::{Options as IceOptions, Session};
 use pamoja_identity::{Certificate, DeviceId, PublicKey};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::mux::{Limits, Mux, MuxEvent};
@@ -420,9 +423,13 @@ async fn answer(inner: Arc<Inner>, req: PeerConnectionRequest, signer: PublicKey
     }
 }
 
+/// What handles ask of a link's task.
 enum Cmd {
     Open(String, oneshot::Sender<Result<Channel, LinkError>>),
+    /// Send on a channel, with the outcome.
     Send(u16, Vec<u8>, oneshot::Sender<Result<(), LinkError>>),
+    /// Send on a channel (a stream's write).
+    Data(u16, Vec<u8>),
     Close(u16),
     Beacon,
 }
@@ -473,48 +480,49 @@ impl Channel {
 
     /// This channel as a byte stream ([`AsyncRead`] + [`AsyncWrite`]): what is written goes
     /// out in frames of at most 64 KiB, what the peer sends is read in order. A channel has no
-    /// half-close: shutting the write side down closes the channel both ways, and reads end
-    /// once either side closed it. Two small
-    /// tasks pump between the stream and the link, through a 256 KiB buffer each way
-    /// (backpressure: a reader that does not read slows the peer down, nothing piles up).
-    pub fn into_stream(self) -> tokio::io::DuplexStream {
-        const BUFFER: usize = 256 * 1024;
-        let (user, mine) = tokio::io::duplex(BUFFER);
-        let (mut rd, mut wr) = tokio::io::split(mine);
-        let Channel {
-            id, mut data, cmds, ..
-        } = self;
-        tokio::spawn(async move {
-            while let Some(d) = data.recv().await {
-                if wr.write_all(&d).await.is_err() {
-                    return;
-                }
-            }
-            let _ = wr.shutdown().await;
-        });
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                match rd.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        let (tx, rx) = oneshot::channel();
-                        if cmds
-                            .send(Cmd::Send(id, buf[..n].to_vec(), tx))
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
-                        if !matches!(rx.await, Ok(Ok(()))) {
-                            return;
-                        }
-                    }
-                }
-            }
-            let _ = cmds.send(Cmd::Close(id)).await;
-        });
-        user
+    /// half-close: shutting the write side down (or dropping the stream) closes the channel
+    /// both ways, and reads end once either side closed it. Backpressure: writes wait while
+    /// the link's queue is full, and a reader that does not read slows the peer down.
+    pub fn into_stream(self) -> ChannelStream {
+        let Channel { id, data, cmds, .. } = self;
+        ChannelStream(Pipe::new(
+            data,
+            cmds,
+            move |b: &[u8]| Cmd::Data(id, b.to_vec()),
+            crate::mux::MAX_PAYLOAD,
+            Some(Cmd::Close(id)),
+        ))
+    }
+}
+
+/// A channel as a byte stream (see [`Channel::into_stream`]).
+pub struct ChannelStream(Pipe<Cmd>);
+
+impl AsyncRead for ChannelStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ChannelStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }
 
@@ -584,7 +592,7 @@ async fn run_link<S>(
     let mut mux = Mux::new(Limits::default());
     let mut opening: HashMap<u16, oneshot::Sender<Result<Channel, LinkError>>> = HashMap::new();
     let mut channels: HashMap<u16, mpsc::Sender<Vec<u8>>> = HashMap::new();
-    let mut buf = vec![0u8; 16 * 1024];
+    let mut buf = vec![0u8; 64 * 1024];
     loop {
         // Events first: answering them queues frames, sent right below.
         while let Some(e) = mux.poll_event() {
@@ -671,6 +679,12 @@ async fn run_link<S>(
                 Some(Cmd::Close(ch)) => {
                     channels.remove(&ch);
                     mux.close(ch);
+                }
+                Some(Cmd::Data(ch, data)) => {
+                    if mux.send(ch, &data).is_err() {
+                        // The channel is gone: the stream's reads have ended too.
+                        channels.remove(&ch);
+                    }
                 }
                 Some(Cmd::Beacon) => mux.beacon(Instant::now()),
                 None => return,

@@ -423,9 +423,9 @@ impl Mux {
         loop {
             match object_len(&self.buf[at..]) {
                 Ok(Some(n)) => {
-                    let obj = self.buf[at..at + n].to_vec();
+                    let parsed = read_frame(&self.buf[at..at + n]);
                     at += n;
-                    match read_frame(&obj) {
+                    match parsed {
                         Some((ch, payload)) => self.on_frame(ch, payload),
                         None => self.skipped += 1,
                     }

@@ -212,7 +212,7 @@ async fn channels_share_one_link_per_device_and_stream_bytes() {
     assert_eq!(b_first.id, first.id);
     let mut a_stream = first.into_stream();
     let mut b_stream = b_first.into_stream();
-    let exchange = |mut s: tokio::io::DuplexStream, p: Vec<u8>| async move {
+    let exchange = |mut s: pamoja_channel::link::ChannelStream, p: Vec<u8>| async move {
         let (mut rd, mut wr) = tokio::io::split(&mut s);
         let mut got = vec![0u8; p.len()];
         let (w, r) = tokio::join!(wr.write_all(&p), rd.read_exact(&mut got));

@@ -10,9 +10,12 @@
 //! * [`candidate`]: candidates and the connection manager's ICE message in pjnath's text
 //!   format, parsed the way pjnath scans it;
 //! * [`turn`]: TURN's methods and attributes, long-term credentials, ChannelData;
-//! * [`framing`]: RFC 4571 length-prefixed frames of ICE over TCP.
-//!
-//! The ICE agent and a TURN client state machine come next.
+//! * [`framing`]: RFC 4571 length-prefixed frames of ICE over TCP;
+//! * [`agent`]: the ICE agent as a state machine driven by datagrams, frames and time;
+//! * [`client`]: STUN Binding and TURN client state machines (with RFC 6062 TCP relays);
+//! * [`session`]: the tokio edge: sockets, gathering, and a [`session::Connection`] once a
+//!   pair is selected;
+//! * [`pipe`]: a byte stream over the message queues of such a driver.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -21,6 +24,7 @@ pub mod agent;
 pub mod candidate;
 pub mod client;
 pub mod framing;
+pub mod pipe;
 pub mod session;
 pub mod stun;
 pub mod turn;

@@ -30,7 +30,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 
@@ -40,6 +40,7 @@ use crate::client::{
     Binding, ClientError, TurnClient, TurnEvent, TurnInput, connection_bound, stream_message_len,
 };
 use crate::framing::{Deframer, frame};
+use crate::pipe::Pipe;
 
 /// Why a session could not be set up or connected.
 #[derive(Debug, thiserror::Error)]
@@ -295,34 +296,15 @@ impl Connection {
     /// The connection as a byte stream, for ICE over TCP: reads give the concatenation of
     /// the peer's data frames (frame boundaries mean nothing there, as with jamid's TLS),
     /// writes become frames of at most 65,535 bytes. Dropping the stream ends the session.
-    pub fn into_stream(self) -> tokio::io::DuplexStream {
-        let (ours, theirs) = tokio::io::duplex(256 * 1024);
-        let (mut r, mut w) = tokio::io::split(theirs);
-        let Connection {
-            commands, mut data, ..
-        } = self;
-        tokio::spawn(async move {
-            while let Some(d) = data.recv().await {
-                if w.write_all(&d).await.is_err() {
-                    return;
-                }
-            }
-            let _ = w.shutdown().await;
-        });
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 65535];
-            while let Ok(n) = r.read(&mut buf).await {
-                if n == 0
-                    || commands
-                        .send(Command::Send(buf[..n].to_vec()))
-                        .await
-                        .is_err()
-                {
-                    return;
-                }
-            }
-        });
-        ours
+    pub fn into_stream(self) -> impl AsyncRead + AsyncWrite + Unpin + Send + 'static {
+        let Connection { commands, data, .. } = self;
+        Pipe::new(
+            data,
+            commands,
+            |b: &[u8]| Command::Send(b.to_vec()),
+            crate::framing::MAX_FRAME,
+            None,
+        )
     }
 }
 
