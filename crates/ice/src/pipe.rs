@@ -14,6 +14,7 @@ use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
 
+type Wrap<T> = Box<dyn Fn(&[u8]) -> T + Send + Sync>;
 type Reserve<T> = Pin<Box<dyn Future<Output = Option<mpsc::OwnedPermit<T>>> + Send>>;
 
 /// A stream reading chunks from `rx` and writing messages built by `wrap` into `tx`.
@@ -23,7 +24,7 @@ pub struct Pipe<T: Send + 'static> {
     at: usize,
     tx: Option<mpsc::Sender<T>>,
     reserve: Option<Reserve<T>>,
-    wrap: Box<dyn Fn(&[u8]) -> T + Send + Sync>,
+    wrap: Wrap<T>,
     max: usize,
     on_close: Option<T>,
 }
