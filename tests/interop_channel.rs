@@ -10,61 +10,18 @@
 //! controlled and TLS as the server, open a `sip` channel and send a MESSAGE: jamid answers
 //! 200 OK and emits `incomingAccountMessage` with our Jami ID and the text.
 
+mod channel_lab;
 mod common;
 
-use std::sync::Arc;
+use channel_lab::{device_chain, publish, setup};
+
 use std::time::Duration;
 
 use pamoja::channel::inbox::{Inbox, Received};
-use pamoja::channel::link::{LinkEvent, Manager, Options, Rendezvous};
+use pamoja::channel::link::LinkEvent;
 use pamoja::channel::sip::{self, SipReader, StartLine};
-use pamoja::channel::tls::Identity;
-use pamoja::dht::securedht::SecureDht;
-use pamoja::dht::{Config, InfoHash, Runner, Value, secure};
-use pamoja::identity::announce::DeviceAnnouncement;
-use pamoja::identity::{Account, PrivateKey};
+use pamoja::identity::Account;
 use pamoja_lab::{LAB_ADDR, Lab, available};
-
-/// Our device's DHT node, certificate and signed announcement (inside the lab: call from a
-/// thread that entered its namespace). Returns the runner, the secure DHT and the device's
-/// TLS identity.
-async fn publish(account: &Account) -> Result<(Arc<Runner>, Arc<SecureDht>, Identity), String> {
-    let runner = Runner::bind("127.0.0.1:0".parse().unwrap(), Config::default())
-        .await
-        .map_err(|e| e.to_string())?;
-    runner.bootstrap("127.0.0.1:4222".parse().unwrap());
-    while runner.stats().await.map_err(|e| e.to_string())?.good4 == 0 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let runner = Arc::new(runner);
-    let device = account.device().ok_or("no device")?;
-    let mut chain = vec![device.cert.clone(), account.account_cert().clone()];
-    chain.extend(account.ca_cert().cloned());
-    let key = || PrivateKey::from_pkcs8_der(device.key.to_pkcs8_der()).unwrap();
-    let dht = Arc::new(SecureDht::new(runner.clone(), key(), chain.clone()));
-    dht.publish_certificate().await.map_err(|e| e.to_string())?;
-    // The signed announcement at our Jami ID.
-    let mut ann = Value {
-        id: 1,
-        data: DeviceAnnouncement::new(device.cert.public_key()).pack(),
-        ..Value::default()
-    };
-    secure::sign(&mut ann, account.account_key()).map_err(|e| e.to_string())?;
-    let jami_id: InfoHash = account.jami_id().to_string().parse().unwrap();
-    runner.put(jami_id, ann).await.map_err(|e| e.to_string())?;
-    Ok((runner, dht, Identity { key: key(), chain }))
-}
-
-/// [`publish`], and a link manager answering connection requests.
-async fn setup(account: &Account) -> Result<(Manager, Arc<Runner>, Arc<SecureDht>), String> {
-    let (runner, dht, identity) = publish(account).await?;
-    let mut opts = Options::new(vec![format!("{LAB_ADDR}:0").parse().unwrap()]);
-    opts.rendezvous = Rendezvous::Both;
-    let manager = Manager::start(dht.clone(), identity, opts)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok((manager, runner, dht))
-}
 
 /// Our device inside the lab's namespace: publishes what jamid needs, accepts one link and
 /// returns the SIP MESSAGEs it gets on it (each answered 200 OK), up to the one whose body
@@ -308,35 +265,11 @@ fn pamoja_sender(
             .unwrap();
         rt.block_on(async move {
             let (manager, runner, dht) = setup(&account).await?;
-            let jami_id: InfoHash = to.parse().map_err(|_| "bad id")?;
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-            let chain = loop {
-                let values = runner.get(jami_id).await.map_err(|e| e.to_string())?;
-                let dev = values.iter().find_map(|v| {
-                    let owner = secure::verify(v).ok()?;
-                    (secure::key_id(&owner) == jami_id).then_some(())?;
-                    DeviceAnnouncement::unpack(&v.data).ok()
-                });
-                if let Some(d) = dev {
-                    let short: InfoHash = d.dev.to_string().parse().map_err(|_| "bad device id")?;
-                    if let Some(c) = dht
-                        .find_certificate(short)
-                        .await
-                        .map_err(|e| e.to_string())?
-                    {
-                        break c;
-                    }
-                }
-                if tokio::time::Instant::now() > deadline {
-                    return Err("jamid's device not found on the DHT".into());
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            };
-            let link = manager
-                .connect(&chain, "text/plain")
+            let chain = device_chain(&runner, &dht, &to).await?;
+            let mut ch = manager
+                .channel(&chain, "sip", "text/plain")
                 .await
                 .map_err(|e| e.to_string())?;
-            let mut ch = link.open("sip").await.map_err(|e| e.to_string())?;
             let route = sip::Route {
                 from: account.jami_id().to_string(),
                 to: to.clone(),
@@ -351,21 +284,12 @@ fn pamoja_sender(
             let mut codes = Vec::new();
             for text in &texts {
                 let m = sip::message(&route, "text/plain", text, &sip::new_message_id(), now);
-                ch.send(&m.to_bytes()).await.map_err(|e| e.to_string())?;
-                loop {
-                    if let Some(r) = reader.next_message() {
-                        let r = r.map_err(|e| e.to_string())?;
-                        if let StartLine::Response { code, .. } = r.start {
-                            codes.push(code);
-                            break;
-                        }
-                        continue;
-                    }
-                    let data = tokio::time::timeout(Duration::from_secs(30), ch.recv())
-                        .await
-                        .map_err(|_| "no answer from jamid")?
-                        .ok_or("sip channel closed")?;
-                    reader.push(&data);
+                let r = ch
+                    .sip_request(&mut reader, &m, Duration::from_secs(30))
+                    .await
+                    .map_err(|e| format!("no answer from jamid: {e}"))?;
+                if let StartLine::Response { code, .. } = r.start {
+                    codes.push(code);
                 }
             }
             Ok(codes)

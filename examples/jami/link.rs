@@ -314,8 +314,7 @@ async fn devices_of(d: &Device, to: InfoHash) -> Result<Vec<Vec<Certificate>>> {
 }
 
 async fn send_to_device(d: &Device, chain: &[Certificate], to: &str, text: &str) -> Result<()> {
-    let link = d.manager.connect(chain, "text/plain").await?;
-    let mut ch = link.open("sip").await?;
+    let mut ch = d.manager.channel(chain, "sip", "text/plain").await?;
     let route = Route {
         from: d.account.jami_id().to_string(),
         to: to.to_owned(),
@@ -329,23 +328,13 @@ async fn send_to_device(d: &Device, chain: &[Certificate], to: &str, text: &str)
         &sip::new_message_id(),
         unix_now(),
     );
-    ch.send(&m.to_bytes()).await?;
-    let mut reader = SipReader::default();
-    loop {
-        if let Some(r) = reader.next_message() {
-            if let StartLine::Response { code, reason } = r?.start {
-                if code == 200 {
-                    return Ok(());
-                }
-                bail!("answered {code} {reason}");
-            }
-            continue;
-        }
-        let data = tokio::time::timeout(Duration::from_secs(30), ch.recv())
-            .await
-            .map_err(|_| anyhow!("no answer"))?
-            .ok_or_else(|| anyhow!("channel closed"))?;
-        reader.push(&data);
+    let answer = ch
+        .sip_request(&mut SipReader::default(), &m, Duration::from_secs(30))
+        .await?;
+    match answer.start {
+        StartLine::Response { code: 200, .. } => Ok(()),
+        StartLine::Response { code, reason } => bail!("answered {code} {reason}"),
+        StartLine::Request { .. } => bail!("no answer"),
     }
 }
 

@@ -35,6 +35,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::mux::{Limits, Mux, MuxEvent};
 use crate::request::{PeerConnectionRequest, long_key, short_key};
+use crate::sip::{SipMessage, SipReader, StartLine};
 use crate::tls::{Expected, Identity, PeerRefused, client_config, server_config, server_name};
 
 /// Which `peer:` keys a device uses to meet others.
@@ -105,6 +106,12 @@ pub enum LinkError {
     /// The link is closed.
     #[error("link closed")]
     Closed,
+    /// No answer in time.
+    #[error("timed out")]
+    Timeout,
+    /// The peer sent something that is not SIP.
+    #[error("SIP: {0}")]
+    Sip(String),
 }
 
 struct Inner {
@@ -471,6 +478,34 @@ impl Channel {
     /// The next frame from the peer; `None` once the channel or the link closed.
     pub async fn recv(&mut self) -> Option<Vec<u8>> {
         self.data.recv().await
+    }
+
+    /// Sends a SIP request in one write (as jamid needs) and returns the final response to
+    /// it, read with `reader` (the channel's reader, kept by the caller across requests).
+    /// Provisional responses and requests from the peer that arrive meanwhile are skipped.
+    pub async fn sip_request(
+        &mut self,
+        reader: &mut SipReader,
+        request: &SipMessage,
+        timeout: Duration,
+    ) -> Result<SipMessage, LinkError> {
+        self.send(&request.to_bytes()).await?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            while let Some(m) = reader.next_message() {
+                let m = m.map_err(|e| LinkError::Sip(e.to_string()))?;
+                if let StartLine::Response { code, .. } = m.start {
+                    if code >= 200 {
+                        return Ok(m);
+                    }
+                }
+            }
+            let data = tokio::time::timeout_at(deadline, self.recv())
+                .await
+                .map_err(|_| LinkError::Timeout)?
+                .ok_or(LinkError::Closed)?;
+            reader.push(&data);
+        }
     }
 
     /// Closes the channel.

@@ -20,6 +20,8 @@ type Reserve<T> = Pin<Box<dyn Future<Output = Option<mpsc::OwnedPermit<T>>> + Se
 /// A stream reading chunks from `rx` and writing messages built by `wrap` into `tx`.
 pub struct Pipe<T: Send + 'static> {
     rx: mpsc::Receiver<Vec<u8>>,
+    then: Option<mpsc::Receiver<Vec<u8>>>,
+    guard: Option<Box<dyn std::any::Any + Send + Sync>>,
     chunk: Vec<u8>,
     at: usize,
     tx: Option<mpsc::Sender<T>>,
@@ -41,6 +43,8 @@ impl<T: Send + 'static> Pipe<T> {
     ) -> Self {
         Self {
             rx,
+            then: None,
+            guard: None,
             chunk: Vec::new(),
             at: 0,
             tx: Some(tx),
@@ -49,6 +53,18 @@ impl<T: Send + 'static> Pipe<T> {
             max: max.max(1),
             on_close,
         }
+    }
+
+    /// Once `rx` has ended, reads go on from `then`.
+    pub fn then_read(mut self, then: mpsc::Receiver<Vec<u8>>) -> Self {
+        self.then = Some(then);
+        self
+    }
+
+    /// Keeps `guard` alive as long as the pipe (e.g. the handle that keeps a driver running).
+    pub fn keep(mut self, guard: impl std::any::Any + Send + Sync) -> Self {
+        self.guard = Some(Box::new(guard));
+        self
     }
 
     /// A permit to queue one message, or `None` once the other side is gone.
@@ -94,8 +110,11 @@ impl<T: Send + 'static> AsyncRead for Pipe<T> {
                     this.chunk = c;
                     this.at = 0;
                 }
-                // End of stream.
-                None => return Poll::Ready(Ok(())),
+                None => match this.then.take() {
+                    Some(next) => this.rx = next,
+                    // End of stream.
+                    None => return Poll::Ready(Ok(())),
+                },
             }
         }
         let n = buf.remaining().min(this.chunk.len() - this.at);

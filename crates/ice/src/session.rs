@@ -30,7 +30,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 
@@ -128,8 +128,24 @@ impl Options {
     }
 }
 
+/// Where a TCP connection's reader sends data frames once its pair carries a stream: set by
+/// the driver when the pair is selected, cleared when consent is lost.
+type DirectSlot = Arc<std::sync::Mutex<Option<mpsc::Sender<Vec<u8>>>>>;
+
+/// The selected TCP connection's writer, and the frames its reader hands over directly.
+type Direct = (mpsc::Sender<Vec<u8>>, mpsc::Receiver<Vec<u8>>);
+
+/// Whether a frame is a STUN message (RFC 8489: top bits 00, the magic cookie); everything
+/// else on a selected pair is data.
+fn is_stun(f: &[u8]) -> bool {
+    f.len() >= 20 && f[0] & 0xc0 == 0 && f[4..8] == [0x21, 0x12, 0xa4, 0x42]
+}
+
 enum Command {
-    Remote(IceMessage, oneshot::Sender<Result<SelectedPair, IceError>>),
+    Remote(
+        IceMessage,
+        oneshot::Sender<Result<(SelectedPair, Option<Direct>), IceError>>,
+    ),
     Send(Vec<u8>),
 }
 
@@ -138,7 +154,9 @@ enum Incoming {
     /// A frame on a TCP connection: (local base, remote).
     Tcp(SocketAddr, SocketAddr, Vec<u8>),
     /// A connection is up: (local base, remote) and its writer.
-    TcpUp(SocketAddr, SocketAddr, mpsc::Sender<Vec<u8>>),
+    TcpUp(SocketAddr, SocketAddr, mpsc::Sender<Vec<u8>>, DirectSlot),
+    /// The connection's reader sends data frames straight to the user from now on.
+    Switched,
     TcpDown(SocketAddr, SocketAddr),
     TurnTcp(Vec<u8>),
 }
@@ -157,6 +175,8 @@ pub struct Connection {
     selected: SelectedPair,
     commands: mpsc::Sender<Command>,
     data: mpsc::Receiver<Vec<u8>>,
+    /// On a TCP pair: its writer, and the frames its reader hands over once `data` ended.
+    direct: Option<Direct>,
 }
 
 impl Session {
@@ -261,7 +281,7 @@ impl Session {
             .send(Command::Remote(remote, tx))
             .await
             .map_err(|_| IceError::Closed)?;
-        let selected = tokio::time::timeout(self.connect_timeout, rx)
+        let (selected, direct) = tokio::time::timeout(self.connect_timeout, rx)
             .await
             .map_err(|_| IceError::Failed(Failure::ChecksFailed))?
             .map_err(|_| IceError::Closed)??;
@@ -269,6 +289,7 @@ impl Session {
             selected,
             commands: self.commands,
             data: self.data,
+            direct,
         })
     }
 }
@@ -281,6 +302,12 @@ impl Connection {
 
     /// Sends one datagram (UDP) or frame (TCP) to the peer.
     pub async fn send(&self, data: &[u8]) -> Result<(), IceError> {
+        if let Some((w, _)) = &self.direct {
+            if data.len() > crate::framing::MAX_FRAME {
+                return Err(IceError::Closed);
+            }
+            return w.send(data.to_vec()).await.map_err(|_| IceError::Closed);
+        }
         self.commands
             .send(Command::Send(data.to_vec()))
             .await
@@ -290,21 +317,57 @@ impl Connection {
     /// The next datagram or frame from the peer; `None` once the session ended (consent
     /// lost).
     pub async fn recv(&mut self) -> Option<Vec<u8>> {
-        self.data.recv().await
+        if let Some(d) = self.data.recv().await {
+            return Some(d);
+        }
+        // Frames that came through the driver are done; the rest come straight.
+        self.direct.as_mut()?.1.recv().await
     }
 
     /// The connection as a byte stream, for ICE over TCP: reads give the concatenation of
     /// the peer's data frames (frame boundaries mean nothing there, as with jamid's TLS),
     /// writes become frames of at most 65,535 bytes. Dropping the stream ends the session.
-    pub fn into_stream(self) -> impl AsyncRead + AsyncWrite + Unpin + Send + 'static {
-        let Connection { commands, data, .. } = self;
-        Pipe::new(
-            data,
+    /// Over TCP, data goes straight between the stream and the connection's socket tasks;
+    /// the session keeps answering STUN (consent) on the same connection, and reads end
+    /// when consent is lost.
+    pub fn into_stream(self) -> Pipe<Vec<u8>> {
+        let Connection {
             commands,
-            |b: &[u8]| Command::Send(b.to_vec()),
-            crate::framing::MAX_FRAME,
-            None,
-        )
+            data,
+            direct,
+            ..
+        } = self;
+        match direct {
+            // TCP: frames go to the connection's writer and come from its reader, without
+            // passing through the driver (which keeps answering STUN, for consent).
+            Some((writer, frames)) => Pipe::new(
+                data,
+                writer,
+                |b: &[u8]| b.to_vec(),
+                crate::framing::MAX_FRAME,
+                None,
+            )
+            .then_read(frames)
+            .keep(commands),
+            None => {
+                let (tx, mut rx) = mpsc::channel::<Vec<u8>>(256);
+                // Through the driver: one task forwards writes as commands.
+                tokio::spawn(async move {
+                    while let Some(b) = rx.recv().await {
+                        if commands.send(Command::Send(b)).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+                Pipe::new(
+                    data,
+                    tx,
+                    |b: &[u8]| b.to_vec(),
+                    crate::framing::MAX_FRAME,
+                    None,
+                )
+            }
+        }
     }
 }
 
@@ -393,6 +456,7 @@ fn spawn_framed(
     let _ = stream.set_nodelay(true);
     let (mut r, mut w) = stream.into_split();
     let (wtx, mut wrx) = mpsc::channel::<Vec<u8>>(256);
+    let direct: DirectSlot = Arc::default();
     tokio::spawn(async move {
         while let Some(b) = wrx.recv().await {
             let Some(f) = frame(&b) else { continue };
@@ -402,9 +466,14 @@ fn spawn_framed(
         }
     });
     tokio::spawn(async move {
-        if tx.send(Incoming::TcpUp(base, peer, wtx)).await.is_err() {
+        if tx
+            .send(Incoming::TcpUp(base, peer, wtx, direct.clone()))
+            .await
+            .is_err()
+        {
             return;
         }
+        let mut switched = false;
         let mut d = Deframer::default();
         d.push(&already);
         let mut buf = vec![0u8; 65536];
@@ -414,8 +483,30 @@ fn spawn_framed(
                 Ok(n) => d.push(&buf[..n]),
             }
             while let Some(f) = d.next_frame() {
-                if tx.send(Incoming::Tcp(base, peer, f)).await.is_err() {
-                    return;
+                let sink = if is_stun(&f) {
+                    None
+                } else {
+                    direct.lock().ok().and_then(|s| s.clone())
+                };
+                match sink {
+                    Some(sink) => {
+                        if !switched {
+                            // Everything before this went through the driver: it closes
+                            // that path once it has passed it on, then reads go on here.
+                            switched = true;
+                            if tx.send(Incoming::Switched).await.is_err() {
+                                return;
+                            }
+                        }
+                        if sink.send(f).await.is_err() {
+                            return;
+                        }
+                    }
+                    None => {
+                        if tx.send(Incoming::Tcp(base, peer, f)).await.is_err() {
+                            return;
+                        }
+                    }
                 }
             }
             if d.pending() > 1 << 20 {
@@ -429,7 +520,7 @@ fn spawn_framed(
 struct Driver {
     agent: Agent,
     udp: Vec<Arc<UdpSocket>>,
-    tcp: HashMap<(SocketAddr, SocketAddr), mpsc::Sender<Vec<u8>>>,
+    tcp: HashMap<(SocketAddr, SocketAddr), (mpsc::Sender<Vec<u8>>, DirectSlot)>,
     /// Packets waiting for an outgoing connection.
     connecting: HashMap<(SocketAddr, SocketAddr), Vec<Vec<u8>>>,
     incoming_tx: mpsc::Sender<Incoming>,
@@ -437,11 +528,23 @@ struct Driver {
     turn_server: Option<SocketAddr>,
     turn_tcp: Option<mpsc::Sender<Vec<u8>>>,
     relayed: Option<SocketAddr>,
-    waiter: Option<oneshot::Sender<Result<SelectedPair, IceError>>>,
+    waiter: Option<oneshot::Sender<Result<(SelectedPair, Option<Direct>), IceError>>>,
     data_tx: Option<mpsc::Sender<Vec<u8>>>,
 }
 
 impl Driver {
+    /// On a selected pair over one of our TCP connections: its writer, and a queue its
+    /// reader will hand data frames to.
+    fn direct_path(&mut self) -> Option<Direct> {
+        let (Transport::Tcp, local, remote) = self.agent.selected_path()? else {
+            return None;
+        };
+        let (writer, slot) = self.tcp.get(&(local, remote))?;
+        let (tx, rx) = mpsc::channel(64);
+        *slot.lock().ok()? = Some(tx);
+        Some((writer.clone(), rx))
+    }
+
     async fn gather_servers(
         &mut self,
         opts: &Options,
@@ -709,11 +812,16 @@ impl Driver {
             Incoming::Tcp(base, peer, d) => {
                 self.agent.handle_input(now, Transport::Tcp, base, peer, &d)
             }
-            Incoming::TcpUp(base, peer, w) => {
+            Incoming::TcpUp(base, peer, w, direct) => {
                 for p in self.connecting.remove(&(base, peer)).unwrap_or_default() {
                     let _ = w.send(p).await;
                 }
-                self.tcp.insert((base, peer), w);
+                self.tcp.insert((base, peer), (w, direct));
+                Input::Consumed
+            }
+            Incoming::Switched => {
+                // The frames before the switch have all been passed on.
+                self.data_tx = None;
                 Input::Consumed
             }
             Incoming::TcpDown(base, peer) => {
@@ -771,7 +879,7 @@ impl Driver {
             }
             Transport::Tcp => {
                 let key = (t.local, t.remote);
-                if let Some(w) = self.tcp.get(&key) {
+                if let Some((w, _)) = self.tcp.get(&key) {
                     let _ = w.send(t.data).await;
                     return;
                 }
@@ -817,15 +925,21 @@ impl Driver {
             match e {
                 Event::Selected(pair) => {
                     if let Some(w) = self.waiter.take() {
-                        let _ = w.send(Ok(pair));
+                        let direct = self.direct_path();
+                        let _ = w.send(Ok((pair, direct)));
                     }
                 }
                 Event::Failed(f) => {
                     if let Some(w) = self.waiter.take() {
                         let _ = w.send(Err(IceError::Failed(f)));
                     }
-                    // Consent lost: the data channel closes.
+                    // Consent lost: the data channels close.
                     self.data_tx = None;
+                    for (_, slot) in self.tcp.values() {
+                        if let Ok(mut s) = slot.lock() {
+                            *s = None;
+                        }
+                    }
                 }
                 _ => {}
             }
