@@ -1,9 +1,10 @@
 //! Device-link input: the multiplexed socket fed arbitrary streams (split at a fuzzed
-//! point), SIP messages and the SIP stream reader, connection-request payloads. No panic;
+//! point), SIP messages and the SIP stream reader, connection-request and inbox-message payloads. No panic;
 //! what parses writes back to something that parses the same.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use pamoja_channel::inbox::ImMessage;
 use pamoja_channel::mux::{Limits, Mux, MuxEvent};
 use pamoja_channel::request::PeerConnectionRequest;
 use pamoja_channel::sip::{SipMessage, SipReader};
@@ -40,5 +41,8 @@ fuzz_target!(|data: &[u8]| {
 
     if let Ok(req) = PeerConnectionRequest::decode(data) {
         assert_eq!(PeerConnectionRequest::decode(&req.encode()).unwrap(), req);
+    }
+    if let Ok(m) = ImMessage::decode(data) {
+        assert_eq!(ImMessage::decode(&m.encode()).unwrap(), m);
     }
 });

@@ -132,6 +132,9 @@ impl Options {
 /// the driver when the pair is selected, cleared when consent is lost.
 type DirectSlot = Arc<std::sync::Mutex<Option<mpsc::Sender<Vec<u8>>>>>;
 
+/// One of our TCP connections, as the driver holds it: its writer and its reader's slot.
+type TcpConn = (mpsc::Sender<Vec<u8>>, DirectSlot);
+
 /// The selected TCP connection's writer, and the frames its reader hands over directly.
 type Direct = (mpsc::Sender<Vec<u8>>, mpsc::Receiver<Vec<u8>>);
 
@@ -141,11 +144,11 @@ fn is_stun(f: &[u8]) -> bool {
     f.len() >= 20 && f[0] & 0xc0 == 0 && f[4..8] == [0x21, 0x12, 0xa4, 0x42]
 }
 
+/// Who waits for the outcome of the checks.
+type Waiter = oneshot::Sender<Result<(SelectedPair, Option<Direct>), IceError>>;
+
 enum Command {
-    Remote(
-        IceMessage,
-        oneshot::Sender<Result<(SelectedPair, Option<Direct>), IceError>>,
-    ),
+    Remote(IceMessage, Waiter),
     Send(Vec<u8>),
 }
 
@@ -520,7 +523,7 @@ fn spawn_framed(
 struct Driver {
     agent: Agent,
     udp: Vec<Arc<UdpSocket>>,
-    tcp: HashMap<(SocketAddr, SocketAddr), (mpsc::Sender<Vec<u8>>, DirectSlot)>,
+    tcp: HashMap<(SocketAddr, SocketAddr), TcpConn>,
     /// Packets waiting for an outgoing connection.
     connecting: HashMap<(SocketAddr, SocketAddr), Vec<Vec<u8>>>,
     incoming_tx: mpsc::Sender<Incoming>,
@@ -528,7 +531,7 @@ struct Driver {
     turn_server: Option<SocketAddr>,
     turn_tcp: Option<mpsc::Sender<Vec<u8>>>,
     relayed: Option<SocketAddr>,
-    waiter: Option<oneshot::Sender<Result<(SelectedPair, Option<Direct>), IceError>>>,
+    waiter: Option<Waiter>,
     data_tx: Option<mpsc::Sender<Vec<u8>>>,
 }
 
