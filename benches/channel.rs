@@ -1,6 +1,7 @@
 //! Device links between two Pamoja devices on loopback: the throughput of one channel (ICE
 //! over TCP, TLS 1.3, the multiplexer) for a 1 GiB transfer, side by side with a plain TCP
-//! socket on the same path in the same run; and the heap 1,000 open channels on one link
+//! socket on the same path in the same run (and TLS alone over that socket, to tell the cost of
+//! encryption from the rest); and the heap 1,000 open channels on one link
 //! cost (counted by a global allocator wrapper, both ends of each channel). Medians of 5 runs are printed and written to `target/criterion/channel.json`.
 //!
 //! `cargo bench --bench channel`
@@ -13,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use pamoja::channel::link::{LinkEvent, Manager, Options, Rendezvous};
-use pamoja::channel::tls::Identity;
+use pamoja::channel::tls::{Expected, Identity, client_config, server_config, server_name};
 use pamoja::dht::securedht::SecureDht;
 use pamoja::dht::{Config, Runner};
 use pamoja::identity::{Account, PrivateKey};
@@ -51,17 +52,30 @@ const RUNS: usize = 5;
 const SIZE: u64 = 1 << 30;
 const CHANNELS: usize = 1000;
 
-async fn device(account: &Account, runner: Arc<Runner>) -> Manager {
+fn identity(account: &Account) -> Identity {
     let d = account.device().expect("a device");
-    let chain = vec![d.cert.clone(), account.account_cert().clone()];
-    let key = || PrivateKey::from_pkcs8_der(d.key.to_pkcs8_der()).expect("key");
-    let dht = Arc::new(SecureDht::new(runner, key(), chain.clone()));
+    Identity {
+        key: PrivateKey::from_pkcs8_der(d.key.to_pkcs8_der()).expect("key"),
+        chain: vec![d.cert.clone(), account.account_cert().clone()],
+    }
+}
+
+async fn device(account: &Account, runner: Arc<Runner>) -> Manager {
+    let id = identity(account);
+    let key = PrivateKey::from_pkcs8_der(id.key.to_pkcs8_der()).expect("key");
+    let dht = Arc::new(SecureDht::new(runner, key, id.chain.clone()));
     dht.publish_certificate().await.expect("certificate put");
     let mut o = Options::new(vec!["127.0.0.1:0".parse().unwrap()]);
     o.rendezvous = Rendezvous::Short;
-    Manager::start(dht, Identity { key: key(), chain }, o)
-        .await
-        .expect("manager")
+    Manager::start(dht, id, o).await.expect("manager")
+}
+
+/// A TCP connection on loopback, both ends.
+async fn tcp_pair() -> (tokio::net::TcpStream, tokio::net::TcpStream) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let (c, s) = tokio::join!(tokio::net::TcpStream::connect(addr), l.accept());
+    (c.unwrap(), s.unwrap().0)
 }
 
 /// Writes `SIZE` bytes into `w` and closes it while `r` reads them all; the elapsed time.
@@ -80,6 +94,9 @@ where
             left -= n as u64;
         }
         w.shutdown().await.expect("shutdown");
+        // Kept open until the reader is done: closing with unread bytes (TLS session
+        // tickets) would reset the connection.
+        w
     });
     let mut buf = vec![0u8; 256 * 1024];
     let mut got = 0u64;
@@ -90,9 +107,10 @@ where
         }
         got += n as u64;
     }
-    writer.await.expect("writer");
+    let elapsed = t0.elapsed();
+    drop(writer.await.expect("writer"));
     assert_eq!(got, SIZE, "every byte arrived");
-    t0.elapsed()
+    elapsed
 }
 
 /// Heap bytes in use, once the runtime had a moment to settle.
@@ -143,7 +161,20 @@ fn main() {
             panic!("no channel")
         };
 
-        let (mut ours, mut plain) = (Vec::new(), Vec::new());
+        // TLS alone: the same rustls configurations straight over a TCP connection.
+        let tls_client = client_config(
+            &identity(&alice),
+            Expected::device(bob.device().unwrap().cert.public_key().clone()),
+        )
+        .expect("client config")
+        .0;
+        let tls_server = server_config(
+            &identity(&bob),
+            Expected::device(alice.device().unwrap().cert.public_key().clone()),
+        )
+        .expect("server config")
+        .0;
+        let (mut ours, mut plain, mut tls) = (Vec::new(), Vec::new(), Vec::new());
         for run in 0..RUNS {
             let ch = a.channel(&bob_chain, "sip", "").await.expect("channel");
             let Some(LinkEvent::Channel(theirs)) = b_link.next_event().await else {
@@ -152,16 +183,22 @@ fn main() {
             let t = transfer(ch.into_stream(), theirs.into_stream()).await;
             ours.push(SIZE as f64 / t.as_secs_f64());
 
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = l.local_addr().unwrap();
-            let (c, s) = tokio::join!(tokio::net::TcpStream::connect(addr), l.accept());
-            let t = transfer(c.unwrap(), s.unwrap().0).await;
+            let (c, s) = tcp_pair().await;
+            let t = transfer(c, s).await;
             plain.push(SIZE as f64 / t.as_secs_f64());
+
+            let (c, s) = tcp_pair().await;
+            let connector = tokio_rustls::TlsConnector::from(tls_client.clone());
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls_server.clone());
+            let (c, s) = tokio::join!(connector.connect(server_name(), c), acceptor.accept(s));
+            let t = transfer(c.expect("TLS client"), s.expect("TLS server")).await;
+            tls.push(SIZE as f64 / t.as_secs_f64());
             eprintln!(
-                "channel: run {}: link {:.0} MB/s, plain TCP {:.0} MB/s",
+                "channel: run {}: link {:.0} MB/s, plain TCP {:.0} MB/s, TLS over TCP {:.0} MB/s",
                 run + 1,
                 ours[run] / 1e6,
-                plain[run] / 1e6
+                plain[run] / 1e6,
+                tls[run] / 1e6
             );
         }
 
@@ -184,12 +221,21 @@ fn main() {
         drop(held);
         drop(first);
 
-        let (m_ours, m_plain) = (median(ours.clone()), median(plain.clone()));
+        let (m_ours, m_plain, m_tls) = (
+            median(ours.clone()),
+            median(plain.clone()),
+            median(tls.clone()),
+        );
         println!(
             "channel throughput, 1 GiB: link {:.0} MB/s, plain TCP {:.0} MB/s, ratio {:.2}",
             m_ours / 1e6,
             m_plain / 1e6,
             m_ours / m_plain
+        );
+        println!(
+            "TLS 1.3 alone over TCP: {:.0} MB/s ({:.2} of plain TCP)",
+            m_tls / 1e6,
+            m_tls / m_plain
         );
         println!(
             "{CHANNELS} channels on one link: {:.1} KiB of heap per channel (both ends)",
@@ -202,7 +248,10 @@ fn main() {
             "plain_tcp_bytes_per_s": plain,
             "median_link_bytes_per_s": m_ours,
             "median_plain_tcp_bytes_per_s": m_plain,
+            "tls_over_tcp_bytes_per_s": tls,
+            "median_tls_over_tcp_bytes_per_s": m_tls,
             "ratio": m_ours / m_plain,
+            "ratio_to_tls_over_tcp": m_ours / m_tls,
             "channels": CHANNELS,
             "heap_bytes_before": before,
             "heap_bytes_after": after,

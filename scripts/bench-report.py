@@ -2,9 +2,10 @@
 """Prints the medians criterion measured and each Pamoja/reference ratio.
 
 Run after `cargo bench --bench identity`, `--bench dht_network`, `--bench ice`,
-`--bench ice_lab` and `--bench secure_dht`; reads
-target/criterion/<group>/<name>/new/estimates.json, target/criterion/dht_rss.json and
-target/criterion/ice_lab.json.
+`--bench ice_lab`, `--bench secure_dht`, `--bench channel` and `--bench channel_lab`; reads
+target/criterion/<group>/<name>/new/estimates.json, target/criterion/dht_rss.json,
+target/criterion/ice_lab.json, target/criterion/channel.json and
+target/criterion/channel_lab.json.
 A ratio is Pamoja's median time (or memory) over the reference's: lower is better.
 """
 import json
@@ -88,4 +89,35 @@ if lab.exists():
     for r in json.loads(lab.read_text()):
         print(f"| {r['scenario']} | {r['path']} | {r['median_ms']:.0f} ms | {r['min_ms']:.0f} ms "
               f"| {r['max_ms']:.0f} ms |")
+ch = root / "channel.json"
+if ch.exists():
+    r = json.loads(ch.read_text())
+    ratio = r["ratio"]
+    ok = ratio >= 0.8
+    failed |= not ok
+    print()
+    print("| device link | Pamoja | reference | ratio | goal |")
+    print("|---|---|---|---|---|")
+    print(f"| 1 GiB on one channel (ICE-TCP + TLS 1.3 + mux), median of {r['runs']} "
+          f"| {r['median_link_bytes_per_s'] / 1e6:.0f} MB/s | plain TCP "
+          f"{r['median_plain_tcp_bytes_per_s'] / 1e6:.0f} MB/s | {ratio:.2f} "
+          f"| >= 0.8 {'ok' if ok else 'MISSED'} |")
+    if "median_tls_over_tcp_bytes_per_s" in r:
+        print(f"| the same 1 GiB, against TLS 1.3 alone over that TCP path "
+              f"| {r['median_link_bytes_per_s'] / 1e6:.0f} MB/s | TLS over TCP "
+              f"{r['median_tls_over_tcp_bytes_per_s'] / 1e6:.0f} MB/s "
+              f"| {r['ratio_to_tls_over_tcp']:.2f} | - |")
+    print(f"| heap per open channel, {r['channels']} on one link (both ends) "
+          f"| {r['bytes_per_channel_both_ends'] / 1024:.1f} KiB | - | - | - |")
+lab = root / "channel_lab.json"
+if lab.exists():
+    r = json.loads(lab.read_text())
+    ratio = r["ratio"]
+    ok = ratio <= 1.0
+    failed |= not ok
+    print(f"| send to 200 OK over a link, median of {r['messages'] - 1} "
+          f"| {r['median_pamoja_ms']:.2f} ms | jamid to jamid {r['median_jamid_ms']:.2f} ms "
+          f"| {ratio:.2f} | <= 1 {'ok' if ok else 'MISSED'} |")
+    print(f"| first message, link made | {r['first_pamoja_ms']:.0f} ms "
+          f"| jamid to jamid {r['first_jamid_ms']:.0f} ms | - | - |")
 sys.exit(1 if failed else 0)
