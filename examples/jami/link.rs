@@ -145,6 +145,21 @@ async fn online(o: &Online) -> Result<Device> {
         .parse()
         .map_err(|_| anyhow!("bad id"))?;
     runner.put(id, ann).await?;
+    // The account's revocation list, where peers look for it (as jamid publishes it).
+    if let Some(crl) = account.crl() {
+        let mut data = Vec::new();
+        pamoja::identity::msgpack::bin(&mut data, crl.der());
+        runner
+            .put(
+                id,
+                Value {
+                    id: 2,
+                    data,
+                    ..Value::default()
+                },
+            )
+            .await?;
+    }
     let mut opts = Options::new(vec![SocketAddr::new(ice_addr, 0)]);
     opts.rendezvous = Rendezvous::Both;
     let manager = Manager::start(dht.clone(), Identity { key: key()?, chain }, opts).await?;

@@ -11,10 +11,14 @@
 //! `sip` only; everything else is declined). Request ids are remembered, so a replayed request
 //! is ignored.
 //!
+//! Before answering or dialling, the peer's chain is checked as jamid checks it, with the
+//! revocation lists its account published at its Jami ID and our bans; a refused device gets
+//! no link, and [`Manager::refusals`] keeps why (each refusal is also logged).
+//!
 //! [`Manager::channel`] is the usual entry: it opens a channel to a device over the link
 //! already up with it (whoever made it), and makes one only when there is none.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -22,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
+use pamoja_dht::InfoHash;
 use pamoja_dht::runner::{ListenEvent, Runner};
 use pamoja_dht::secure;
 use pamoja_dht::securedht::SecureDht;
@@ -29,7 +34,7 @@ use pamoja_ice::agent::Role;
 use pamoja_ice::candidate::IceMessage;
 use pamoja_ice::pipe::Pipe;
 use pamoja_ice::session::{Options as IceOptions, Session};
-use pamoja_identity::{Certificate, DeviceId, PublicKey};
+use pamoja_identity::{Certificate, DeviceId, JamiId, PublicKey, RevocationList};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::{mpsc, oneshot};
 
@@ -62,6 +67,10 @@ pub struct Options {
     pub tls_timeout: Duration,
     /// Channel names the peer may open (default: `sip`).
     pub accept: fn(&str) -> bool,
+    /// Accounts whose devices are refused.
+    pub banned_accounts: Vec<JamiId>,
+    /// Devices refused.
+    pub banned_devices: Vec<DeviceId>,
 }
 
 impl Options {
@@ -73,6 +82,8 @@ impl Options {
             answer_timeout: Duration::from_secs(30),
             tls_timeout: Duration::from_secs(40),
             accept: |name| name == "sip",
+            banned_accounts: Vec::new(),
+            banned_devices: Vec::new(),
         }
     }
 }
@@ -130,9 +141,48 @@ struct Inner {
     dialing: Mutex<HashMap<DeviceId, Arc<tokio::sync::Mutex<()>>>>,
     /// Channels peers open on links made by [`Manager::channel`].
     channels_in: mpsc::Sender<(DeviceId, Channel)>,
+    /// The latest refusals, newest last.
+    refusals: Mutex<VecDeque<(DeviceId, PeerRefused)>>,
 }
 
+/// How many refusals [`Manager::refusals`] remembers.
+pub const REFUSALS_KEPT: usize = 64;
+
 impl Inner {
+    fn refused(&self, device: DeviceId, why: PeerRefused) {
+        tracing::warn!("refusing device {device}: {why}");
+        if let Ok(mut r) = self.refusals.lock() {
+            if r.len() == REFUSALS_KEPT {
+                r.pop_front();
+            }
+            r.push_back((device, why));
+        }
+    }
+
+    /// What we expect of `device`, whose account certificate is `account` (when known): its
+    /// account's revocation lists as published on the DHT, and our bans.
+    async fn expected(&self, device: &PublicKey, account: Option<&Certificate>) -> Expected {
+        let mut e = Expected::device(device.clone());
+        e.banned_accounts = self.opts.banned_accounts.clone();
+        e.banned_devices = self.opts.banned_devices.clone();
+        if let Some(account) = account {
+            let crls = account_crls(&self.runner, account).await;
+            // The list that revokes this device, if one does; else the longest.
+            let leaf = self
+                .dht
+                .find_certificate(secure::key_id(device))
+                .await
+                .ok()
+                .flatten();
+            e.crl = crls
+                .iter()
+                .find(|c| leaf.as_ref().is_some_and(|l| c.lists(&l[0])))
+                .or_else(|| crls.iter().max_by_key(|c| c.revoked_serials().len()))
+                .cloned();
+        }
+        e
+    }
+
     fn remember(&self, link: &Link) {
         if let Ok(mut m) = self.by_device.lock() {
             m.retain(|_, w| w.strong_count() > 0);
@@ -178,6 +228,7 @@ impl Manager {
             seen: Mutex::default(),
             links,
             by_device: Mutex::default(),
+            refusals: Mutex::default(),
             dialing: Mutex::default(),
             channels_in,
         });
@@ -244,6 +295,16 @@ impl Manager {
         self.incoming_channels.recv().await
     }
 
+    /// The latest devices refused, with why (at most [`REFUSALS_KEPT`], oldest first); each
+    /// is also logged.
+    pub fn refusals(&self) -> Vec<(DeviceId, PeerRefused)> {
+        self.inner
+            .refusals
+            .lock()
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// The number of links up.
     pub fn links_up(&self) -> usize {
         self.inner
@@ -267,6 +328,15 @@ impl Manager {
     pub async fn connect(&self, peer: &[Certificate], conn_type: &str) -> Result<Link, LinkError> {
         let inner = &self.inner;
         let device = peer.first().ok_or(LinkError::Closed)?.public_key().clone();
+        let expected = inner.expected(&device, peer.get(1)).await;
+        let refs: Vec<&[u8]> = peer.iter().map(Certificate::der).collect();
+        if let Err(why) = expected.check(&refs, SystemTime::now()) {
+            inner.refused(device.device_id(), why.clone());
+            return Err(LinkError::Tls {
+                what: "peer refused before dialling".into(),
+                refused: Some(why),
+            });
+        }
         let session = Session::gather(
             Role::Controlled,
             IceOptions::tcp(inner.opts.ice_bind.clone()),
@@ -301,8 +371,8 @@ impl Manager {
         let remote = IceMessage::parse(&answer.ice_msg).ok_or(LinkError::NoAnswer)?;
         let conn = session.connect(remote).await?;
         // The side that asked is the TLS server.
-        let (config, refused) = server_config(&inner.identity, Expected::device(device.clone()))
-            .map_err(|e| LinkError::Tls {
+        let (config, refused) =
+            server_config(&inner.identity, expected).map_err(|e| LinkError::Tls {
                 what: e.to_string(),
                 refused: None,
             })?;
@@ -313,14 +383,40 @@ impl Manager {
                 what: "handshake timed out".into(),
                 refused: None,
             })?
-            .map_err(|e| LinkError::Tls {
-                what: e.to_string(),
-                refused: refused.lock().ok().and_then(|r| r.clone()),
+            .map_err(|e| {
+                let why = refused.lock().ok().and_then(|r| r.clone());
+                if let Some(w) = &why {
+                    inner.refused(device.device_id(), w.clone());
+                }
+                LinkError::Tls {
+                    what: e.to_string(),
+                    refused: why,
+                }
             })?;
         let link = Link::start(tls, device.device_id(), inner.opts.accept);
         inner.remember(&link);
         Ok(link)
     }
+}
+
+/// The revocation lists an account published at its Jami ID (values whose data is a msgpack
+/// `bin` holding a DER CRL), kept when the account certificate signed them.
+pub async fn account_crls(runner: &Runner, account: &Certificate) -> Vec<RevocationList> {
+    let Ok(key) = account.jami_id().to_string().parse::<InfoHash>() else {
+        return Vec::new();
+    };
+    let Ok(values) = runner.get(key).await else {
+        return Vec::new();
+    };
+    values
+        .iter()
+        .filter_map(|v| {
+            let der = pamoja_identity::msgpack::Reader::new(&v.data).bin().ok()?;
+            let crl = RevocationList::from_der(der).ok()?;
+            (crl.is_issued_by_name(account) && crl.verify_signature(account.public_key()).is_ok())
+                .then_some(crl)
+        })
+        .collect()
 }
 
 /// Asks a link (by its command queue) for a channel.
@@ -373,8 +469,9 @@ async fn answer(inner: Arc<Inner>, req: PeerConnectionRequest, signer: PublicKey
         return;
     };
     let refs: Vec<&[u8]> = chain.iter().map(Certificate::der).collect();
-    if let Err(why) = Expected::device(signer.clone()).check(&refs, SystemTime::now()) {
-        tracing::warn!("refusing connection request from {id}: {why}");
+    let expected = inner.expected(&signer, chain.get(1)).await;
+    if let Err(why) = expected.check(&refs, SystemTime::now()) {
+        inner.refused(signer.device_id(), why);
         return;
     }
     let Ok(session) = Session::gather(
@@ -406,8 +503,7 @@ async fn answer(inner: Arc<Inner>, req: PeerConnectionRequest, signer: PublicKey
         tracing::info!("connection request {}: ICE failed", req.id);
         return;
     };
-    let Ok((config, refused)) = client_config(&inner.identity, Expected::device(signer.clone()))
-    else {
+    let Ok((config, refused)) = client_config(&inner.identity, expected) else {
         return;
     };
     let connector = tokio_rustls::TlsConnector::from(config);
@@ -422,10 +518,10 @@ async fn answer(inner: Arc<Inner>, req: PeerConnectionRequest, signer: PublicKey
             inner.remember(&link);
             let _ = inner.links.send(link).await;
         }
-        Ok(Err(e)) => tracing::warn!(
-            "TLS with {id} failed: {e} {:?}",
-            refused.lock().ok().and_then(|r| r.clone())
-        ),
+        Ok(Err(e)) => match refused.lock().ok().and_then(|r| r.clone()) {
+            Some(why) => inner.refused(signer.device_id(), why),
+            None => tracing::warn!("TLS with {id} failed: {e}"),
+        },
         Err(_) => tracing::warn!("TLS with {id} timed out"),
     }
 }

@@ -1,0 +1,167 @@
+//! Devices the manager refuses get no link, and the manager says why: an expired device
+//! certificate, a device its account revoked (the account's CRL found on the DHT at its Jami
+//! ID, as jamid publishes it), a banned account. A good device still gets its link.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use pamoja_channel::link::{LinkError, Manager, Options, Rendezvous};
+use pamoja_channel::tls::{Identity, PeerRefused};
+use pamoja_dht::securedht::SecureDht;
+use pamoja_dht::{Config, InfoHash, Runner, Value};
+use pamoja_identity::error::ChainError;
+use pamoja_identity::{Account, Certificate, PrivateKey, msgpack};
+
+/// A device (key and chain) on `runner`, its certificate published, with a manager.
+async fn manager(runner: Arc<Runner>, key: &PrivateKey, chain: Vec<Certificate>) -> Manager {
+    let copy = || PrivateKey::from_pkcs8_der(key.to_pkcs8_der()).unwrap();
+    let dht = Arc::new(SecureDht::new(runner, copy(), chain.clone()));
+    assert!(dht.publish_certificate().await.unwrap() > 0);
+    let mut o = Options::new(vec!["127.0.0.1:0".parse().unwrap()]);
+    o.rendezvous = Rendezvous::Short;
+    o.answer_timeout = Duration::from_secs(5);
+    Manager::start(dht, Identity { key: copy(), chain }, o)
+        .await
+        .unwrap()
+}
+
+fn chain_of(account: &Account) -> (PrivateKey, Vec<Certificate>) {
+    let d = account.device().unwrap();
+    (
+        PrivateKey::from_pkcs8_der(d.key.to_pkcs8_der()).unwrap(),
+        vec![d.cert.clone(), account.account_cert().clone()],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_devices_get_no_link_and_the_reason_is_kept() {
+    let mut nodes: Vec<Arc<Runner>> = Vec::new();
+    for i in 0..3 {
+        let r = Runner::bind("127.0.0.1:0".parse().unwrap(), Config::default())
+            .await
+            .unwrap();
+        if i > 0 {
+            r.bootstrap(nodes[0].local_addr());
+        }
+        nodes.push(Arc::new(r));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (bob, dave) = (
+        Account::create(|_| {}).unwrap(),
+        Account::create(|_| {}).unwrap(),
+    );
+    let (bob_key, bob_chain) = chain_of(&bob);
+    let bob_dht = Arc::new(SecureDht::new(
+        nodes[1].clone(),
+        PrivateKey::from_pkcs8_der(bob_key.to_pkcs8_der()).unwrap(),
+        bob_chain.clone(),
+    ));
+    bob_dht.publish_certificate().await.unwrap();
+    let mut o = Options::new(vec!["127.0.0.1:0".parse().unwrap()]);
+    o.rendezvous = Rendezvous::Short;
+    o.banned_accounts.push(dave.jami_id());
+    let mut bob_m = Manager::start(
+        bob_dht,
+        Identity {
+            key: bob_key,
+            chain: bob_chain.clone(),
+        },
+        o,
+    )
+    .await
+    .unwrap();
+    let no_link = |r: Result<_, LinkError>| match r {
+        Err(LinkError::NoAnswer) => {}
+        Err(e) => panic!("expected no answer, got {e}"),
+        Ok(_) => panic!("a refused device got a link"),
+    };
+
+    // An expired device certificate of an otherwise good account.
+    let mallory = Account::create(|_| {}).unwrap();
+    let key = PrivateKey::generate().unwrap();
+    let expired = Certificate::issue(
+        key.public_key(),
+        "Jami device",
+        Some(mallory.account_cert()),
+        mallory.account_key(),
+        false,
+        SystemTime::now() - Duration::from_secs(11 * 365 * 86_400),
+    )
+    .unwrap();
+    let m = manager(
+        nodes[2].clone(),
+        &key,
+        vec![expired.clone(), mallory.account_cert().clone()],
+    )
+    .await;
+    no_link(m.connect(&bob_chain, "").await.map(|_| ()));
+
+    // A device its account revoked, the CRL published at the account's Jami ID.
+    let mut carol = Account::create(|_| {}).unwrap();
+    let dev = carol.add_device().unwrap();
+    carol.revoke_device(&dev.cert.device_id()).unwrap();
+    let crl = carol.crl().unwrap();
+    let mut data = Vec::new();
+    msgpack::bin(&mut data, crl.der());
+    let at: InfoHash = carol.jami_id().to_string().parse().unwrap();
+    nodes[2]
+        .put(
+            at,
+            Value {
+                id: 7,
+                data,
+                ..Value::default()
+            },
+        )
+        .await
+        .unwrap();
+    let key = PrivateKey::from_pkcs8_der(dev.key.to_pkcs8_der()).unwrap();
+    let m = manager(
+        nodes[2].clone(),
+        &key,
+        vec![dev.cert.clone(), carol.account_cert().clone()],
+    )
+    .await;
+    no_link(m.connect(&bob_chain, "").await.map(|_| ()));
+
+    // A banned account: refused when it asks, and bob does not dial it either.
+    let (dave_key, dave_chain) = chain_of(&dave);
+    let m = manager(nodes[2].clone(), &dave_key, dave_chain.clone()).await;
+    no_link(m.connect(&bob_chain, "").await.map(|_| ()));
+    match bob_m.connect(&dave_chain, "").await {
+        Err(LinkError::Tls {
+            refused: Some(PeerRefused::Banned),
+            ..
+        }) => {}
+        other => panic!("expected a refusal, got {:?}", other.err()),
+    }
+
+    let reasons: Vec<(String, PeerRefused)> = bob_m
+        .refusals()
+        .into_iter()
+        .map(|(d, why)| (d.to_string(), why))
+        .collect();
+    let why = |cert: &Certificate| {
+        reasons
+            .iter()
+            .find(|(d, _)| *d == cert.device_id().to_string())
+            .map(|(_, w)| w.clone())
+    };
+    assert_eq!(
+        why(&expired),
+        Some(PeerRefused::Chain(ChainError::Expired { cert: "device" }))
+    );
+    assert_eq!(
+        why(&dev.cert),
+        Some(PeerRefused::Chain(ChainError::Revoked))
+    );
+    assert_eq!(why(&dave_chain[0]), Some(PeerRefused::Banned));
+    assert_eq!(bob_m.links_up(), 0);
+
+    // A good device still gets its link.
+    let alice = Account::create(|_| {}).unwrap();
+    let (alice_key, alice_chain) = chain_of(&alice);
+    let a = manager(nodes[2].clone(), &alice_key, alice_chain).await;
+    let (link, accepted) = tokio::join!(a.connect(&bob_chain, ""), bob_m.accept());
+    assert!(link.is_ok() && accepted.is_some());
+}
