@@ -80,6 +80,7 @@ struct Device {
     dht: Arc<SecureDht>,
     manager: Manager,
     ice_addr: IpAddr,
+    seen: SeenIds,
 }
 
 fn unix_now() -> u64 {
@@ -160,8 +161,16 @@ async fn online(o: &Online) -> Result<Device> {
             )
             .await?;
     }
+    // Request ids and message ids, remembered together across runs (as jamid does).
+    let mut seen_path = o.archive.clone().into_os_string();
+    seen_path.push(".seen");
+    let seen: SeenIds = Arc::new(Mutex::new(
+        Seen::open(std::path::Path::new(&seen_path), seen::DEFAULT_CAPACITY)
+            .with_context(|| format!("cannot open {}", seen_path.to_string_lossy()))?,
+    ));
     let mut opts = Options::new(vec![SocketAddr::new(ice_addr, 0)]);
     opts.rendezvous = Rendezvous::Both;
+    opts.seen = Some(seen.clone());
     let manager = Manager::start(dht.clone(), Identity { key: key()?, chain }, opts).await?;
     Ok(Device {
         account,
@@ -169,6 +178,7 @@ async fn online(o: &Online) -> Result<Device> {
         dht,
         manager,
         ice_addr,
+        seen,
     })
 }
 
@@ -219,12 +229,7 @@ async fn serve_sip(mut ch: Channel, device: String, out: mpsc::Sender<Json>, see
 
 async fn run(args: RunArgs) -> Result<()> {
     let mut device = online(&args.online).await?;
-    let mut seen_path = args.online.archive.clone().into_os_string();
-    seen_path.push(".seen");
-    let seen: SeenIds = Arc::new(Mutex::new(
-        Seen::open(std::path::Path::new(&seen_path), seen::DEFAULT_CAPACITY)
-            .with_context(|| format!("cannot open {}", seen_path.to_string_lossy()))?,
-    ));
+    let seen = device.seen.clone();
     let (tx, mut rx) = mpsc::channel::<Json>(64);
     let own = device
         .account

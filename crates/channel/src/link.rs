@@ -18,7 +18,7 @@
 //! [`Manager::channel`] is the usual entry: it opens a channel to a device over the link
 //! already up with it (whoever made it), and makes one only when there is none.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -40,6 +40,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::mux::{Limits, Mux, MuxEvent};
 use crate::request::{PeerConnectionRequest, long_key, short_key};
+use crate::seen::Seen;
 use crate::sip::{SipMessage, SipReader, StartLine};
 use crate::tls::{Expected, Identity, PeerRefused, client_config, server_config, server_name};
 
@@ -71,6 +72,9 @@ pub struct Options {
     pub banned_accounts: Vec<JamiId>,
     /// Devices refused.
     pub banned_devices: Vec<DeviceId>,
+    /// Where request ids are remembered (jamid shares one persistent set between request
+    /// ids and message ids); by default a set of this manager's own.
+    pub seen: Option<Arc<Mutex<Seen>>>,
 }
 
 impl Options {
@@ -84,6 +88,7 @@ impl Options {
             accept: |name| name == "sip",
             banned_accounts: Vec::new(),
             banned_devices: Vec::new(),
+            seen: None,
         }
     }
 }
@@ -120,6 +125,9 @@ pub enum LinkError {
     /// No answer in time.
     #[error("timed out")]
     Timeout,
+    /// A link to our own device was asked for.
+    #[error("that is this device")]
+    OwnDevice,
     /// The peer sent something that is not SIP.
     #[error("SIP: {0}")]
     Sip(String),
@@ -131,9 +139,10 @@ struct Inner {
     identity: Identity,
     opts: Options,
     /// Answers awaited: request id → where to deliver (answer, signer).
-    pending: Mutex<HashMap<u64, oneshot::Sender<(PeerConnectionRequest, PublicKey)>>>,
-    /// Request ids seen (requests are handled once).
-    seen: Mutex<HashSet<u64>>,
+    /// Answers awaited: request id → the device asked and where to deliver.
+    pending: Mutex<HashMap<u64, (DeviceId, oneshot::Sender<PeerConnectionRequest>)>>,
+    /// Request ids seen, as 16-hex (requests are handled once).
+    seen: Arc<Mutex<Seen>>,
     links: mpsc::Sender<Link>,
     /// Links up, by device (weak: a link lives while its `Link` or a channel of it does).
     by_device: Mutex<HashMap<DeviceId, mpsc::WeakSender<Cmd>>>,
@@ -210,6 +219,10 @@ impl Manager {
     /// same identity (its certificate should be published so peers can check us).
     pub async fn start(dht: Arc<SecureDht>, identity: Identity, opts: Options) -> io::Result<Self> {
         let (links, incoming) = mpsc::channel(16);
+        let seen = opts
+            .seen
+            .clone()
+            .unwrap_or_else(|| Arc::new(Mutex::new(Seen::new(crate::seen::DEFAULT_CAPACITY))));
         let (channels_in, incoming_channels) = mpsc::channel(64);
         let me = identity.chain[0].public_key().clone();
         let mut keys = Vec::new();
@@ -225,7 +238,7 @@ impl Manager {
             identity,
             opts,
             pending: Mutex::default(),
-            seen: Mutex::default(),
+            seen,
             links,
             by_device: Mutex::default(),
             refusals: Mutex::default(),
@@ -328,6 +341,9 @@ impl Manager {
     pub async fn connect(&self, peer: &[Certificate], conn_type: &str) -> Result<Link, LinkError> {
         let inner = &self.inner;
         let device = peer.first().ok_or(LinkError::Closed)?.public_key().clone();
+        if device.spki_der() == inner.identity.chain[0].public_key().spki_der() {
+            return Err(LinkError::OwnDevice);
+        }
         let expected = inner.expected(&device, peer.get(1)).await;
         let refs: Vec<&[u8]> = peer.iter().map(Certificate::der).collect();
         if let Err(why) = expected.check(&refs, SystemTime::now()) {
@@ -345,7 +361,7 @@ impl Manager {
         let request = PeerConnectionRequest::new(session.local_description().to_text(), conn_type);
         let (tx, rx) = oneshot::channel();
         if let Ok(mut p) = inner.pending.lock() {
-            p.insert(request.id, tx);
+            p.insert(request.id, (device.device_id(), tx));
         }
         let sealed = request.seal(&inner.identity.key, &device)?;
         let mut keys = Vec::new();
@@ -362,12 +378,9 @@ impl Manager {
         if let Ok(mut p) = inner.pending.lock() {
             p.remove(&request.id);
         }
-        let (answer, signer) = answer
+        let answer = answer
             .map_err(|_| LinkError::NoAnswer)?
             .map_err(|_| LinkError::NoAnswer)?;
-        if signer.spki_der() != device.spki_der() {
-            return Err(LinkError::NoAnswer);
-        }
         let remote = IceMessage::parse(&answer.ice_msg).ok_or(LinkError::NoAnswer)?;
         let conn = session.connect(remote).await?;
         // The side that asked is the TLS server.
@@ -436,20 +449,28 @@ async fn listen_requests(inner: Arc<Inner>, mut listen: pamoja_dht::runner::List
             continue;
         };
         if req.is_answer {
+            // Matched on (device, id): an answer from another key leaves the request waiting.
+            let from = signer.device_id();
             let waiter = inner
                 .pending
                 .lock()
                 .ok()
-                .and_then(|mut p| p.remove(&req.id));
-            if let Some(w) = waiter {
-                let _ = w.send((req, signer));
+                .and_then(|mut p| match p.get(&req.id) {
+                    Some((d, _)) if *d == from => p.remove(&req.id).map(|(_, w)| w),
+                    _ => None,
+                });
+            match waiter {
+                Some(w) => {
+                    let _ = w.send(req);
+                }
+                None => tracing::debug!("answer {} from {from}: no such request", req.id),
             }
             continue;
         }
         let fresh = inner
             .seen
             .lock()
-            .map(|mut s| s.insert(req.id))
+            .map(|mut s| s.insert(&format!("{:016x}", req.id)).unwrap_or(true))
             .unwrap_or(false);
         if !fresh {
             continue;

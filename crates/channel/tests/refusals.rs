@@ -136,6 +136,12 @@ async fn refused_devices_get_no_link_and_the_reason_is_kept() {
         other => panic!("expected a refusal, got {:?}", other.err()),
     }
 
+    // Nor its own device.
+    assert!(matches!(
+        bob_m.connect(&bob_chain, "").await,
+        Err(LinkError::OwnDevice)
+    ));
+
     let reasons: Vec<(String, PeerRefused)> = bob_m
         .refusals()
         .into_iter()
