@@ -396,14 +396,32 @@ fn spawn_udp_reader(i: usize, s: Arc<UdpSocket>, tx: mpsc::Sender<Incoming>) {
     });
 }
 
+/// Connections a passive TCP candidate keeps at once; more are closed as they come, so that a
+/// peer opening thousands cannot make the session hold thousands of buffers and tasks
+/// (checks need one connection per remote candidate).
+pub const MAX_ACCEPTED: usize = 128;
+
 fn spawn_acceptor(l: TcpListener, tx: mpsc::Sender<Incoming>) {
     tokio::spawn(async move {
         let Ok(base) = l.local_addr() else { return };
+        // Each accepted connection holds a clone while its reader runs.
+        let open = Arc::new(());
         while let Ok((stream, peer)) = l.accept().await {
             if tx.is_closed() {
                 return;
             }
-            spawn_connection(stream, base, peer, tx.clone());
+            if Arc::strong_count(&open) > MAX_ACCEPTED {
+                // Dropped: closed at once.
+                continue;
+            }
+            spawn_framed(
+                stream,
+                base,
+                peer,
+                Vec::new(),
+                tx.clone(),
+                Some(open.clone()),
+            );
         }
     });
 }
@@ -434,7 +452,7 @@ async fn bind_data_connection(
         connection_bound(&id, &buf[..len])?.then(|| (s, buf[len..].to_vec()))
     };
     if let Ok(Some((stream, rest))) = tokio::time::timeout(Duration::from_secs(10), bound).await {
-        spawn_framed(stream, relayed, peer, rest, tx);
+        spawn_framed(stream, relayed, peer, rest, tx, None);
     }
 }
 
@@ -445,7 +463,7 @@ fn spawn_connection(
     peer: SocketAddr,
     tx: mpsc::Sender<Incoming>,
 ) {
-    spawn_framed(stream, base, peer, Vec::new(), tx);
+    spawn_framed(stream, base, peer, Vec::new(), tx, None);
 }
 
 /// [`spawn_connection`] with bytes already read from the stream.
@@ -455,6 +473,7 @@ fn spawn_framed(
     peer: SocketAddr,
     already: Vec<u8>,
     tx: mpsc::Sender<Incoming>,
+    slot: Option<Arc<()>>,
 ) {
     let _ = stream.set_nodelay(true);
     let (mut r, mut w) = stream.into_split();
@@ -469,6 +488,7 @@ fn spawn_framed(
         }
     });
     tokio::spawn(async move {
+        let _slot = slot;
         if tx
             .send(Incoming::TcpUp(base, peer, wtx, direct.clone()))
             .await

@@ -75,3 +75,51 @@ async fn tcp_as_a_byte_stream() {
     b.write_all(&got).await.unwrap();
     assert_eq!(writer.await.unwrap(), data);
 }
+
+#[tokio::test]
+async fn a_flood_of_tcp_connections_is_bounded() {
+    use pamoja_ice::session::MAX_ACCEPTED;
+    use tokio::io::AsyncReadExt;
+    let opts = || Options::tcp(vec!["127.0.0.1:0".parse().unwrap()]);
+    let sb = Session::gather(Role::Controlled, opts()).await.unwrap();
+    let passive = sb
+        .local_description()
+        .candidates
+        .iter()
+        .find(|c| c.tcp_type == Some(TcpType::Passive))
+        .unwrap()
+        .addr;
+    let mut flood = Vec::new();
+    for _ in 0..MAX_ACCEPTED + 20 {
+        flood.push(tokio::net::TcpStream::connect(passive).await.unwrap());
+    }
+    // Which ones the session closed: a read ends at once on those.
+    let mut reads = tokio::task::JoinSet::new();
+    for mut s in flood.drain(..) {
+        reads.spawn(async move {
+            let mut b = [0u8; 1];
+            let r = tokio::time::timeout(std::time::Duration::from_millis(300), s.read(&mut b));
+            (matches!(r.await, Ok(Ok(0))), s)
+        });
+    }
+    let mut closed = 0;
+    while let Some(r) = reads.join_next().await {
+        let (was_closed, s) = r.unwrap();
+        closed += usize::from(was_closed);
+        flood.push(s);
+    }
+    assert!(
+        closed >= 20,
+        "only {closed} of the extra connections were closed"
+    );
+    assert!(closed <= 20 + 2, "{closed} closed: the bound is too low");
+    drop(flood);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // Once they are gone, a real peer connects.
+    let sa = Session::gather(Role::Controlling, opts()).await.unwrap();
+    let da = pamoja_ice::candidate::IceMessage::parse(&sa.local_description().to_text()).unwrap();
+    let db = pamoja_ice::candidate::IceMessage::parse(&sb.local_description().to_text()).unwrap();
+    let (ca, cb) = tokio::join!(sa.connect(db), sb.connect(da));
+    let (mut a, mut b) = (ca.unwrap(), cb.unwrap());
+    both_ways(&mut a, &mut b).await;
+}
