@@ -4,9 +4,11 @@
 //! communicator, byte for byte. This facade re-exports each library as a module:
 //!
 //! * [`identity`]: Jami accounts, certificates, revocation lists, archives.
-//! * [`dht`]: an OpenDHT-compatible node.
+//! * [`dht`]: an OpenDHT-compatible node, its secure layer and proxy.
 //! * [`nameserver`]: the name server, client and server.
-//! * [`ice`]: NAT traversal (STUN so far).
+//! * [`ice`]: NAT traversal: STUN, TURN, ICE over UDP and TCP.
+//! * [`channel`]: device links: rendezvous, TLS, multiplexed channels, SIP messages.
+//! * [`swarm`]: conversations on git.
 
 #![forbid(unsafe_code)]
 
@@ -15,3 +17,4 @@ pub use pamoja_dht as dht;
 pub use pamoja_ice as ice;
 pub use pamoja_identity as identity;
 pub use pamoja_nameserver as nameserver;
+pub use pamoja_swarm as swarm;

@@ -16,10 +16,15 @@
 //! jami net turn --server HOST:PORT --user USER [--tcp] [--hold]
 //! jami run --archive PATH --bootstrap HOST:PORT [--timeout S] [--exit-after N]
 //! jami send --archive PATH --bootstrap HOST:PORT --to JAMI_ID TEXT
+//! jami conv new --archive PATH --dir DIR [--mode N] [--invite JAMI_ID]
+//! jami conv post DIR TEXT --archive PATH
+//! jami conv log DIR [--last N]
+//! jami conv verify DIR
 //! ```
 //! Name commands print `{"status": N, "state": "...", ...}` with jamid's status numbers and
 //! exit 0 only when the status is 0 (found, registered).
 
+mod conv;
 mod link;
 mod net;
 
@@ -59,6 +64,9 @@ enum Command {
     Run(link::RunArgs),
     /// Send a text message to every device of a Jami account.
     Send(link::SendArgs),
+    /// Swarm conversations (git repositories) in a directory.
+    #[command(subcommand)]
+    Conv(conv::ConvCmd),
 }
 
 #[derive(Subcommand)]
@@ -248,6 +256,7 @@ fn run(cli: Cli) -> Result<Value> {
         Command::Net(cmd) => return net::run(cmd),
         Command::Run(args) => return link::run_cmd(args),
         Command::Send(args) => return link::send_cmd(args),
+        Command::Conv(cmd) => return conv::run(cmd),
         Command::Name(cmd) => {
             let (v, ok) = run_name(cmd)?;
             if !ok {

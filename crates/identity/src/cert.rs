@@ -174,6 +174,11 @@ impl Certificate {
         name_attr(&self.cert.tbs_certificate.subject, OID_UID)
     }
 
+    /// First UID of the issuer (for a device certificate: its account's Jami ID).
+    pub fn issuer_uid(&self) -> Option<String> {
+        name_attr(&self.cert.tbs_certificate.issuer, OID_UID)
+    }
+
     /// DER of the subject name.
     pub fn subject_der(&self) -> Vec<u8> {
         self.cert

@@ -1,0 +1,344 @@
+//! A conversation's repository, as jamid keeps it: a non-bare git repository on `main`, whose
+//! work tree holds the members' certificates, written one signed commit at a time.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use git2::{Oid, Repository, RepositoryInitOptions, Signature, Sort};
+use pamoja_identity::key::SignatureHash;
+use pamoja_identity::{Account, Certificate, PrivateKey};
+
+use crate::body::Body;
+use crate::validate::{self, Invalid};
+use crate::{Error, Result};
+
+/// The branch every conversation lives on.
+pub const BRANCH: &str = "refs/heads/main";
+
+/// The commit header that carries the signature.
+pub const SIGNATURE_FIELD: &str = "signature";
+
+/// Conversation modes (the initial commit's `mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Two accounts; the initial commit names the invited one.
+    OneToOne = 0,
+    /// Only admins invite (not enforced by jamid 2023).
+    AdminInvitesOnly = 1,
+    /// Members invite (the default of `startConversation`).
+    InvitesOnly = 2,
+    /// Anyone may join.
+    Public = 3,
+}
+
+impl Mode {
+    /// The mode of a number, if it is one jamid 2023 loads.
+    pub fn from_i64(n: i64) -> Option<Self> {
+        Some(match n {
+            0 => Self::OneToOne,
+            1 => Self::AdminInvitesOnly,
+            2 => Self::InvitesOnly,
+            3 => Self::Public,
+            _ => return None,
+        })
+    }
+}
+
+/// What a device needs to write commits: its key and certificate, its account's chain, and
+/// the name written as author.
+pub struct Signer {
+    /// The device key.
+    pub key: PrivateKey,
+    /// The device certificate.
+    pub device: Certificate,
+    /// The account certificate, then its issuer (the Jami CA), as written in `admins/`.
+    pub account_chain: Vec<Certificate>,
+    /// Display name (author name; `<` and `>` removed, the device id when empty).
+    pub name: String,
+}
+
+impl Signer {
+    /// The signer of an account's own device.
+    pub fn of(account: &Account, name: &str) -> Result<Self> {
+        let d = account
+            .device()
+            .ok_or_else(|| Error::Identity("the account holds no device key".into()))?;
+        let mut account_chain = vec![account.account_cert().clone()];
+        account_chain.extend(account.ca_cert().cloned());
+        Ok(Self {
+            key: PrivateKey::from_pkcs8_der(d.key.to_pkcs8_der())
+                .map_err(|e| Error::Identity(e.to_string()))?,
+            device: d.cert.clone(),
+            account_chain,
+            name: name.to_owned(),
+        })
+    }
+
+    fn account_id(&self) -> String {
+        self.account_chain[0].jami_id().to_string()
+    }
+
+    fn device_id(&self) -> String {
+        self.device.device_id().to_string()
+    }
+
+    fn author(&self, time: i64) -> Result<Signature<'static>> {
+        let mut name: String = self
+            .name
+            .chars()
+            .filter(|c| *c != '<' && *c != '>')
+            .collect();
+        if name.trim().is_empty() {
+            name = self.device_id();
+        }
+        Ok(Signature::new(
+            &name,
+            &self.device_id(),
+            &git2::Time::new(time, 0),
+        )?)
+    }
+}
+
+/// One commit as a message of the conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Commit id.
+    pub id: String,
+    /// The author's account (from the device certificate in the tree), if it resolves.
+    pub author: Option<String>,
+    /// The author's device (the commit's author e-mail).
+    pub device: String,
+    /// `type` of the body, `merge` for a merge.
+    pub kind: String,
+    /// The body (empty for merges).
+    pub body: Body,
+    /// Commit time, Unix seconds.
+    pub timestamp: i64,
+    /// Parent ids.
+    pub parents: Vec<String>,
+}
+
+/// A conversation repository.
+pub struct Conversation {
+    repo: Repository,
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Conversation {
+    /// Creates a conversation in `dir` (which must be missing or empty): the initial commit
+    /// with the creator as admin, its device certificate, and for a one-to-one conversation
+    /// the invited account.
+    pub fn create(dir: &Path, signer: &Signer, mode: Mode, invited: Option<&str>) -> Result<Self> {
+        if dir.exists() && dir.read_dir()?.next().is_some() {
+            return Err(Error::NotEmpty(dir.to_owned()));
+        }
+        if (mode == Mode::OneToOne) != invited.is_some() {
+            return Err(Error::Invalid(
+                "a one-to-one conversation names exactly one invited account".into(),
+            ));
+        }
+        let mut opts = RepositoryInitOptions::new();
+        opts.initial_head("main");
+        let repo = Repository::init_opts(dir, &opts)?;
+        let c = Self { repo };
+        let chain: Vec<&Certificate> = signer.account_chain.iter().collect();
+        c.write_file(
+            &format!("admins/{}.crt", signer.account_id()),
+            Certificate::chain_to_pem(&chain).as_bytes(),
+        )?;
+        c.write_file(
+            &format!("devices/{}.crt", signer.device_id()),
+            signer.device.to_pem().as_bytes(),
+        )?;
+        if let Some(i) = invited {
+            c.write_file(&format!("invited/{i}"), b"")?;
+        }
+        c.commit_index(
+            signer,
+            &Body::initial(mode as u8, invited).encode(),
+            unix_now(),
+        )?;
+        Ok(c)
+    }
+
+    /// Opens an existing conversation.
+    pub fn open(dir: &Path) -> Result<Self> {
+        Ok(Self {
+            repo: Repository::open(dir)?,
+        })
+    }
+
+    /// The git repository.
+    pub fn repo(&self) -> &Repository {
+        &self.repo
+    }
+
+    /// The conversation id: the root commit's id.
+    pub fn id(&self) -> Result<String> {
+        let mut walk = self.repo.revwalk()?;
+        walk.push(self.head()?)?;
+        walk.set_sorting(Sort::TOPOLOGICAL | Sort::REVERSE)?;
+        let root = walk.next().ok_or(Error::Empty)??;
+        Ok(root.to_string())
+    }
+
+    /// The tip of `main`.
+    pub fn head(&self) -> Result<Oid> {
+        Ok(self.repo.refname_to_id(BRANCH)?)
+    }
+
+    fn workdir(&self) -> Result<PathBuf> {
+        self.repo
+            .workdir()
+            .map(Path::to_owned)
+            .ok_or_else(|| Error::Invalid("a bare repository".into()))
+    }
+
+    /// Writes a file in the work tree and stages it.
+    fn write_file(&self, path: &str, data: &[u8]) -> Result<()> {
+        let full = self.workdir()?.join(path);
+        if let Some(parent) = full.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&full, data)?;
+        let mut index = self.repo.index()?;
+        index.add_path(Path::new(path))?;
+        index.write()?;
+        Ok(())
+    }
+
+    /// Removes a file from the work tree and the index.
+    fn remove_file(&self, path: &str) -> Result<()> {
+        let full = self.workdir()?.join(path);
+        if full.exists() {
+            std::fs::remove_file(&full)?;
+        }
+        let mut index = self.repo.index()?;
+        index.remove_path(Path::new(path))?;
+        index.write()?;
+        Ok(())
+    }
+
+    /// Invites account `uri` (an empty `invited/<uri>` file and a `member`/`add` commit).
+    pub fn add_member(&self, signer: &Signer, uri: &str) -> Result<Oid> {
+        self.write_file(&format!("invited/{uri}"), b"")?;
+        self.commit(signer, &Body::member("add", uri))
+    }
+
+    /// Joins as `signer`'s account, which must be invited: its invitation goes, its account
+    /// certificate (with the CA) comes into `members/`.
+    pub fn join(&self, signer: &Signer) -> Result<Oid> {
+        let uri = signer.account_id();
+        self.remove_file(&format!("invited/{uri}"))?;
+        let chain: Vec<&Certificate> = signer.account_chain.iter().collect();
+        self.write_file(
+            &format!("members/{uri}.crt"),
+            Certificate::chain_to_pem(&chain).as_bytes(),
+        )?;
+        self.commit(signer, &Body::member("join", &uri))
+    }
+
+    /// Commits the index with `message`, signed, on top of `main`.
+    fn commit_index(&self, signer: &Signer, message: &str, time: i64) -> Result<Oid> {
+        let mut index = self.repo.index()?;
+        let tree = self.repo.find_tree(index.write_tree()?)?;
+        let parent = match self.repo.refname_to_id(BRANCH) {
+            Ok(id) => Some(self.repo.find_commit(id)?),
+            Err(_) => None,
+        };
+        let parents: Vec<&git2::Commit> = parent.iter().collect();
+        let who = signer.author(time)?;
+        let buf = self
+            .repo
+            .commit_create_buffer(&who, &who, message, &tree, &parents)?;
+        let content = buf
+            .as_str()
+            .ok_or_else(|| Error::Invalid("commit buffer is not UTF-8".into()))?;
+        let sig = signer
+            .key
+            .sign(SignatureHash::Sha512, content.as_bytes())
+            .map_err(|e| Error::Identity(e.to_string()))?;
+        let sig = base64::engine::general_purpose::STANDARD.encode(sig);
+        let id = self
+            .repo
+            .commit_signed(content, &sig, Some(SIGNATURE_FIELD))?;
+        self.repo.reference(BRANCH, id, true, "commit")?;
+        Ok(id)
+    }
+
+    /// Commits `body` as `signer` (adding its device certificate first when the tree lacks
+    /// it, as jamid does).
+    pub fn commit(&self, signer: &Signer, body: &Body) -> Result<Oid> {
+        self.commit_at(signer, body, unix_now())
+    }
+
+    /// [`Conversation::commit`] with a given commit time.
+    pub fn commit_at(&self, signer: &Signer, body: &Body, time: i64) -> Result<Oid> {
+        let dev = format!("devices/{}.crt", signer.device_id());
+        let head = self.repo.find_commit(self.head()?)?;
+        if head.tree()?.get_path(Path::new(&dev)).is_err() {
+            self.write_file(&dev, signer.device.to_pem().as_bytes())?;
+        }
+        self.commit_index(signer, &body.encode(), time)
+    }
+
+    /// Posts a text message.
+    pub fn post(&self, signer: &Signer, text: &str) -> Result<Oid> {
+        self.commit(signer, &Body::text(text, None))
+    }
+
+    /// The messages in display order (newest first: topological, then by time), at most
+    /// `limit`, starting at `from` (inclusive) or at the head.
+    pub fn messages(&self, from: Option<Oid>, limit: Option<usize>) -> Result<Vec<Message>> {
+        let mut walk = self.repo.revwalk()?;
+        walk.push(from.map_or_else(|| self.head(), Ok)?)?;
+        walk.set_sorting(Sort::TOPOLOGICAL | Sort::TIME)?;
+        let mut out = Vec::new();
+        for id in walk {
+            if limit.is_some_and(|n| out.len() >= n) {
+                break;
+            }
+            out.push(self.message(id?)?);
+        }
+        Ok(out)
+    }
+
+    /// One commit as a message.
+    pub fn message(&self, id: Oid) -> Result<Message> {
+        let c = self.repo.find_commit(id)?;
+        let device = c.author().email().unwrap_or("").to_owned();
+        let text = c.message().unwrap_or("");
+        let merge = c.parent_count() > 1;
+        let body = if merge {
+            Body::default()
+        } else {
+            Body::parse(text).unwrap_or_default()
+        };
+        Ok(Message {
+            id: id.to_string(),
+            author: validate::account_of_device(&self.repo, &c.tree()?, &device),
+            kind: if merge {
+                "merge".into()
+            } else {
+                body.kind().to_owned()
+            },
+            device,
+            body,
+            timestamp: c.time().seconds(),
+            parents: c.parent_ids().map(|p| p.to_string()).collect(),
+        })
+    }
+
+    /// Checks every commit of `main`, oldest first, with the rules of [`validate`]; the
+    /// first that fails, with why.
+    pub fn verify(&self) -> std::result::Result<usize, Invalid> {
+        validate::history(&self.repo, None, self.head().map_err(Invalid::other)?)
+    }
+}

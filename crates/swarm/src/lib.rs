@@ -1,0 +1,55 @@
+//! # pamoja-swarm: Jami conversations on git
+//!
+//! In Jami every conversation is a git repository that each member's devices hold in full:
+//! the members' certificates live in its tree (`admins/`, `members/`, `devices/`,
+//! `invited/`), and every message is a commit whose message is a small JSON object, signed
+//! with the author device's key in a `signature` header. This crate reads and writes such
+//! repositories as jamid does, on libgit2 (`git2`):
+//!
+//! * [`body`]: commit messages as jamid's jsoncpp writes them (sorted keys, `\uXXXX`
+//!   escapes), for every type jamid 2023 commits;
+//! * [`conversation`]: create a conversation (each mode), commit signed messages as a
+//!   device, list messages in display order;
+//! * [`validate`]: the rules a history must follow, checked commit by commit: jamid's, plus
+//!   the signature and the device → account chain that jamid 2023 does not check.
+//!
+//! Still to come: votes and bans, merging diverged histories, the git protocol over a
+//! channel.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::path::PathBuf;
+
+pub mod body;
+pub mod conversation;
+pub mod validate;
+
+pub use body::Body;
+pub use conversation::{Conversation, Message, Mode, Signer};
+
+/// Errors of this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// libgit2 failed.
+    #[error("git: {0}")]
+    Git(#[from] git2::Error),
+    /// File system.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// Keys or certificates.
+    #[error("identity: {0}")]
+    Identity(String),
+    /// A conversation cannot be created there.
+    #[error("{} is not empty", .0.display())]
+    NotEmpty(PathBuf),
+    /// The repository has no commit.
+    #[error("the conversation has no commit")]
+    Empty,
+    /// A request that makes no sense.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Results of this crate.
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,439 @@
+//! Validation of a conversation's history, commit by commit.
+//!
+//! The rules are jamid's (section 4 of the swarm notes: who may change which file for each
+//! kind of commit), made stricter where jamid trusts too much; a history a correct jamid
+//! writes still passes:
+//!
+//! * every commit, the root included, carries a `signature` header that verifies with the
+//!   key of `devices/<author e-mail>.crt` in the tree (the parent's tree for a removal);
+//! * that device certificate's long id is its file name, it is signed by the account
+//!   certificate found in `members/` or `admins/`, and both were valid at the commit time;
+//! * changed files are every path the diff touches, binary files included;
+//! * a profile update needs an admin in the parent's tree (not in the local member list), a
+//!   removal is by the removed account or an admin, a join is by the joining account;
+//! * a merge may only combine its parents: no path differs from both;
+//! * a fetched history is checked in full: every commit reachable from the candidate head
+//!   and not from ours.
+//!
+//! [`history`] is a pure function of the repository's objects: it reads, never writes.
+
+use std::path::Path;
+
+use git2::{Commit, Delta, DiffOptions, Oid, Repository, Sort, Tree};
+use pamoja_identity::Certificate;
+use pamoja_identity::key::SignatureHash;
+
+use crate::body::{Body, types};
+use crate::conversation::{Mode, SIGNATURE_FIELD};
+
+/// A commit that fails validation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("commit {commit}: {reason}")]
+pub struct Invalid {
+    /// The commit id (empty when the history could not be read at all).
+    pub commit: String,
+    /// Why.
+    pub reason: String,
+}
+
+impl Invalid {
+    /// A failure to read the repository.
+    pub fn other(e: impl std::fmt::Display) -> Self {
+        Self {
+            commit: String::new(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+type Check = std::result::Result<(), String>;
+
+/// A single-parent commit under check: its tree, its parent's, what changed, who wrote it.
+struct Step<'a> {
+    repo: &'a Repository,
+    tree: &'a Tree<'a>,
+    parent: &'a Tree<'a>,
+    files: &'a [(String, Delta)],
+    /// `devices/<author device>.crt`.
+    own_device: &'a str,
+    /// The author's account.
+    uri: &'a str,
+}
+
+/// Checks the commits reachable from `tip` and not from `base` (every commit when `base` is
+/// `None`), oldest first; returns how many were checked, or the first invalid one.
+pub fn history(repo: &Repository, base: Option<Oid>, tip: Oid) -> Result<usize, Invalid> {
+    let mut walk = repo.revwalk().map_err(Invalid::other)?;
+    walk.push(tip).map_err(Invalid::other)?;
+    if let Some(b) = base {
+        walk.hide(b).map_err(Invalid::other)?;
+    }
+    walk.set_sorting(Sort::TOPOLOGICAL | Sort::REVERSE)
+        .map_err(Invalid::other)?;
+    let root = root_of(repo, tip).map_err(Invalid::other)?;
+    let mut n = 0;
+    for id in walk {
+        let id = id.map_err(Invalid::other)?;
+        let c = repo.find_commit(id).map_err(Invalid::other)?;
+        check_commit(repo, &c, &root).map_err(|reason| Invalid {
+            commit: id.to_string(),
+            reason,
+        })?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// The root commit of `tip`'s history.
+fn root_of<'r>(repo: &'r Repository, tip: Oid) -> Result<Commit<'r>, git2::Error> {
+    let mut walk = repo.revwalk()?;
+    walk.push(tip)?;
+    walk.set_sorting(Sort::TOPOLOGICAL | Sort::REVERSE)?;
+    let id = walk
+        .next()
+        .ok_or_else(|| git2::Error::from_str("no commit"))??;
+    repo.find_commit(id)
+}
+
+fn blob(repo: &Repository, tree: &Tree, path: &str) -> Option<Vec<u8>> {
+    let e = tree.get_path(Path::new(path)).ok()?;
+    let b = e.to_object(repo).ok()?.peel_to_blob().ok()?;
+    Some(b.content().to_vec())
+}
+
+fn has(tree: &Tree, path: &str) -> bool {
+    tree.get_path(Path::new(path)).is_ok()
+}
+
+fn cert(repo: &Repository, tree: &Tree, path: &str) -> Option<Vec<Certificate>> {
+    Certificate::chain_from_pem_or_der(&blob(repo, tree, path)?).ok()
+}
+
+/// The account of device `device` according to `devices/<device>.crt` in `tree` (its
+/// issuer's UID).
+pub fn account_of_device(repo: &Repository, tree: &Tree, device: &str) -> Option<String> {
+    let c = cert(repo, tree, &format!("devices/{device}.crt"))?;
+    c.first()?.issuer_uid().filter(|u| !u.is_empty())
+}
+
+/// The device and account behind a commit: jamid's `isValidUserAtCommit`, plus the chain.
+fn valid_user(
+    repo: &Repository,
+    tree: &Tree,
+    device: &str,
+    time: i64,
+) -> Result<(Certificate, String), String> {
+    let path = format!("devices/{device}.crt");
+    let dev = cert(repo, tree, &path)
+        .and_then(|c| c.into_iter().next())
+        .ok_or_else(|| format!("no device certificate {path}"))?;
+    if dev.device_id().to_string() != device {
+        return Err(format!("{path} holds the certificate of another device"));
+    }
+    let uri = dev
+        .issuer_uid()
+        .filter(|u| !u.is_empty())
+        .ok_or("the device certificate names no account")?;
+    let acc = cert(repo, tree, &format!("members/{uri}.crt"))
+        .or_else(|| cert(repo, tree, &format!("admins/{uri}.crt")))
+        .and_then(|c| c.into_iter().next())
+        .ok_or_else(|| format!("account {uri} is not a member"))?;
+    if acc.jami_id().to_string() != uri {
+        return Err(format!(
+            "the certificate of member {uri} is another account's"
+        ));
+    }
+    dev.verify_signature(acc.public_key())
+        .map_err(|_| format!("device {device} is not signed by account {uri}"))?;
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(time.max(0) as u64);
+    if dev.not_after() < at || acc.not_after() < at {
+        return Err("a certificate had expired at the commit time".into());
+    }
+    Ok((dev, uri))
+}
+
+/// Paths that differ between `old` (or nothing) and `new`, binary files included.
+fn changed(
+    repo: &Repository,
+    old: Option<&Tree>,
+    new: &Tree,
+) -> Result<Vec<(String, Delta)>, String> {
+    let mut opts = DiffOptions::new();
+    opts.include_typechange(true);
+    let diff = repo
+        .diff_tree_to_tree(old, Some(new), Some(&mut opts))
+        .map_err(|e| e.to_string())?;
+    Ok(diff
+        .deltas()
+        .filter_map(|d| {
+            let f = if d.status() == Delta::Deleted {
+                d.old_file()
+            } else {
+                d.new_file()
+            };
+            Some((f.path()?.to_str()?.to_owned(), d.status()))
+        })
+        .collect())
+}
+
+fn check_commit(repo: &Repository, c: &Commit, root: &Commit) -> Check {
+    let device = c.author().email().unwrap_or("").to_owned();
+    let tree = c.tree().map_err(|e| e.to_string())?;
+    let message = c.message().unwrap_or("");
+    let body = Body::parse(message);
+    let is_remove = c.parent_count() == 1
+        && body
+            .as_ref()
+            .is_some_and(|b| b.kind() == types::MEMBER && b.get("action") == Some("remove"));
+    let parent = if c.parent_count() > 0 {
+        Some(c.parent(0).map_err(|e| e.to_string())?)
+    } else {
+        None
+    };
+    let ptree = match &parent {
+        Some(p) => Some(p.tree().map_err(|e| e.to_string())?),
+        None => None,
+    };
+    // Who wrote it, and the signature.
+    let user_tree = if is_remove {
+        ptree.as_ref().unwrap_or(&tree)
+    } else {
+        &tree
+    };
+    let (dev, uri) = valid_user(repo, user_tree, &device, c.time().seconds())?;
+    let (sig, signed) = repo
+        .extract_signature(&c.id(), Some(SIGNATURE_FIELD))
+        .map_err(|_| "unsigned commit".to_string())?;
+    let sig = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &*sig)
+        .map_err(|_| "the signature is not base64".to_string())?;
+    dev.public_key()
+        .verify(SignatureHash::Sha512, &signed, &sig)
+        .map_err(|_| "bad signature".to_string())?;
+
+    let files = changed(repo, ptree.as_ref(), &tree)?;
+    let Some(p) = ptree else {
+        return check_initial(repo, &tree, body.as_ref(), &device, &uri, &files);
+    };
+    if c.parent_count() > 1 {
+        return check_merge(repo, c, &tree);
+    }
+    let body = body.unwrap_or_default();
+    let own_device = format!("devices/{device}.crt");
+    let step = Step {
+        repo,
+        tree: &tree,
+        parent: &p,
+        files: &files,
+        own_device: &own_device,
+        uri: &uri,
+    };
+    match body.kind() {
+        types::MEMBER => {
+            let target = body.get("uri").unwrap_or("");
+            match body.get("action").unwrap_or("") {
+                "add" => check_add(&step, root, target),
+                "join" => check_join(&step, target),
+                "remove" => check_remove(&step, target),
+                "ban" | "unban" => Err("ban and unban votes are not accepted yet".into()),
+                a => Err(format!("unknown member action {a:?}")),
+            }
+        }
+        types::VOTE => Err("votes are not accepted yet".into()),
+        types::PROFILE => {
+            if !has(&p, &format!("admins/{uri}.crt")) {
+                return Err("only an admin updates the profile".into());
+            }
+            if files.iter().any(|(f, _)| f != "profile.vcf") || files.is_empty() {
+                return Err("a profile update changes profile.vcf only".into());
+            }
+            Ok(())
+        }
+        types::EDIT => {
+            let edited = body.get("edit").unwrap_or("");
+            let target = Oid::from_str(edited)
+                .ok()
+                .and_then(|o| repo.find_commit(o).ok())
+                .ok_or_else(|| format!("edit of an unknown commit {edited:?}"))?;
+            let t_dev = target.author().email().unwrap_or("").to_owned();
+            let t_tree = target.tree().map_err(|e| e.to_string())?;
+            if account_of_device(repo, &t_tree, &t_dev).as_deref() != Some(uri.as_str()) {
+                return Err("edit of another account's message".into());
+            }
+            let t_body = Body::parse(target.message().unwrap_or("")).unwrap_or_default();
+            if t_body.kind() != types::TEXT {
+                return Err("edit of something that is not a text message".into());
+            }
+            check_user_diff(&step)
+        }
+        _ => check_user_diff(&step),
+    }
+}
+
+fn check_initial(
+    repo: &Repository,
+    tree: &Tree,
+    body: Option<&Body>,
+    device: &str,
+    uri: &str,
+    files: &[(String, Delta)],
+) -> Check {
+    let body = body.ok_or("the initial commit's message is not JSON")?;
+    if body.kind() != types::INITIAL {
+        return Err("the root commit is not an initial commit".into());
+    }
+    let mode = body
+        .mode()
+        .and_then(Mode::from_i64)
+        .ok_or("no valid mode in the initial commit")?;
+    let invited = body.get("invited");
+    if (mode == Mode::OneToOne) != invited.is_some() {
+        return Err("a one-to-one conversation names one invited account".into());
+    }
+    let admin = format!("admins/{uri}.crt");
+    let dev = format!("devices/{device}.crt");
+    for (f, _) in files {
+        let ok = *f == admin
+            || *f == dev
+            || *f == format!("CRLs/{uri}")
+            || invited.is_some_and(|i| *f == format!("invited/{i}"));
+        if !ok {
+            return Err(format!("the initial commit adds {f}"));
+        }
+    }
+    let acc = cert(repo, tree, &admin).ok_or("no admin certificate in the initial commit")?;
+    if acc.first().map(|a| a.jami_id().to_string()).as_deref() != Some(uri) {
+        return Err("the admin certificate is another account's".into());
+    }
+    Ok(())
+}
+
+/// What a message commit may change: its own device certificate, or its own member/admin
+/// certificate when it already existed (a renewal keeping the account).
+fn check_user_diff(s: &Step) -> Check {
+    let (repo, tree, p, own_device, uri) = (s.repo, s.tree, s.parent, s.own_device, s.uri);
+    for (f, _) in s.files {
+        if f == own_device {
+            continue;
+        }
+        if *f == format!("admins/{uri}.crt") || *f == format!("members/{uri}.crt") {
+            let old = cert(repo, p, f).ok_or_else(|| format!("{f} is new"))?;
+            let new = cert(repo, tree, f).ok_or_else(|| format!("{f} was removed"))?;
+            if old[0].jami_id() != new[0].jami_id() {
+                return Err(format!("{f} now holds another account"));
+            }
+            continue;
+        }
+        return Err(format!("a message may not change {f}"));
+    }
+    Ok(())
+}
+
+fn check_add(s: &Step, root: &Commit, target: &str) -> Check {
+    let (repo, tree, p, files, own_device, uri) =
+        (s.repo, s.tree, s.parent, s.files, s.own_device, s.uri);
+    let root_body = Body::parse(root.message().unwrap_or("")).unwrap_or_default();
+    if root_body.mode() == Some(Mode::OneToOne as i64) {
+        let creator = root
+            .tree()
+            .ok()
+            .and_then(|t| account_of_device(repo, &t, root.author().email().unwrap_or("")));
+        if root_body.get("invited") != Some(target) && creator.as_deref() != Some(target) {
+            return Err("a one-to-one conversation adds only its two accounts".into());
+        }
+    }
+    if files.is_empty() || files.len() > 3 {
+        return Err("an add changes one to three files".into());
+    }
+    let invite = format!("invited/{target}");
+    for (f, _) in files {
+        if *f != own_device && *f != invite && *f != format!("CRLs/{uri}") {
+            return Err(format!("an add may not change {f}"));
+        }
+    }
+    if target == uri {
+        return Err("an account adds itself".into());
+    }
+    if blob(repo, tree, &invite).is_none_or(|b| !b.is_empty()) {
+        return Err(format!("{invite} is missing or not empty"));
+    }
+    if has(p, &format!("banned/members/{target}.crt")) {
+        return Err("the added account is banned".into());
+    }
+    Ok(())
+}
+
+fn check_join(s: &Step, target: &str) -> Check {
+    let (repo, tree, p, files, own_device, uri) =
+        (s.repo, s.tree, s.parent, s.files, s.own_device, s.uri);
+    let invite = format!("invited/{target}");
+    let member = format!("members/{target}.crt");
+    for (f, _) in files {
+        if *f != invite && *f != member && *f != own_device {
+            return Err(format!("a join may not change {f}"));
+        }
+    }
+    if !has(p, &invite) || has(tree, &invite) {
+        return Err("the joining account was not invited".into());
+    }
+    if has(p, &member) || !has(tree, &member) {
+        return Err("the join does not add the member certificate".into());
+    }
+    if target != uri {
+        return Err("an account joins for another".into());
+    }
+    let m = cert(repo, tree, &member).ok_or("unreadable member certificate")?;
+    if m[0].jami_id().to_string() != target {
+        return Err("the member certificate is another account's".into());
+    }
+    Ok(())
+}
+
+fn check_remove(s: &Step, target: &str) -> Check {
+    let (repo, p, files, own_device, uri) = (s.repo, s.parent, s.files, s.own_device, s.uri);
+    if target != uri && !has(p, &format!("admins/{uri}.crt")) {
+        return Err("only the account itself or an admin removes it".into());
+    }
+    for (f, _) in files {
+        let fixed = [
+            own_device.to_owned(),
+            format!("admins/{target}.crt"),
+            format!("members/{target}.crt"),
+            format!("CRLs/{target}"),
+            format!("invited/{target}"),
+        ];
+        if fixed.contains(f) {
+            continue;
+        }
+        if let Some(x) = f
+            .strip_prefix("devices/")
+            .and_then(|r| r.strip_suffix(".crt"))
+        {
+            if account_of_device(repo, p, x).as_deref() == Some(target) || x == target {
+                continue;
+            }
+        }
+        return Err(format!("a removal may not change {f}"));
+    }
+    Ok(())
+}
+
+/// A merge only combines its parents: every path of the result is as in one of them.
+fn check_merge(repo: &Repository, c: &Commit, tree: &Tree) -> Check {
+    let mut per_parent = Vec::new();
+    for p in c.parents() {
+        let pt = p.tree().map_err(|e| e.to_string())?;
+        let files: std::collections::HashSet<String> = changed(repo, Some(&pt), tree)?
+            .into_iter()
+            .map(|(f, _)| f)
+            .collect();
+        per_parent.push(files);
+    }
+    if let Some(first) = per_parent.first() {
+        for f in first {
+            if per_parent[1..].iter().all(|s| s.contains(f)) {
+                return Err(format!("the merge changes {f} beyond its parents"));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,360 @@
+//! Conversations written and checked: creation in each mode, members, messages in display
+//! order; and a forged history for each rule, rejected with its reason.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use base64::Engine as _;
+use git2::{Oid, Repository, Signature};
+use pamoja_identity::key::SignatureHash;
+use pamoja_identity::{Account, PrivateKey};
+use pamoja_swarm::body::Body;
+use pamoja_swarm::conversation::{BRANCH, SIGNATURE_FIELD};
+use pamoja_swarm::{Conversation, Mode, Signer};
+
+fn accounts() -> &'static (Account, Account, Account) {
+    static A: OnceLock<(Account, Account, Account)> = OnceLock::new();
+    A.get_or_init(|| {
+        (
+            Account::create(|_| {}).unwrap(),
+            Account::create(|_| {}).unwrap(),
+            Account::create(|_| {}).unwrap(),
+        )
+    })
+}
+
+fn signer(a: &Account, name: &str) -> Signer {
+    Signer::of(a, name).unwrap()
+}
+
+/// A group conversation with alice (admin) and bob (member) and a few messages.
+fn group(dir: &Path) -> (Conversation, Signer, Signer) {
+    let (alice, bob, _) = accounts();
+    let (a, b) = (signer(alice, "Alice <A>"), signer(bob, ""));
+    let c = Conversation::create(dir, &a, Mode::InvitesOnly, None).unwrap();
+    c.post(&a, "hello, 世界 😀").unwrap();
+    c.add_member(&a, &bob.jami_id().to_string()).unwrap();
+    c.join(&b).unwrap();
+    c.post(&b, "hi alice").unwrap();
+    (c, a, b)
+}
+
+/// Writes a commit by hand: `files` added (or removed with `None`) on top of `parents[0]`'s
+/// tree, authored by device `device`, signed with `key` (none: unsigned), `main` moved to it.
+fn forge(
+    repo: &Repository,
+    parents: &[Oid],
+    device: &str,
+    files: &[(&str, Option<&[u8]>)],
+    message: &str,
+    key: Option<&PrivateKey>,
+) -> Oid {
+    let base = repo.find_commit(parents[0]).unwrap().tree().unwrap();
+    let mut index = git2::Index::new().unwrap();
+    index.read_tree(&base).unwrap();
+    for (path, data) in files {
+        match data {
+            Some(d) => {
+                let blob = repo.blob(d).unwrap();
+                let entry = git2::IndexEntry {
+                    ctime: git2::IndexTime::new(0, 0),
+                    mtime: git2::IndexTime::new(0, 0),
+                    dev: 0,
+                    ino: 0,
+                    mode: 0o100644,
+                    uid: 0,
+                    gid: 0,
+                    file_size: d.len() as u32,
+                    id: blob,
+                    flags: 0,
+                    flags_extended: 0,
+                    path: path.as_bytes().to_vec(),
+                };
+                index.add(&entry).unwrap();
+            }
+            None => index.remove_path(Path::new(path)).unwrap(),
+        }
+    }
+    let tree = repo.find_tree(index.write_tree_to(repo).unwrap()).unwrap();
+    let who = Signature::new("x", device, &git2::Time::new(1_700_000_000, 0)).unwrap();
+    let ps: Vec<git2::Commit> = parents
+        .iter()
+        .map(|p| repo.find_commit(*p).unwrap())
+        .collect();
+    let refs: Vec<&git2::Commit> = ps.iter().collect();
+    let buf = repo
+        .commit_create_buffer(&who, &who, message, &tree, &refs)
+        .unwrap();
+    let content = buf.as_str().unwrap();
+    let id = match key {
+        Some(k) => {
+            let sig = k.sign(SignatureHash::Sha512, content.as_bytes()).unwrap();
+            let sig = base64::engine::general_purpose::STANDARD.encode(sig);
+            repo.commit_signed(content, &sig, Some(SIGNATURE_FIELD))
+                .unwrap()
+        }
+        None => repo
+            .odb()
+            .unwrap()
+            .write(git2::ObjectType::Commit, content.as_bytes())
+            .unwrap(),
+    };
+    repo.reference(BRANCH, id, true, "forged").unwrap();
+    id
+}
+
+/// Makes a forged commit on top of a head.
+type Forger<'a> = Box<dyn Fn(&Repository, Oid) -> Oid + 'a>;
+
+fn rejected(c: &Conversation, id: Oid, why: &str) {
+    let e = c.verify().expect_err("a forged history passed");
+    assert_eq!(e.commit, id.to_string(), "{e}");
+    assert!(
+        e.reason.contains(why),
+        "expected {why:?}, got {:?}",
+        e.reason
+    );
+}
+
+#[test]
+fn a_group_conversation_reads_back_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, a, _) = group(dir.path());
+    let (alice, bob, _) = accounts();
+    assert_eq!(c.verify().unwrap(), 5);
+    let log = c.messages(None, None).unwrap();
+    let kinds: Vec<&str> = log.iter().map(|m| m.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["text/plain", "member", "member", "text/plain", "initial"]
+    );
+    assert_eq!(log[0].body.get("body"), Some("hi alice"));
+    assert_eq!(
+        log[0].author.as_deref(),
+        Some(bob.jami_id().to_string().as_str())
+    );
+    assert_eq!(log[3].body.get("body"), Some("hello, 世界 😀"));
+    assert_eq!(
+        log[4].author.as_deref(),
+        Some(alice.jami_id().to_string().as_str())
+    );
+    assert_eq!(c.id().unwrap(), log[4].id);
+    // The last N, and from a given commit.
+    assert_eq!(c.messages(None, Some(2)).unwrap().len(), 2);
+    let from: Oid = log[3].id.parse().unwrap();
+    assert_eq!(c.messages(Some(from), None).unwrap().len(), 2);
+    // jamid's layout and message text.
+    let repo = c.repo();
+    let head = repo.find_commit(c.head().unwrap()).unwrap();
+    let tree = head.tree().unwrap();
+    for p in [
+        format!("admins/{}.crt", alice.jami_id()),
+        format!("members/{}.crt", bob.jami_id()),
+        format!("devices/{}.crt", a.device.device_id()),
+    ] {
+        assert!(tree.get_path(Path::new(&p)).is_ok(), "{p}");
+    }
+    let root = repo.find_commit(log[4].id.parse().unwrap()).unwrap();
+    assert_eq!(root.message(), Some(r#"{"mode":2,"type":"initial"}"#));
+    assert_eq!(root.author().name(), Some("Alice A"));
+    assert_eq!(
+        head.author().name(),
+        Some(bob.device().unwrap().cert.device_id().to_string().as_str())
+    );
+    let (sig, _) = repo
+        .extract_signature(&head.id(), Some("signature"))
+        .unwrap();
+    assert_eq!(sig.len(), 684, "RSA-4096 signature, base64 on one line");
+}
+
+#[test]
+fn one_to_one_names_the_invited_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, bob, _) = accounts();
+    let a = signer(alice, "alice");
+    let bob_id = bob.jami_id().to_string();
+    let c = Conversation::create(dir.path(), &a, Mode::OneToOne, Some(&bob_id)).unwrap();
+    let root = c.repo().find_commit(c.head().unwrap()).unwrap();
+    assert_eq!(
+        root.message().unwrap(),
+        format!(r#"{{"invited":"{bob_id}","mode":0,"type":"initial"}}"#)
+    );
+    assert!(dir.path().join(format!("invited/{bob_id}")).exists());
+    c.join(&signer(bob, "bob")).unwrap();
+    assert_eq!(c.verify().unwrap(), 2);
+    assert!(
+        Conversation::create(dir.path(), &a, Mode::Public, None).is_err(),
+        "not empty"
+    );
+}
+
+#[test]
+fn forged_histories_are_rejected_with_their_reason() {
+    let (alice, bob, mallory) = accounts();
+    let a_dev = alice.device().unwrap().cert.device_id().to_string();
+    let b_dev = bob.device().unwrap().cert.device_id().to_string();
+    let m_dev = mallory.device().unwrap().cert.device_id().to_string();
+    let key = |acc: &Account| {
+        PrivateKey::from_pkcs8_der(acc.device().unwrap().key.to_pkcs8_der()).unwrap()
+    };
+    let text = Body::text("forged", None).encode();
+    let cases: Vec<(&str, Forger)> = vec![
+        (
+            "bad signature",
+            Box::new(|r, h| forge(r, &[h], &a_dev, &[], &text, Some(&key(bob)))),
+        ),
+        (
+            "unsigned",
+            Box::new(|r, h| forge(r, &[h], &a_dev, &[], &text, None)),
+        ),
+        (
+            "is not a member",
+            Box::new(|r, h| {
+                let pem = mallory.device().unwrap().cert.to_pem();
+                forge(
+                    r,
+                    &[h],
+                    &m_dev,
+                    &[(&format!("devices/{m_dev}.crt"), Some(pem.as_bytes()))],
+                    &text,
+                    Some(&key(mallory)),
+                )
+            }),
+        ),
+        (
+            "no device certificate",
+            Box::new(|r, h| forge(r, &[h], &"0".repeat(64), &[], &text, Some(&key(bob)))),
+        ),
+        (
+            "may not change admins/",
+            Box::new(|r, h| {
+                forge(
+                    r,
+                    &[h],
+                    &b_dev,
+                    &[(&format!("admins/{}.crt", alice.jami_id()), None)],
+                    &text,
+                    Some(&key(bob)),
+                )
+            }),
+        ),
+        (
+            "may not change data.bin",
+            Box::new(|r, h| {
+                forge(
+                    r,
+                    &[h],
+                    &b_dev,
+                    &[("data.bin", Some(&[0u8, 159, 146, 150][..]))],
+                    &text,
+                    Some(&key(bob)),
+                )
+            }),
+        ),
+        (
+            "only an admin updates the profile",
+            Box::new(|r, h| {
+                forge(
+                    r,
+                    &[h],
+                    &b_dev,
+                    &[("profile.vcf", Some(b"BEGIN:VCARD"))],
+                    &Body::profile_update().encode(),
+                    Some(&key(bob)),
+                )
+            }),
+        ),
+        (
+            "edit of another account's message",
+            Box::new(|r, h| {
+                // Bob edits alice's first message.
+                let mut walk = r.revwalk().unwrap();
+                walk.push(h).unwrap();
+                walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)
+                    .unwrap();
+                let first_text = walk.nth(1).unwrap().unwrap().to_string();
+                forge(
+                    r,
+                    &[h],
+                    &b_dev,
+                    &[],
+                    &Body::edit("mine now", &first_text).encode(),
+                    Some(&key(bob)),
+                )
+            }),
+        ),
+        (
+            "only the account itself or an admin removes it",
+            Box::new(|r, h| {
+                // Bob removes alice.
+                let uri = alice.jami_id().to_string();
+                forge(
+                    r,
+                    &[h],
+                    &b_dev,
+                    &[(&format!("admins/{uri}.crt"), None)],
+                    &Body::member("remove", &uri).encode(),
+                    Some(&key(bob)),
+                )
+            }),
+        ),
+        (
+            "beyond its parents",
+            Box::new(|r, h| {
+                let side = forge(
+                    r,
+                    &[h],
+                    &b_dev,
+                    &[],
+                    &Body::text("side", None).encode(),
+                    Some(&key(bob)),
+                );
+                let parent = r.find_commit(h).unwrap().parent_id(0).unwrap();
+                let other = forge(
+                    r,
+                    &[parent],
+                    &a_dev,
+                    &[],
+                    &Body::text("other", None).encode(),
+                    Some(&key(alice)),
+                );
+                forge(
+                    r,
+                    &[other, side],
+                    &a_dev,
+                    &[("extra.txt", Some(b"sneaked in"))],
+                    "Merge commit 'x'",
+                    Some(&key(alice)),
+                )
+            }),
+        ),
+    ];
+    for (why, make) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, _, _) = group(dir.path());
+        let head = c.head().unwrap();
+        let bad = make(c.repo(), head);
+        rejected(&c, bad, why);
+    }
+
+    // Rewritten history: a signed commit whose message was changed after signing.
+    let dir = tempfile::tempdir().unwrap();
+    let (c, _, _) = group(dir.path());
+    let repo = c.repo();
+    let head = repo.find_commit(c.head().unwrap()).unwrap();
+    let (sig, signed) = repo
+        .extract_signature(&head.id(), Some("signature"))
+        .unwrap();
+    let tampered = std::str::from_utf8(&signed)
+        .unwrap()
+        .replace("hi alice", "pay mallory");
+    let id = repo
+        .commit_signed(
+            &tampered,
+            std::str::from_utf8(&sig).unwrap(),
+            Some(SIGNATURE_FIELD),
+        )
+        .unwrap();
+    repo.reference(BRANCH, id, true, "rewritten").unwrap();
+    rejected(&c, id, "bad signature");
+}
