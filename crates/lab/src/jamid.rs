@@ -56,6 +56,25 @@ trait ConfigurationManager {
         to: &str,
         payloads: HashMap<&str, &str>,
     ) -> zbus::Result<u64>;
+    #[zbus(name = "startConversation")]
+    fn start_conversation(&self, account: &str) -> zbus::Result<String>;
+    #[zbus(name = "sendMessage")]
+    fn send_message(
+        &self,
+        account: &str,
+        conversation: &str,
+        message: &str,
+        commit: &str,
+        flag: i32,
+    ) -> zbus::Result<()>;
+    #[zbus(name = "loadConversationMessages")]
+    fn load_conversation_messages(
+        &self,
+        account: &str,
+        conversation: &str,
+        from: &str,
+        n: u32,
+    ) -> zbus::Result<u32>;
 }
 
 /// One argument of a recorded signal.
@@ -71,6 +90,8 @@ pub enum Arg {
     Bytes(Vec<u8>),
     /// A string → string map.
     Map(BTreeMap<String, String>),
+    /// A list of string → string maps (`aa{ss}`, e.g. conversation messages).
+    Maps(Vec<BTreeMap<String, String>>),
     /// Anything else, as text.
     Other(String),
 }
@@ -129,6 +150,16 @@ fn to_arg(v: &Value<'_>) -> Arg {
                 .filter_map(|x| if let Value::U8(b) = x { Some(*b) } else { None })
                 .collect(),
         ),
+        Value::Array(a) if a.element_signature().to_string() == "a{ss}" => {
+            let maps: Vec<BTreeMap<String, String>> = a
+                .iter()
+                .filter_map(|x| match to_arg(x) {
+                    Arg::Map(m) => Some(m),
+                    _ => None,
+                })
+                .collect();
+            Arg::Maps(maps)
+        }
         Value::Dict(d) => {
             let m: Option<HashMap<String, String>> =
                 d.try_clone().ok().and_then(|d| HashMap::try_from(d).ok());
@@ -481,6 +512,53 @@ impl Jamid {
     ) -> Result<u64> {
         let payloads = HashMap::from([(mime, body)]);
         Ok(self.cm.send_text_message(account, to, payloads).await?)
+    }
+
+    /// `startConversation`: a new group conversation; its id.
+    pub async fn start_conversation(&self, account: &str) -> Result<String> {
+        Ok(self.cm.start_conversation(account).await?)
+    }
+
+    /// `sendMessage`: a text in a conversation (`flag` 0 with `commit` = a reply, 1 = an
+    /// edit of `commit`).
+    pub async fn send_conversation_message(
+        &self,
+        account: &str,
+        conversation: &str,
+        text: &str,
+        commit: &str,
+        flag: i32,
+    ) -> Result<()> {
+        Ok(self
+            .cm
+            .send_message(account, conversation, text, commit, flag)
+            .await?)
+    }
+
+    /// `loadConversationMessages` then its `conversationLoaded` signal: up to `n` messages
+    /// from the newest, in jamid's display order.
+    pub async fn load_conversation(
+        &self,
+        account: &str,
+        conversation: &str,
+        n: u32,
+    ) -> Result<Vec<BTreeMap<String, String>>> {
+        let from = self.signals().len();
+        let id = self
+            .cm
+            .load_conversation_messages(account, conversation, "", n)
+            .await?;
+        let s = self
+            .wait_signal(from, Duration::from_secs(30), |s| {
+                s.name == "conversationLoaded" && s.int(0) == Some(i64::from(id))
+            })
+            .await?;
+        match s.args.get(3) {
+            Some(Arg::Maps(m)) => Ok(m.clone()),
+            other => Err(LabError::Peer(format!(
+                "conversationLoaded without messages: {other:?}"
+            ))),
+        }
     }
 
     /// `getKnownRingDevices`: device id → name.

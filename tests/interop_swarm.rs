@@ -1,0 +1,115 @@
+//! Conversations written by a real jamid (Debian 20230206): it creates a conversation and
+//! posts messages (a reply, an edit) over D-Bus; we open its repository in its data
+//! directory, every commit validates under our rules (signatures and certificate chains
+//! included, which jamid itself does not check), and the messages we list are the ones
+//! jamid returns from `loadConversationMessages`, in the same order; and our encoder writes
+//! each message body byte for byte as jamid did.
+
+use std::time::Duration;
+
+use pamoja::swarm::Conversation;
+use pamoja_lab::{Lab, available};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jamid_conversations_validate_and_read_the_same() {
+    if !available("jamid_conversations_validate_and_read_the_same") {
+        return;
+    }
+    let mut lab = Lab::new().unwrap();
+    lab.start_dhtnode(4222).await.unwrap();
+    let jamid = lab.start_jamid("swarm").await.unwrap();
+    let account = jamid.add_account(4222, &[]).await.unwrap();
+    jamid
+        .wait_registered(&account, Duration::from_secs(120))
+        .await
+        .unwrap();
+    let jami_id = jamid.jami_id(&account).await.unwrap();
+    let conv = jamid.start_conversation(&account).await.unwrap();
+    assert_eq!(conv.len(), 40, "{conv}");
+
+    let texts = [
+        "first",
+        "deuxième, 世界 😀",
+        "third, with \"quotes\" and \\",
+    ];
+    for t in texts {
+        let from = jamid.signals().len();
+        jamid
+            .send_conversation_message(&account, &conv, t, "", 0)
+            .await
+            .unwrap();
+        jamid
+            .wait_signal(from, Duration::from_secs(30), |s| {
+                s.name == "messageReceived"
+            })
+            .await
+            .unwrap();
+    }
+    let loaded = jamid.load_conversation(&account, &conv, 100).await.unwrap();
+    // A reply to the first message and an edit of the second.
+    let id_of = |body: &str| {
+        loaded
+            .iter()
+            .find(|m| m.get("body").map(String::as_str) == Some(body))
+            .and_then(|m| m.get("id").cloned())
+            .unwrap()
+    };
+    let (first, second) = (id_of(texts[0]), id_of(texts[1]));
+    for (text, commit, flag) in [("a reply", &first, 0), ("deuxième, edited", &second, 1)] {
+        let from = jamid.signals().len();
+        jamid
+            .send_conversation_message(&account, &conv, text, commit, flag)
+            .await
+            .unwrap();
+        jamid
+            .wait_signal(from, Duration::from_secs(30), |s| {
+                s.name == "messageReceived"
+            })
+            .await
+            .unwrap();
+    }
+    let loaded = jamid.load_conversation(&account, &conv, 100).await.unwrap();
+
+    let dir = jamid
+        .account_dir(&account)
+        .join("conversations")
+        .join(&conv);
+    let c = Conversation::open(&dir).unwrap();
+    assert_eq!(c.id().unwrap(), conv);
+    let n = c
+        .verify()
+        .unwrap_or_else(|e| panic!("jamid's history rejected: {e}"));
+    assert_eq!(n, 1 + texts.len() + 2);
+    let ours = c.messages(None, None).unwrap();
+    assert_eq!(ours.len(), loaded.len(), "{loaded:?}");
+    for (m, j) in ours.iter().zip(&loaded) {
+        assert_eq!(Some(&m.id), j.get("id"), "{j:?}");
+        assert_eq!(Some(&m.kind), j.get("type"), "{j:?}");
+        assert_eq!(
+            m.author.as_deref(),
+            j.get("author").map(String::as_str),
+            "{j:?}"
+        );
+        assert_eq!(m.author.as_deref(), Some(jami_id.as_str()));
+        assert_eq!(Some(&m.timestamp.to_string()), j.get("timestamp"), "{j:?}");
+        for key in ["body", "reply-to", "edit"] {
+            assert_eq!(
+                m.body.get(key),
+                j.get(key).map(String::as_str),
+                "{key} of {j:?}"
+            );
+        }
+        // Our writer gives jamid's bytes for the same body (jsoncpp's escapes and order).
+        let raw = c
+            .repo()
+            .find_commit(m.id.parse().unwrap())
+            .unwrap()
+            .message()
+            .unwrap()
+            .to_owned();
+        assert_eq!(m.body.encode(), raw);
+    }
+    let kinds: Vec<&str> = ours.iter().map(|m| m.kind.as_str()).collect();
+    assert!(kinds.contains(&"application/edited-message"), "{kinds:?}");
+    assert_eq!(kinds.last(), Some(&"initial"));
+}
