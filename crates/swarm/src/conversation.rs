@@ -119,6 +119,17 @@ pub struct Message {
     pub parents: Vec<String>,
 }
 
+/// What [`Conversation::pull`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pulled {
+    /// The remote head was already in our history.
+    UpToDate,
+    /// Our `main` moved forward to the remote head.
+    FastForward,
+    /// The histories had diverged: a signed merge commit joins them.
+    Merged(Oid),
+}
+
 /// A conversation repository.
 pub struct Conversation {
     repo: Repository,
@@ -334,6 +345,82 @@ impl Conversation {
             timestamp: c.time().seconds(),
             parents: c.parent_ids().map(|p| p.to_string()).collect(),
         })
+    }
+
+    /// Takes in the history that ends at `remote` (fetched objects, e.g. under
+    /// `refs/remotes/<device>/main`): every commit of it that we do not have is validated
+    /// first, and nothing changes when one fails. Then, as jamid: nothing to do, a
+    /// fast-forward, or a signed merge commit `Merge commit '<remote>'` (a conflict on
+    /// `profile.vcf` takes the side whose head id sorts last; any other conflict refuses).
+    pub fn pull(&self, signer: &Signer, remote: Oid) -> Result<Pulled> {
+        let head = self.head()?;
+        if head == remote || self.repo.graph_descendant_of(head, remote)? {
+            return Ok(Pulled::UpToDate);
+        }
+        validate::history(&self.repo, Some(head), remote).map_err(Error::Rejected)?;
+        if self.repo.graph_descendant_of(remote, head)? {
+            let target = self.repo.find_commit(remote)?;
+            self.repo.reference(BRANCH, remote, true, "fast-forward")?;
+            self.repo.checkout_tree(
+                target.as_object(),
+                Some(git2::build::CheckoutBuilder::new().force()),
+            )?;
+            self.repo.index()?.read_tree(&target.tree()?)?;
+            return Ok(Pulled::FastForward);
+        }
+        let ours = self.repo.find_commit(head)?;
+        let theirs = self.repo.find_commit(remote)?;
+        let mut index = self.repo.merge_commits(&ours, &theirs, None)?;
+        if index.has_conflicts() {
+            let conflicts: Vec<git2::IndexConflict> =
+                index.conflicts()?.collect::<std::result::Result<_, _>>()?;
+            for c in conflicts {
+                let (Some(_), Some(our), Some(their)) = (c.ancestor, c.our, c.their) else {
+                    return Err(Error::Conflict(
+                        "a file added or removed on both sides".into(),
+                    ));
+                };
+                let path = String::from_utf8_lossy(&our.path).into_owned();
+                if path != "profile.vcf" {
+                    return Err(Error::Conflict(path));
+                }
+                let pick = if remote.to_string() > head.to_string() {
+                    their
+                } else {
+                    our
+                };
+                index.remove_path(Path::new(&path))?;
+                let mut entry = pick;
+                entry.flags &= !0x3000; // stage 0
+                index.add(&entry)?;
+            }
+        }
+        let tree = self.repo.find_tree(index.write_tree_to(&self.repo)?)?;
+        let who = signer.author(unix_now())?;
+        let message = format!("Merge commit '{remote}'");
+        let buf = self
+            .repo
+            .commit_create_buffer(&who, &who, &message, &tree, &[&ours, &theirs])?;
+        let content = buf
+            .as_str()
+            .ok_or_else(|| Error::Invalid("commit buffer is not UTF-8".into()))?;
+        let sig = signer
+            .key
+            .sign(SignatureHash::Sha512, content.as_bytes())
+            .map_err(|e| Error::Identity(e.to_string()))?;
+        let sig = base64::engine::general_purpose::STANDARD.encode(sig);
+        let id = self
+            .repo
+            .commit_signed(content, &sig, Some(SIGNATURE_FIELD))?;
+        self.repo.reference(BRANCH, id, true, "merge")?;
+        let merged = self.repo.find_commit(id)?;
+        self.repo.checkout_tree(
+            merged.as_object(),
+            Some(git2::build::CheckoutBuilder::new().force()),
+        )?;
+        self.repo.index()?.read_tree(&tree)?;
+        self.repo.index()?.write()?;
+        Ok(Pulled::Merged(id))
     }
 
     /// Checks every commit of `main`, oldest first, with the rules of [`validate`]; the

@@ -9,12 +9,12 @@
 //! * [`body`]: commit messages as jamid's jsoncpp writes them (sorted keys, `\uXXXX`
 //!   escapes), for every type jamid 2023 commits;
 //! * [`conversation`]: create a conversation (each mode), commit signed messages as a
-//!   device, list messages in display order;
+//!   device, list messages in display order, take in a fetched history (validated first,
+//!   then fast-forward or a signed merge, as jamid);
 //! * [`validate`]: the rules a history must follow, checked commit by commit: jamid's, plus
 //!   the signature and the device → account chain that jamid 2023 does not check.
 //!
-//! Still to come: votes and bans, merging diverged histories, the git protocol over a
-//! channel.
+//! Still to come: votes and bans, the git protocol over a channel.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -26,7 +26,7 @@ pub mod conversation;
 pub mod validate;
 
 pub use body::Body;
-pub use conversation::{Conversation, Message, Mode, Signer};
+pub use conversation::{Conversation, Message, Mode, Pulled, Signer};
 
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +49,12 @@ pub enum Error {
     /// A request that makes no sense.
     #[error("{0}")]
     Invalid(String),
+    /// A fetched history failed validation; nothing was changed.
+    #[error("rejected: {0}")]
+    Rejected(validate::Invalid),
+    /// The histories conflict on this path; nothing was merged.
+    #[error("conflict on {0}")]
+    Conflict(String),
 }
 
 /// Results of this crate.

@@ -358,3 +358,95 @@ fn forged_histories_are_rejected_with_their_reason() {
     repo.reference(BRANCH, id, true, "rewritten").unwrap();
     rejected(&c, id, "bad signature");
 }
+
+/// Fetches `from`'s `main` into `into` as `refs/remotes/<name>/main`; its id.
+fn fetch(into: &Conversation, from: &Path, name: &str) -> Oid {
+    let mut remote = into
+        .repo()
+        .remote_anonymous(from.to_str().unwrap())
+        .unwrap();
+    let spec = format!("+refs/heads/main:refs/remotes/{name}/main");
+    remote.fetch(&[&spec], None, None).unwrap();
+    into.repo()
+        .refname_to_id(&format!("refs/remotes/{name}/main"))
+        .unwrap()
+}
+
+#[test]
+fn two_devices_diverge_merge_and_converge() {
+    use pamoja_swarm::Pulled;
+    let (alice, bob, _) = accounts();
+    let (a, b) = (signer(alice, "alice"), signer(bob, "bob"));
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ca = Conversation::create(da.path(), &a, Mode::InvitesOnly, None).unwrap();
+    ca.add_member(&a, &bob.jami_id().to_string()).unwrap();
+    // Bob clones (fetch + fast-forward into an empty repository of his).
+    git2::Repository::clone(da.path().to_str().unwrap(), db.path()).unwrap();
+    let cb = Conversation::open(db.path()).unwrap();
+    cb.join(&b).unwrap();
+    // Both write at once.
+    ca.post(&a, "alice, meanwhile").unwrap();
+    cb.post(&b, "bob, meanwhile").unwrap();
+    // Alice takes bob's history: diverged, a signed merge.
+    let remote = fetch(&ca, db.path(), "bob");
+    let Pulled::Merged(m) = ca.pull(&a, remote).unwrap() else {
+        panic!("expected a merge")
+    };
+    let merge = ca.repo().find_commit(m).unwrap();
+    assert_eq!(merge.parent_count(), 2);
+    assert_eq!(
+        merge.message(),
+        Some(format!("Merge commit '{remote}'").as_str())
+    );
+    assert!(
+        db.path()
+            .join(format!("members/{}.crt", bob.jami_id()))
+            .exists()
+    );
+    assert!(
+        da.path()
+            .join(format!("members/{}.crt", bob.jami_id()))
+            .exists(),
+        "work tree follows main"
+    );
+    // Bob takes alice's: a fast-forward; both hold the same history, valid on both sides.
+    let remote = fetch(&cb, da.path(), "alice");
+    assert_eq!(cb.pull(&b, remote).unwrap(), Pulled::FastForward);
+    assert_eq!(ca.head().unwrap(), cb.head().unwrap());
+    assert_eq!(ca.verify().unwrap(), cb.verify().unwrap());
+    assert_eq!(cb.pull(&b, remote).unwrap(), Pulled::UpToDate);
+    let bodies: Vec<String> = cb
+        .messages(None, None)
+        .unwrap()
+        .iter()
+        .filter_map(|m| m.body.get("body").map(str::to_owned))
+        .collect();
+    assert!(
+        bodies.contains(&"alice, meanwhile".into()) && bodies.contains(&"bob, meanwhile".into())
+    );
+
+    // A forged commit on bob's side: alice refuses it and keeps her history as it was.
+    let before = ca.head().unwrap();
+    let b_dev = bob.device().unwrap().cert.device_id().to_string();
+    let key = PrivateKey::from_pkcs8_der(bob.device().unwrap().key.to_pkcs8_der()).unwrap();
+    forge(
+        cb.repo(),
+        &[cb.head().unwrap()],
+        &b_dev,
+        &[(&format!("admins/{}.crt", bob.jami_id()), Some(b"me too"))],
+        &Body::text("now I am admin", None).encode(),
+        Some(&key),
+    );
+    let remote = fetch(&ca, db.path(), "bob");
+    match ca.pull(&a, remote) {
+        Err(pamoja_swarm::Error::Rejected(why)) => {
+            assert!(why.reason.contains("admins/"), "{why}")
+        }
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+    assert_eq!(ca.head().unwrap(), before);
+    assert_eq!(
+        ca.verify().unwrap(),
+        cb.messages(None, None).unwrap().len() - 1
+    );
+}
