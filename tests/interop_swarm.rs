@@ -7,7 +7,9 @@
 
 use std::time::Duration;
 
-use pamoja::swarm::Conversation;
+mod channel_lab;
+
+use pamoja::swarm::{Conversation, git};
 use pamoja_lab::{Lab, available};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -112,4 +114,93 @@ async fn jamid_conversations_validate_and_read_the_same() {
     let kinds: Vec<&str> = ours.iter().map(|m| m.kind.as_str()).collect();
     assert!(kinds.contains(&"application/edited-message"), "{kinds:?}");
     assert_eq!(kinds.last(), Some(&"initial"));
+}
+
+/// Pamoja clones a conversation from jamid over a `git://<jamid device>/<conversation>`
+/// channel of a device link: jamid's `GitServer` answers our fetch, and the history it sends
+/// validates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pamoja_clones_a_conversation_from_jamid_over_a_git_channel() {
+    if !available("pamoja_clones_a_conversation_from_jamid_over_a_git_channel") {
+        return;
+    }
+    let mut lab = Lab::new().unwrap();
+    lab.start_dhtnode(4222).await.unwrap();
+    let jamid = lab.start_jamid("gitserver").await.unwrap();
+    let account = jamid.add_account(4222, &[]).await.unwrap();
+    jamid
+        .wait_registered(&account, Duration::from_secs(120))
+        .await
+        .unwrap();
+    let jami_id = jamid.jami_id(&account).await.unwrap();
+    let device = jamid.device_id(&account).await.unwrap().to_lowercase();
+    let conv = jamid.start_conversation(&account).await.unwrap();
+    for t in ["one", "two, 世界"] {
+        let from = jamid.signals().len();
+        jamid
+            .send_conversation_message(&account, &conv, t, "", 0)
+            .await
+            .unwrap();
+        jamid
+            .wait_signal(from, Duration::from_secs(30), |s| {
+                s.name == "messageReceived"
+            })
+            .await
+            .unwrap();
+    }
+    let loaded = jamid.load_conversation(&account, &conv, 100).await.unwrap();
+
+    let ours = pamoja::identity::Account::create(|_| {}).unwrap();
+    let target = lab.dir().join("clone");
+    let (to, dir, conv2, dev2) = (
+        jami_id.clone(),
+        target.clone(),
+        conv.clone(),
+        device.clone(),
+    );
+    let cloned = lab.netns().spawn_inside(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let (manager, runner, dht) = channel_lab::setup(&ours).await?;
+            let chain = channel_lab::device_chain(&runner, &dht, &to).await?;
+            let ch = manager
+                .channel(&chain, &format!("git://{dev2}/{conv2}"), "")
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut stream = ch.into_stream();
+            let c = tokio::time::timeout(
+                Duration::from_secs(60),
+                git::clone(&dir, &mut stream, &conv2, &dev2),
+            )
+            .await
+            .map_err(|_| "the clone timed out".to_string())?
+            .map_err(|e| e.to_string())?;
+            Ok::<_, String>(c.head().map_err(|e| e.to_string())?.to_string())
+        })
+    });
+    let head = tokio::task::spawn_blocking(move || cloned.join().unwrap().unwrap())
+        .await
+        .unwrap();
+    let head = match head {
+        Ok(h) => h,
+        Err(e) => panic!(
+            "{e}\n--- jamid ---\n{}",
+            lab.log_tail("jamid-gitserver", 60)
+        ),
+    };
+    assert_eq!(Some(&head), loaded[0].get("id"));
+    let c = Conversation::open(&target).unwrap();
+    assert_eq!(c.id().unwrap(), conv);
+    assert_eq!(c.verify().unwrap(), 3);
+    let listed: Vec<String> = c
+        .messages(None, None)
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    let theirs: Vec<String> = loaded.iter().filter_map(|m| m.get("id").cloned()).collect();
+    assert_eq!(listed, theirs);
 }

@@ -14,7 +14,10 @@
 //! * [`validate`]: the rules a history must follow, checked commit by commit: jamid's, plus
 //!   the signature and the device → account chain that jamid 2023 does not check.
 //!
-//! Still to come: votes and bans, the git protocol over a channel.
+//! * [`git`]: the git smart protocol (upload-pack, and fetch) over any byte stream, as
+//!   conversations travel on `git://` channels.
+//!
+//! Still to come: votes and bans.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -23,6 +26,7 @@ use std::path::PathBuf;
 
 pub mod body;
 pub mod conversation;
+pub mod git;
 pub mod validate;
 
 pub use body::Body;
@@ -52,6 +56,9 @@ pub enum Error {
     /// A fetched history failed validation; nothing was changed.
     #[error("rejected: {0}")]
     Rejected(validate::Invalid),
+    /// The git protocol went wrong.
+    #[error("git protocol: {0}")]
+    Protocol(String),
     /// The histories conflict on this path; nothing was merged.
     #[error("conflict on {0}")]
     Conflict(String),
