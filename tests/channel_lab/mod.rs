@@ -47,9 +47,18 @@ pub async fn publish(account: &Account) -> Result<(Arc<Runner>, Arc<SecureDht>, 
 
 /// [`publish`], and a link manager answering connection requests.
 pub async fn setup(account: &Account) -> Result<(Manager, Arc<Runner>, Arc<SecureDht>), String> {
+    setup_accepting(account, |name| name == "sip").await
+}
+
+/// [`setup`], accepting the channels whose names `accept` says yes to.
+pub async fn setup_accepting(
+    account: &Account,
+    accept: fn(&str) -> bool,
+) -> Result<(Manager, Arc<Runner>, Arc<SecureDht>), String> {
     let (runner, dht, identity) = publish(account).await?;
     let mut opts = Options::new(vec![format!("{LAB_ADDR}:0").parse().unwrap()]);
     opts.rendezvous = Rendezvous::Both;
+    opts.accept = accept;
     let manager = Manager::start(dht.clone(), identity, opts)
         .await
         .map_err(|e| e.to_string())?;

@@ -206,6 +206,14 @@ impl Inner {
     }
 }
 
+/// What [`Manager::next_incoming`] brings.
+pub enum Incoming {
+    /// A link a peer made to us.
+    Link(Link),
+    /// A channel a peer opened on a link we made, with the peer's device.
+    Channel(DeviceId, Channel),
+}
+
 /// A device's link manager.
 pub struct Manager {
     inner: Arc<Inner>,
@@ -300,6 +308,16 @@ impl Manager {
             }
         });
         open_on(&cmds, name).await
+    }
+
+    /// Whatever a peer brings next: a new link, or a channel on a link made by
+    /// [`Manager::channel`].
+    pub async fn next_incoming(&mut self) -> Option<Incoming> {
+        tokio::select! {
+            Some(l) = self.incoming.recv() => Some(Incoming::Link(l)),
+            Some((d, c)) = self.incoming_channels.recv() => Some(Incoming::Channel(d, c)),
+            else => None,
+        }
     }
 
     /// The next channel a peer opened on a link made by [`Manager::channel`], with its

@@ -67,6 +67,13 @@ trait ConfigurationManager {
         commit: &str,
         flag: i32,
     ) -> zbus::Result<()>;
+    #[zbus(name = "addConversationMember")]
+    fn add_conversation_member(
+        &self,
+        account: &str,
+        conversation: &str,
+        uri: &str,
+    ) -> zbus::Result<()>;
     #[zbus(name = "loadConversationMessages")]
     fn load_conversation_messages(
         &self,
@@ -532,6 +539,19 @@ impl Jamid {
         Ok(self
             .cm
             .send_message(account, conversation, text, commit, flag)
+            .await?)
+    }
+
+    /// `addConversationMember`: invites account `uri` (a `member`/`add` commit).
+    pub async fn add_conversation_member(
+        &self,
+        account: &str,
+        conversation: &str,
+        uri: &str,
+    ) -> Result<()> {
+        Ok(self
+            .cm
+            .add_conversation_member(account, conversation, uri)
             .await?)
     }
 
