@@ -263,12 +263,10 @@ async fn jamid_fetches_and_accepts_commits_written_by_pamoja() {
             c.join(&signer).map_err(|e| e.to_string())?;
             let head = c.post(&signer, text).map_err(|e| e.to_string())?;
             // Tell jamid, as jamid tells members.
-            let mut sip_ch = loop {
-                match manager.channel(&chain, "sip", "application/im-gitmessage-id").await {
-                    Ok(c) => break c,
-                    Err(e) => return Err(e.to_string()),
-                }
-            };
+            let mut sip_ch = manager
+                .channel(&chain, "sip", "application/im-gitmessage-id")
+                .await
+                .map_err(|e| e.to_string())?;
             let body = serde_json::json!({"id": conv2, "commit": head.to_string(), "deviceId": signer.device.device_id().to_string()}).to_string();
             let route = pamoja::channel::sip::Route {
                 from: ours.jami_id().to_string(),
