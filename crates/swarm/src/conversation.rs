@@ -100,6 +100,21 @@ impl Signer {
     }
 }
 
+/// What `profile.vcf` says of a conversation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Profile {
+    /// `FN`.
+    pub title: Option<String>,
+    /// `DESCRIPTION`.
+    pub description: Option<String>,
+    /// `PHOTO` (base64, as the client gives it).
+    pub avatar: Option<String>,
+    /// `RDV_ACCOUNT`: the account hosting calls.
+    pub rdv_account: Option<String>,
+    /// `RDV_DEVICE`: the device hosting calls.
+    pub rdv_device: Option<String>,
+}
+
 /// One commit as a message of the conversation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
@@ -227,9 +242,18 @@ impl Conversation {
 
     /// Removes a file from the work tree and the index.
     fn remove_file(&self, path: &str) -> Result<()> {
-        let full = self.workdir()?.join(path);
+        let root = self.workdir()?;
+        let full = root.join(path);
         if full.exists() {
             std::fs::remove_file(&full)?;
+        }
+        // Directories left empty go too (git does not keep them).
+        let mut dir = full.parent();
+        while let Some(d) = dir {
+            if d == root || std::fs::remove_dir(d).is_err() {
+                break;
+            }
+            dir = d.parent();
         }
         let mut index = self.repo.index()?;
         index.remove_path(Path::new(path))?;
@@ -254,6 +278,137 @@ impl Conversation {
             Certificate::chain_to_pem(&chain).as_bytes(),
         )?;
         self.commit(signer, &Body::member("join", &uri))
+    }
+
+    /// Moves a file in the work tree and the index.
+    fn move_file(&self, from: &str, to: &str) -> Result<()> {
+        let data = std::fs::read(self.workdir()?.join(from))?;
+        self.remove_file(from)?;
+        self.write_file(to, &data)
+    }
+
+    /// Files directly under `dir` of the work tree.
+    fn list(&self, dir: &str) -> Result<Vec<String>> {
+        let full = self.workdir()?.join(dir);
+        let mut out = Vec::new();
+        if let Ok(rd) = std::fs::read_dir(full) {
+            for e in rd {
+                let e = e?;
+                if e.file_type()?.is_file() {
+                    out.push(e.file_name().to_string_lossy().into_owned());
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Votes, as an admin, to ban account `uri` (a member, an admin or an invited account);
+    /// once at least half of the admins voted, the ban is carried out: its certificate and
+    /// its devices' move to `banned/`, the votes go. Returns the commits made.
+    pub fn vote_ban(&self, signer: &Signer, uri: &str) -> Result<Vec<Oid>> {
+        let kind = ["members", "admins"]
+            .into_iter()
+            .find(|k| {
+                self.workdir()
+                    .is_ok_and(|w| w.join(format!("{k}/{uri}.crt")).exists())
+            })
+            .or_else(|| {
+                self.workdir()
+                    .is_ok_and(|w| w.join(format!("invited/{uri}")).exists())
+                    .then_some("invited")
+            })
+            .ok_or_else(|| Error::Invalid(format!("{uri} is not in the conversation")))?;
+        self.vote(signer, "ban", kind, uri)
+    }
+
+    /// Votes, as an admin, to let banned account `uri` back; carried out as
+    /// [`Conversation::vote_ban`].
+    pub fn vote_unban(&self, signer: &Signer, uri: &str) -> Result<Vec<Oid>> {
+        let kind = ["members", "admins"]
+            .into_iter()
+            .find(|k| {
+                self.workdir()
+                    .is_ok_and(|w| w.join(format!("banned/{k}/{uri}.crt")).exists())
+            })
+            .ok_or_else(|| Error::Invalid(format!("{uri} is not banned")))?;
+        self.vote(signer, "unban", kind, uri)
+    }
+
+    fn vote(&self, signer: &Signer, action: &str, kind: &str, uri: &str) -> Result<Vec<Oid>> {
+        let me = signer.account_id();
+        let dir = format!("votes/{action}/{kind}/{uri}");
+        self.write_file(&format!("{dir}/{me}"), b"")?;
+        let mut made = vec![self.commit(signer, &Body::vote(uri))?];
+        let admins = self.list("admins")?;
+        let votes = self
+            .list(&dir)?
+            .into_iter()
+            .filter(|v| admins.contains(&format!("{v}.crt")))
+            .count();
+        if admins.is_empty() || votes * 2 < admins.len() {
+            return Ok(made);
+        }
+        for v in self.list(&dir)? {
+            self.remove_file(&format!("{dir}/{v}"))?;
+        }
+        let cert = if kind == "invited" {
+            uri.to_owned()
+        } else {
+            format!("{uri}.crt")
+        };
+        if action == "ban" {
+            self.move_file(&format!("{kind}/{cert}"), &format!("banned/{kind}/{cert}"))?;
+            for d in self.list("devices")? {
+                if self.device_account("devices", &d)?.as_deref() == Some(uri) {
+                    self.move_file(&format!("devices/{d}"), &format!("banned/devices/{d}"))?;
+                }
+            }
+        } else {
+            self.move_file(&format!("banned/{kind}/{cert}"), &format!("{kind}/{cert}"))?;
+            for d in self.list("banned/devices")? {
+                if self.device_account("banned/devices", &d)?.as_deref() == Some(uri) {
+                    self.move_file(&format!("banned/devices/{d}"), &format!("devices/{d}"))?;
+                }
+            }
+        }
+        made.push(self.commit(signer, &Body::member(action, uri))?);
+        Ok(made)
+    }
+
+    /// The account of a device certificate file in the work tree.
+    fn device_account(&self, dir: &str, file: &str) -> Result<Option<String>> {
+        let data = std::fs::read(self.workdir()?.join(dir).join(file))?;
+        Ok(Certificate::chain_from_pem_or_der(&data)
+            .ok()
+            .and_then(|c| c.first()?.issuer_uid()))
+    }
+
+    /// Rewrites `profile.vcf` (title, description, avatar in base64, the default host of
+    /// calls), as jamid writes it, and commits the change; needs an admin.
+    pub fn update_profile(&self, signer: &Signer, infos: &Profile) -> Result<Oid> {
+        let mut lines = vec!["BEGIN:VCARD".to_owned(), "VERSION:2.1".to_owned()];
+        if let Some(t) = &infos.title {
+            lines.push(format!("FN:{t}"));
+        }
+        if let Some(d) = &infos.description {
+            lines.push(format!("DESCRIPTION:{d}"));
+        }
+        lines.push(match &infos.avatar {
+            Some(a) => format!("PHOTO;ENCODING=BASE64:{a}"),
+            None => "PHOTO;ENCODING=BASE64".to_owned(),
+        });
+        if let Some(a) = &infos.rdv_account {
+            lines.push(format!("RDV_ACCOUNT:{a}"));
+        }
+        lines.push(String::new());
+        if let Some(d) = &infos.rdv_device {
+            lines.push(format!("RDV_DEVICE:{d}"));
+        }
+        lines.push(String::new());
+        lines.push("END:VCARD".to_owned());
+        self.write_file("profile.vcf", lines.join("\n").as_bytes())?;
+        self.commit(signer, &Body::profile_update())
     }
 
     /// Commits the index with `message`, signed, on top of `main`.
@@ -317,6 +472,31 @@ impl Conversation {
                 break;
             }
             out.push(self.message(id?)?);
+        }
+        Ok(out)
+    }
+
+    /// Up to `n` messages before commit `id` (exclusive), in display order: the page that
+    /// follows one that ended at `id`.
+    pub fn messages_before(&self, id: Oid, n: usize) -> Result<Vec<Message>> {
+        let mut walk = self.repo.revwalk()?;
+        walk.push(self.head()?)?;
+        walk.set_sorting(Sort::TOPOLOGICAL | Sort::TIME)?;
+        let mut out = Vec::new();
+        let mut seen = false;
+        for c in walk {
+            let c = c?;
+            if seen {
+                if out.len() >= n {
+                    break;
+                }
+                out.push(self.message(c)?);
+            } else if c == id {
+                seen = true;
+            }
+        }
+        if !seen {
+            return Err(Error::Invalid(format!("{id} is not in the conversation")));
         }
         Ok(out)
     }

@@ -17,7 +17,6 @@
 //! * [`git`]: the git smart protocol (upload-pack, and fetch) over any byte stream, as
 //!   conversations travel on `git://` channels.
 //!
-//! Still to come: votes and bans.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -30,7 +29,7 @@ pub mod git;
 pub mod validate;
 
 pub use body::Body;
-pub use conversation::{Conversation, Message, Mode, Pulled, Signer};
+pub use conversation::{Conversation, Message, Mode, Profile, Pulled, Signer};
 
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]

@@ -10,7 +10,9 @@
 //!   certificate found in `members/` or `admins/`, and both were valid at the commit time;
 //! * changed files are every path the diff touches, binary files included;
 //! * a profile update needs an admin in the parent's tree (not in the local member list), a
-//!   removal is by the removed account or an admin, a join is by the joining account;
+//!   removal is by the removed account or an admin, a join is by the joining account, the
+//!   admins counted for a ban are those of the parent's tree, and in an
+//!   "admin invites only" conversation only admins add;
 //! * a merge may only combine its parents: no path differs from both;
 //! * a fetched history is checked in full: every commit reachable from the candidate head
 //!   and not from ours.
@@ -234,11 +236,11 @@ fn check_commit(repo: &Repository, c: &Commit, root: &Commit) -> Check {
                 "add" => check_add(&step, root, target),
                 "join" => check_join(&step, target),
                 "remove" => check_remove(&step, target),
-                "ban" | "unban" => Err("ban and unban votes are not accepted yet".into()),
+                a @ ("ban" | "unban") => check_vote_resolution(&step, target, a),
                 a => Err(format!("unknown member action {a:?}")),
             }
         }
-        types::VOTE => Err("votes are not accepted yet".into()),
+        types::VOTE => check_vote(&step, &device),
         types::PROFILE => {
             if !has(&p, &format!("admins/{uri}.crt")) {
                 return Err("only an admin updates the profile".into());
@@ -341,6 +343,11 @@ fn check_add(s: &Step, root: &Commit, target: &str) -> Check {
             return Err("a one-to-one conversation adds only its two accounts".into());
         }
     }
+    if root_body.mode() == Some(Mode::AdminInvitesOnly as i64)
+        && !has(p, &format!("admins/{uri}.crt"))
+    {
+        return Err("only an admin invites in this conversation".into());
+    }
     if files.is_empty() || files.len() > 3 {
         return Err("an add changes one to three files".into());
     }
@@ -413,6 +420,150 @@ fn check_remove(s: &Step, target: &str) -> Check {
             }
         }
         return Err(format!("a removal may not change {f}"));
+    }
+    Ok(())
+}
+
+/// The kinds of entries a vote is about.
+const VOTE_KINDS: [&str; 4] = ["members", "admins", "invited", "devices"];
+
+/// `votes/<ban|unban>/<kind>/<voted>/<voter>` split.
+fn vote_path(f: &str) -> Option<(&str, &str, &str, &str)> {
+    let mut it = f.strip_prefix("votes/")?.split('/');
+    let (action, kind, voted, voter) = (it.next()?, it.next()?, it.next()?, it.next()?);
+    if it.next().is_some() || !matches!(action, "ban" | "unban") || !VOTE_KINDS.contains(&kind) {
+        return None;
+    }
+    Some((action, kind, voted, voter))
+}
+
+/// An admin's vote: one empty file under `votes/`, about someone else who is there.
+fn check_vote(s: &Step, device: &str) -> Check {
+    let (repo, tree, p, files, own_device, uri) =
+        (s.repo, s.tree, s.parent, s.files, s.own_device, s.uri);
+    if files.len() > 2 {
+        return Err("a vote changes at most two files".into());
+    }
+    if !has(p, &format!("admins/{uri}.crt")) {
+        return Err("only an admin votes".into());
+    }
+    let mut votes = 0;
+    for (f, _) in files {
+        if f == own_device {
+            if has(p, f) {
+                return Err("a vote may not replace a device certificate".into());
+            }
+            continue;
+        }
+        let (action, kind, voted, voter) =
+            vote_path(f).ok_or_else(|| format!("a vote may not change {f}"))?;
+        if voter != uri {
+            return Err("a vote in another admin's name".into());
+        }
+        if has(p, f) || blob(repo, tree, f).is_none_or(|b| !b.is_empty()) {
+            return Err(format!("{f} is not a new empty vote"));
+        }
+        if kind == "devices" {
+            if voted == device || !has(p, &format!("devices/{voted}.crt")) {
+                return Err("a vote about this device or an unknown one".into());
+            }
+        } else {
+            if voted == uri {
+                return Err("a vote about oneself".into());
+            }
+            let present = has(p, &format!("members/{voted}.crt"))
+                || has(p, &format!("admins/{voted}.crt"))
+                || has(p, &format!("invited/{voted}"));
+            if action == "ban" && !present {
+                return Err(format!("a ban vote about {voted}, who is not there"));
+            }
+        }
+        votes += 1;
+    }
+    if votes == 0 && !files.is_empty() {
+        return Err("a vote without a vote file".into());
+    }
+    Ok(())
+}
+
+/// A ban or unban carried out: the votes of at least half of the admins (in the parent's
+/// tree, not the local state as jamid reads it) are removed, the entries move to or from
+/// `banned/`.
+fn check_vote_resolution(s: &Step, target: &str, action: &str) -> Check {
+    let (repo, p, files, own_device, uri) = (s.repo, s.parent, s.files, s.own_device, s.uri);
+    if !has(p, &format!("admins/{uri}.crt")) {
+        return Err(format!("only an admin carries out a {action}"));
+    }
+    let mut voters = std::collections::HashSet::new();
+    let mut banned_changed = false;
+    for (f, _) in files {
+        let fixed = [
+            own_device.to_owned(),
+            format!("admins/{target}.crt"),
+            format!("members/{target}.crt"),
+            format!("CRLs/{target}"),
+            format!("invited/{target}"),
+        ];
+        if fixed.contains(f) {
+            continue;
+        }
+        if let Some((a, _, voted, voter)) = vote_path(f) {
+            if a != action || voted != target || !has(p, f) || has(s.tree, f) {
+                return Err(format!("{f} is not a vote this {action} resolves"));
+            }
+            voters.insert(voter.to_owned());
+            continue;
+        }
+        if let Some(x) = f
+            .strip_prefix("devices/")
+            .and_then(|r| r.strip_suffix(".crt"))
+        {
+            let before = has(p, f);
+            let owner = if before {
+                account_of_device(repo, p, x)
+            } else {
+                account_of_device(repo, s.tree, x)
+            };
+            let ok_side = if action == "ban" { before } else { !before };
+            if ok_side && (owner.as_deref() == Some(target) || x == target) {
+                continue;
+            }
+            return Err(format!("a {action} may not change {f}"));
+        }
+        let banned = [
+            format!("banned/members/{target}.crt"),
+            format!("banned/admins/{target}.crt"),
+            format!("banned/invited/{target}"),
+        ];
+        let banned_device = f
+            .strip_prefix("banned/devices/")
+            .and_then(|r| r.strip_suffix(".crt"))
+            .is_some();
+        if banned.contains(f) || banned_device {
+            banned_changed = true;
+            continue;
+        }
+        return Err(format!("a {action} may not change {f}"));
+    }
+    if !banned_changed {
+        return Err(format!("a {action} that moves nothing in banned/"));
+    }
+    let admins: Vec<String> = p
+        .get_path(Path::new("admins"))
+        .ok()
+        .and_then(|e| e.to_object(repo).ok()?.into_tree().ok())
+        .map(|t| {
+            t.iter()
+                .filter_map(|e| e.name()?.strip_suffix(".crt").map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let counted = voters.iter().filter(|v| admins.contains(v)).count();
+    if admins.is_empty() || counted * 2 < admins.len() {
+        return Err(format!(
+            "{counted} of {} admins voted for this {action}",
+            admins.len()
+        ));
     }
     Ok(())
 }

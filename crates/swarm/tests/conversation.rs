@@ -450,3 +450,162 @@ fn two_devices_diverge_merge_and_converge() {
         cb.messages(None, None).unwrap().len() - 1
     );
 }
+
+#[test]
+fn votes_ban_and_unban_profile_and_pages() {
+    let (alice, bob, carol) = accounts();
+    let dir = tempfile::tempdir().unwrap();
+    let (c, a, b) = group(dir.path());
+    let k = signer(carol, "carol");
+    let carol_id = carol.jami_id().to_string();
+    c.add_member(&a, &carol_id).unwrap();
+    c.join(&k).unwrap();
+    c.post(&k, "carol here").unwrap();
+    // One admin: her vote is enough; carol and her device go to banned/.
+    let made = c.vote_ban(&a, &carol_id).unwrap();
+    assert_eq!(made.len(), 2, "a vote, then the ban");
+    let carol_dev = carol.device().unwrap().cert.device_id().to_string();
+    assert!(
+        dir.path()
+            .join(format!("banned/members/{carol_id}.crt"))
+            .exists()
+    );
+    assert!(
+        dir.path()
+            .join(format!("banned/devices/{carol_dev}.crt"))
+            .exists()
+    );
+    assert!(!dir.path().join("votes").exists());
+    assert_eq!(
+        c.messages(None, Some(1)).unwrap()[0].body.get("action"),
+        Some("ban")
+    );
+    c.vote_unban(&a, &carol_id).unwrap();
+    assert!(dir.path().join(format!("members/{carol_id}.crt")).exists());
+    // The admin updates the profile.
+    let p = pamoja_swarm::Profile {
+        title: Some("Team".into()),
+        ..Default::default()
+    };
+    c.update_profile(&a, &p).unwrap();
+    let vcf = std::fs::read_to_string(dir.path().join("profile.vcf")).unwrap();
+    assert_eq!(
+        vcf,
+        "BEGIN:VCARD\nVERSION:2.1\nFN:Team\nPHOTO;ENCODING=BASE64\n\n\nEND:VCARD"
+    );
+    let n = c.verify().unwrap();
+    assert_eq!(n, c.messages(None, None).unwrap().len());
+    // Pages: the three before the newest.
+    let all = c.messages(None, None).unwrap();
+    let page = c.messages_before(all[0].id.parse().unwrap(), 3).unwrap();
+    assert_eq!(page, all[1..4].to_vec());
+
+    // Forged votes and bans.
+    let key = |acc: &Account| {
+        PrivateKey::from_pkcs8_der(acc.device().unwrap().key.to_pkcs8_der()).unwrap()
+    };
+    let (a_dev, b_dev) = (
+        a.device.device_id().to_string(),
+        b.device.device_id().to_string(),
+    );
+    let alice_id = alice.jami_id().to_string();
+    let vote = Body::vote(&carol_id).encode();
+    let cases: Vec<(&str, Forger)> = vec![
+        (
+            "only an admin votes",
+            Box::new(|r, h| {
+                let bob_id = bob.jami_id().to_string();
+                forge(
+                    r,
+                    &[h],
+                    &b_dev,
+                    &[(&format!("votes/ban/members/{carol_id}/{bob_id}"), Some(b""))],
+                    &vote,
+                    Some(&key(bob)),
+                )
+            }),
+        ),
+        (
+            "a vote about oneself",
+            Box::new(|r, h| {
+                forge(
+                    r,
+                    &[h],
+                    &a_dev,
+                    &[(
+                        &format!("votes/ban/admins/{alice_id}/{alice_id}"),
+                        Some(b""),
+                    )],
+                    &Body::vote(&alice_id).encode(),
+                    Some(&key(alice)),
+                )
+            }),
+        ),
+        (
+            "a vote in another admin's name",
+            Box::new(|r, h| {
+                forge(
+                    r,
+                    &[h],
+                    &a_dev,
+                    &[(
+                        &format!("votes/ban/members/{carol_id}/{}", "1".repeat(40)),
+                        Some(b""),
+                    )],
+                    &vote,
+                    Some(&key(alice)),
+                )
+            }),
+        ),
+        (
+            "0 of 1 admins voted",
+            Box::new(|r, h| {
+                forge(
+                    r,
+                    &[h],
+                    &a_dev,
+                    &[
+                        (&format!("members/{carol_id}.crt"), None),
+                        (&format!("banned/members/{carol_id}.crt"), Some(b"x")),
+                    ],
+                    &Body::member("ban", &carol_id).encode(),
+                    Some(&key(alice)),
+                )
+            }),
+        ),
+        (
+            "only an admin updates the profile",
+            Box::new(|r, h| {
+                forge(
+                    r,
+                    &[h],
+                    &b_dev,
+                    &[("profile.vcf", Some(b"BEGIN:VCARD"))],
+                    &Body::profile_update().encode(),
+                    Some(&key(bob)),
+                )
+            }),
+        ),
+    ];
+    for (why, make) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, a, _) = group(dir.path());
+        c.add_member(&a, &carol_id).unwrap();
+        c.join(&signer(carol, "carol")).unwrap();
+        let bad = make(c.repo(), c.head().unwrap());
+        rejected(&c, bad, why);
+    }
+}
+
+#[test]
+fn only_admins_invite_when_the_mode_says_so() {
+    let (alice, bob, carol) = accounts();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (signer(alice, "a"), signer(bob, "b"));
+    let c = Conversation::create(dir.path(), &a, Mode::AdminInvitesOnly, None).unwrap();
+    c.add_member(&a, &bob.jami_id().to_string()).unwrap();
+    c.join(&b).unwrap();
+    assert!(c.verify().is_ok());
+    let id = c.add_member(&b, &carol.jami_id().to_string()).unwrap();
+    rejected(&c, id, "only an admin invites");
+}
