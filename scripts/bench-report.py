@@ -2,7 +2,8 @@
 """Prints the medians criterion measured and each Pamoja/reference ratio.
 
 Run after `cargo bench --bench identity`, `--bench dht_network`, `--bench ice`,
-`--bench ice_lab`, `--bench secure_dht`, `--bench channel` and `--bench channel_lab`; reads
+`--bench ice_lab`, `--bench secure_dht`, `--bench channel`, `--bench channel_lab`,
+`--bench swarm` and `--bench swarm_lab`; reads
 target/criterion/<group>/<name>/new/estimates.json, target/criterion/dht_rss.json,
 target/criterion/ice_lab.json, target/criterion/channel.json and
 target/criterion/channel_lab.json.
@@ -120,4 +121,29 @@ if lab.exists():
           f"| {ratio:.2f} | <= 1 {'ok' if ok else 'MISSED'} |")
     print(f"| first message, link made | {r['first_pamoja_ms']:.0f} ms "
           f"| jamid to jamid {r['first_jamid_ms']:.0f} ms | - | - |")
+sw = root / "swarm.json"
+lab = root / "swarm_lab.json"
+if sw.exists() or lab.exists():
+    print()
+    print("| conversations | Pamoja | jamid, same run | ratio | goal |")
+    print("|---|---|---|---|---|")
+if lab.exists():
+    r = json.loads(lab.read_text())
+    ok = r["load_ratio"] <= 0.5
+    failed |= not ok
+    print(f"| post a message (median of {r['posts']}) | {r['pamoja_post_median_ms']:.1f} ms "
+          f"| {r['jamid_post_median_ms']:.1f} ms | {r['post_ratio']:.2f} | - |")
+    print(f"| load the last 50 of jamid's conversation | {r['pamoja_load_median_ms']:.2f} ms "
+          f"| {r['jamid_load_median_ms']:.2f} ms | {r['load_ratio']:.3f} "
+          f"| <= 0.5 {'ok' if ok else 'MISSED'} |")
+    print(f"| validate jamid's {r['validated_commits']} commits | {r['pamoja_validate_ms']:.0f} ms "
+          f"| - | - | - |")
+if sw.exists():
+    r = json.loads(sw.read_text())
+    print(f"| post {r['posts']} signed messages | {r['post_total_s']:.1f} s "
+          f"({r['post_median_ms']:.1f} ms each) | - | - | - |")
+    print(f"| validate a fetched history of {r['validate_commits']} commits "
+          f"| {r['validate_median_s']:.2f} s | - | - | - |")
+    print(f"| load the last 50 of {r['load_last_50_of']} commits | {r['load_median_ms']:.2f} ms "
+          f"| - | - | - |")
 sys.exit(1 if failed else 0)

@@ -463,8 +463,36 @@ impl Conversation {
     /// The messages in display order (newest first: topological, then by time), at most
     /// `limit`, starting at `from` (inclusive) or at the head.
     pub fn messages(&self, from: Option<Oid>, limit: Option<usize>) -> Result<Vec<Message>> {
+        let start = from.map_or_else(|| self.head(), Ok)?;
+        if let Some(n) = limit {
+            // The newest page of a linear stretch of history is that stretch, whatever the
+            // rest of the graph: no need to sort the whole history (which a topological
+            // walk does before giving its first commit).
+            let mut out = Vec::with_capacity(n);
+            let mut c = Some(self.repo.find_commit(start)?);
+            while let Some(commit) = c {
+                if out.len() >= n {
+                    return Ok(out);
+                }
+                match commit.parent_count() {
+                    0 => {
+                        out.push(self.message(commit.id())?);
+                        return Ok(out);
+                    }
+                    1 => {
+                        out.push(self.message(commit.id())?);
+                        c = Some(commit.parent(0)?);
+                    }
+                    // A merge within the page: the full walk decides the order.
+                    _ => break,
+                }
+            }
+            if out.len() >= n {
+                return Ok(out);
+            }
+        }
         let mut walk = self.repo.revwalk()?;
-        walk.push(from.map_or_else(|| self.head(), Ok)?)?;
+        walk.push(start)?;
         walk.set_sorting(Sort::TOPOLOGICAL | Sort::TIME)?;
         let mut out = Vec::new();
         for id in walk {
