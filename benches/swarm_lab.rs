@@ -3,11 +3,17 @@
 //! `messageReceived` signal) while we post the same number into a conversation of our own;
 //! then the last 50 messages are loaded from jamid's repository by jamid
 //! (`loadConversationMessages` to its `conversationLoaded` signal) and by us (opening the
-//! repository in jamid's data directory), and that history is validated by us. Medians are
+//! repository in jamid's data directory), and that history is validated by us. Last, each
+//! takes in the other's history over a device link: we clone jamid's conversation (fetch,
+//! validation, checkout) and post as many messages into it; jamid, told of them, fetches
+//! them from us, validates and merges them (timed from our notice to its signal for our last
+//! message). Medians are
 //! printed and written to `target/criterion/swarm_lab.json`. Needs root, dhtnode and jamid.
 //!
 //! `cargo bench --bench swarm_lab`
 
+#[path = "../tests/channel_lab/mod.rs"]
+mod channel_lab;
 mod common;
 
 use std::time::{Duration, Instant};
@@ -17,6 +23,13 @@ use pamoja::swarm::{Conversation, Mode, Signer};
 use pamoja_lab::Lab;
 
 const POSTS: usize = 500;
+
+fn posts() -> usize {
+    std::env::var("SWARM_LAB_POSTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(POSTS)
+}
 const LOADS: usize = 21;
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -37,6 +50,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    let n_posts = posts();
     rt.block_on(async {
         let mut lab = Lab::new().expect("lab");
         lab.start_dhtnode(4222).await.expect("dhtnode");
@@ -53,8 +67,8 @@ fn main() {
 
         // jamid posts.
         let t0 = Instant::now();
-        let mut jamid_post = Vec::with_capacity(POSTS);
-        for i in 0..POSTS {
+        let mut jamid_post = Vec::with_capacity(n_posts);
+        for i in 0..n_posts {
             let from = jamid.signals().len();
             let t = Instant::now();
             jamid
@@ -80,8 +94,8 @@ fn main() {
         let own = lab.dir().join("ours");
         let c = Conversation::create(&own, &signer, Mode::InvitesOnly, None).expect("create");
         let t0 = Instant::now();
-        let mut our_post = Vec::with_capacity(POSTS);
-        for i in 0..POSTS {
+        let mut our_post = Vec::with_capacity(n_posts);
+        for i in 0..n_posts {
             let t = Instant::now();
             c.post(&signer, &format!("message {i}")).expect("post");
             our_post.push(t.elapsed().as_secs_f64() * 1e3);
@@ -115,6 +129,52 @@ fn main() {
         let n = theirs.verify().expect("jamid's history validates");
         let validate_ms = t.elapsed().as_secs_f64() * 1e3;
 
+        // Taking in a fetched history, both ways over a device link: we clone jamid's
+        // conversation (fetch, validation, checkout), join it and post POSTS messages; jamid
+        // is told, fetches them from our device, validates and merges them (timed to its
+        // signal for our last message).
+        let member = Account::create(|_| {}).expect("account");
+        let member_id = member.jami_id().to_string();
+        jamid
+            .add_conversation_member(&account, &conv, &member_id)
+            .await
+            .expect("addConversationMember");
+        let jami_id = jamid.jami_id(&account).await.expect("id");
+        let device = jamid.device_id(&account).await.expect("device").to_lowercase();
+        let texts: Vec<String> = (0..n_posts).map(|i| format!("from Pamoja {i}")).collect();
+        let last = texts[n_posts - 1].clone();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let from = jamid.signals().len();
+        let thread = channel_lab::member(
+            &lab,
+            member,
+            channel_lab::Peer {
+                jami_id,
+                device,
+                conversation: conv.clone(),
+            },
+            lab.dir().join("member"),
+            texts,
+            done_rx,
+        );
+        let got = jamid
+            .wait_signal(from, Duration::from_secs(300), |s| {
+                s.name == "messageReceived"
+                    && matches!(s.args.get(2), Some(pamoja_lab::Arg::Map(m))
+                        if m.get("body") == Some(&last))
+            })
+            .await;
+        let received = Instant::now();
+        let _ = done_tx.send(());
+        let membership = tokio::task::spawn_blocking(move || thread.join().expect("thread"))
+            .await
+            .expect("join")
+            .expect("lab")
+            .expect("our member device");
+        got.expect("jamid took our commits");
+        let jamid_take_ms = received.duration_since(membership.notified).as_secs_f64() * 1e3;
+        let our_take_ms = membership.clone_time.as_secs_f64() * 1e3;
+
         let (jp, op) = (median(jamid_post.clone()), median(our_post.clone()));
         let (jl, ol) = (median(jamid_load.clone()), median(our_load.clone()));
         println!(
@@ -126,8 +186,13 @@ fn main() {
             ol / jl
         );
         println!("validate jamid's {n} commits: {validate_ms:.0} ms");
+        println!(
+            "take in a fetched history of ~{n_posts} commits over a link: Pamoja {our_take_ms:.0} ms, \
+             jamid {jamid_take_ms:.0} ms, ratio {:.2}",
+            our_take_ms / jamid_take_ms
+        );
         let out = serde_json::json!({
-            "posts": POSTS,
+            "posts": n_posts,
             "jamid_post_median_ms": jp,
             "pamoja_post_median_ms": op,
             "jamid_post_total_s": jamid_post_total,
@@ -138,6 +203,9 @@ fn main() {
             "load_ratio": ol / jl,
             "validated_commits": n,
             "pamoja_validate_ms": validate_ms,
+            "pamoja_take_fetched_ms": our_take_ms,
+            "jamid_take_fetched_ms": jamid_take_ms,
+            "take_fetched_ratio": our_take_ms / jamid_take_ms,
         });
         std::fs::write(
             common::results_dir().join("swarm_lab.json"),

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 mod channel_lab;
 
-use pamoja::channel::link::{Incoming, LinkEvent};
 use pamoja::swarm::{Conversation, git};
 use pamoja_lab::{Lab, available};
 
@@ -226,6 +225,20 @@ async fn jamid_fetches_and_accepts_commits_written_by_pamoja() {
     let jami_id = jamid.jami_id(&account).await.unwrap();
     let device = jamid.device_id(&account).await.unwrap().to_lowercase();
     let conv = jamid.start_conversation(&account).await.unwrap();
+    // More than 20 commits, so that jamid's fetch negotiates in batches of haves.
+    for i in 0..24 {
+        let from = jamid.signals().len();
+        jamid
+            .send_conversation_message(&account, &conv, &format!("before {i}"), "", 0)
+            .await
+            .unwrap();
+        jamid
+            .wait_signal(from, Duration::from_secs(30), |s| {
+                s.name == "messageReceived"
+            })
+            .await
+            .unwrap();
+    }
     let ours = pamoja::identity::Account::create(|_| {}).unwrap();
     let our_id = ours.jami_id().to_string();
     jamid
@@ -239,77 +252,18 @@ async fn jamid_fetches_and_accepts_commits_written_by_pamoja() {
     let text = "written by Pamoja, 世界";
     let (to, conv2, dev2, d2) = (jami_id.clone(), conv.clone(), device.clone(), dir.clone());
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-    let ours_thread = lab.netns().spawn_inside(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let (mut manager, runner, dht) = channel_lab::setup_accepting(&ours, |n| {
-                n == "sip" || n.starts_with("git://")
-            })
-            .await?;
-            let chain = channel_lab::device_chain(&runner, &dht, &to).await?;
-            let ch = manager
-                .channel(&chain, &format!("git://{dev2}/{conv2}"), "")
-                .await
-                .map_err(|e| e.to_string())?;
-            let mut stream = ch.into_stream();
-            let c = git::clone(&d2, &mut stream, &conv2, &dev2)
-                .await
-                .map_err(|e| e.to_string())?;
-            let signer = pamoja::swarm::Signer::of(&ours, "pamoja").map_err(|e| e.to_string())?;
-            c.join(&signer).map_err(|e| e.to_string())?;
-            let head = c.post(&signer, text).map_err(|e| e.to_string())?;
-            // Tell jamid, as jamid tells members.
-            let mut sip_ch = manager
-                .channel(&chain, "sip", "application/im-gitmessage-id")
-                .await
-                .map_err(|e| e.to_string())?;
-            let body = serde_json::json!({"id": conv2, "commit": head.to_string(), "deviceId": signer.device.device_id().to_string()}).to_string();
-            let route = pamoja::channel::sip::Route {
-                from: ours.jami_id().to_string(),
-                to: to.clone(),
-                local: format!("{}:1", pamoja_lab::LAB_ADDR).parse().unwrap(),
-                remote: format!("{}:2", pamoja_lab::LAB_ADDR).parse().unwrap(),
-            };
-            let m = pamoja::channel::sip::message(
-                &route,
-                "application/im-gitmessage-id",
-                &body,
-                &pamoja::channel::sip::new_message_id(),
-                0,
-            );
-            sip_ch
-                .sip_request(&mut pamoja::channel::sip::SipReader::default(), &m, Duration::from_secs(30))
-                .await
-                .map_err(|e| e.to_string())?;
-            // Serve jamid's git channels (and answer its SIP) until the test is done.
-            let mut done_rx = done_rx;
-            let deadline = tokio::time::sleep(Duration::from_secs(120));
-            tokio::pin!(deadline);
-            loop {
-                tokio::select! {
-                    inc = manager.next_incoming() => match inc {
-                        Some(Incoming::Link(mut link)) => {
-                            let served = d2.clone();
-                            tokio::spawn(async move {
-                                while let Some(LinkEvent::Channel(ch)) = link.next_event().await {
-                                    serve_channel(ch, &served).await;
-                                }
-                            });
-                        }
-                        Some(Incoming::Channel(_, ch)) => serve_channel(ch, &d2).await,
-                        None => break,
-                    },
-                    _ = &mut done_rx => break,
-                    _ = &mut deadline => break,
-                }
-            }
-            Ok::<_, String>(head.to_string())
-        })
-    });
+    let ours_thread = channel_lab::member(
+        &lab,
+        ours,
+        channel_lab::Peer {
+            jami_id: to,
+            device: dev2,
+            conversation: conv2,
+        },
+        d2,
+        vec![text.to_owned()],
+        done_rx,
+    );
     // jamid fetched, validated and merged our commits: it reports our message.
     let got = jamid
         .wait_signal(from, Duration::from_secs(90), |s| {
@@ -321,7 +275,8 @@ async fn jamid_fetches_and_accepts_commits_written_by_pamoja() {
     let _ = done_tx.send(());
     let head = tokio::task::spawn_blocking(move || ours_thread.join().unwrap().unwrap())
         .await
-        .unwrap();
+        .unwrap()
+        .map(|r| r.head);
     let head = match head {
         Ok(h) => h,
         Err(e) => panic!("{e}\n--- jamid ---\n{}", lab.log_tail("jamid-peer", 80)),
@@ -346,30 +301,4 @@ async fn jamid_fetches_and_accepts_commits_written_by_pamoja() {
     // Our copy of the history and jamid's agree.
     let c = Conversation::open(&dir).unwrap();
     assert_eq!(c.head().unwrap().to_string(), head);
-}
-
-/// Serves one channel a peer opened: git upload-pack on `git://`, 200 OK to SIP requests.
-async fn serve_channel(ch: pamoja::channel::link::Channel, repo: &std::path::Path) {
-    if ch.name.starts_with("git://") {
-        let repo = repo.to_owned();
-        tokio::spawn(async move {
-            let _ = git::serve(&repo, ch.into_stream()).await;
-        });
-    } else if ch.name == "sip" {
-        tokio::spawn(async move {
-            let mut ch = ch;
-            let mut reader = pamoja::channel::sip::SipReader::default();
-            while let Some(d) = ch.recv().await {
-                reader.push(&d);
-                while let Some(Ok(m)) = reader.next_message() {
-                    if matches!(m.start, pamoja::channel::sip::StartLine::Request { .. }) {
-                        let ok = pamoja::channel::sip::response(&m, 200, "OK").to_bytes();
-                        if ch.send(&ok).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-        });
-    }
 }

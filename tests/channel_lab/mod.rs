@@ -97,3 +97,152 @@ pub async fn device_chain(
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+/// Serves one channel a peer opened: git upload-pack on `git://`, 200 OK to SIP requests.
+pub async fn serve_channel(ch: pamoja::channel::link::Channel, repo: &std::path::Path) {
+    if ch.name.starts_with("git://") {
+        let repo = repo.to_owned();
+        tokio::spawn(async move {
+            let _ = pamoja::swarm::git::serve(&repo, ch.into_stream()).await;
+        });
+    } else if ch.name == "sip" {
+        tokio::spawn(async move {
+            let mut ch = ch;
+            let mut reader = pamoja::channel::sip::SipReader::default();
+            while let Some(d) = ch.recv().await {
+                reader.push(&d);
+                while let Some(Ok(m)) = reader.next_message() {
+                    if matches!(m.start, pamoja::channel::sip::StartLine::Request { .. }) {
+                        let ok = pamoja::channel::sip::response(&m, 200, "OK").to_bytes();
+                        if ch.send(&ok).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// A jamid device and one of its conversations.
+pub struct Peer {
+    /// Its account (40 hex).
+    pub jami_id: String,
+    /// Its device (64 hex).
+    pub device: String,
+    /// The conversation.
+    pub conversation: String,
+}
+
+/// What [`member`] did.
+pub struct Membership {
+    /// How long the clone took on the open channel (fetch, validation, checkout).
+    pub clone_time: Duration,
+    /// Our last commit.
+    pub head: String,
+    /// When jamid was told of it.
+    pub notified: std::time::Instant,
+}
+
+/// Our device in the lab as a member of a jamid conversation that invited `account`: clones it
+/// from jamid's device into `dir` over a `git://` channel, joins, posts `texts`, tells jamid
+/// with an `application/im-gitmessage-id` MESSAGE, then serves jamid's fetches until `done`
+/// fires (or two minutes pass).
+pub fn member(
+    lab: &pamoja_lab::Lab,
+    account: Account,
+    peer: Peer,
+    dir: std::path::PathBuf,
+    texts: Vec<String>,
+    done: tokio::sync::oneshot::Receiver<()>,
+) -> std::thread::JoinHandle<pamoja_lab::Result<Result<Membership, String>>> {
+    use pamoja::channel::link::{Incoming, LinkEvent};
+    use pamoja::channel::sip;
+    lab.netns().spawn_inside(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        rt.block_on(async move {
+            let (mut manager, runner, dht) =
+                setup_accepting(&account, |n| n == "sip" || n.starts_with("git://")).await?;
+            let chain = device_chain(&runner, &dht, &peer.jami_id).await?;
+            let ch = manager
+                .channel(
+                    &chain,
+                    &format!("git://{}/{}", peer.device, peer.conversation),
+                    "",
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            // Timed from here: the link is up, as jamid's is when it fetches from us.
+            let t = std::time::Instant::now();
+            let mut stream = ch.into_stream();
+            let c = pamoja::swarm::git::clone(&dir, &mut stream, &peer.conversation, &peer.device)
+                .await
+                .map_err(|e| e.to_string())?;
+            let clone_time = t.elapsed();
+            let signer =
+                pamoja::swarm::Signer::of(&account, "pamoja").map_err(|e| e.to_string())?;
+            c.join(&signer).map_err(|e| e.to_string())?;
+            let mut head = c.head().map_err(|e| e.to_string())?;
+            for text in &texts {
+                head = c.post(&signer, text).map_err(|e| e.to_string())?;
+            }
+            // Tell jamid, as jamid tells members.
+            let mut sip_ch = manager
+                .channel(&chain, "sip", "application/im-gitmessage-id")
+                .await
+                .map_err(|e| e.to_string())?;
+            let body = serde_json::json!({"id": peer.conversation, "commit": head.to_string(),
+                "deviceId": signer.device.device_id().to_string()})
+            .to_string();
+            let route = sip::Route {
+                from: account.jami_id().to_string(),
+                to: peer.jami_id.clone(),
+                local: format!("{LAB_ADDR}:1").parse().unwrap(),
+                remote: format!("{LAB_ADDR}:2").parse().unwrap(),
+            };
+            let m = sip::message(
+                &route,
+                "application/im-gitmessage-id",
+                &body,
+                &sip::new_message_id(),
+                0,
+            );
+            let notified = std::time::Instant::now();
+            sip_ch
+                .sip_request(&mut sip::SipReader::default(), &m, Duration::from_secs(30))
+                .await
+                .map_err(|e| e.to_string())?;
+            // Serve jamid's git channels (and answer its SIP) until told to stop.
+            let mut done = done;
+            let deadline = tokio::time::sleep(Duration::from_secs(120));
+            tokio::pin!(deadline);
+            loop {
+                tokio::select! {
+                    inc = manager.next_incoming() => match inc {
+                        Some(Incoming::Link(mut link)) => {
+                            let served = dir.clone();
+                            tokio::spawn(async move {
+                                while let Some(LinkEvent::Channel(ch)) = link.next_event().await {
+                                    serve_channel(ch, &served).await;
+                                }
+                            });
+                        }
+                        Some(Incoming::Channel(_, ch)) => serve_channel(ch, &dir).await,
+                        None => break,
+                    },
+                    _ = &mut done => break,
+                    _ = &mut deadline => break,
+                }
+            }
+            Ok(Membership {
+                clone_time,
+                head: head.to_string(),
+                notified,
+            })
+        })
+    })
+}

@@ -4,7 +4,8 @@
 //!
 //! Both sides follow jamid's `GitServer` and libgit2's client closely enough to talk to
 //! either: the server advertises every reference with `side-band side-band-64k
-//! no-progress include-tag`, honours one `want`, ACKs the first `have` it holds, always
+//! no-progress include-tag`, honours one `want`, ACKs the first `have` it holds (and again
+//! after `done`, where libgit2 waits for one ACK or NAK), always
 //! sends the pack on side-band 1 in pkt-lines of at most 65,520 bytes, and starts over after
 //! each pack (several sessions run on one channel). The client writes its whole request in
 //! one write (jamid's server cannot read a pkt-line split across writes), takes any mix of
@@ -127,8 +128,11 @@ impl UploadPack {
                     }
                 }
                 Pkt::Data(line) if line.starts_with(b"done") => {
-                    if self.common.is_none() {
-                        out.extend(pkt(b"NAK\n"));
+                    // libgit2 (without multi_ack) reads exactly one ACK or NAK after `done`,
+                    // even when it had its ACK already.
+                    match self.common {
+                        Some(c) => out.extend(pkt(format!("ACK {c}\n").as_bytes())),
+                        None => out.extend(pkt(b"NAK\n")),
                     }
                     if let Some(want) = self.want.take() {
                         out.extend(send_pack(repo, want, &self.haves)?);
@@ -444,6 +448,47 @@ mod tests {
             r.push(bad);
             assert!(r.next_pkt().is_err());
         }
+    }
+
+    #[test]
+    fn negotiation_in_batches_as_libgit2_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(dir.path()).unwrap();
+        let sig = git2::Signature::now("t", "t").unwrap();
+        let tree = repo
+            .find_tree(repo.index().unwrap().write_tree().unwrap())
+            .unwrap();
+        let root = repo
+            .commit(Some("HEAD"), &sig, &sig, "{}", &tree, &[])
+            .unwrap();
+        let mut up = UploadPack::default();
+        // Twenty unknown haves, a flush: NAK.
+        let mut req = pkt(format!("want {root}\n").as_bytes());
+        req.extend_from_slice(FLUSH);
+        for i in 0..20u8 {
+            req.extend(pkt(format!(
+                "have {}\n",
+                Oid::from_bytes(&[i + 1; 20]).unwrap()
+            )
+            .as_bytes()));
+        }
+        req.extend_from_slice(FLUSH);
+        assert_eq!(up.handle(&repo, &req).unwrap(), pkt(b"NAK\n"));
+        // A batch with a common commit: one ACK; then `done`: one more ACK, then the pack.
+        let mut req = pkt(format!("have {root}\n").as_bytes());
+        req.extend_from_slice(FLUSH);
+        let ack = pkt(format!("ACK {root}\n").as_bytes());
+        assert_eq!(up.handle(&repo, &req).unwrap(), ack);
+        let out = up.handle(&repo, &pkt(b"done\n")).unwrap();
+        assert!(out.starts_with(&ack));
+        let mut r = PktReader::default();
+        r.push(&out[ack.len()..]);
+        let Some(Pkt::Data(first)) = r.next_pkt().unwrap() else {
+            panic!("no pack")
+        };
+        assert_eq!(&first[..5], b"\x01PACK");
+        assert!(out.ends_with(FLUSH));
+        assert_eq!(up.served, vec![root]);
     }
 
     #[test]
