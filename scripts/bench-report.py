@@ -138,6 +138,12 @@ if lab.exists():
           f"| <= 0.5 {'ok' if ok else 'MISSED'} |")
     print(f"| validate jamid's {r['validated_commits']} commits | {r['pamoja_validate_ms']:.0f} ms "
           f"| - | - | - |")
+    if "take_fetched_ratio" in r:
+        ok = r["take_fetched_ratio"] <= 0.5
+        failed |= not ok
+        print(f"| take in a fetched history of {r['posts']} commits (fetch, validate, merge) "
+              f"| {r['pamoja_take_fetched_ms']:.0f} ms | {r['jamid_take_fetched_ms']:.0f} ms "
+              f"| {r['take_fetched_ratio']:.2f} | <= 0.5 {'ok' if ok else 'MISSED'} |")
 if sw.exists():
     r = json.loads(sw.read_text())
     print(f"| post {r['posts']} signed messages | {r['post_total_s']:.1f} s "
