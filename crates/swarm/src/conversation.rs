@@ -303,6 +303,24 @@ impl Conversation {
         Ok(out)
     }
 
+    /// Leaves the conversation as `signer`'s account: its member (or admin) certificate and
+    /// its devices' go, in a `member`/`remove` commit (authored from the tree before it).
+    pub fn leave(&self, signer: &Signer) -> Result<Oid> {
+        let uri = signer.account_id();
+        for kind in ["members", "admins"] {
+            let f = format!("{kind}/{uri}.crt");
+            if self.workdir()?.join(&f).exists() {
+                self.remove_file(&f)?;
+            }
+        }
+        for d in self.list("devices")? {
+            if self.device_account("devices", &d)?.as_deref() == Some(uri.as_str()) {
+                self.remove_file(&format!("devices/{d}"))?;
+            }
+        }
+        self.commit_index(signer, &Body::member("remove", &uri).encode(), unix_now())
+    }
+
     /// Votes, as an admin, to ban account `uri` (a member, an admin or an invited account);
     /// once at least half of the admins voted, the ban is carried out: its certificate and
     /// its devices' move to `banned/`, the votes go. Returns the commits made.

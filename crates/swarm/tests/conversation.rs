@@ -491,6 +491,14 @@ fn votes_ban_and_unban_profile_and_pages() {
     );
     c.vote_unban(&a, &carol_id).unwrap();
     assert!(dir.path().join(format!("members/{carol_id}.crt")).exists());
+    // Carol leaves: her certificate and device go, and the history stays valid.
+    c.leave(&k).unwrap();
+    assert!(!dir.path().join(format!("members/{carol_id}.crt")).exists());
+    assert!(!dir.path().join(format!("devices/{carol_dev}.crt")).exists());
+    assert_eq!(
+        c.messages(None, Some(1)).unwrap()[0].body.get("action"),
+        Some("remove")
+    );
     // The admin updates the profile.
     let p = pamoja_swarm::Profile {
         title: Some("Team".into()),
