@@ -34,21 +34,36 @@ pub fn coturn_available(test: &str) -> bool {
     false
 }
 
+/// Where the relays of the lab's coturns live (each takes `min_port` and 40 more): listening
+/// ports are never taken from there, or a probe could reach another server's relay.
+const RELAY_PORTS: std::ops::Range<u16> = 49_000..51_000;
+
+/// Listening ports handed out in this process, never twice (tests start servers at once).
+static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+
 fn free_port(ip: IpAddr, ns: Option<&Netns>) -> Result<u16> {
+    let taken: Vec<u16> = HANDED_OUT.lock().map(|v| v.clone()).unwrap_or_default();
     let probe = move || -> std::io::Result<u16> {
-        // Free for both UDP and TCP.
+        // Free for both UDP and TCP, outside the relay ranges, not handed out already.
         loop {
             let u = std::net::UdpSocket::bind((ip, 0))?;
             let port = u.local_addr()?.port();
+            if RELAY_PORTS.contains(&port) || taken.contains(&port) {
+                continue;
+            }
             if std::net::TcpListener::bind((ip, port)).is_ok() {
                 return Ok(port);
             }
         }
     };
-    Ok(match ns {
+    let port = match ns {
         Some(ns) => ns.run_inside(probe)??,
         None => probe()?,
-    })
+    };
+    if let Ok(mut v) = HANDED_OUT.lock() {
+        v.push(port);
+    }
+    Ok(port)
 }
 
 impl Coturn {
@@ -56,6 +71,18 @@ impl Coturn {
     /// [`TURN_USER`], relays on `ip` from `min_port` (40 ports), and `extra` arguments; inside
     /// `ns` when given. Returns once it accepts TCP connections.
     pub fn start(ip: IpAddr, ns: Option<&Netns>, min_port: u16, extra: &[&str]) -> Result<Self> {
+        // A server that exits at once (its port taken meanwhile) is started again elsewhere.
+        let mut last = None;
+        for _ in 0..3 {
+            match Self::start_once(ip, ns, min_port, extra) {
+                Ok(c) => return Ok(c),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| LabError::Peer("coturn did not start".into())))
+    }
+
+    fn start_once(ip: IpAddr, ns: Option<&Netns>, min_port: u16, extra: &[&str]) -> Result<Self> {
         let port = free_port(ip, ns)?;
         let dir = tempfile::tempdir()?;
         let mut cmd = match ns {
@@ -83,7 +110,7 @@ impl Coturn {
             detail: e.to_string(),
         })?;
         let addr = SocketAddr::new(ip, port);
-        let c = Self {
+        let mut c = Self {
             child,
             addr,
             _dir: dir,
@@ -97,6 +124,10 @@ impl Coturn {
                 Some(ns) => ns.run_inside(probe)?,
                 None => probe(),
             };
+            // Up, and still ours: a server that could not bind has exited.
+            if !c.child_alive()? {
+                return Err(LabError::Peer(format!("coturn exited (port {port})")));
+            }
             if up {
                 return Ok(c);
             }
@@ -108,6 +139,10 @@ impl Coturn {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    fn child_alive(&mut self) -> std::io::Result<bool> {
+        Ok(self.child.try_wait()?.is_none())
     }
 
     /// Where it listens (UDP and TCP).
