@@ -69,18 +69,11 @@ fn main() {
         let t0 = Instant::now();
         let mut jamid_post = Vec::with_capacity(n_posts);
         for i in 0..n_posts {
-            let from = jamid.signals().len();
             let t = Instant::now();
             jamid
-                .send_conversation_message(&account, &conv, &format!("message {i}"), "", 0)
+                .post_conversation_message(&account, &conv, &format!("message {i}"), "", 0)
                 .await
-                .expect("sendMessage");
-            jamid
-                .wait_signal(from, Duration::from_secs(30), |s| {
-                    s.name == "messageReceived"
-                })
-                .await
-                .expect("messageReceived");
+                .expect("sendMessage, then messageReceived");
             jamid_post.push(t.elapsed().as_secs_f64() * 1e3);
             if i % 100 == 0 {
                 eprintln!("swarm_lab: jamid posted {i}");

@@ -266,7 +266,8 @@ async fn sender_account(
     Expected::device(device.clone())
         .check(&ders, SystemTime::now())
         .map_err(|e: PeerRefused| e.to_string())?;
-    Ok(chain[1].jami_id())
+    let account = chain.get(1).ok_or("no account certificate")?;
+    Ok(account.jami_id())
 }
 
 async fn serve(

@@ -185,7 +185,11 @@ impl Inner {
                 .flatten();
             e.crl = crls
                 .iter()
-                .find(|c| leaf.as_ref().is_some_and(|l| c.lists(&l[0])))
+                .find(|c| {
+                    leaf.as_ref()
+                        .and_then(|l| l.first())
+                        .is_some_and(|l| c.lists(l))
+                })
                 .or_else(|| crls.iter().max_by_key(|c| c.revoked_serials().len()))
                 .cloned();
         }

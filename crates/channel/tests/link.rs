@@ -2,6 +2,8 @@
 //! with ICE over TCP and TLS, open a `sip` channel and exchange SIP MESSAGEs (Unicode, 7,000
 //! bytes) with their 200 OK; a channel name nobody serves is declined.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -9,8 +11,8 @@ use pamoja_channel::link::{LinkError, LinkEvent, Manager, Options, Rendezvous};
 use pamoja_channel::request::{long_key, short_key};
 use pamoja_channel::sip::{self, Route, SipMessage, SipReader, StartLine};
 use pamoja_channel::tls::Identity;
+use pamoja_dht::Runner;
 use pamoja_dht::securedht::SecureDht;
-use pamoja_dht::{Config, Runner};
 use pamoja_identity::{Account, PrivateKey};
 
 async fn device(account: &Account, runner: Arc<Runner>) -> (Arc<SecureDht>, Identity) {
@@ -37,17 +39,7 @@ async fn read_sip(ch: &mut pamoja_channel::link::Channel, reader: &mut SipReader
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_devices_over_the_long_rendezvous_key() {
-    let mut nodes: Vec<Arc<Runner>> = Vec::new();
-    for i in 0..3 {
-        let r = Runner::bind("127.0.0.1:0".parse().unwrap(), Config::default())
-            .await
-            .unwrap();
-        if i > 0 {
-            r.bootstrap(nodes[0].local_addr());
-        }
-        nodes.push(Arc::new(r));
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let nodes = common::loopback_dht(3).await;
     let (alice, bob) = (
         Account::create(|_| {}).unwrap(),
         Account::create(|_| {}).unwrap(),
@@ -127,17 +119,7 @@ async fn two_devices_over_the_long_rendezvous_key() {
 /// Three loopback DHT nodes, and two devices on nodes 1 and 2 with their managers (2023
 /// short key only this time).
 async fn two_managers() -> (Vec<Arc<Runner>>, Account, Account, Manager, Manager) {
-    let mut nodes: Vec<Arc<Runner>> = Vec::new();
-    for i in 0..3 {
-        let r = Runner::bind("127.0.0.1:0".parse().unwrap(), Config::default())
-            .await
-            .unwrap();
-        if i > 0 {
-            r.bootstrap(nodes[0].local_addr());
-        }
-        nodes.push(Arc::new(r));
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let nodes = common::loopback_dht(3).await;
     let (alice, bob) = (
         Account::create(|_| {}).unwrap(),
         Account::create(|_| {}).unwrap(),

@@ -2,13 +2,15 @@
 //! certificate, a device its account revoked (the account's CRL found on the DHT at its Jami
 //! ID, as jamid publishes it), a banned account. A good device still gets its link.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use pamoja_channel::link::{LinkError, Manager, Options, Rendezvous};
 use pamoja_channel::tls::{Identity, PeerRefused};
 use pamoja_dht::securedht::SecureDht;
-use pamoja_dht::{Config, InfoHash, Runner, Value};
+use pamoja_dht::{InfoHash, Runner, Value};
 use pamoja_identity::error::ChainError;
 use pamoja_identity::{Account, Certificate, PrivateKey, msgpack};
 
@@ -35,17 +37,7 @@ fn chain_of(account: &Account) -> (PrivateKey, Vec<Certificate>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_devices_get_no_link_and_the_reason_is_kept() {
-    let mut nodes: Vec<Arc<Runner>> = Vec::new();
-    for i in 0..3 {
-        let r = Runner::bind("127.0.0.1:0".parse().unwrap(), Config::default())
-            .await
-            .unwrap();
-        if i > 0 {
-            r.bootstrap(nodes[0].local_addr());
-        }
-        nodes.push(Arc::new(r));
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let nodes = common::loopback_dht(3).await;
     let (bob, dave) = (
         Account::create(|_| {}).unwrap(),
         Account::create(|_| {}).unwrap(),

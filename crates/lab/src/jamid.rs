@@ -555,6 +555,26 @@ impl Jamid {
             .await?)
     }
 
+    /// [`Jamid::send_conversation_message`], then its `messageReceived` signal (the commit
+    /// is made).
+    pub async fn post_conversation_message(
+        &self,
+        account: &str,
+        conversation: &str,
+        text: &str,
+        commit: &str,
+        flag: i32,
+    ) -> Result<()> {
+        let from = self.signals().len();
+        self.send_conversation_message(account, conversation, text, commit, flag)
+            .await?;
+        self.wait_signal(from, Duration::from_secs(30), |s| {
+            s.name == "messageReceived"
+        })
+        .await?;
+        Ok(())
+    }
+
     /// `loadConversationMessages` then its `conversationLoaded` signal: up to `n` messages
     /// from the newest, in jamid's display order.
     pub async fn load_conversation(

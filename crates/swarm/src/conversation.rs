@@ -438,10 +438,25 @@ impl Conversation {
             Err(_) => None,
         };
         let parents: Vec<&git2::Commit> = parent.iter().collect();
+        let id = self.write_signed(signer, message, &tree, &parents, time)?;
+        self.repo.reference(BRANCH, id, true, "commit")?;
+        Ok(id)
+    }
+
+    /// Writes a commit object signed by `signer` (the `signature` header over the commit's
+    /// content, as jamid signs it); moves no reference.
+    fn write_signed(
+        &self,
+        signer: &Signer,
+        message: &str,
+        tree: &git2::Tree,
+        parents: &[&git2::Commit],
+        time: i64,
+    ) -> Result<Oid> {
         let who = signer.author(time)?;
         let buf = self
             .repo
-            .commit_create_buffer(&who, &who, message, &tree, &parents)?;
+            .commit_create_buffer(&who, &who, message, tree, parents)?;
         let content = buf
             .as_str()
             .ok_or_else(|| Error::Invalid("commit buffer is not UTF-8".into()))?;
@@ -450,11 +465,9 @@ impl Conversation {
             .sign(SignatureHash::Sha512, content.as_bytes())
             .map_err(|e| Error::Identity(e.to_string()))?;
         let sig = base64::engine::general_purpose::STANDARD.encode(sig);
-        let id = self
+        Ok(self
             .repo
-            .commit_signed(content, &sig, Some(SIGNATURE_FIELD))?;
-        self.repo.reference(BRANCH, id, true, "commit")?;
-        Ok(id)
+            .commit_signed(content, &sig, Some(SIGNATURE_FIELD))?)
     }
 
     /// Commits `body` as `signer` (adding its device certificate first when the tree lacks
@@ -622,22 +635,8 @@ impl Conversation {
             }
         }
         let tree = self.repo.find_tree(index.write_tree_to(&self.repo)?)?;
-        let who = signer.author(unix_now())?;
         let message = format!("Merge commit '{remote}'");
-        let buf = self
-            .repo
-            .commit_create_buffer(&who, &who, &message, &tree, &[&ours, &theirs])?;
-        let content = buf
-            .as_str()
-            .ok_or_else(|| Error::Invalid("commit buffer is not UTF-8".into()))?;
-        let sig = signer
-            .key
-            .sign(SignatureHash::Sha512, content.as_bytes())
-            .map_err(|e| Error::Identity(e.to_string()))?;
-        let sig = base64::engine::general_purpose::STANDARD.encode(sig);
-        let id = self
-            .repo
-            .commit_signed(content, &sig, Some(SIGNATURE_FIELD))?;
+        let id = self.write_signed(signer, &message, &tree, &[&ours, &theirs], unix_now())?;
         self.repo.reference(BRANCH, id, true, "merge")?;
         let merged = self.repo.find_commit(id)?;
         self.repo.checkout_tree(

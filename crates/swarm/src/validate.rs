@@ -318,9 +318,10 @@ fn check_user_diff(s: &Step) -> Check {
             continue;
         }
         if *f == format!("admins/{uri}.crt") || *f == format!("members/{uri}.crt") {
-            let old = cert(repo, p, f).ok_or_else(|| format!("{f} is new"))?;
-            let new = cert(repo, tree, f).ok_or_else(|| format!("{f} was removed"))?;
-            if old[0].jami_id() != new[0].jami_id() {
+            let first = |t: &Tree| cert(repo, t, f).and_then(|c| c.into_iter().next());
+            let old = first(p).ok_or_else(|| format!("{f} is new or unreadable"))?;
+            let new = first(tree).ok_or_else(|| format!("{f} was removed or is unreadable"))?;
+            if old.jami_id() != new.jami_id() {
                 return Err(format!("{f} now holds another account"));
             }
             continue;
@@ -388,8 +389,10 @@ fn check_join(s: &Step, target: &str) -> Check {
     if target != uri {
         return Err("an account joins for another".into());
     }
-    let m = cert(repo, tree, &member).ok_or("unreadable member certificate")?;
-    if m[0].jami_id().to_string() != target {
+    let m = cert(repo, tree, &member)
+        .and_then(|c| c.into_iter().next())
+        .ok_or("unreadable member certificate")?;
+    if m.jami_id().to_string() != target {
         return Err("the member certificate is another account's".into());
     }
     Ok(())
