@@ -212,6 +212,27 @@ pub struct Received {
     pub message: ImMessage,
 }
 
+/// A value of another type put at our inbox (a trust request, a device sync...), decrypted,
+/// its signature checked and its signer's chain checked as a device of `from`.
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    /// The sender's account.
+    pub from: JamiId,
+    /// The sender's device key.
+    pub owner: PublicKey,
+    /// The decrypted value (its `value_type` says what it holds).
+    pub value: Value,
+}
+
+/// What comes through the inbox.
+#[derive(Debug, Clone)]
+pub enum InboxItem {
+    /// A message (acknowledged already).
+    Message(Received),
+    /// A value of another type.
+    Value(Delivered),
+}
+
 /// Listens at our device's inbox, acknowledges each message and hands it out once.
 ///
 /// A message is handed out only when its signer's certificate chain (found on the DHT)
@@ -219,7 +240,7 @@ pub struct Received {
 /// dropped. The same `id` is handed out once per listener; de-duplication against the `sip`
 /// path is the caller's (see [`crate::seen::Seen`]).
 pub struct Inbox {
-    rx: mpsc::Receiver<Received>,
+    rx: mpsc::Receiver<InboxItem>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -234,8 +255,18 @@ impl Inbox {
         Ok(Self { rx, task })
     }
 
-    /// The next message; `None` when the DHT runner stopped.
+    /// The next message; `None` when the DHT runner stopped. Values of other types are
+    /// skipped (see [`Inbox::next_item`]).
     pub async fn next(&mut self) -> Option<Received> {
+        loop {
+            if let InboxItem::Message(m) = self.rx.recv().await? {
+                return Some(m);
+            }
+        }
+    }
+
+    /// The next message or value of another type; `None` when the DHT runner stopped.
+    pub async fn next_item(&mut self) -> Option<InboxItem> {
         self.rx.recv().await
     }
 }
@@ -274,12 +305,44 @@ async fn serve(
     dht: Arc<SecureDht>,
     key: InfoHash,
     mut listen: pamoja_dht::runner::Listen,
-    tx: mpsc::Sender<Received>,
+    tx: mpsc::Sender<InboxItem>,
 ) {
     let mut seen = std::collections::HashSet::new();
+    let mut values_seen = std::collections::HashSet::new();
     while let Some(ev) = dht.next_checked(&mut listen).await {
         let Ok(checked) = ev else { continue };
         if !checked.encrypted {
+            continue;
+        }
+        if checked.value.value_type != VALUE_TYPE {
+            let Some(owner) = checked
+                .value
+                .owner
+                .as_deref()
+                .and_then(|o| PublicKey::from_pem_or_der(o).ok())
+            else {
+                continue;
+            };
+            let digest = InfoHash::get(&checked.value.data);
+            if !values_seen.insert((checked.value.value_type, digest, owner.spki_der().to_vec())) {
+                continue;
+            }
+            match sender_account(&dht, &owner).await {
+                Ok(from) => {
+                    let item = InboxItem::Value(Delivered {
+                        from,
+                        owner,
+                        value: checked.value,
+                    });
+                    if tx.send(item).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => tracing::warn!(
+                    "inbox: value from device {} refused: {e}",
+                    owner.device_id()
+                ),
+            }
             continue;
         }
         let (message, owner) = match ImMessage::from_checked(&checked.value) {
@@ -324,7 +387,7 @@ async fn serve(
             device: owner.device_id(),
             message,
         };
-        if tx.send(r).await.is_err() {
+        if tx.send(InboxItem::Message(r)).await.is_err() {
             return;
         }
     }

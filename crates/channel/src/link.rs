@@ -270,50 +270,6 @@ impl Manager {
         })
     }
 
-    /// Opens a channel named `name` to the device of certificate `peer`, over the link
-    /// already up with that device when there is one (made by either side), else over a new
-    /// link (`conn_type` says why). A link made here lives while one of its channels does;
-    /// channels the peer opens on it come out of [`Manager::accept_channel`].
-    pub async fn channel(
-        &self,
-        peer: &[Certificate],
-        name: &str,
-        conn_type: &str,
-    ) -> Result<Channel, LinkError> {
-        let device = peer
-            .first()
-            .ok_or(LinkError::Closed)?
-            .public_key()
-            .device_id();
-        let gate = self
-            .inner
-            .dialing
-            .lock()
-            .map(|mut d| d.entry(device).or_default().clone())
-            .map_err(|_| LinkError::Closed)?;
-        let _one_at_a_time = gate.lock().await;
-        if let Some(cmds) = self.inner.live(&device) {
-            match open_on(&cmds, name).await {
-                Err(LinkError::Closed) => {}
-                other => return other,
-            }
-        }
-        let Link {
-            device,
-            cmds,
-            mut events,
-        } = self.connect(peer, conn_type).await?;
-        let to_manager = self.inner.channels_in.clone();
-        tokio::spawn(async move {
-            while let Some(LinkEvent::Channel(ch)) = events.recv().await {
-                if to_manager.send((device, ch)).await.is_err() {
-                    return;
-                }
-            }
-        });
-        open_on(&cmds, name).await
-    }
-
     /// Whatever a peer brings next: a new link, or a channel on a link made by
     /// [`Manager::channel`].
     pub async fn next_incoming(&mut self) -> Option<Incoming> {
@@ -356,6 +312,88 @@ impl Manager {
     /// The next link a peer opened to us.
     pub async fn accept(&mut self) -> Option<Link> {
         self.incoming.recv().await
+    }
+
+    /// A handle that opens links and channels, to share between tasks while this manager
+    /// keeps taking what peers bring.
+    pub fn dialer(&self) -> Dialer {
+        Dialer {
+            inner: self.inner.clone(),
+        }
+    }
+
+    /// Opens a channel named `name` to the device of certificate `peer`; see
+    /// [`Dialer::channel`].
+    pub async fn channel(
+        &self,
+        peer: &[Certificate],
+        name: &str,
+        conn_type: &str,
+    ) -> Result<Channel, LinkError> {
+        self.dialer().channel(peer, name, conn_type).await
+    }
+
+    /// Opens a link to the device of certificate `peer`; see [`Dialer::connect`].
+    pub async fn connect(&self, peer: &[Certificate], conn_type: &str) -> Result<Link, LinkError> {
+        self.dialer().connect(peer, conn_type).await
+    }
+}
+
+/// The dialling half of a [`Manager`]: cheap to clone, usable from any task.
+#[derive(Clone)]
+pub struct Dialer {
+    inner: Arc<Inner>,
+}
+
+impl Dialer {
+    /// Whether a link to `device` is up (made by either side).
+    pub fn is_linked(&self, device: &DeviceId) -> bool {
+        self.inner.live(device).is_some()
+    }
+
+    /// Opens a channel named `name` to the device of certificate `peer`, over the link
+    /// already up with that device when there is one (made by either side), else over a new
+    /// link (`conn_type` says why). A link made here lives while one of its channels does;
+    /// channels the peer opens on it come out of [`Manager::accept_channel`].
+    pub async fn channel(
+        &self,
+        peer: &[Certificate],
+        name: &str,
+        conn_type: &str,
+    ) -> Result<Channel, LinkError> {
+        let device = peer
+            .first()
+            .ok_or(LinkError::Closed)?
+            .public_key()
+            .device_id();
+        let gate = self
+            .inner
+            .dialing
+            .lock()
+            .map(|mut d| d.entry(device).or_default().clone())
+            .map_err(|_| LinkError::Closed)?;
+        let _one_at_a_time = gate.lock().await;
+        if let Some(cmds) = self.inner.live(&device) {
+            match open_on(&cmds, name).await {
+                Err(LinkError::Closed) => {}
+                other => return other,
+            }
+        }
+        let Link {
+            device,
+            cmds,
+            mut events,
+            ..
+        } = self.connect(peer, conn_type).await?;
+        let to_manager = self.inner.channels_in.clone();
+        tokio::spawn(async move {
+            while let Some(LinkEvent::Channel(ch)) = events.recv().await {
+                if to_manager.send((device, ch)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        open_on(&cmds, name).await
     }
 
     /// Opens a link to the device of certificate `peer` (its chain, device first, as found on
@@ -428,7 +466,9 @@ impl Manager {
                     refused: why,
                 }
             })?;
-        let link = Link::start(tls, device.device_id(), inner.opts.accept);
+        let account = account_of(tls.get_ref().1.peer_certificates());
+        let mut link = Link::start(tls, device.device_id(), inner.opts.accept);
+        link.account = account;
         inner.remember(&link);
         Ok(link)
     }
@@ -557,7 +597,9 @@ async fn answer(inner: Arc<Inner>, req: PeerConnectionRequest, signer: PublicKey
     .await;
     match tls {
         Ok(Ok(tls)) => {
-            let link = Link::start(tls, signer.device_id(), inner.opts.accept);
+            let account = account_of(tls.get_ref().1.peer_certificates());
+            let mut link = Link::start(tls, signer.device_id(), inner.opts.accept);
+            link.account = account;
             inner.remember(&link);
             let _ = inner.links.send(link).await;
         }
@@ -567,6 +609,12 @@ async fn answer(inner: Arc<Inner>, req: PeerConnectionRequest, signer: PublicKey
         },
         Err(_) => tracing::warn!("TLS with {id} timed out"),
     }
+}
+
+/// The account of a TLS peer: the issuer certificate that follows the device's.
+fn account_of(certs: Option<&[rustls::pki_types::CertificateDer<'_>]>) -> Option<JamiId> {
+    let der = certs?.get(1)?;
+    Certificate::from_der(der.as_ref()).ok().map(|c| c.jami_id())
 }
 
 /// What handles ask of a link's task.
@@ -589,8 +637,33 @@ pub enum LinkEvent {
 /// A link to one device: TLS over ICE, carrying channels.
 pub struct Link {
     device: DeviceId,
+    account: Option<JamiId>,
     cmds: mpsc::Sender<Cmd>,
     events: mpsc::Receiver<LinkEvent>,
+}
+
+/// The sending half of a [`Channel`], cheap to clone.
+#[derive(Clone)]
+pub struct ChannelSender {
+    id: u16,
+    cmds: mpsc::Sender<Cmd>,
+}
+
+impl ChannelSender {
+    /// Sends bytes, as [`Channel::send`].
+    pub async fn send(&self, data: &[u8]) -> Result<(), LinkError> {
+        let (tx, rx) = oneshot::channel();
+        self.cmds
+            .send(Cmd::Send(self.id, data.to_vec(), tx))
+            .await
+            .map_err(|_| LinkError::Closed)?;
+        rx.await.map_err(|_| LinkError::Closed)?
+    }
+
+    /// Whether the link under the channel is gone.
+    pub fn is_closed(&self) -> bool {
+        self.cmds.is_closed()
+    }
 }
 
 /// One channel of a link.
@@ -612,6 +685,14 @@ impl Channel {
             .await
             .map_err(|_| LinkError::Closed)?;
         rx.await.map_err(|_| LinkError::Closed)?
+    }
+
+    /// A handle that sends on this channel from another task.
+    pub fn sender(&self) -> ChannelSender {
+        ChannelSender {
+            id: self.id,
+            cmds: self.cmds.clone(),
+        }
     }
 
     /// The next frame from the peer; `None` once the channel or the link closed.
@@ -732,9 +813,16 @@ impl Link {
         tokio::spawn(run_link(stream, cmd_rx, cmds.downgrade(), ev_tx, accept));
         Self {
             device,
+            account: None,
             cmds,
             events,
         }
+    }
+
+    /// The account the peer's device belongs to, as its TLS certificate chain said (links
+    /// made by [`Manager`]; `None` for [`Link::over`]).
+    pub fn account(&self) -> Option<&JamiId> {
+        self.account.as_ref()
     }
 
     /// The peer device.

@@ -1,0 +1,23 @@
+//! The embeddable Jami communicator.
+//!
+//! Two people add each other and talk; every device of every member ends up with the same
+//! history, even when they were never online at the same time. This crate composes the
+//! others into that:
+//!
+//! - [`trust`]: the `TrustRequest` values put at a contact's device inbox on the DHT, to ask
+//!   and to confirm;
+//! - [`contacts`]: the contact list and the pending requests, in jamid's files;
+//! - [`instant`]: the instant messages members exchange over `sip` channels (new-commit
+//!   notices, typing indicators, read receipts, invitations);
+//! - [`presence`]: who is reachable (announced on the DHT) and connected (linked);
+//! - [`client`]: the running account: commands in ([`Client`]'s methods), events out
+//!   ([`Events`]); conversations kept as swarm repositories in the data directory, served over
+//!   `git://` channels and fetched from peers when they announce new commits, each fetched
+//!   history validated before it is merged.
+//!
+//! The pure modules hold the formats and the rules; [`client`] holds the I/O.
+
+pub mod contacts;
+pub mod instant;
+pub mod presence;
+pub mod trust;
