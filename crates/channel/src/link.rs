@@ -346,6 +346,13 @@ pub struct Dialer {
 }
 
 impl Dialer {
+    /// Opens a channel named `name` on the link already up with `device` (made by either
+    /// side); [`LinkError::Closed`] when there is none.
+    pub async fn open_linked(&self, device: &DeviceId, name: &str) -> Result<Channel, LinkError> {
+        let cmds = self.inner.live(device).ok_or(LinkError::Closed)?;
+        open_on(&cmds, name).await
+    }
+
     /// Whether a link to `device` is up (made by either side).
     pub fn is_linked(&self, device: &DeviceId) -> bool {
         self.inner.live(device).is_some()
@@ -658,6 +665,11 @@ impl ChannelSender {
             .await
             .map_err(|_| LinkError::Closed)?;
         rx.await.map_err(|_| LinkError::Closed)?
+    }
+
+    /// Whether both handles send on the same channel.
+    pub fn same_channel(&self, other: &ChannelSender) -> bool {
+        self.id == other.id && self.cmds.same_channel(&other.cmds)
     }
 
     /// Whether the link under the channel is gone.

@@ -21,3 +21,8 @@ pub mod contacts;
 pub mod instant;
 pub mod presence;
 pub mod trust;
+pub mod client;
+pub mod event;
+
+pub use client::{Client, ClientError, Config, ContactInfo, Events, Settings};
+pub use event::Event;

@@ -654,3 +654,83 @@ impl Conversation {
         validate::history(&self.repo, None, self.head().map_err(Invalid::other)?)
     }
 }
+
+/// An account's place in a conversation, from the tree of `main`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `admins/<uri>.crt`.
+    Admin,
+    /// `members/<uri>.crt`.
+    Member,
+    /// `invited/<uri>`.
+    Invited,
+    /// Under `banned/`.
+    Banned,
+}
+
+impl Role {
+    /// The name jamid gives the role.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Member => "member",
+            Self::Invited => "invited",
+            Self::Banned => "banned",
+        }
+    }
+}
+
+impl Conversation {
+    /// Every account named in the tree of `main`, with its role (a banned account once, as
+    /// banned).
+    pub fn members(&self) -> Result<Vec<(String, Role)>> {
+        let tree = self.repo.find_commit(self.head()?)?.tree()?;
+        let mut out: Vec<(String, Role)> = Vec::new();
+        let mut names = |dir: &str, role: Role| -> Result<()> {
+            let Ok(entry) = tree.get_path(Path::new(dir)) else {
+                return Ok(());
+            };
+            let Ok(sub) = self.repo.find_tree(entry.id()) else {
+                return Ok(());
+            };
+            for e in sub.iter() {
+                let Some(name) = e.name() else { continue };
+                let uri = name.strip_suffix(".crt").unwrap_or(name);
+                if e.kind() == Some(git2::ObjectType::Blob)
+                    && uri.len() == 40
+                    && uri.bytes().all(|b| b.is_ascii_hexdigit())
+                {
+                    out.retain(|(u, _)| u != uri);
+                    out.push((uri.to_owned(), role));
+                }
+            }
+            Ok(())
+        };
+        names("invited", Role::Invited)?;
+        names("members", Role::Member)?;
+        names("admins", Role::Admin)?;
+        for sub in ["invited", "members", "admins"] {
+            names(&format!("banned/{sub}"), Role::Banned)?;
+        }
+        Ok(out)
+    }
+
+    /// The certificate chain (device, account, CA) of `device` (64 hex digits) as the tree of
+    /// `main` holds it, when that device wrote to the conversation.
+    pub fn device_chain(&self, device: &str) -> Option<Vec<Certificate>> {
+        let tree = self.repo.find_commit(self.head().ok()?).ok()?.tree().ok()?;
+        let blob = |path: &str| -> Option<Vec<u8>> {
+            let e = tree.get_path(Path::new(path)).ok()?;
+            Some(self.repo.find_blob(e.id()).ok()?.content().to_vec())
+        };
+        let dev = Certificate::chain_from_pem_or_der(&blob(&format!("devices/{device}.crt"))?)
+            .ok()?
+            .into_iter()
+            .next()?;
+        let account = crate::validate::account_of_device(&self.repo, &tree, device)?;
+        let pem = blob(&format!("admins/{account}.crt")).or_else(|| blob(&format!("members/{account}.crt")))?;
+        let mut chain = vec![dev];
+        chain.extend(Certificate::chain_from_pem_or_der(&pem).ok()?);
+        Some(chain)
+    }
+}

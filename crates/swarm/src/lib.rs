@@ -29,7 +29,7 @@ pub mod git;
 pub mod validate;
 
 pub use body::Body;
-pub use conversation::{Conversation, Message, Mode, Profile, Pulled, Signer};
+pub use conversation::{Conversation, Message, Mode, Profile, Pulled, Role, Signer};
 
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,210 @@
+//! What a running account reports.
+
+use serde_json::{Value as Json, json};
+
+/// An event of a running account (see [`crate::Client`]). [`Event::to_json`] gives the
+/// one-line JSON form the `jami run` example prints.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// Someone asks to become a contact.
+    TrustRequest {
+        /// Their Jami ID.
+        from: String,
+        /// The one-to-one conversation they created.
+        conversation: String,
+        /// The display name of the profile they sent, if any.
+        name: Option<String>,
+        /// When it arrived, Unix seconds.
+        received: i64,
+    },
+    /// A contact was added, or confirmed by the other side.
+    ContactAdded {
+        /// The contact's Jami ID.
+        id: String,
+        /// Whether both sides agreed.
+        confirmed: bool,
+        /// The one-to-one conversation.
+        conversation: String,
+    },
+    /// A contact was removed (or banned).
+    ContactRemoved {
+        /// The contact's Jami ID.
+        id: String,
+        /// Whether banned.
+        banned: bool,
+    },
+    /// An invitation to a group conversation.
+    ConversationRequest {
+        /// The conversation.
+        conversation: String,
+        /// Who invites.
+        from: String,
+        /// Its details (`title`, `mode`...).
+        metadatas: serde_json::Map<String, Json>,
+    },
+    /// A conversation is here: created, or cloned and joined.
+    ConversationReady {
+        /// The conversation.
+        conversation: String,
+    },
+    /// A new message (commit) of a conversation, ours or fetched.
+    Message {
+        /// The conversation.
+        conversation: String,
+        /// Commit id.
+        id: String,
+        /// Author's account, when it resolves.
+        author: Option<String>,
+        /// Author's device.
+        device: String,
+        /// `text/plain`, `member`, `merge`...
+        kind: String,
+        /// The commit's JSON body (`null` for merges).
+        body: Json,
+        /// Commit time, Unix seconds.
+        timestamp: i64,
+    },
+    /// A member is typing, or stopped.
+    Typing {
+        /// The conversation.
+        conversation: String,
+        /// Who.
+        from: String,
+        /// Typing or not.
+        on: bool,
+    },
+    /// A member displayed a message.
+    Displayed {
+        /// The conversation.
+        conversation: String,
+        /// Who.
+        from: String,
+        /// The commit displayed.
+        message: String,
+    },
+    /// A contact's presence changed.
+    Presence {
+        /// The contact.
+        contact: String,
+        /// `offline`, `reachable` or `connected`.
+        status: &'static str,
+    },
+    /// Progress of a long transfer (a first clone).
+    Progress {
+        /// The conversation.
+        conversation: String,
+        /// Bytes received so far.
+        bytes: u64,
+    },
+    /// A fetched history was refused: nothing of it was merged.
+    SyncRefused {
+        /// The conversation.
+        conversation: String,
+        /// The device fetched from.
+        device: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Event {
+    /// The event's name (`"event"` in its JSON form).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::TrustRequest { .. } => "trust_request",
+            Self::ContactAdded { .. } => "contact_added",
+            Self::ContactRemoved { .. } => "contact_removed",
+            Self::ConversationRequest { .. } => "conversation_request",
+            Self::ConversationReady { .. } => "conversation_ready",
+            Self::Message { .. } => "message",
+            Self::Typing { .. } => "typing",
+            Self::Displayed { .. } => "displayed",
+            Self::Presence { .. } => "presence",
+            Self::Progress { .. } => "progress",
+            Self::SyncRefused { .. } => "sync_refused",
+        }
+    }
+
+    /// One JSON object: `{"event": NAME, ...fields}`.
+    pub fn to_json(&self) -> Json {
+        let mut j = match self {
+            Self::TrustRequest {
+                from,
+                conversation,
+                name,
+                received,
+            } => json!({"from": from, "conversation": conversation, "name": name, "received": received}),
+            Self::ContactAdded {
+                id,
+                confirmed,
+                conversation,
+            } => json!({"id": id, "confirmed": confirmed, "conversation": conversation}),
+            Self::ContactRemoved { id, banned } => json!({"id": id, "banned": banned}),
+            Self::ConversationRequest {
+                conversation,
+                from,
+                metadatas,
+            } => json!({"conversation": conversation, "from": from, "metadatas": metadatas}),
+            Self::ConversationReady { conversation } => json!({"conversation": conversation}),
+            Self::Message {
+                conversation,
+                id,
+                author,
+                device,
+                kind,
+                body,
+                timestamp,
+            } => json!({"conversation": conversation, "id": id, "author": author,
+                "device": device, "type": kind, "body": body, "timestamp": timestamp}),
+            Self::Typing {
+                conversation,
+                from,
+                on,
+            } => json!({"conversation": conversation, "from": from, "on": on}),
+            Self::Displayed {
+                conversation,
+                from,
+                message,
+            } => json!({"conversation": conversation, "from": from, "message": message}),
+            Self::Presence { contact, status } => json!({"contact": contact, "status": status}),
+            Self::Progress {
+                conversation,
+                bytes,
+            } => json!({"conversation": conversation, "bytes": bytes}),
+            Self::SyncRefused {
+                conversation,
+                device,
+                reason,
+            } => json!({"conversation": conversation, "device": device, "reason": reason}),
+        };
+        if let Json::Object(m) = &mut j {
+            m.insert("event".into(), Json::from(self.name()));
+        }
+        j
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_form() {
+        let e = Event::Typing {
+            conversation: "c".into(),
+            from: "f".into(),
+            on: true,
+        };
+        assert_eq!(
+            e.to_json(),
+            json!({"event": "typing", "conversation": "c", "from": "f", "on": true})
+        );
+        let e = Event::ContactAdded {
+            id: "a".into(),
+            confirmed: false,
+            conversation: "c".into(),
+        };
+        assert_eq!(e.to_json()["event"], "contact_added");
+        assert_eq!(e.to_json()["confirmed"], false);
+    }
+}
