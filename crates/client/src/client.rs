@@ -55,6 +55,8 @@ const ANNOUNCE_EVERY: Duration = Duration::from_secs(240);
 const PRESENCE_EVERY: Duration = Duration::from_secs(60);
 /// How long a device lookup waits for announcements.
 const LOOKUP_WAIT: Duration = Duration::from_secs(8);
+/// Longest a fetch may take (a first clone has no limit).
+const FETCH_LIMIT: Duration = Duration::from_secs(300);
 /// Bytes between two progress events of a transfer.
 const PROGRESS_STEP: u64 = 1 << 20;
 
@@ -1224,6 +1226,7 @@ impl Inner {
             let dir = self.conv_dir(&conv);
             if !is_hex_id(&conv, 40) || !dir.join(".git").exists() {
                 tracing::info!("git channel for unknown conversation {conv:?}");
+                tokio::spawn(ch.close());
                 return;
             }
             tokio::spawn(async move {
@@ -1683,11 +1686,19 @@ impl Inner {
             }
         };
         let dir = self.conv_dir(conversation);
-        let remote = match pamoja_swarm::git::fetch(&dir, &mut stream, conversation, device).await
-        {
-            Ok(r) => r,
-            Err(e) => {
+        let fetched = tokio::time::timeout(
+            FETCH_LIMIT,
+            pamoja_swarm::git::fetch(&dir, &mut stream, conversation, device),
+        )
+        .await;
+        let remote = match fetched {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
                 tracing::info!("fetch of {conversation} from {device}: {e}");
+                return;
+            }
+            Err(_) => {
+                tracing::info!("fetch of {conversation} from {device}: timed out");
                 return;
             }
         };
