@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub use pamoja_channel as channel;
+pub use pamoja_client as client;
 pub use pamoja_dht as dht;
 pub use pamoja_ice as ice;
 pub use pamoja_identity as identity;

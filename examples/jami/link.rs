@@ -60,6 +60,10 @@ pub struct RunArgs {
     /// Stop after printing this many events.
     #[arg(long = "exit-after")]
     exit_after: Option<usize>,
+    /// Run the full communicator with its data in DIR: commands on stdin, events on
+    /// stdout, one JSON object per line (see docs/jami-run.md).
+    #[arg(long)]
+    data: Option<PathBuf>,
 }
 
 /// `jami send` options.
@@ -396,7 +400,16 @@ pub fn run_cmd(args: RunArgs) -> Result<Json> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(run(args))?;
+    match args.data.clone() {
+        Some(dir) => rt.block_on(super::client::run(
+            &args.online.archive,
+            &args.online.bootstrap,
+            args.online.ice_addr,
+            &dir,
+            args.timeout,
+        ))?,
+        None => rt.block_on(run(args))?,
+    }
     Ok(Json::Null)
 }
 

@@ -24,6 +24,7 @@
 //! Name commands print `{"status": N, "state": "...", ...}` with jamid's status numbers and
 //! exit 0 only when the status is 0 (found, registered).
 
+mod client;
 mod conv;
 mod link;
 mod net;

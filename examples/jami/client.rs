@@ -1,0 +1,228 @@
+//! `jami run --data DIR`: the full communicator, driven by JSON lines.
+//!
+//! Commands are read from stdin, one JSON object per line; events are written to stdout, one
+//! JSON object per line. Each command is answered by one `{"event": "reply", "cmd": ...,
+//! "ok": true|false, ...}` line (with the command's `"id"` echoed when it has one). The
+//! protocol is documented in docs/jami-run.md.
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use pamoja::client::{Client, Config, Settings};
+use serde_json::{Value as Json, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// Runs until SIGTERM, Ctrl-C or `timeout` seconds.
+pub async fn run(
+    archive: &Path,
+    bootstrap: &str,
+    ice_addr: Option<IpAddr>,
+    data: &Path,
+    timeout: Option<f64>,
+) -> Result<()> {
+    std::fs::create_dir_all(data).with_context(|| format!("cannot create {}", data.display()))?;
+    let kept = data.join("archive.gz");
+    if !kept.exists() {
+        std::fs::copy(archive, &kept)
+            .with_context(|| format!("cannot keep the archive in {}", data.display()))?;
+    }
+    let account = super::open(archive)?;
+    let boot: SocketAddr = bootstrap
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve {bootstrap}"))?
+        .next()
+        .ok_or_else(|| anyhow!("cannot resolve {bootstrap}"))?;
+    let ice_addr = match ice_addr {
+        Some(a) => a,
+        None => {
+            let probe = std::net::UdpSocket::bind((IpAddr::from([0, 0, 0, 0]), 0))?;
+            probe.connect(boot)?;
+            probe.local_addr()?.ip()
+        }
+    };
+    let (client, mut events) = Client::start(
+        account,
+        Config {
+            data_dir: data.to_owned(),
+            bootstrap: vec![boot],
+            ice_addr,
+        },
+    )
+    .await?;
+    println!(
+        "{}",
+        json!({"event": "ready", "id": client.jami_id(), "device": client.device_id()})
+    );
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut stdin_open = true;
+    let deadline = timeout.map(|s| tokio::time::Instant::now() + Duration::from_secs_f64(s));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            line = lines.next_line(), if stdin_open => match line {
+                Ok(Some(line)) if !line.trim().is_empty() => {
+                    println!("{}", command(&client, &line).await);
+                }
+                Ok(Some(_)) => {}
+                _ => stdin_open = false,
+            },
+            ev = events.next() => match ev {
+                Some(e) => println!("{}", e.to_json()),
+                None => return Ok(()),
+            },
+            _ = sleep => return Ok(()),
+            _ = term.recv() => return Ok(()),
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
+}
+
+fn field<'a>(c: &'a Json, name: &str) -> Result<&'a str> {
+    c.get(name)
+        .and_then(Json::as_str)
+        .ok_or_else(|| anyhow!("missing string field {name:?}"))
+}
+
+/// Runs one command line; the reply object.
+async fn command(client: &Client, line: &str) -> Json {
+    let parsed: Result<Json> = serde_json::from_str(line).map_err(|e| anyhow!("not JSON: {e}"));
+    let (name, id, result) = match parsed {
+        Ok(c) => {
+            let name = c["cmd"].as_str().unwrap_or_default().to_owned();
+            let id = c.get("id").cloned();
+            let r = execute(client, &name, &c).await;
+            (name, id, r)
+        }
+        Err(e) => (String::new(), None, Err(e)),
+    };
+    let mut reply = match result {
+        Ok(Json::Object(m)) => Json::Object(m),
+        Ok(other) => json!({"result": other}),
+        Err(e) => json!({"ok": false, "error": format!("{e:#}")}),
+    };
+    if let Json::Object(m) = &mut reply {
+        m.entry("ok").or_insert(Json::Bool(true));
+        m.insert("event".into(), Json::from("reply"));
+        m.insert("cmd".into(), Json::from(name));
+        if let Some(id) = id {
+            m.insert("id".into(), id);
+        }
+    }
+    reply
+}
+
+async fn execute(client: &Client, name: &str, c: &Json) -> Result<Json> {
+    Ok(match name {
+        "contact.add" => json!({"conversation": client.add_contact(field(c, "to")?).await?}),
+        "contact.accept" => {
+            json!({"conversation": client.accept_contact(field(c, "from")?).await?})
+        }
+        "contact.decline" => {
+            client.decline_contact(field(c, "from")?)?;
+            json!({})
+        }
+        "contact.remove" => {
+            client.remove_contact(field(c, "id")?, c["ban"].as_bool().unwrap_or(false))?;
+            json!({})
+        }
+        "contact.unban" => {
+            client.unban_contact(field(c, "id")?)?;
+            json!({})
+        }
+        "contact.list" => {
+            let list: Vec<Json> = client
+                .contacts()
+                .into_iter()
+                .map(|k| {
+                    json!({"id": k.id, "state": k.state.as_str(),
+                        "confirmed": k.state.as_str() == "confirmed",
+                        "conversation": k.conversation, "added": k.added,
+                        "presence": k.presence.as_str()})
+                })
+                .collect();
+            json!({"contacts": list})
+        }
+        "contact.requests" => {
+            let list: Vec<Json> = client
+                .trust_requests()
+                .into_iter()
+                .map(|(from, r)| {
+                    json!({"from": from, "conversation": r.conversation_id,
+                        "received": r.received,
+                        "name": pamoja::client::instant::vcard_name(&r.payload)})
+                })
+                .collect();
+            json!({"requests": list})
+        }
+        "conv.list" => json!({"conversations": client.conversations()}),
+        "conv.create" => json!({"conversation": client.create_group()?}),
+        "conv.invite" => json!({"commit":
+            client.invite(field(c, "conversation")?, field(c, "to")?).await?}),
+        "conv.accept" => {
+            client.accept_conversation(field(c, "conversation")?).await?;
+            json!({})
+        }
+        "conv.leave" => {
+            client.leave(field(c, "conversation")?).await?;
+            json!({})
+        }
+        "conv.members" => {
+            let list: Vec<Json> = client
+                .members(field(c, "conversation")?)?
+                .into_iter()
+                .map(|(uri, role)| json!({"uri": uri, "role": role.as_str()}))
+                .collect();
+            json!({"members": list})
+        }
+        "conv.send" => json!({"message":
+            client.send_message(field(c, "conversation")?, field(c, "body")?).await?}),
+        "conv.load" => {
+            let last = c["last"].as_u64().unwrap_or(50) as usize;
+            let msgs: Vec<Json> = client
+                .load(field(c, "conversation")?, last)?
+                .into_iter()
+                .map(|e| {
+                    let mut j = e.to_json();
+                    if let Json::Object(m) = &mut j {
+                        m.remove("event");
+                    }
+                    j
+                })
+                .collect();
+            json!({"messages": msgs})
+        }
+        "typing" => {
+            let on = c["on"]
+                .as_bool()
+                .ok_or_else(|| anyhow!("missing boolean field \"on\""))?;
+            json!({"sent": client.set_typing(field(c, "conversation")?, on).await?})
+        }
+        "displayed" => json!({"sent":
+            client.set_displayed(field(c, "conversation")?, field(c, "message")?).await?}),
+        "settings" => {
+            let mut s: Settings = client.settings();
+            if let Some(v) = c["read_receipts"].as_bool() {
+                s.read_receipts = v;
+            }
+            if let Some(v) = c["typing"].as_bool() {
+                s.typing = v;
+            }
+            if let Some(v) = c["display_name"].as_str() {
+                s.display_name = v.to_owned();
+            }
+            client.set_settings(s.clone())?;
+            json!({"settings": {"read_receipts": s.read_receipts, "typing": s.typing,
+                "display_name": s.display_name}})
+        }
+        "" => return Err(anyhow!("missing \"cmd\"")),
+        other => return Err(anyhow!("unknown command {other:?}")),
+    })
+}
