@@ -340,24 +340,6 @@ async fn pamoja_sends_a_text_to_jamid() {
     }
 }
 
-/// `jami account new` into `dir`, returning the archive path and its Jami ID.
-fn new_archive(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, String) {
-    let path = dir.join(name);
-    let out = std::process::Command::new(common::jami_bin())
-        .args(["account", "new", "--archive"])
-        .arg(&path)
-        .env("PAMOJA_PASSWORD", "")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    (path, v["jami_id"].as_str().unwrap().to_owned())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jami_send_and_jami_run_with_jamid() {
     if !available("jami_send_and_jami_run_with_jamid") {
@@ -374,7 +356,7 @@ async fn jami_send_and_jami_run_with_jamid() {
         .unwrap();
     let jamid_id = jamid.jami_id(&account).await.unwrap();
     let jamid_device = jamid.device_id(&account).await.unwrap().to_lowercase();
-    let (archive, our_id) = new_archive(lab.dir(), "ours.gz");
+    let (archive, our_id) = common::new_archive(lab.dir(), "ours.gz");
     let online = |cmd: &str| {
         let mut c = lab.netns().command(jami.to_str().unwrap());
         c.arg(cmd)

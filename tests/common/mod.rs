@@ -55,3 +55,22 @@ pub async fn lab_node(lab: &pamoja_lab::Lab) -> pamoja::dht::Runner {
     }
     runner
 }
+
+/// `jami account new` into `dir`, returning the archive path and its Jami ID.
+#[allow(dead_code)]
+pub fn new_archive(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, String) {
+    let path = dir.join(name);
+    let out = std::process::Command::new(jami_bin())
+        .args(["account", "new", "--archive"])
+        .arg(&path)
+        .env("PAMOJA_PASSWORD", "")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    (path, v["jami_id"].as_str().unwrap().to_owned())
+}

@@ -74,6 +74,22 @@ trait ConfigurationManager {
         conversation: &str,
         uri: &str,
     ) -> zbus::Result<()>;
+    #[zbus(name = "getConversations")]
+    fn get_conversations(&self, account: &str) -> zbus::Result<Vec<String>>;
+    #[zbus(name = "getContacts")]
+    fn get_contacts(&self, account: &str) -> zbus::Result<Vec<HashMap<String, String>>>;
+    #[zbus(name = "setIsComposing")]
+    fn set_is_composing(&self, account: &str, uri: &str, composing: bool) -> zbus::Result<()>;
+    #[zbus(name = "setMessageDisplayed")]
+    fn set_message_displayed(
+        &self,
+        account: &str,
+        uri: &str,
+        message: &str,
+        status: i32,
+    ) -> zbus::Result<bool>;
+    #[zbus(name = "setAccountDetails")]
+    fn set_account_details(&self, account: &str, details: HashMap<&str, &str>) -> zbus::Result<()>;
     #[zbus(name = "loadConversationMessages")]
     fn load_conversation_messages(
         &self,
@@ -599,6 +615,54 @@ impl Jamid {
                 "conversationLoaded without messages: {other:?}"
             ))),
         }
+    }
+
+    /// `getConversations`: the ids of the account's conversations.
+    pub async fn conversations(&self, account: &str) -> Result<Vec<String>> {
+        Ok(self.cm.get_conversations(account).await?)
+    }
+
+    /// `getContacts`: one map per contact (`id`, `added`, `confirmed` or `banned`,
+    /// `conversationId`).
+    pub async fn contacts(&self, account: &str) -> Result<Vec<HashMap<String, String>>> {
+        Ok(self.cm.get_contacts(account).await?)
+    }
+
+    /// `setIsComposing` in conversation `conversation` (`swarm:<id>` is built here).
+    pub async fn set_is_composing(
+        &self,
+        account: &str,
+        conversation: &str,
+        composing: bool,
+    ) -> Result<()> {
+        Ok(self
+            .cm
+            .set_is_composing(account, &format!("swarm:{conversation}"), composing)
+            .await?)
+    }
+
+    /// `setMessageDisplayed` (status 3, displayed) for a commit of `conversation`.
+    pub async fn set_message_displayed(
+        &self,
+        account: &str,
+        conversation: &str,
+        message: &str,
+    ) -> Result<bool> {
+        Ok(self
+            .cm
+            .set_message_displayed(account, &format!("swarm:{conversation}"), message, 3)
+            .await?)
+    }
+
+    /// `setAccountDetails` with the current details and `changes` applied.
+    pub async fn update_details(&self, account: &str, changes: &[(&str, &str)]) -> Result<()> {
+        let current = self.details(account).await?;
+        let mut map: HashMap<&str, &str> =
+            current.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        for (k, v) in changes {
+            map.insert(k, v);
+        }
+        Ok(self.cm.set_account_details(account, map).await?)
     }
 
     /// `getKnownRingDevices`: device id → name.

@@ -1,0 +1,447 @@
+//! Contacts and conversations with a real jamid (Debian 20230206), driven through
+//! `jami run --data` (commands on stdin, events on stdout) inside the lab's namespace.
+//!
+//! - jamid sends a trust request, Pamoja accepts: jamid reports the contact confirmed, both
+//!   hold the same one-to-one conversation, messages go both ways and both list the same
+//!   history in the same order.
+//! - Pamoja sends a trust request, jamid accepts: the same checks; then typing indicators and
+//!   read receipts both ways, and none from Pamoja once they are switched off.
+//! - A jamid whose history was rewritten on disk is refused: Pamoja keeps its own and says why.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use pamoja_lab::{Arg, LAB_ADDR, Lab, available};
+use serde_json::{Value as Json, json};
+
+/// `jami run --data` inside the lab, with its event lines.
+struct JamiRun {
+    child: Child,
+    rx: tokio::sync::mpsc::UnboundedReceiver<Json>,
+    all: Vec<Json>,
+    next_id: u64,
+}
+
+impl JamiRun {
+    fn start(lab: &Lab, archive: &Path, data: &Path) -> Self {
+        let mut c = lab.netns().command(common::jami_bin().to_str().unwrap());
+        c.arg("run")
+            .arg("--archive")
+            .arg(archive)
+            .arg("--data")
+            .arg(data)
+            .args(["--bootstrap", "127.0.0.1:4222", "--ice-addr", LAB_ADDR])
+            .args(["--timeout", "600"])
+            .env("PAMOJA_PASSWORD", "")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for l in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                let v: Json = serde_json::from_str(&l).expect("one JSON object a line");
+                let _ = tx.send(v);
+            }
+        });
+        Self {
+            child,
+            rx,
+            all: Vec::new(),
+            next_id: 0,
+        }
+    }
+
+    /// The first event (already read, or to come within `secs`) that `pred` accepts.
+    async fn wait(&mut self, secs: u64, pred: impl Fn(&Json) -> bool) -> Json {
+        if let Some(e) = self.all.iter().find(|e| pred(e)) {
+            return e.clone();
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let e = tokio::time::timeout_at(deadline, self.rx.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no such event; got {:#?}", self.all))
+                .unwrap_or_else(|| panic!("jami run stopped; got {:#?}", self.all));
+            self.all.push(e.clone());
+            if pred(&e) {
+                return e;
+            }
+        }
+    }
+
+    /// Sends a command and returns its (successful) reply.
+    async fn cmd(&mut self, mut c: Json) -> Json {
+        self.next_id += 1;
+        let id = self.next_id;
+        c["id"] = json!(id);
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{c}").unwrap();
+        stdin.flush().unwrap();
+        let r = self
+            .wait(120, |e| e["event"] == "reply" && e["id"] == json!(id))
+            .await;
+        assert_eq!(r["ok"], true, "{c} -> {r}");
+        r
+    }
+
+    /// The text messages seen so far, in order, as (author, body).
+    fn texts(&self) -> Vec<(String, String)> {
+        self.all
+            .iter()
+            .filter(|e| e["event"] == "message" && e["type"] == "text/plain")
+            .map(|e| {
+                (
+                    e["author"].as_str().unwrap_or_default().to_owned(),
+                    e["body"]["body"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    }
+}
+
+impl Drop for JamiRun {
+    fn drop(&mut self) {
+        // Our own child, by its PID.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Setup {
+    lab: Lab,
+    jamid: pamoja_lab::Jamid,
+    account: String,
+    jamid_id: String,
+    our_id: String,
+    archive: PathBuf,
+    data: PathBuf,
+}
+
+async fn setup(name: &str) -> Setup {
+    let mut lab = Lab::new().unwrap();
+    lab.start_dhtnode(4222).await.unwrap();
+    let jamid = lab.start_jamid(name).await.unwrap();
+    let account = jamid.add_account(4222, &[]).await.unwrap();
+    jamid
+        .wait_registered(&account, Duration::from_secs(120))
+        .await
+        .unwrap();
+    let jamid_id = jamid.jami_id(&account).await.unwrap();
+    let (archive, our_id) = common::new_archive(lab.dir(), "pamoja.gz");
+    let data = lab.dir().join("pamoja-data");
+    Setup {
+        lab,
+        jamid,
+        account,
+        jamid_id,
+        our_id,
+        archive,
+        data,
+    }
+}
+
+/// Posts from both sides and checks both list the same history, in the same order.
+async fn talk(s: &Setup, p: &mut JamiRun, conv: &str) {
+    let jamid = &s.jamid;
+    jamid
+        .post_conversation_message(&s.account, conv, "hello from jamid, ünïcode ✓", "", 0)
+        .await
+        .unwrap();
+    let t = Instant::now();
+    p.wait(60, |e| {
+        e["event"] == "message"
+            && e["conversation"] == conv
+            && e["body"]["body"] == "hello from jamid, ünïcode ✓"
+            && e["author"] == s.jamid_id.as_str()
+    })
+    .await;
+    eprintln!("jamid -> pamoja, post -> shown: {:?}", t.elapsed());
+
+    let mark = jamid.signals().len();
+    let t = Instant::now();
+    let sent = p
+        .cmd(json!({"cmd": "conv.send", "conversation": conv, "body": "hello from pamoja"}))
+        .await;
+    let commit = sent["message"].as_str().unwrap().to_owned();
+    let sig = jamid
+        .wait_signal(mark, Duration::from_secs(60), |sig| {
+            sig.name == "messageReceived"
+                && sig.str(1) == conv
+                && matches!(sig.args.get(2), Some(Arg::Map(m)) if m.get("id") == Some(&commit))
+        })
+        .await
+        .unwrap();
+    eprintln!("pamoja -> jamid, post -> shown: {:?}", t.elapsed());
+    let Some(Arg::Map(m)) = sig.args.get(2) else {
+        unreachable!()
+    };
+    assert_eq!(m.get("body").map(String::as_str), Some("hello from pamoja"));
+    assert_eq!(m.get("author").map(String::as_str), Some(s.our_id.as_str()));
+
+    // Both list the same commits in the same order (once both heads agree).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let theirs: Vec<String> = jamid
+            .load_conversation(&s.account, conv, 100)
+            .await
+            .unwrap()
+            .iter()
+            .filter_map(|m| m.get("id").cloned())
+            .collect();
+        let r = p
+            .cmd(json!({"cmd": "conv.load", "conversation": conv, "last": 100}))
+            .await;
+        let mut ours: Vec<String> = r["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_owned())
+            .collect();
+        ours.reverse();
+        if ours == theirs {
+            assert!(ours.contains(&commit));
+            assert_eq!(ours.last().map(String::as_str), Some(conv), "initial commit last");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "histories differ:\n jamid {theirs:?}\n ours {ours:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jamid_asks_pamoja_accepts_and_they_talk() {
+    if !available("jamid_asks_pamoja_accepts_and_they_talk") {
+        return;
+    }
+    let s = setup("asks").await;
+    let mut p = JamiRun::start(&s.lab, &s.archive, &s.data);
+    p.wait(60, |e| e["event"] == "ready").await;
+
+    let mark = s.jamid.signals().len();
+    s.jamid
+        .send_trust_request(
+            &s.account,
+            &s.our_id,
+            b"BEGIN:VCARD\r\nVERSION:2.1\r\nFN:Jamid User\r\nEND:VCARD\r\n",
+        )
+        .await
+        .unwrap();
+    let req = p
+        .wait(120, |e| {
+            e["event"] == "trust_request" && e["from"] == s.jamid_id.as_str()
+        })
+        .await;
+    assert_eq!(req["name"], "Jamid User");
+    let conv = req["conversation"].as_str().unwrap().to_owned();
+    let listed = p.cmd(json!({"cmd": "contact.requests"})).await;
+    assert_eq!(listed["requests"][0]["from"], s.jamid_id.as_str());
+
+    let r = p
+        .cmd(json!({"cmd": "contact.accept", "from": s.jamid_id}))
+        .await;
+    assert_eq!(r["conversation"], conv.as_str());
+    s.jamid
+        .wait_signal(mark, Duration::from_secs(120), |sig| {
+            sig.name == "contactAdded"
+                && sig.str(1) == s.our_id
+                && sig.args.get(2) == Some(&Arg::Bool(true))
+        })
+        .await
+        .unwrap();
+    p.wait(120, |e| {
+        e["event"] == "conversation_ready" && e["conversation"] == conv.as_str()
+    })
+    .await;
+    assert!(
+        s.jamid
+            .conversations(&s.account)
+            .await
+            .unwrap()
+            .contains(&conv)
+    );
+    let list = p.cmd(json!({"cmd": "conv.list"})).await;
+    assert!(list["conversations"].as_array().unwrap().contains(&json!(conv)));
+    let contacts = p.cmd(json!({"cmd": "contact.list"})).await;
+    assert_eq!(contacts["contacts"][0]["id"], s.jamid_id.as_str());
+    assert_eq!(contacts["contacts"][0]["confirmed"], true);
+    // jamid lists us as a confirmed contact with the same conversation.
+    let theirs = s.jamid.contacts(&s.account).await.unwrap();
+    let us = theirs
+        .iter()
+        .find(|c| c.get("id") == Some(&s.our_id))
+        .expect("jamid lists us");
+    assert_eq!(us.get("confirmed").map(String::as_str), Some("true"), "{us:?}");
+    assert_eq!(us.get("conversationId"), Some(&conv), "{us:?}");
+
+    talk(&s, &mut p, &conv).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pamoja_asks_jamid_accepts_typing_and_receipts() {
+    if !available("pamoja_asks_jamid_accepts_typing_and_receipts") {
+        return;
+    }
+    let s = setup("accepts").await;
+    let mut p = JamiRun::start(&s.lab, &s.archive, &s.data);
+    p.wait(60, |e| e["event"] == "ready").await;
+    p.cmd(json!({"cmd": "settings", "display_name": "Pamoja User"}))
+        .await;
+
+    let mark = s.jamid.signals().len();
+    let t = Instant::now();
+    let r = p.cmd(json!({"cmd": "contact.add", "to": s.jamid_id})).await;
+    let conv = r["conversation"].as_str().unwrap().to_owned();
+    let req = s
+        .jamid
+        .wait_signal(mark, Duration::from_secs(120), |sig| {
+            sig.name == "incomingTrustRequest" && sig.str(2) == s.our_id
+        })
+        .await
+        .unwrap();
+    assert_eq!(req.str(1), conv);
+    assert!(
+        matches!(req.args.get(3), Some(Arg::Bytes(b)) if String::from_utf8_lossy(b).contains("FN:Pamoja User")),
+        "{req:?}"
+    );
+    assert!(
+        s.jamid
+            .accept_trust_request(&s.account, &s.our_id)
+            .await
+            .unwrap()
+    );
+    p.wait(120, |e| {
+        e["event"] == "contact_added" && e["id"] == s.jamid_id.as_str() && e["confirmed"] == true
+    })
+    .await;
+    eprintln!("contact add -> confirmed (pamoja -> jamid): {:?}", t.elapsed());
+    s.jamid
+        .wait_signal(mark, Duration::from_secs(120), |sig| {
+            sig.name == "conversationReady" && sig.str(1) == conv
+        })
+        .await
+        .unwrap();
+    // jamid cloned from us and joined: its join commit reaches us.
+    p.wait(120, |e| {
+        e["event"] == "message" && e["type"] == "member" && e["author"] == s.jamid_id.as_str()
+    })
+    .await;
+
+    talk(&s, &mut p, &conv).await;
+
+    // Typing, both ways.
+    let mark = s.jamid.signals().len();
+    let r = p
+        .cmd(json!({"cmd": "typing", "conversation": conv, "on": true}))
+        .await;
+    assert!(r["sent"].as_u64().unwrap() >= 1, "{r}");
+    s.jamid
+        .wait_signal(mark, Duration::from_secs(30), |sig| {
+            sig.name == "composingStatusChanged"
+                && sig.str(1) == conv
+                && sig.str(2) == s.our_id
+                && sig.int(3) == Some(1)
+        })
+        .await
+        .unwrap();
+    s.jamid
+        .set_is_composing(&s.account, &conv, true)
+        .await
+        .unwrap();
+    p.wait(30, |e| {
+        e["event"] == "typing" && e["from"] == s.jamid_id.as_str() && e["on"] == true
+    })
+    .await;
+
+    // Read receipts, both ways.
+    let theirs = p
+        .all
+        .iter()
+        .rev()
+        .find(|e| e["event"] == "message" && e["author"] == s.jamid_id.as_str() && e["type"] == "text/plain")
+        .and_then(|e| e["id"].as_str())
+        .unwrap()
+        .to_owned();
+    let r = p
+        .cmd(json!({"cmd": "displayed", "conversation": conv, "message": theirs}))
+        .await;
+    assert!(r["sent"].as_u64().unwrap() >= 1, "{r}");
+    s.jamid
+        .wait_signal(mark, Duration::from_secs(30), |sig| {
+            sig.name == "accountMessageStatusChanged"
+                && sig.str(1) == conv
+                && sig.str(2) == s.our_id
+                && sig.str(3) == theirs
+                && sig.int(4) == Some(3)
+        })
+        .await
+        .unwrap();
+    let ours = p
+        .all
+        .iter()
+        .rev()
+        .find(|e| e["event"] == "reply" && e["cmd"] == "conv.send")
+        .and_then(|e| e["message"].as_str())
+        .unwrap()
+        .to_owned();
+    assert!(
+        s.jamid
+            .set_message_displayed(&s.account, &conv, &ours)
+            .await
+            .unwrap()
+    );
+    let d = p
+        .wait(30, |e| e["event"] == "displayed" && e["from"] == s.jamid_id.as_str())
+        .await;
+    assert_eq!(d["message"], ours.as_str());
+
+    // Switched off: nothing goes out.
+    p.cmd(json!({"cmd": "settings", "typing": false, "read_receipts": false}))
+        .await;
+    let mark = s.jamid.signals().len();
+    let r = p
+        .cmd(json!({"cmd": "typing", "conversation": conv, "on": true}))
+        .await;
+    assert_eq!(r["sent"], 0);
+    let r = p
+        .cmd(json!({"cmd": "displayed", "conversation": conv, "message": theirs}))
+        .await;
+    assert_eq!(r["sent"], 0);
+    // A message sent after them arrives: had they gone out, they would be before it.
+    let r = p
+        .cmd(json!({"cmd": "conv.send", "conversation": conv, "body": "after the switch"}))
+        .await;
+    let last = r["message"].as_str().unwrap().to_owned();
+    s.jamid
+        .wait_signal(mark, Duration::from_secs(60), |sig| {
+            sig.name == "messageReceived"
+                && matches!(sig.args.get(2), Some(Arg::Map(m)) if m.get("id") == Some(&last))
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let leaked: Vec<_> = s
+        .jamid
+        .signals()
+        .into_iter()
+        .skip(mark)
+        .filter(|sig| {
+            (sig.name == "composingStatusChanged" && sig.str(2) == s.our_id)
+                || (sig.name == "accountMessageStatusChanged"
+                    && sig.str(2) == s.our_id
+                    && sig.int(4) == Some(3))
+        })
+        .collect();
+    assert!(leaked.is_empty(), "{leaked:?}");
+    // Texts seen by Pamoja, in order.
+    let texts = p.texts();
+    assert!(texts.iter().any(|(a, t)| a == &s.jamid_id && t.starts_with("hello from jamid")));
+}
