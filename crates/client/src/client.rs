@@ -55,6 +55,8 @@ const ANNOUNCE_EVERY: Duration = Duration::from_secs(240);
 const PRESENCE_EVERY: Duration = Duration::from_secs(60);
 /// How long a device lookup waits for announcements.
 const LOOKUP_WAIT: Duration = Duration::from_secs(8);
+/// How long after serving a pack we fetch back from the peer.
+const FETCH_BACK_AFTER: Duration = Duration::from_secs(1);
 /// Longest a fetch may take (a first clone has no limit).
 const FETCH_LIMIT: Duration = Duration::from_secs(300);
 /// Bytes between two progress events of a transfer.
@@ -1230,7 +1232,19 @@ impl Inner {
                 return;
             }
             tokio::spawn(async move {
-                if let Err(e) = pamoja_swarm::git::serve(&dir, ch.into_stream()).await {
+                // A peer that fetched something new may have merged it with commits of its
+                // own, and jamid does not announce merges: fetch back from it.
+                let i = self.clone();
+                let (c2, acc) = (conv.clone(), account.clone());
+                let back = move |_| {
+                    let (i, c, a) = (i.clone(), c2.clone(), acc.clone());
+                    tokio::spawn(async move {
+                        tokio::time::sleep(FETCH_BACK_AFTER).await;
+                        let account = (!a.is_empty()).then_some(a.as_str());
+                        i.fetch_from(&c, &device.to_string(), account).await;
+                    });
+                };
+                if let Err(e) = pamoja_swarm::git::serve_with(&dir, ch.into_stream(), back).await {
                     tracing::info!("serving {conv}: {e}");
                 }
             });

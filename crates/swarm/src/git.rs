@@ -193,7 +193,16 @@ fn send_pack(repo: &Repository, want: Oid, haves: &[Oid]) -> Result<Vec<u8>> {
 
 /// Serves fetches of the repository at `dir` on `stream` until the client closes it;
 /// returns the commits sent, one per session.
-pub async fn serve<S>(dir: &Path, mut stream: S) -> Result<Vec<Oid>>
+pub async fn serve<S>(dir: &Path, stream: S) -> Result<Vec<Oid>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    serve_with(dir, stream, |_| {}).await
+}
+
+/// [`serve`], calling `served` with the wanted commit each time a pack went out (a peer
+/// that fetched something new from us may have merged it with commits of its own).
+pub async fn serve_with<S>(dir: &Path, mut stream: S, mut served: impl FnMut(Oid)) -> Result<Vec<Oid>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -205,10 +214,14 @@ where
         if n == 0 {
             return Ok(server.served);
         }
+        let before = server.served.len();
         let out = server.handle(&repo, &buf[..n])?;
         if !out.is_empty() {
             stream.write_all(&out).await?;
             stream.flush().await?;
+        }
+        for o in &server.served[before..] {
+            served(*o);
         }
     }
 }
