@@ -146,6 +146,157 @@ async fn setup(name: &str) -> Setup {
     }
 }
 
+/// Pamoja asks jamid, jamid accepts, jamid's join reaches Pamoja; the conversation id.
+async fn befriend(s: &Setup, p: &mut JamiRun) -> String {
+    p.wait(60, |e| e["event"] == "ready").await;
+    p.cmd(json!({"cmd": "settings", "display_name": "Pamoja User"}))
+        .await;
+    let mark = s.jamid.signals().len();
+    let t = Instant::now();
+    let r = p.cmd(json!({"cmd": "contact.add", "to": s.jamid_id})).await;
+    let conv = r["conversation"].as_str().unwrap().to_owned();
+    let req = s
+        .jamid
+        .wait_signal(mark, Duration::from_secs(120), |sig| {
+            sig.name == "incomingTrustRequest" && sig.str(2) == s.our_id
+        })
+        .await
+        .unwrap();
+    assert_eq!(req.str(1), conv);
+    assert!(
+        matches!(req.args.get(3), Some(Arg::Bytes(b)) if String::from_utf8_lossy(b).contains("FN:Pamoja User")),
+        "{req:?}"
+    );
+    assert!(
+        s.jamid
+            .accept_trust_request(&s.account, &s.our_id)
+            .await
+            .unwrap()
+    );
+    p.wait(120, |e| {
+        e["event"] == "contact_added" && e["id"] == s.jamid_id.as_str() && e["confirmed"] == true
+    })
+    .await;
+    eprintln!("contact add -> confirmed (pamoja -> jamid): {:?}", t.elapsed());
+    s.jamid
+        .wait_signal(mark, Duration::from_secs(120), |sig| {
+            sig.name == "conversationReady" && sig.str(1) == conv
+        })
+        .await
+        .unwrap();
+    // jamid cloned from us and joined: its join commit reaches us.
+    p.wait(120, |e| {
+        e["event"] == "message" && e["type"] == "member" && e["author"] == s.jamid_id.as_str()
+    })
+    .await;
+    conv
+}
+
+/// Whether jamid's conversation holds a text `body`, polled for up to `secs`.
+async fn jamid_has(jamid: &pamoja_lab::Jamid, account: &str, conv: &str, body: &str, secs: u64) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if let Ok(ms) = jamid.load_conversation(account, conv, 100).await {
+            if ms.iter().any(|m| m.get("body").map(String::as_str) == Some(body)) {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_members_catch_up_and_forged_history_is_refused() {
+    if !available("offline_members_catch_up_and_forged_history_is_refused") {
+        return;
+    }
+    let mut s = setup("offline").await;
+    let mut p = JamiRun::start(&s.lab, &s.archive, &s.data);
+    let conv = befriend(&s, &mut p).await;
+
+    // jamid is stopped; Pamoja posts; jamid, started again on the same data, gets it.
+    s.lab.stop_jamid(&s.jamid);
+    let away = "posted while jamid was stopped";
+    p.cmd(json!({"cmd": "conv.send", "conversation": conv, "body": away}))
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    s.jamid = s.lab.restart_jamid("offline").await.unwrap();
+    s.jamid
+        .wait_registered(&s.account, Duration::from_secs(120))
+        .await
+        .unwrap();
+    let t = Instant::now();
+    assert!(
+        jamid_has(&s.jamid, &s.account, &conv, away, 150).await,
+        "jamid never got the message posted while it was stopped"
+    );
+    eprintln!("jamid back -> has the message: {:?}", t.elapsed());
+
+    // Pamoja is stopped; jamid posts; Pamoja, started again on the same data, gets it.
+    drop(p);
+    let missed = "posted while pamoja was stopped";
+    s.jamid
+        .post_conversation_message(&s.account, &conv, missed, "", 0)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut p = JamiRun::start(&s.lab, &s.archive, &s.data);
+    p.wait(60, |e| e["event"] == "ready").await;
+    let t = Instant::now();
+    let m = p
+        .wait(150, |e| e["event"] == "message" && e["body"]["body"] == missed)
+        .await;
+    eprintln!("pamoja back -> has the message: {:?}", t.elapsed());
+    let original = m["id"].as_str().unwrap().to_owned();
+    let contacts = p.cmd(json!({"cmd": "contact.list"})).await;
+    assert_eq!(contacts["contacts"][0]["confirmed"], true, "kept across the restart");
+
+    // jamid's history is rewritten on disk (its last text, re-made unsigned with another
+    // body); jamid then posts on top of it and tells us. We refuse, keep ours, and say why.
+    {
+        let dir = s.jamid.account_dir(&s.account).join("conversations").join(&conv);
+        let repo = git2::Repository::open(&dir).unwrap();
+        let head = repo.head().unwrap().peel_to_commit().unwrap();
+        assert_eq!(head.id().to_string(), original);
+        let parents: Vec<git2::Commit> = head.parents().collect();
+        let refs: Vec<&git2::Commit> = parents.iter().collect();
+        let forged = repo
+            .commit(
+                None,
+                &head.author(),
+                &head.committer(),
+                &head.message().unwrap().replace(missed, "forged words"),
+                &head.tree().unwrap(),
+                &refs,
+            )
+            .unwrap();
+        repo.reference("refs/heads/main", forged, true, "rewritten")
+            .unwrap();
+    }
+    s.jamid
+        .post_conversation_message(&s.account, &conv, "after the rewrite", "", 0)
+        .await
+        .unwrap();
+    let refused = p
+        .wait(120, |e| e["event"] == "sync_refused" && e["conversation"] == conv.as_str())
+        .await;
+    eprintln!("refused: {}", refused["reason"]);
+    assert!(!refused["reason"].as_str().unwrap().is_empty());
+    let r = p
+        .cmd(json!({"cmd": "conv.load", "conversation": conv, "last": 100}))
+        .await;
+    let bodies: Vec<&str> = r["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["body"]["body"].as_str())
+        .collect();
+    assert!(bodies.contains(&missed), "{bodies:?}");
+    assert!(!bodies.contains(&"forged words"), "{bodies:?}");
+    assert!(!bodies.contains(&"after the rewrite"), "{bodies:?}");
+}
+
 /// Posts from both sides and checks both list the same history, in the same order.
 async fn talk(s: &Setup, p: &mut JamiRun, conv: &str) {
     let jamid = &s.jamid;
@@ -292,49 +443,7 @@ async fn pamoja_asks_jamid_accepts_typing_and_receipts() {
     }
     let s = setup("accepts").await;
     let mut p = JamiRun::start(&s.lab, &s.archive, &s.data);
-    p.wait(60, |e| e["event"] == "ready").await;
-    p.cmd(json!({"cmd": "settings", "display_name": "Pamoja User"}))
-        .await;
-
-    let mark = s.jamid.signals().len();
-    let t = Instant::now();
-    let r = p.cmd(json!({"cmd": "contact.add", "to": s.jamid_id})).await;
-    let conv = r["conversation"].as_str().unwrap().to_owned();
-    let req = s
-        .jamid
-        .wait_signal(mark, Duration::from_secs(120), |sig| {
-            sig.name == "incomingTrustRequest" && sig.str(2) == s.our_id
-        })
-        .await
-        .unwrap();
-    assert_eq!(req.str(1), conv);
-    assert!(
-        matches!(req.args.get(3), Some(Arg::Bytes(b)) if String::from_utf8_lossy(b).contains("FN:Pamoja User")),
-        "{req:?}"
-    );
-    assert!(
-        s.jamid
-            .accept_trust_request(&s.account, &s.our_id)
-            .await
-            .unwrap()
-    );
-    p.wait(120, |e| {
-        e["event"] == "contact_added" && e["id"] == s.jamid_id.as_str() && e["confirmed"] == true
-    })
-    .await;
-    eprintln!("contact add -> confirmed (pamoja -> jamid): {:?}", t.elapsed());
-    s.jamid
-        .wait_signal(mark, Duration::from_secs(120), |sig| {
-            sig.name == "conversationReady" && sig.str(1) == conv
-        })
-        .await
-        .unwrap();
-    // jamid cloned from us and joined: its join commit reaches us.
-    p.wait(120, |e| {
-        e["event"] == "message" && e["type"] == "member" && e["author"] == s.jamid_id.as_str()
-    })
-    .await;
-
+    let conv = befriend(&s, &mut p).await;
     talk(&s, &mut p, &conv).await;
 
     // Typing, both ways.

@@ -53,6 +53,8 @@ use crate::trust::{self, TrustRequest};
 const ANNOUNCE_EVERY: Duration = Duration::from_secs(240);
 /// How often contacts' announcements are looked up again, for presence.
 const PRESENCE_EVERY: Duration = Duration::from_secs(60);
+/// How often notices that could not be delivered are tried again.
+const RETRY_EVERY: Duration = Duration::from_secs(15);
 /// How long a device lookup waits for announcements.
 const LOOKUP_WAIT: Duration = Duration::from_secs(8);
 /// How long after serving a pack we fetch back from the peer.
@@ -367,6 +369,13 @@ impl Client {
             loop {
                 i.clone().refresh_presence().await;
                 tokio::time::sleep(PRESENCE_EVERY).await;
+            }
+        }));
+        let i = inner.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(RETRY_EVERY).await;
+                i.retry_undelivered().await;
             }
         }));
         if let Ok(mut t) = inner.tasks.lock() {
@@ -1161,11 +1170,22 @@ impl Inner {
                 }
                 _ => return false,
             };
+            // A notice already waiting says as much: the fetch takes the whole history.
             self.state()
                 .undelivered
-                .insert((account.to_owned(), conv), m);
+                .entry((account.to_owned(), conv))
+                .or_insert(m);
         }
         delivered
+    }
+
+    /// Tries again each notice that could not be delivered (each is kept again on failure).
+    async fn retry_undelivered(self: &Arc<Self>) {
+        let pending: Vec<((String, String), Im)> =
+            std::mem::take(&mut self.state().undelivered).into_iter().collect();
+        for ((account, _), m) in pending {
+            self.deliver(&account, m).await;
+        }
     }
 
     /// Tells the members of a conversation (not us) about a new commit.

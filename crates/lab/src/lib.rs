@@ -233,6 +233,27 @@ impl Lab {
             &[],
         )?;
         wait_for_path(&bus_path, Duration::from_secs(10)).await?;
+        self.spawn_jamid(name).await
+    }
+
+    /// Stops a jamid (by its PID; its D-Bus session stays) so that
+    /// [`Lab::restart_jamid`] can start it again on the same data.
+    pub fn stop_jamid(&mut self, jamid: &Jamid) {
+        let pid = jamid.pid();
+        if let Some(p) = self.procs.iter_mut().find(|p| p.pid() == pid) {
+            p.stop();
+        }
+    }
+
+    /// Starts jamid `name` again, with the data and D-Bus session of its first start.
+    pub async fn restart_jamid(&mut self, name: &str) -> Result<Jamid> {
+        self.spawn_jamid(name).await
+    }
+
+    async fn spawn_jamid(&mut self, name: &str) -> Result<Jamid> {
+        let home = self.dir().join(format!("jami-{name}"));
+        let bus_path = self.dir().join(format!("bus-{name}"));
+        let address = format!("unix:path={}", bus_path.display());
         let env: Vec<(&str, PathBuf)> = vec![
             ("HOME", home.clone()),
             ("XDG_CONFIG_HOME", home.join(".config")),
