@@ -554,3 +554,97 @@ async fn pamoja_asks_jamid_accepts_typing_and_receipts() {
     let texts = p.texts();
     assert!(texts.iter().any(|(a, t)| a == &s.jamid_id && t.starts_with("hello from jamid")));
 }
+
+/// Accepts the invitation jamid `j` got to `conv` and waits until it cloned and joined.
+async fn join_group(j: &pamoja_lab::Jamid, account: &str, conv: &str, mark: usize) {
+    j.wait_signal(mark, Duration::from_secs(120), |sig| {
+        sig.name == "conversationRequestReceived" && sig.str(1) == conv
+    })
+    .await
+    .unwrap();
+    j.accept_conversation_request(account, conv).await.unwrap();
+    j.wait_signal(mark, Duration::from_secs(120), |sig| {
+        sig.name == "conversationReady" && sig.str(1) == conv
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_jamids_never_online_together_talk_through_pamoja() {
+    if !available("two_jamids_never_online_together_talk_through_pamoja") {
+        return;
+    }
+    let mut s = setup("ann").await;
+    let mut p = JamiRun::start(&s.lab, &s.archive, &s.data);
+    p.wait(60, |e| e["event"] == "ready").await;
+    let conv = p.cmd(json!({"cmd": "conv.create"})).await["conversation"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Ann joins, then goes away.
+    let mark = s.jamid.signals().len();
+    p.cmd(json!({"cmd": "conv.invite", "conversation": conv, "to": s.jamid_id}))
+        .await;
+    join_group(&s.jamid, &s.account, &conv, mark).await;
+    let ann_id = s.jamid_id.clone();
+    p.wait(120, |e| {
+        e["event"] == "message" && e["type"] == "member" && e["author"] == ann_id.as_str()
+    })
+    .await;
+    s.lab.stop_jamid(&s.jamid);
+
+    // Bob joins while Ann is away, posts, and goes away.
+    let bob = s.lab.start_jamid("bob").await.unwrap();
+    let bob_account = bob.add_account(4222, &[]).await.unwrap();
+    bob.wait_registered(&bob_account, Duration::from_secs(120))
+        .await
+        .unwrap();
+    let bob_id = bob.jami_id(&bob_account).await.unwrap();
+    let mark = bob.signals().len();
+    p.cmd(json!({"cmd": "conv.invite", "conversation": conv, "to": bob_id}))
+        .await;
+    join_group(&bob, &bob_account, &conv, mark).await;
+    let from_bob = "from Bob, while Ann is away";
+    bob.post_conversation_message(&bob_account, &conv, from_bob, "", 0)
+        .await
+        .unwrap();
+    p.wait(120, |e| e["event"] == "message" && e["body"]["body"] == from_bob)
+        .await;
+    s.lab.stop_jamid(&bob);
+    drop(bob);
+
+    // Ann comes back: Bob's message reaches her through Pamoja. She answers and goes away.
+    s.jamid = s.lab.restart_jamid("ann").await.unwrap();
+    s.jamid
+        .wait_registered(&s.account, Duration::from_secs(120))
+        .await
+        .unwrap();
+    let t = Instant::now();
+    assert!(
+        jamid_has(&s.jamid, &s.account, &conv, from_bob, 150).await,
+        "Ann never got Bob's message"
+    );
+    eprintln!("Ann back -> has Bob's message: {:?}", t.elapsed());
+    let from_ann = "from Ann, while Bob is away";
+    s.jamid
+        .post_conversation_message(&s.account, &conv, from_ann, "", 0)
+        .await
+        .unwrap();
+    p.wait(120, |e| e["event"] == "message" && e["body"]["body"] == from_ann)
+        .await;
+    s.lab.stop_jamid(&s.jamid);
+
+    // Bob comes back: Ann's message reaches him through Pamoja.
+    let bob = s.lab.restart_jamid("bob").await.unwrap();
+    bob.wait_registered(&bob_account, Duration::from_secs(120))
+        .await
+        .unwrap();
+    let t = Instant::now();
+    assert!(
+        jamid_has(&bob, &bob_account, &conv, from_ann, 150).await,
+        "Bob never got Ann's message"
+    );
+    eprintln!("Bob back -> has Ann's message: {:?}", t.elapsed());
+}

@@ -1190,12 +1190,21 @@ impl Inner {
 
     /// Tells the members of a conversation (not us) about a new commit.
     fn notify(self: Arc<Self>, conversation: &str, commit: &str) {
+        self.notify_except(conversation, commit, None)
+    }
+
+    /// [`Inner::notify`], leaving out account `except` (where the commit came from).
+    fn notify_except(self: Arc<Self>, conversation: &str, commit: &str, except: Option<&str>) {
         let members: Vec<String> = self
             .open(conversation)
             .and_then(|c| Ok(c.members()?))
             .unwrap_or_default()
             .into_iter()
-            .filter(|(u, r)| matches!(r, Role::Admin | Role::Member) && *u != self.me)
+            .filter(|(u, r)| {
+                matches!(r, Role::Admin | Role::Member)
+                    && *u != self.me
+                    && Some(u.as_str()) != except
+            })
             .map(|(u, _)| u)
             .collect();
         for m in members {
@@ -1750,10 +1759,14 @@ impl Inner {
                         self.clone().watch(uri);
                     }
                 }
-                if let Pulled::Merged(id) = pulled {
-                    drop(c);
-                    self.clone().notify(conversation, &id.to_string());
-                }
+                // Our head moved: tell the other members we have it, so that one who was
+                // offline when it was posted gets it from us (the "often-online device").
+                let head = match pulled {
+                    Pulled::Merged(id) => id.to_string(),
+                    _ => remote.to_string(),
+                };
+                drop(c);
+                self.clone().notify_except(conversation, &head, account);
             }
             Err(e) => {
                 tracing::warn!("history of {conversation} from {device} refused: {e}");

@@ -74,6 +74,8 @@ trait ConfigurationManager {
         conversation: &str,
         uri: &str,
     ) -> zbus::Result<()>;
+    #[zbus(name = "acceptConversationRequest")]
+    fn accept_conversation_request(&self, account: &str, conversation: &str) -> zbus::Result<()>;
     #[zbus(name = "getConversations")]
     fn get_conversations(&self, account: &str) -> zbus::Result<Vec<String>>;
     #[zbus(name = "getContacts")]
@@ -615,6 +617,15 @@ impl Jamid {
                 "conversationLoaded without messages: {other:?}"
             ))),
         }
+    }
+
+    /// `acceptConversationRequest`: jamid clones the conversation from the inviter's devices
+    /// and joins.
+    pub async fn accept_conversation_request(&self, account: &str, conversation: &str) -> Result<()> {
+        Ok(self
+            .cm
+            .accept_conversation_request(account, conversation)
+            .await?)
     }
 
     /// `getConversations`: the ids of the account's conversations.
