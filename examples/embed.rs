@@ -12,7 +12,11 @@ use pamoja::client::{Client, Config, Event, Events};
 use pamoja::dht::{Config as DhtConfig, Runner};
 use pamoja::identity::Account;
 
-async fn until<T>(who: &str, ev: &mut Events, mut pick: impl FnMut(&Event) -> Option<T>) -> anyhow::Result<T> {
+async fn until<T>(
+    who: &str,
+    ev: &mut Events,
+    mut pick: impl FnMut(&Event) -> Option<T>,
+) -> anyhow::Result<T> {
     loop {
         let e = tokio::time::timeout(Duration::from_secs(60), ev.next())
             .await?
@@ -34,14 +38,19 @@ async fn main() -> anyhow::Result<()> {
         ice_addr: "127.0.0.1".parse().expect("an address"),
     };
     eprintln!("creating two accounts (RSA-4096 keys)...");
-    let (alice, mut alice_ev) = Client::start(Account::create(|_| {})?, config(dirs.0.path())).await?;
+    let (alice, mut alice_ev) =
+        Client::start(Account::create(|_| {})?, config(dirs.0.path())).await?;
     let (bob, mut bob_ev) = Client::start(Account::create(|_| {})?, config(dirs.1.path())).await?;
 
     let conv = alice.add_contact(bob.jami_id()).await?;
-    until("bob", &mut bob_ev, |e| matches!(e, Event::TrustRequest { .. }).then_some(())).await?;
+    until("bob", &mut bob_ev, |e| {
+        matches!(e, Event::TrustRequest { .. }).then_some(())
+    })
+    .await?;
     bob.accept_contact(alice.jami_id()).await?;
     until("bob", &mut bob_ev, |e| {
-        matches!(e, Event::ConversationReady { conversation } if *conversation == conv).then_some(())
+        matches!(e, Event::ConversationReady { conversation } if *conversation == conv)
+            .then_some(())
     })
     .await?;
     until("alice", &mut alice_ev, |e| {

@@ -44,7 +44,10 @@ impl JamiRun {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         std::thread::spawn(move || {
             use std::io::BufRead;
-            for l in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            for l in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
                 let v: Json = serde_json::from_str(&l).expect("one JSON object a line");
                 let _ = tx.send(v);
             }
@@ -177,7 +180,10 @@ async fn befriend(s: &Setup, p: &mut JamiRun) -> String {
         e["event"] == "contact_added" && e["id"] == s.jamid_id.as_str() && e["confirmed"] == true
     })
     .await;
-    eprintln!("contact add -> confirmed (pamoja -> jamid): {:?}", t.elapsed());
+    eprintln!(
+        "contact add -> confirmed (pamoja -> jamid): {:?}",
+        t.elapsed()
+    );
     s.jamid
         .wait_signal(mark, Duration::from_secs(120), |sig| {
             sig.name == "conversationReady" && sig.str(1) == conv
@@ -193,11 +199,20 @@ async fn befriend(s: &Setup, p: &mut JamiRun) -> String {
 }
 
 /// Whether jamid's conversation holds a text `body`, polled for up to `secs`.
-async fn jamid_has(jamid: &pamoja_lab::Jamid, account: &str, conv: &str, body: &str, secs: u64) -> bool {
+async fn jamid_has(
+    jamid: &pamoja_lab::Jamid,
+    account: &str,
+    conv: &str,
+    body: &str,
+    secs: u64,
+) -> bool {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while Instant::now() < deadline {
         if let Ok(ms) = jamid.load_conversation(account, conv, 100).await {
-            if ms.iter().any(|m| m.get("body").map(String::as_str) == Some(body)) {
+            if ms
+                .iter()
+                .any(|m| m.get("body").map(String::as_str) == Some(body))
+            {
                 return true;
             }
         }
@@ -245,17 +260,26 @@ async fn offline_members_catch_up_and_forged_history_is_refused() {
     p.wait(60, |e| e["event"] == "ready").await;
     let t = Instant::now();
     let m = p
-        .wait(150, |e| e["event"] == "message" && e["body"]["body"] == missed)
+        .wait(150, |e| {
+            e["event"] == "message" && e["body"]["body"] == missed
+        })
         .await;
     eprintln!("pamoja back -> has the message: {:?}", t.elapsed());
     let original = m["id"].as_str().unwrap().to_owned();
     let contacts = p.cmd(json!({"cmd": "contact.list"})).await;
-    assert_eq!(contacts["contacts"][0]["confirmed"], true, "kept across the restart");
+    assert_eq!(
+        contacts["contacts"][0]["confirmed"], true,
+        "kept across the restart"
+    );
 
     // jamid's history is rewritten on disk (its last text, re-made unsigned with another
     // body); jamid then posts on top of it and tells us. We refuse, keep ours, and say why.
     {
-        let dir = s.jamid.account_dir(&s.account).join("conversations").join(&conv);
+        let dir = s
+            .jamid
+            .account_dir(&s.account)
+            .join("conversations")
+            .join(&conv);
         let repo = git2::Repository::open(&dir).unwrap();
         let head = repo.head().unwrap().peel_to_commit().unwrap();
         assert_eq!(head.id().to_string(), original);
@@ -279,7 +303,9 @@ async fn offline_members_catch_up_and_forged_history_is_refused() {
         .await
         .unwrap();
     let refused = p
-        .wait(120, |e| e["event"] == "sync_refused" && e["conversation"] == conv.as_str())
+        .wait(120, |e| {
+            e["event"] == "sync_refused" && e["conversation"] == conv.as_str()
+        })
         .await;
     eprintln!("refused: {}", refused["reason"]);
     assert!(!refused["reason"].as_str().unwrap().is_empty());
@@ -357,7 +383,11 @@ async fn talk(s: &Setup, p: &mut JamiRun, conv: &str) {
         ours.reverse();
         if ours == theirs {
             assert!(ours.contains(&commit));
-            assert_eq!(ours.last().map(String::as_str), Some(conv), "initial commit last");
+            assert_eq!(
+                ours.last().map(String::as_str),
+                Some(conv),
+                "initial commit last"
+            );
             break;
         }
         assert!(
@@ -420,7 +450,12 @@ async fn jamid_asks_pamoja_accepts_and_they_talk() {
             .contains(&conv)
     );
     let list = p.cmd(json!({"cmd": "conv.list"})).await;
-    assert!(list["conversations"].as_array().unwrap().contains(&json!(conv)));
+    assert!(
+        list["conversations"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(conv))
+    );
     let contacts = p.cmd(json!({"cmd": "contact.list"})).await;
     assert_eq!(contacts["contacts"][0]["id"], s.jamid_id.as_str());
     assert_eq!(contacts["contacts"][0]["confirmed"], true);
@@ -430,7 +465,11 @@ async fn jamid_asks_pamoja_accepts_and_they_talk() {
         .iter()
         .find(|c| c.get("id") == Some(&s.our_id))
         .expect("jamid lists us");
-    assert_eq!(us.get("confirmed").map(String::as_str), Some("true"), "{us:?}");
+    assert_eq!(
+        us.get("confirmed").map(String::as_str),
+        Some("true"),
+        "{us:?}"
+    );
     assert_eq!(us.get("conversationId"), Some(&conv), "{us:?}");
 
     talk(&s, &mut p, &conv).await;
@@ -475,7 +514,11 @@ async fn pamoja_asks_jamid_accepts_typing_and_receipts() {
         .all
         .iter()
         .rev()
-        .find(|e| e["event"] == "message" && e["author"] == s.jamid_id.as_str() && e["type"] == "text/plain")
+        .find(|e| {
+            e["event"] == "message"
+                && e["author"] == s.jamid_id.as_str()
+                && e["type"] == "text/plain"
+        })
         .and_then(|e| e["id"].as_str())
         .unwrap()
         .to_owned();
@@ -508,7 +551,9 @@ async fn pamoja_asks_jamid_accepts_typing_and_receipts() {
             .unwrap()
     );
     let d = p
-        .wait(30, |e| e["event"] == "displayed" && e["from"] == s.jamid_id.as_str())
+        .wait(30, |e| {
+            e["event"] == "displayed" && e["from"] == s.jamid_id.as_str()
+        })
         .await;
     assert_eq!(d["message"], ours.as_str());
 
@@ -552,7 +597,11 @@ async fn pamoja_asks_jamid_accepts_typing_and_receipts() {
     assert!(leaked.is_empty(), "{leaked:?}");
     // Texts seen by Pamoja, in order.
     let texts = p.texts();
-    assert!(texts.iter().any(|(a, t)| a == &s.jamid_id && t.starts_with("hello from jamid")));
+    assert!(
+        texts
+            .iter()
+            .any(|(a, t)| a == &s.jamid_id && t.starts_with("hello from jamid"))
+    );
 }
 
 /// Accepts the invitation jamid `j` got to `conv` and waits until it cloned and joined.
@@ -610,8 +659,10 @@ async fn two_jamids_never_online_together_talk_through_pamoja() {
     bob.post_conversation_message(&bob_account, &conv, from_bob, "", 0)
         .await
         .unwrap();
-    p.wait(120, |e| e["event"] == "message" && e["body"]["body"] == from_bob)
-        .await;
+    p.wait(120, |e| {
+        e["event"] == "message" && e["body"]["body"] == from_bob
+    })
+    .await;
     s.lab.stop_jamid(&bob);
     drop(bob);
 
@@ -632,8 +683,10 @@ async fn two_jamids_never_online_together_talk_through_pamoja() {
         .post_conversation_message(&s.account, &conv, from_ann, "", 0)
         .await
         .unwrap();
-    p.wait(120, |e| e["event"] == "message" && e["body"]["body"] == from_ann)
-        .await;
+    p.wait(120, |e| {
+        e["event"] == "message" && e["body"]["body"] == from_ann
+    })
+    .await;
     s.lab.stop_jamid(&s.jamid);
 
     // Bob comes back: Ann's message reaches him through Pamoja.

@@ -167,7 +167,9 @@ async fn execute(client: &Client, name: &str, c: &Json) -> Result<Json> {
         "conv.invite" => json!({"commit":
             client.invite(field(c, "conversation")?, field(c, "to")?).await?}),
         "conv.accept" => {
-            client.accept_conversation(field(c, "conversation")?).await?;
+            client
+                .accept_conversation(field(c, "conversation")?)
+                .await?;
             json!({})
         }
         "conv.leave" => {

@@ -621,7 +621,9 @@ async fn answer(inner: Arc<Inner>, req: PeerConnectionRequest, signer: PublicKey
 /// The account of a TLS peer: the issuer certificate that follows the device's.
 fn account_of(certs: Option<&[rustls::pki_types::CertificateDer<'_>]>) -> Option<JamiId> {
     let der = certs?.get(1)?;
-    Certificate::from_der(der.as_ref()).ok().map(|c| c.jami_id())
+    Certificate::from_der(der.as_ref())
+        .ok()
+        .map(|c| c.jami_id())
 }
 
 /// What handles ask of a link's task.

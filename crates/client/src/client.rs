@@ -29,7 +29,9 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pamoja_channel::inbox::{ImMessage, Inbox, InboxItem, inbox_key};
-use pamoja_channel::link::{Channel, ChannelSender, Dialer, Incoming, Manager, Options, Rendezvous};
+use pamoja_channel::link::{
+    Channel, ChannelSender, Dialer, Incoming, Manager, Options, Rendezvous,
+};
 use pamoja_channel::seen::{self, Seen};
 use pamoja_channel::sip::{self, Route, SipReader, StartLine};
 use pamoja_channel::tls::Identity;
@@ -298,7 +300,8 @@ impl Client {
             .filter(|(_, c)| c.is_banned())
             .filter_map(|(id, _)| id.parse().ok())
             .collect();
-        let mut manager = Manager::start(dht.clone(), Identity { key: key()?, chain }, opts).await?;
+        let mut manager =
+            Manager::start(dht.clone(), Identity { key: key()?, chain }, opts).await?;
         let (tx, rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             signer,
@@ -495,7 +498,9 @@ impl Client {
     pub fn decline_contact(&self, from: &str) -> Result<()> {
         let mut st = self.inner.state();
         if st.contacts.requests.remove(from).is_none() {
-            return Err(ClientError::Invalid(format!("no trust request from {from}")));
+            return Err(ClientError::Invalid(format!(
+                "no trust request from {from}"
+            )));
         }
         st.contacts.save(&self.inner.data)?;
         Ok(())
@@ -1101,7 +1106,11 @@ impl Inner {
     }
 
     /// The `sip` channel to the device of `chain`, opened when there is none.
-    async fn sip_to(self: &Arc<Self>, chain: &[Certificate], account: &str) -> Result<ChannelSender> {
+    async fn sip_to(
+        self: &Arc<Self>,
+        chain: &[Certificate],
+        account: &str,
+    ) -> Result<ChannelSender> {
         let device = chain[0].public_key().device_id();
         if let Some(tx) = self
             .sips
@@ -1181,8 +1190,9 @@ impl Inner {
 
     /// Tries again each notice that could not be delivered (each is kept again on failure).
     async fn retry_undelivered(self: &Arc<Self>) {
-        let pending: Vec<((String, String), Im)> =
-            std::mem::take(&mut self.state().undelivered).into_iter().collect();
+        let pending: Vec<((String, String), Im)> = std::mem::take(&mut self.state().undelivered)
+            .into_iter()
+            .collect();
         for ((account, _), m) in pending {
             self.deliver(&account, m).await;
         }
@@ -1312,10 +1322,16 @@ impl Inner {
                     if !matches!(m.start, StartLine::Request { .. }) {
                         continue;
                     }
-                    if tx.send(&sip::response(&m, 200, "OK").to_bytes()).await.is_err() {
+                    if tx
+                        .send(&sip::response(&m, 200, "OK").to_bytes())
+                        .await
+                        .is_err()
+                    {
                         break 'read;
                     }
-                    let Some(t) = sip::read_message(&m) else { continue };
+                    let Some(t) = sip::read_message(&m) else {
+                        continue;
+                    };
                     if let Some(id) = &t.id {
                         let fresh = self
                             .seen
@@ -1326,11 +1342,14 @@ impl Inner {
                             continue;
                         }
                     }
-                    self.clone().on_instant(&t.from, Some(device), &t.content_type, &t.body);
+                    self.clone()
+                        .on_instant(&t.from, Some(device), &t.content_type, &t.body);
                 }
             }
             if let Ok(mut s) = self.sips.lock() {
-                if s.get(&device).is_some_and(|(_, t)| t.is_closed() || t.same_channel(&tx)) {
+                if s.get(&device)
+                    .is_some_and(|(_, t)| t.is_closed() || t.same_channel(&tx))
+                {
                     s.remove(&device);
                 }
             }
@@ -1690,7 +1709,9 @@ impl Inner {
     async fn fetch_from(self: Arc<Self>, conversation: &str, device: &str, account: Option<&str>) {
         let lock = self.conv_lock(conversation);
         let _g = lock.lock().await;
-        let Ok(c) = self.open(conversation) else { return };
+        let Ok(c) = self.open(conversation) else {
+            return;
+        };
         let Ok(before) = c.head() else { return };
         let chain = c.device_chain(device);
         drop(c);
@@ -1746,7 +1767,9 @@ impl Inner {
             }
         };
         drop(stream);
-        let Ok(c) = self.open(conversation) else { return };
+        let Ok(c) = self.open(conversation) else {
+            return;
+        };
         match c.pull(&self.signer, remote) {
             Ok(Pulled::UpToDate) => {}
             Ok(pulled) => {
@@ -1783,7 +1806,9 @@ impl Inner {
 /// The commits of `main` that `before` does not reach, oldest first.
 fn new_commits(c: &Conversation, before: git2::Oid) -> Vec<pamoja_swarm::Message> {
     let repo = c.repo();
-    let Ok(head) = c.head() else { return Vec::new() };
+    let Ok(head) = c.head() else {
+        return Vec::new();
+    };
     let Ok(mut walk) = repo.revwalk() else {
         return Vec::new();
     };

@@ -331,7 +331,10 @@ mod tests {
         assert!(l.confirm(A, "c2", 101));
         assert!(!l.confirm(A, "c2", 102), "already confirmed");
         assert_eq!(l.contacts[A].state(), ContactState::Confirmed);
-        assert_eq!(l.contacts[A].conversation_id, "c2", "a confirmation names the conversation");
+        assert_eq!(
+            l.contacts[A].conversation_id, "c2",
+            "a confirmation names the conversation"
+        );
         l.remove(A, true, 100);
         assert_eq!(l.contacts[A].state(), ContactState::Banned);
         assert!(l.is_banned(A));
@@ -349,7 +352,10 @@ mod tests {
             confirmed: true,
             conversation_id: "y".into(),
         });
-        assert_eq!((a.added, a.removed, a.banned, a.confirmed), (7, 6, true, true));
+        assert_eq!(
+            (a.added, a.removed, a.banned, a.confirmed),
+            (7, 6, true, true)
+        );
         assert_eq!(a.conversation_id, "y");
     }
 

@@ -133,7 +133,9 @@ impl Event {
                 conversation,
                 name,
                 received,
-            } => json!({"from": from, "conversation": conversation, "name": name, "received": received}),
+            } => {
+                json!({"from": from, "conversation": conversation, "name": name, "received": received})
+            }
             Self::ContactAdded {
                 id,
                 confirmed,

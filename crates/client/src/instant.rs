@@ -62,8 +62,11 @@ fn between<'a>(body: &'a str, open: &str, close: &str) -> Option<&'a str> {
     let rest = &body[start..];
     let end = rest.find(close)?;
     let inner = rest[..end].trim();
-    (!inner.is_empty() && inner.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
-        .then_some(inner)
+    (!inner.is_empty()
+        && inner
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+    .then_some(inner)
 }
 
 impl Instant {
@@ -134,13 +137,12 @@ impl Instant {
             }),
             MIME_IMDN => {
                 let message = between(body, "<message-id>", "</message-id>")?.to_owned();
-                let status = between(body, "<status><", "/></status>")
-                    .or_else(|| {
-                        let s = body.find("<status>")? + 8;
-                        let rest = body[s..].trim_start().strip_prefix('<')?;
-                        let e = rest.find("/>")?;
-                        Some(&rest[..e])
-                    })?;
+                let status = between(body, "<status><", "/></status>").or_else(|| {
+                    let s = body.find("<status>")? + 8;
+                    let rest = body[s..].trim_start().strip_prefix('<')?;
+                    let e = rest.find("/>")?;
+                    Some(&rest[..e])
+                })?;
                 if status != "displayed" {
                     return None;
                 }
@@ -207,7 +209,9 @@ mod tests {
         assert_eq!(m, MIME_COMPOSING);
         assert_eq!(
             b,
-            format!("<?xml version=\"1.0\" encoding=\"utf-8\" ?>\n<isComposing><state>active</state><conversation>{C}</conversation></isComposing>")
+            format!(
+                "<?xml version=\"1.0\" encoding=\"utf-8\" ?>\n<isComposing><state>active</state><conversation>{C}</conversation></isComposing>"
+            )
         );
         let (m, b) = Instant::Displayed {
             conversation: C.into(),
@@ -215,8 +219,12 @@ mod tests {
         }
         .encode();
         assert_eq!(m, MIME_IMDN);
-        assert!(b.starts_with("<?xml version=\"1.0\" encoding=\"utf-8\" ?>\n<imdn><message-id>abab"));
-        assert!(b.ends_with("<display-notification><status><displayed/></status></display-notification>\n</imdn>"));
+        assert!(
+            b.starts_with("<?xml version=\"1.0\" encoding=\"utf-8\" ?>\n<imdn><message-id>abab")
+        );
+        assert!(b.ends_with(
+            "<display-notification><status><displayed/></status></display-notification>\n</imdn>"
+        ));
         for i in [
             Instant::Composing {
                 conversation: C.into(),
@@ -243,20 +251,43 @@ mod tests {
     #[test]
     fn tolerant_reading() {
         // jamid's pretty-printed JSON and spaced XML.
-        let j = format!("{{\n\t\"commit\" : \"{}\",\n\t\"deviceId\" : \"{}\",\n\t\"id\" : \"{C}\"\n}}", "a".repeat(40), "b".repeat(64));
-        assert!(matches!(Instant::decode(MIME_GIT, &j), Some(Instant::NewCommit { .. })));
-        let x = format!("<imdn><message-id> abc </message-id><conversation>{C}</conversation><status> <displayed/> </status></imdn>");
+        let j = format!(
+            "{{\n\t\"commit\" : \"{}\",\n\t\"deviceId\" : \"{}\",\n\t\"id\" : \"{C}\"\n}}",
+            "a".repeat(40),
+            "b".repeat(64)
+        );
+        assert!(matches!(
+            Instant::decode(MIME_GIT, &j),
+            Some(Instant::NewCommit { .. })
+        ));
+        let x = format!(
+            "<imdn><message-id> abc </message-id><conversation>{C}</conversation><status> <displayed/> </status></imdn>"
+        );
         assert_eq!(
             Instant::decode(MIME_IMDN, &x),
-            Some(Instant::Displayed { conversation: C.into(), message: "abc".into() })
+            Some(Instant::Displayed {
+                conversation: C.into(),
+                message: "abc".into()
+            })
         );
-        assert_eq!(Instant::decode(MIME_IMDN, "<imdn><message-id>a</message-id><status><delivered/></status></imdn>"), None);
+        assert_eq!(
+            Instant::decode(
+                MIME_IMDN,
+                "<imdn><message-id>a</message-id><status><delivered/></status></imdn>"
+            ),
+            None
+        );
         assert_eq!(Instant::decode(MIME_GIT, "{"), None);
         assert_eq!(Instant::decode(MIME_INVITE, "nope"), None);
         assert_eq!(Instant::decode("text/plain", "hi"), None);
-        let inv = format!("{{\"conversationId\":\"{C}\",\"metadatas\":{{\"mode\":\"2\",\"title\":\"t\"}}}}");
+        let inv = format!(
+            "{{\"conversationId\":\"{C}\",\"metadatas\":{{\"mode\":\"2\",\"title\":\"t\"}}}}"
+        );
         match Instant::decode(MIME_INVITE_JSON, &inv) {
-            Some(Instant::Invite { conversation, metadatas }) => {
+            Some(Instant::Invite {
+                conversation,
+                metadatas,
+            }) => {
                 assert_eq!(conversation, C);
                 assert_eq!(metadatas["mode"], "2");
             }
@@ -267,7 +298,10 @@ mod tests {
     #[test]
     fn vcards() {
         assert_eq!(vcard_name(&vcard("Ann é")).as_deref(), Some("Ann é"));
-        assert_eq!(vcard_name(b"BEGIN:VCARD\nFN;CHARSET=UTF-8:Bo\r\n").as_deref(), Some("Bo"));
+        assert_eq!(
+            vcard_name(b"BEGIN:VCARD\nFN;CHARSET=UTF-8:Bo\r\n").as_deref(),
+            Some("Bo")
+        );
         assert_eq!(vcard_name(b"\xff\xfe"), None);
     }
 }

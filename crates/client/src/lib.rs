@@ -17,12 +17,12 @@
 //!
 //! The pure modules hold the formats and the rules; [`client`] holds the I/O.
 
+pub mod client;
 pub mod contacts;
+pub mod event;
 pub mod instant;
 pub mod presence;
 pub mod trust;
-pub mod client;
-pub mod event;
 
 pub use client::{Client, ClientError, Config, ContactInfo, Events, Settings};
 pub use event::Event;

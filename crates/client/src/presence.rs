@@ -90,7 +90,13 @@ impl Presence {
     }
 
     /// A link to `device` went up or down.
-    pub fn linked(&mut self, contact: &str, device: &str, up: bool, now: Instant) -> Option<Status> {
+    pub fn linked(
+        &mut self,
+        contact: &str,
+        device: &str,
+        up: bool,
+        now: Instant,
+    ) -> Option<Status> {
         let p = self.peers.entry(contact.to_owned()).or_default();
         if up {
             p.linked.insert(device.to_owned());
@@ -122,13 +128,22 @@ mod tests {
         assert_eq!(p.status("a", t0), Status::Offline);
         assert_eq!(p.announced("a", "d1", t0), Some(Status::Reachable));
         assert_eq!(p.announced("a", "d1", t0 + Duration::from_secs(1)), None);
-        assert_eq!(p.linked("a", "d1", true, t0 + Duration::from_secs(2)), Some(Status::Connected));
-        assert_eq!(p.linked("a", "d1", false, t0 + Duration::from_secs(3)), Some(Status::Reachable));
+        assert_eq!(
+            p.linked("a", "d1", true, t0 + Duration::from_secs(2)),
+            Some(Status::Connected)
+        );
+        assert_eq!(
+            p.linked("a", "d1", false, t0 + Duration::from_secs(3)),
+            Some(Status::Reachable)
+        );
         assert!(p.tick(t0 + Duration::from_secs(300)).is_empty());
         assert_eq!(
             p.tick(t0 + Duration::from_secs(2) + ANNOUNCE_TTL),
             vec![("a".to_string(), Status::Offline)]
         );
-        assert!(p.tick(t0 + Duration::from_secs(2000)).is_empty(), "reported once");
+        assert!(
+            p.tick(t0 + Duration::from_secs(2000)).is_empty(),
+            "reported once"
+        );
     }
 }

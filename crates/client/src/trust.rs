@@ -6,8 +6,8 @@
 //! (the one-to-one conversation), `payload` (the sender's vCard, bytes), `confirm` (false
 //! for a request, true for the answer of one who accepted).
 
-use pamoja_dht::secure::{self, SecureError};
 use pamoja_dht::Value;
+use pamoja_dht::secure::{self, SecureError};
 use pamoja_identity::msgpack::{self, Reader};
 use pamoja_identity::{PrivateKey, PublicKey};
 
@@ -132,7 +132,10 @@ mod tests {
     fn payload_in_opendht_order_and_back() {
         let t = TrustRequest::request(&"ab".repeat(20), b"BEGIN:VCARD\r\nFN:x\r\n".to_vec());
         let b = t.encode();
-        assert_eq!(&b[..9], &[0x84, 0xa7, b's', b'e', b'r', b'v', b'i', b'c', b'e']);
+        assert_eq!(
+            &b[..9],
+            &[0x84, 0xa7, b's', b'e', b'r', b'v', b'i', b'c', b'e']
+        );
         assert_eq!(*b.last().unwrap(), 0xc2, "confirm false last");
         assert_eq!(TrustRequest::decode(&b).unwrap(), t);
         let c = TrustRequest::confirmation(&"ab".repeat(20));

@@ -43,7 +43,9 @@ async fn wait_for<T>(ev: &mut Events, secs: u64, mut pick: impl FnMut(&Event) ->
 
 fn text_of(e: &Event) -> Option<(String, String)> {
     match e {
-        Event::Message { kind, body, author, .. } if kind == "text/plain" => Some((
+        Event::Message {
+            kind, body, author, ..
+        } if kind == "text/plain" => Some((
             author.clone().unwrap_or_default(),
             body["body"].as_str().unwrap_or_default().to_owned(),
         )),
@@ -55,8 +57,18 @@ fn text_of(e: &Event) -> Option<(String, String)> {
 async fn two_accounts_add_each_other_and_talk() {
     let boot = bootstrap().await;
     let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (a, mut a_ev) = start(Account::create(|_| {}).unwrap(), a_dir.path(), boot.local_addr()).await;
-    let (b, mut b_ev) = start(Account::create(|_| {}).unwrap(), b_dir.path(), boot.local_addr()).await;
+    let (a, mut a_ev) = start(
+        Account::create(|_| {}).unwrap(),
+        a_dir.path(),
+        boot.local_addr(),
+    )
+    .await;
+    let (b, mut b_ev) = start(
+        Account::create(|_| {}).unwrap(),
+        b_dir.path(),
+        boot.local_addr(),
+    )
+    .await;
     a.set_settings(Settings {
         display_name: "Ann".into(),
         ..Settings::default()
@@ -66,9 +78,12 @@ async fn two_accounts_add_each_other_and_talk() {
     let t0 = Instant::now();
     let conv = a.add_contact(b.jami_id()).await.unwrap();
     let (from, name) = wait_for(&mut b_ev, 60, |e| match e {
-        Event::TrustRequest { from, conversation, name, .. } if *conversation == conv => {
-            Some((from.clone(), name.clone()))
-        }
+        Event::TrustRequest {
+            from,
+            conversation,
+            name,
+            ..
+        } if *conversation == conv => Some((from.clone(), name.clone())),
         _ => None,
     })
     .await;
@@ -77,7 +92,11 @@ async fn two_accounts_add_each_other_and_talk() {
     assert_eq!(b.trust_requests().len(), 1);
     assert_eq!(b.accept_contact(a.jami_id()).await.unwrap(), conv);
     wait_for(&mut a_ev, 60, |e| match e {
-        Event::ContactAdded { id, confirmed: true, conversation } if id == b.jami_id() => {
+        Event::ContactAdded {
+            id,
+            confirmed: true,
+            conversation,
+        } if id == b.jami_id() => {
             assert_eq!(*conversation, conv);
             Some(())
         }
@@ -86,7 +105,8 @@ async fn two_accounts_add_each_other_and_talk() {
     .await;
     let confirmed = t0.elapsed();
     wait_for(&mut b_ev, 60, |e| {
-        matches!(e, Event::ConversationReady { conversation } if *conversation == conv).then_some(())
+        matches!(e, Event::ConversationReady { conversation } if *conversation == conv)
+            .then_some(())
     })
     .await;
     eprintln!("contact add -> confirmed: {confirmed:?}");
@@ -97,7 +117,11 @@ async fn two_accounts_add_each_other_and_talk() {
 
     // B joined: A fetches the join commit after B's notice.
     wait_for(&mut a_ev, 60, |e| match e {
-        Event::Message { kind, author, .. } if kind == "member" && author.as_deref() == Some(b.jami_id()) => Some(()),
+        Event::Message { kind, author, .. }
+            if kind == "member" && author.as_deref() == Some(b.jami_id()) =>
+        {
+            Some(())
+        }
         _ => None,
     })
     .await;
@@ -107,12 +131,18 @@ async fn two_accounts_add_each_other_and_talk() {
         a.send_message(&conv, &format!("a{i}")).await.unwrap();
     }
     for i in 0..3 {
-        let (author, text) = wait_for(&mut b_ev, 60, |e| text_of(e).filter(|(a, _)| a != b.jami_id())).await;
+        let (author, text) = wait_for(&mut b_ev, 60, |e| {
+            text_of(e).filter(|(a, _)| a != b.jami_id())
+        })
+        .await;
         assert_eq!((author.as_str(), text), (a.jami_id(), format!("a{i}")));
     }
     let sent = Instant::now();
     b.send_message(&conv, "héllo back").await.unwrap();
-    let (_, text) = wait_for(&mut a_ev, 60, |e| text_of(e).filter(|(au, _)| au == b.jami_id())).await;
+    let (_, text) = wait_for(&mut a_ev, 60, |e| {
+        text_of(e).filter(|(au, _)| au == b.jami_id())
+    })
+    .await;
     assert_eq!(text, "héllo back");
     eprintln!("post -> shown: {:?}", sent.elapsed());
     let la = a.load(&conv, 50).unwrap();
@@ -154,5 +184,12 @@ async fn two_accounts_add_each_other_and_talk() {
     assert!(contacts.contacts[b.jami_id()].confirmed);
     let settings = std::fs::read_to_string(a_dir.path().join("settings.json")).unwrap();
     assert!(settings.contains("\"typing\":false"), "{settings}");
-    assert!(a_dir.path().join("conversations").join(&conv).join(".git").exists());
+    assert!(
+        a_dir
+            .path()
+            .join("conversations")
+            .join(&conv)
+            .join(".git")
+            .exists()
+    );
 }

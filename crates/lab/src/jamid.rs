@@ -621,7 +621,11 @@ impl Jamid {
 
     /// `acceptConversationRequest`: jamid clones the conversation from the inviter's devices
     /// and joins.
-    pub async fn accept_conversation_request(&self, account: &str, conversation: &str) -> Result<()> {
+    pub async fn accept_conversation_request(
+        &self,
+        account: &str,
+        conversation: &str,
+    ) -> Result<()> {
         Ok(self
             .cm
             .accept_conversation_request(account, conversation)
@@ -668,8 +672,10 @@ impl Jamid {
     /// `setAccountDetails` with the current details and `changes` applied.
     pub async fn update_details(&self, account: &str, changes: &[(&str, &str)]) -> Result<()> {
         let current = self.details(account).await?;
-        let mut map: HashMap<&str, &str> =
-            current.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mut map: HashMap<&str, &str> = current
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         for (k, v) in changes {
             map.insert(k, v);
         }

@@ -728,7 +728,8 @@ impl Conversation {
             .into_iter()
             .next()?;
         let account = crate::validate::account_of_device(&self.repo, &tree, device)?;
-        let pem = blob(&format!("admins/{account}.crt")).or_else(|| blob(&format!("members/{account}.crt")))?;
+        let pem = blob(&format!("admins/{account}.crt"))
+            .or_else(|| blob(&format!("members/{account}.crt")))?;
         let mut chain = vec![dev];
         chain.extend(Certificate::chain_from_pem_or_der(&pem).ok()?);
         Some(chain)

@@ -202,7 +202,11 @@ where
 
 /// [`serve`], calling `served` with the wanted commit each time a pack went out (a peer
 /// that fetched something new from us may have merged it with commits of its own).
-pub async fn serve_with<S>(dir: &Path, mut stream: S, mut served: impl FnMut(Oid)) -> Result<Vec<Oid>>
+pub async fn serve_with<S>(
+    dir: &Path,
+    mut stream: S,
+    mut served: impl FnMut(Oid),
+) -> Result<Vec<Oid>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
