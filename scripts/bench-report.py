@@ -3,7 +3,7 @@
 
 Run after `cargo bench --bench identity`, `--bench dht_network`, `--bench ice`,
 `--bench ice_lab`, `--bench secure_dht`, `--bench channel`, `--bench channel_lab`,
-`--bench swarm` and `--bench swarm_lab`; reads
+`--bench swarm`, `--bench swarm_lab` and `--bench client_lab`; reads
 target/criterion/<group>/<name>/new/estimates.json, target/criterion/dht_rss.json,
 target/criterion/ice_lab.json, target/criterion/channel.json and
 target/criterion/channel_lab.json.
@@ -152,4 +152,27 @@ if sw.exists():
           f"| {r['validate_median_s']:.2f} s | - | - | - |")
     print(f"| load the last 50 of {r['load_last_50_of']} commits | {r['load_median_ms']:.2f} ms "
           f"| - | - | - |")
+cl = root / "client_lab.json"
+if cl.exists():
+    r = json.loads(cl.read_text())
+    m, c = r["message_ms"], r["contact_confirmed_ms"]
+    print()
+    print("| contacts and messages | Pamoja | jamid to jamid, same run | ratio | goal |")
+    print("|---|---|---|---|---|")
+    for key, label in (("pamoja_to_jamid", "Pamoja -> jamid"), ("jamid_to_pamoja", "jamid -> Pamoja")):
+        ratio = m[key] / m["jamid_to_jamid"]
+        ok = ratio <= 1.0
+        failed |= not ok
+        print(f"| message post -> shown, {label} (median of {r['rounds']}) | {m[key]:.1f} ms "
+              f"| {m['jamid_to_jamid']:.1f} ms | {ratio:.2f} | <= 1 {'ok' if ok else 'MISSED'} |")
+    for key, label in (("pamoja_to_jamid", "Pamoja -> jamid"), ("jamid_to_pamoja", "jamid -> Pamoja")):
+        ratio = c[key] / c["jamid_to_jamid"]
+        ok = ratio <= 1.0
+        failed |= not ok
+        print(f"| contact add -> confirmed, {label} | {c[key]:.0f} ms "
+              f"| {c['jamid_to_jamid']:.0f} ms | {ratio:.3f} | <= 1 {'ok' if ok else 'MISSED'} |")
+    ok = c["pamoja_to_pamoja"] <= 5000
+    failed |= not ok
+    print(f"| contact add -> confirmed, Pamoja -> Pamoja | {c['pamoja_to_pamoja']:.0f} ms | - | - "
+          f"| <= 5 s {'ok' if ok else 'MISSED'} |")
 sys.exit(1 if failed else 0)

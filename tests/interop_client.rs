@@ -8,113 +8,16 @@
 //!   read receipts both ways, and none from Pamoja once they are switched off.
 //! - A jamid whose history was rewritten on disk is refused: Pamoja keeps its own and says why.
 
+mod client_lab;
 mod common;
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use client_lab::JamiRun;
+
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use pamoja_lab::{Arg, LAB_ADDR, Lab, available};
-use serde_json::{Value as Json, json};
-
-/// `jami run --data` inside the lab, with its event lines.
-struct JamiRun {
-    child: Child,
-    rx: tokio::sync::mpsc::UnboundedReceiver<Json>,
-    all: Vec<Json>,
-    next_id: u64,
-}
-
-impl JamiRun {
-    fn start(lab: &Lab, archive: &Path, data: &Path) -> Self {
-        let mut c = lab.netns().command(common::jami_bin().to_str().unwrap());
-        c.arg("run")
-            .arg("--archive")
-            .arg(archive)
-            .arg("--data")
-            .arg(data)
-            .args(["--bootstrap", "127.0.0.1:4222", "--ice-addr", LAB_ADDR])
-            .args(["--timeout", "600"])
-            .env("PAMOJA_PASSWORD", "")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped());
-        let mut child = c.spawn().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for l in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                let v: Json = serde_json::from_str(&l).expect("one JSON object a line");
-                let _ = tx.send(v);
-            }
-        });
-        Self {
-            child,
-            rx,
-            all: Vec::new(),
-            next_id: 0,
-        }
-    }
-
-    /// The first event (already read, or to come within `secs`) that `pred` accepts.
-    async fn wait(&mut self, secs: u64, pred: impl Fn(&Json) -> bool) -> Json {
-        if let Some(e) = self.all.iter().find(|e| pred(e)) {
-            return e.clone();
-        }
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-        loop {
-            let e = tokio::time::timeout_at(deadline, self.rx.recv())
-                .await
-                .unwrap_or_else(|_| panic!("no such event; got {:#?}", self.all))
-                .unwrap_or_else(|| panic!("jami run stopped; got {:#?}", self.all));
-            self.all.push(e.clone());
-            if pred(&e) {
-                return e;
-            }
-        }
-    }
-
-    /// Sends a command and returns its (successful) reply.
-    async fn cmd(&mut self, mut c: Json) -> Json {
-        self.next_id += 1;
-        let id = self.next_id;
-        c["id"] = json!(id);
-        let stdin = self.child.stdin.as_mut().unwrap();
-        writeln!(stdin, "{c}").unwrap();
-        stdin.flush().unwrap();
-        let r = self
-            .wait(120, |e| e["event"] == "reply" && e["id"] == json!(id))
-            .await;
-        assert_eq!(r["ok"], true, "{c} -> {r}");
-        r
-    }
-
-    /// The text messages seen so far, in order, as (author, body).
-    fn texts(&self) -> Vec<(String, String)> {
-        self.all
-            .iter()
-            .filter(|e| e["event"] == "message" && e["type"] == "text/plain")
-            .map(|e| {
-                (
-                    e["author"].as_str().unwrap_or_default().to_owned(),
-                    e["body"]["body"].as_str().unwrap_or_default().to_owned(),
-                )
-            })
-            .collect()
-    }
-}
-
-impl Drop for JamiRun {
-    fn drop(&mut self) {
-        // Our own child, by its PID.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use pamoja_lab::{Arg, Lab, available};
+use serde_json::json;
 
 struct Setup {
     lab: Lab,
@@ -227,7 +130,7 @@ async fn offline_members_catch_up_and_forged_history_is_refused() {
         return;
     }
     let mut s = setup("offline").await;
-    let mut p = JamiRun::start(&s.lab, &s.archive, &s.data);
+    let mut p = JamiRun::start(&s.lab, &common::jami_bin(), &s.archive, &s.data);
     let conv = befriend(&s, &mut p).await;
 
     // jamid is stopped; Pamoja posts; jamid, started again on the same data, gets it.
@@ -256,7 +159,7 @@ async fn offline_members_catch_up_and_forged_history_is_refused() {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let mut p = JamiRun::start(&s.lab, &s.archive, &s.data);
+    let mut p = JamiRun::start(&s.lab, &common::jami_bin(), &s.archive, &s.data);
     p.wait(60, |e| e["event"] == "ready").await;
     let t = Instant::now();
     let m = p
@@ -404,7 +307,7 @@ async fn jamid_asks_pamoja_accepts_and_they_talk() {
         return;
     }
     let s = setup("asks").await;
-    let mut p = JamiRun::start(&s.lab, &s.archive, &s.data);
+    let mut p = JamiRun::start(&s.lab, &common::jami_bin(), &s.archive, &s.data);
     p.wait(60, |e| e["event"] == "ready").await;
 
     let mark = s.jamid.signals().len();
@@ -481,7 +384,7 @@ async fn pamoja_asks_jamid_accepts_typing_and_receipts() {
         return;
     }
     let s = setup("accepts").await;
-    let mut p = JamiRun::start(&s.lab, &s.archive, &s.data);
+    let mut p = JamiRun::start(&s.lab, &common::jami_bin(), &s.archive, &s.data);
     let conv = befriend(&s, &mut p).await;
     talk(&s, &mut p, &conv).await;
 
@@ -625,7 +528,7 @@ async fn two_jamids_never_online_together_talk_through_pamoja() {
         return;
     }
     let mut s = setup("ann").await;
-    let mut p = JamiRun::start(&s.lab, &s.archive, &s.data);
+    let mut p = JamiRun::start(&s.lab, &common::jami_bin(), &s.archive, &s.data);
     p.wait(60, |e| e["event"] == "ready").await;
     let conv = p.cmd(json!({"cmd": "conv.create"})).await["conversation"]
         .as_str()

@@ -382,7 +382,8 @@ impl Dialer {
         let _one_at_a_time = gate.lock().await;
         if let Some(cmds) = self.inner.live(&device) {
             match open_on(&cmds, name).await {
-                Err(LinkError::Closed) => {}
+                // A link that is gone or silent: make a new one.
+                Err(LinkError::Closed | LinkError::Timeout) => {}
                 other => return other,
             }
         }
@@ -507,8 +508,18 @@ async fn open_on(cmds: &mpsc::Sender<Cmd>, name: &str) -> Result<Channel, LinkEr
     cmds.send(Cmd::Open(name.to_owned(), tx))
         .await
         .map_err(|_| LinkError::Closed)?;
-    rx.await.map_err(|_| LinkError::Closed)?
+    match tokio::time::timeout(OPEN_TIMEOUT, rx).await {
+        Ok(r) => r.map_err(|_| LinkError::Closed)?,
+        Err(_) => {
+            // A peer that does not answer may be gone: a beacon ends the link if so.
+            let _ = cmds.send(Cmd::Beacon).await;
+            Err(LinkError::Timeout)
+        }
+    }
 }
+
+/// How long a channel request waits for the peer's answer.
+pub const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Handles values at one of our `peer:` keys: answers to our requests, and new requests.
 async fn listen_requests(inner: Arc<Inner>, mut listen: pamoja_dht::runner::Listen) {

@@ -57,6 +57,8 @@ const ANNOUNCE_EVERY: Duration = Duration::from_secs(240);
 const PRESENCE_EVERY: Duration = Duration::from_secs(60);
 /// How often notices that could not be delivered are tried again.
 const RETRY_EVERY: Duration = Duration::from_secs(15);
+/// Longest one delivery attempt may take.
+const DELIVER_LIMIT: Duration = Duration::from_secs(90);
 /// How long a device lookup waits for announcements.
 const LOOKUP_WAIT: Duration = Duration::from_secs(8);
 /// How long after serving a pack we fetch back from the peer.
@@ -1019,7 +1021,7 @@ impl Inner {
             while let Some(ev) = listen.next().await {
                 if let ListenEvent::Value(v) = ev {
                     if let Some(short) = announced_device(&v, key) {
-                        i.clone().seen_device(&id, &short.to_string()).await;
+                        i.clone().seen_device(&id, &short.to_string(), true).await;
                     }
                 }
             }
@@ -1029,22 +1031,25 @@ impl Inner {
         }
     }
 
-    /// An announcement of `account`'s device `short` was seen.
-    async fn seen_device(self: Arc<Self>, account: &str, short: &str) {
-        let change = self
-            .state()
-            .presence
-            .announced(account, short, Instant::now());
+    /// An announcement of `account`'s device `short` was seen; `fresh` when it was just put
+    /// (a device that started again announces itself anew).
+    async fn seen_device(self: Arc<Self>, account: &str, short: &str, fresh: bool) {
+        let (change, now) = {
+            let mut st = self.state();
+            let now = Instant::now();
+            let change = st.presence.announced(account, short, now);
+            (change, st.presence.status(account, now))
+        };
         if let Some(s) = change {
             self.emit(Event::Presence {
                 contact: account.into(),
                 status: s.as_str(),
             });
-            if s == Status::Reachable {
-                let i = self.clone();
-                let a = account.to_owned();
-                tokio::spawn(async move { i.catch_up(&a).await });
-            }
+        }
+        if change == Some(Status::Reachable) || (fresh && now == Status::Reachable) {
+            let i = self.clone();
+            let a = account.to_owned();
+            tokio::spawn(async move { i.catch_up(&a).await });
         }
     }
 
@@ -1055,7 +1060,9 @@ impl Inner {
             let Ok(key) = self.key_of(&id) else { continue };
             for v in self.runner.get(key).await.unwrap_or_default() {
                 if let Some(short) = announced_device(&v, key) {
-                    self.clone().seen_device(&id, &short.to_string()).await;
+                    self.clone()
+                        .seen_device(&id, &short.to_string(), false)
+                        .await;
                 }
             }
         }
@@ -1193,8 +1200,17 @@ impl Inner {
         let pending: Vec<((String, String), Im)> = std::mem::take(&mut self.state().undelivered)
             .into_iter()
             .collect();
-        for ((account, _), m) in pending {
-            self.deliver(&account, m).await;
+        for ((account, conv), m) in pending {
+            let again = m.clone();
+            if tokio::time::timeout(DELIVER_LIMIT, self.deliver(&account, m))
+                .await
+                .is_err()
+            {
+                self.state()
+                    .undelivered
+                    .entry((account, conv))
+                    .or_insert(again);
+            }
         }
     }
 
