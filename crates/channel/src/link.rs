@@ -704,12 +704,7 @@ pub struct Channel {
 impl Channel {
     /// Sends bytes (in frames of at most 65,535 bytes).
     pub async fn send(&self, data: &[u8]) -> Result<(), LinkError> {
-        let (tx, rx) = oneshot::channel();
-        self.cmds
-            .send(Cmd::Send(self.id, data.to_vec(), tx))
-            .await
-            .map_err(|_| LinkError::Closed)?;
-        rx.await.map_err(|_| LinkError::Closed)?
+        self.sender().send(data).await
     }
 
     /// A handle that sends on this channel from another task.
