@@ -87,10 +87,14 @@ impl Archive {
                 let plain = password::decrypt_with_password(pw.as_bytes(), &data)?;
                 Self::from_json(&inflate(&plain)?)
             }
-            None if looks_like_json(&data) => Self::from_json(&data),
-            // Encrypted archives are random bytes; text is something else entirely.
+            // A JSON text is a plain archive (or a broken one); encrypted archives are
+            // random bytes, which may start with `{` by chance, so only text is read as JSON.
             None if std::str::from_utf8(&data).is_ok() => {
-                Err(Error::NotAnArchive("a text file".into()))
+                if looks_like_json(&data) {
+                    Self::from_json(&data)
+                } else {
+                    Err(Error::NotAnArchive("a text file".into()))
+                }
             }
             None if data.len() > password::SALT_LEN + password::IV_LEN + password::TAG_LEN => {
                 Err(Error::PasswordNeeded)
@@ -390,6 +394,13 @@ mod tests {
         ));
         assert!(matches!(
             Archive::decode(&bytes, None),
+            Err(Error::PasswordNeeded)
+        ));
+        // An encrypted archive whose random salt starts with `{` still asks for a password.
+        let mut brace = bytes.clone();
+        brace[0] = b'{';
+        assert!(matches!(
+            Archive::decode(&brace, None),
             Err(Error::PasswordNeeded)
         ));
         // gzip around the encrypted bytes is undone first, as jamid does.
