@@ -1,6 +1,6 @@
 //! Contacts and messages side by side with jamid (Debian 20230206) in one lab run.
 //!
-//! - Contact add -> confirmed: jamid -> jamid (`addContact`, the peer's
+//! - Contact add -> confirmed: jamid -> jamid (`addContact` and `sendTrustRequest`, the peer's
 //!   `acceptTrustRequest`, until the asker's `contactAdded` says confirmed), Pamoja -> jamid,
 //!   jamid -> Pamoja and Pamoja -> Pamoja (`jami run --data` on both sides: `contact.add`,
 //!   `contact.accept`, until the asker's `contact_added` with `confirmed`). One pair each,
@@ -47,7 +47,11 @@ async fn jamid_account(lab: &mut Lab, name: &str) -> (Jamid, String, String) {
 async fn jamid_to_jamid(a: &(Jamid, String, String), b: &(Jamid, String, String)) -> (f64, String) {
     let (ma, mb) = (a.0.signals().len(), b.0.signals().len());
     let t = Instant::now();
+    // As Jami's clients do: addContact, then sendTrustRequest.
     a.0.add_contact(&a.1, &b.2).await.expect("addContact");
+    a.0.send_trust_request(&a.1, &b.2, b"")
+        .await
+        .expect("sendTrustRequest");
     b.0.wait_signal(mb, LONG, |s| {
         s.name == "incomingTrustRequest" && s.str(2) == a.2
     })
@@ -169,6 +173,7 @@ fn main() {
         let m = jc.0.signals().len();
         let t = Instant::now();
         jc.0.add_contact(&jc.1, &our_id).await.expect("addContact");
+        jc.0.send_trust_request(&jc.1, &our_id, b"").await.expect("sendTrustRequest");
         p.wait(180, |e| e["event"] == "trust_request" && e["from"] == jc.2.as_str())
             .await;
         p.cmd(json!({"cmd": "contact.accept", "from": jc.2})).await;

@@ -53,20 +53,33 @@ impl JamiRun {
         }
     }
 
+    /// The process id of `jami run` (`ip netns exec` runs it in place).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The first event (already read, or to come within `secs`) that `pred` accepts.
     pub async fn wait(&mut self, secs: u64, pred: impl Fn(&Json) -> bool) -> Json {
+        match self.try_wait(secs, pred).await {
+            Some(e) => e,
+            None => panic!("no such event; got {:#?}", self.all),
+        }
+    }
+
+    /// [`JamiRun::wait`], with `None` when no such event came in time.
+    pub async fn try_wait(&mut self, secs: u64, pred: impl Fn(&Json) -> bool) -> Option<Json> {
         if let Some(e) = self.all.iter().find(|e| pred(e)) {
-            return e.clone();
+            return Some(e.clone());
         }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
         loop {
             let e = tokio::time::timeout_at(deadline, self.rx.recv())
                 .await
-                .unwrap_or_else(|_| panic!("no such event; got {:#?}", self.all))
+                .ok()?
                 .unwrap_or_else(|| panic!("jami run stopped; got {:#?}", self.all));
             self.all.push(e.clone());
             if pred(&e) {
-                return e;
+                return Some(e);
             }
         }
     }

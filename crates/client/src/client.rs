@@ -1700,23 +1700,24 @@ impl Inner {
                 return;
             }
         };
-        if let Ok(mut ms) = c.messages(None, None) {
-            ms.reverse();
-            for m in ms {
-                self.emit_message(conversation, m);
-            }
+        // Ready as soon as it is validated and joined (as jamid's conversationReady); the
+        // members are told of our join, then the history follows as message events.
+        self.emit(Event::ConversationReady {
+            conversation: conversation.into(),
+        });
+        if let Some(id) = joined {
+            self.clone().notify(conversation, &id.to_string());
         }
         for (uri, r) in c.members().unwrap_or_default() {
             if r != Role::Banned {
                 self.clone().watch(uri);
             }
         }
-        drop(c);
-        self.emit(Event::ConversationReady {
-            conversation: conversation.into(),
-        });
-        if let Some(id) = joined {
-            self.clone().notify(conversation, &id.to_string());
+        if let Ok(mut ms) = c.messages(None, None) {
+            ms.reverse();
+            for m in ms {
+                self.emit_message(conversation, m);
+            }
         }
     }
 

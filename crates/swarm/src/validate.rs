@@ -19,6 +19,7 @@
 //!
 //! [`history`] is a pure function of the repository's objects: it reads, never writes.
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use git2::{Commit, Delta, DiffOptions, Oid, Repository, Sort, Tree};
@@ -73,11 +74,12 @@ pub fn history(repo: &Repository, base: Option<Oid>, tip: Oid) -> Result<usize, 
     walk.set_sorting(Sort::TOPOLOGICAL | Sort::REVERSE)
         .map_err(Invalid::other)?;
     let root = root_of(repo, tip).map_err(Invalid::other)?;
+    let mut certs = Certs::default();
     let mut n = 0;
     for id in walk {
         let id = id.map_err(Invalid::other)?;
         let c = repo.find_commit(id).map_err(Invalid::other)?;
-        check_commit(repo, &c, &root).map_err(|reason| Invalid {
+        check_commit(repo, &c, &root, &mut certs).map_err(|reason| Invalid {
             commit: id.to_string(),
             reason,
         })?;
@@ -118,16 +120,39 @@ pub fn account_of_device(repo: &Repository, tree: &Tree, device: &str) -> Option
     c.first()?.issuer_uid().filter(|u| !u.is_empty())
 }
 
+/// Certificates already read and chains already verified during one walk, by the ids of
+/// the blobs that hold them: a history of thousands of commits by a few devices parses and
+/// verifies each device's chain once.
+#[derive(Default)]
+struct Certs {
+    parsed: HashMap<Oid, Option<Certificate>>,
+    /// (device blob, account blob) pairs whose signature checked out.
+    verified: HashSet<(Oid, Oid)>,
+}
+
+impl Certs {
+    /// The first certificate at `path` in `tree`, and its blob id.
+    fn first(&mut self, repo: &Repository, tree: &Tree, path: &str) -> Option<(Oid, Certificate)> {
+        let id = tree.get_path(Path::new(path)).ok()?.id();
+        let c = self
+            .parsed
+            .entry(id)
+            .or_insert_with(|| cert(repo, tree, path).and_then(|c| c.into_iter().next()));
+        Some((id, c.clone()?))
+    }
+}
+
 /// The device and account behind a commit: jamid's `isValidUserAtCommit`, plus the chain.
 fn valid_user(
     repo: &Repository,
     tree: &Tree,
     device: &str,
     time: i64,
+    certs: &mut Certs,
 ) -> Result<(Certificate, String), String> {
     let path = format!("devices/{device}.crt");
-    let dev = cert(repo, tree, &path)
-        .and_then(|c| c.into_iter().next())
+    let (dev_blob, dev) = certs
+        .first(repo, tree, &path)
         .ok_or_else(|| format!("no device certificate {path}"))?;
     if dev.device_id().to_string() != device {
         return Err(format!("{path} holds the certificate of another device"));
@@ -136,17 +161,21 @@ fn valid_user(
         .issuer_uid()
         .filter(|u| !u.is_empty())
         .ok_or("the device certificate names no account")?;
-    let acc = cert(repo, tree, &format!("members/{uri}.crt"))
-        .or_else(|| cert(repo, tree, &format!("admins/{uri}.crt")))
-        .and_then(|c| c.into_iter().next())
+    let member = format!("members/{uri}.crt");
+    let (acc_blob, acc) = certs
+        .first(repo, tree, &member)
+        .or_else(|| certs.first(repo, tree, &format!("admins/{uri}.crt")))
         .ok_or_else(|| format!("account {uri} is not a member"))?;
     if acc.jami_id().to_string() != uri {
         return Err(format!(
             "the certificate of member {uri} is another account's"
         ));
     }
-    dev.verify_signature(acc.public_key())
-        .map_err(|_| format!("device {device} is not signed by account {uri}"))?;
+    if !certs.verified.contains(&(dev_blob, acc_blob)) {
+        dev.verify_signature(acc.public_key())
+            .map_err(|_| format!("device {device} is not signed by account {uri}"))?;
+        certs.verified.insert((dev_blob, acc_blob));
+    }
     let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(time.max(0) as u64);
     if dev.not_after() < at || acc.not_after() < at {
         return Err("a certificate had expired at the commit time".into());
@@ -178,7 +207,7 @@ fn changed(
         .collect())
 }
 
-fn check_commit(repo: &Repository, c: &Commit, root: &Commit) -> Check {
+fn check_commit(repo: &Repository, c: &Commit, root: &Commit, certs: &mut Certs) -> Check {
     let device = c.author().email().unwrap_or("").to_owned();
     let tree = c.tree().map_err(|e| e.to_string())?;
     let message = c.message().unwrap_or("");
@@ -202,7 +231,7 @@ fn check_commit(repo: &Repository, c: &Commit, root: &Commit) -> Check {
     } else {
         &tree
     };
-    let (dev, uri) = valid_user(repo, user_tree, &device, c.time().seconds())?;
+    let (dev, uri) = valid_user(repo, user_tree, &device, c.time().seconds(), certs)?;
     let (sig, signed) = repo
         .extract_signature(&c.id(), Some(SIGNATURE_FIELD))
         .map_err(|_| "unsigned commit".to_string())?;
