@@ -3,7 +3,8 @@
 
 Run after `cargo bench --bench identity`, `--bench dht_network`, `--bench ice`,
 `--bench ice_lab`, `--bench secure_dht`, `--bench channel`, `--bench channel_lab`,
-`--bench swarm`, `--bench swarm_lab` and `--bench client_lab`; reads
+`--bench swarm`, `--bench swarm_lab`, `--bench client_lab`, `--bench sync_lab` and
+`cargo bench -p pamoja-media --bench srtp`; reads
 target/criterion/<group>/<name>/new/estimates.json, target/criterion/dht_rss.json,
 target/criterion/ice_lab.json, target/criterion/channel.json and
 target/criterion/channel_lab.json.
@@ -24,6 +25,11 @@ PAIRS = [
     # SecureDht rounds on one loopback network, vs a C++ peer on libopendht: >= 1x the rate.
     ("signed_put_get", "pamoja", "libopendht", 1.0),
     ("encrypted_put_get", "pamoja", "libopendht", 1.0),
+    # SRTP AES_CM_128_HMAC_SHA1_80 vs libsrtp2: >= 1x the rate.
+    ("srtp_protect_128", "pamoja", "libsrtp2", 1.0),
+    ("srtp_unprotect_128", "pamoja", "libsrtp2", 1.0),
+    ("srtp_protect_1200", "pamoja", "libsrtp2", 1.0),
+    ("srtp_unprotect_1200", "pamoja", "libsrtp2", 1.0),
 ]
 
 # Compared without a target: the same agents through coturn vs on a direct path.
@@ -175,4 +181,17 @@ if cl.exists():
     failed |= not ok
     print(f"| contact add -> confirmed, Pamoja -> Pamoja | {c['pamoja_to_pamoja']:.0f} ms | - | - "
           f"| <= 5 s {'ok' if ok else 'MISSED'} |")
+sy = root / "sync_lab.json"
+if sy.exists():
+    r = json.loads(sy.read_text())
+    t, hwm, rss = r["first_sync_s"], r["peak_rss_mib"], r["rss_before_mib"]
+    print()
+    print(f"| first sync of {r['messages']} messages from jamid | Pamoja | jamid, same run | ratio |")
+    print("|---|---|---|---|")
+    print(f"| time (accept -> conversation ready) | {t['pamoja']:.1f} s | {t['jamid']:.1f} s "
+          f"| {t['pamoja'] / t['jamid']:.2f} |")
+    print(f"| peak RSS of the receiving process | {hwm['pamoja']:.1f} MiB (from {rss['pamoja']:.1f}) "
+          f"| {hwm['jamid']:.1f} MiB (from {rss['jamid']:.1f}) | {hwm['pamoja'] / hwm['jamid']:.2f} |")
+    print(f"| (writing them as signed commits, Pamoja) | {r['pamoja_write_s']:.1f} s | - | - |")
+    print(f"| (jamid fetching and validating them from Pamoja) | - | {r['jamid_fetch_from_pamoja_s']:.1f} s | - |")
 sys.exit(1 if failed else 0)

@@ -9,6 +9,8 @@
 //! * [`ice`]: NAT traversal: STUN, TURN, ICE over UDP and TCP.
 //! * [`channel`]: device links: rendezvous, TLS, multiplexed channels, SIP messages.
 //! * [`swarm`]: conversations on git.
+//! * [`client`]: the communicator: contacts, presence, conversations, receipts.
+//! * [`media`]: calls: SIP dialogs, SDP, SDES, RTP, RTCP, SRTP.
 
 #![forbid(unsafe_code)]
 
@@ -17,5 +19,6 @@ pub use pamoja_client as client;
 pub use pamoja_dht as dht;
 pub use pamoja_ice as ice;
 pub use pamoja_identity as identity;
+pub use pamoja_media as media;
 pub use pamoja_nameserver as nameserver;
 pub use pamoja_swarm as swarm;

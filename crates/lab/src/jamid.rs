@@ -13,6 +13,7 @@ use crate::{LabError, Result};
 
 const SERVICE: &str = "cx.ring.Ring";
 const CM_IFACE: &str = "cx.ring.Ring.ConfigurationManager";
+const CALL_IFACE: &str = "cx.ring.Ring.CallManager";
 
 #[zbus::proxy(
     interface = "cx.ring.Ring.ConfigurationManager",
@@ -100,6 +101,27 @@ trait ConfigurationManager {
         from: &str,
         n: u32,
     ) -> zbus::Result<u32>;
+}
+
+#[zbus::proxy(
+    interface = "cx.ring.Ring.CallManager",
+    default_service = "cx.ring.Ring",
+    default_path = "/cx/ring/Ring/CallManager",
+    gen_blocking = false
+)]
+trait CallManager {
+    #[zbus(name = "placeCall")]
+    fn place_call(&self, account: &str, to: &str) -> zbus::Result<String>;
+    #[zbus(name = "accept")]
+    fn accept(&self, account: &str, call: &str) -> zbus::Result<bool>;
+    #[zbus(name = "refuse")]
+    fn refuse(&self, account: &str, call: &str) -> zbus::Result<bool>;
+    #[zbus(name = "hangUp")]
+    fn hang_up(&self, account: &str, call: &str) -> zbus::Result<bool>;
+    #[zbus(name = "getCallDetails")]
+    fn get_call_details(&self, account: &str, call: &str) -> zbus::Result<HashMap<String, String>>;
+    #[zbus(name = "getCallList")]
+    fn get_call_list(&self, account: &str) -> zbus::Result<Vec<String>>;
 }
 
 /// One argument of a recorded signal.
@@ -205,6 +227,7 @@ pub struct Jamid {
     pid: u32,
     conn: Connection,
     cm: ConfigurationManagerProxy<'static>,
+    calls: CallManagerProxy<'static>,
     signals: Arc<Mutex<Vec<Signal>>>,
     recorder: tokio::task::JoinHandle<()>,
 }
@@ -243,7 +266,14 @@ impl Jamid {
             .msg_type(zbus::message::Type::Signal)
             .interface(CM_IFACE)?
             .build();
-        let mut stream = MessageStream::for_match_rule(rule, &conn, Some(4096)).await?;
+        let config_stream = MessageStream::for_match_rule(rule, &conn, Some(4096)).await?;
+        let rule = MatchRule::builder()
+            .msg_type(zbus::message::Type::Signal)
+            .interface(CALL_IFACE)?
+            .build();
+        let call_stream = MessageStream::for_match_rule(rule, &conn, Some(4096)).await?;
+        // Both interfaces' signals, in arrival order.
+        let mut stream = futures_util::stream::select(config_stream, call_stream);
         let signals = Arc::new(Mutex::new(Vec::new()));
         let sink = signals.clone();
         let recorder = tokio::spawn(async move {
@@ -266,6 +296,7 @@ impl Jamid {
             }
         });
         let cm = ConfigurationManagerProxy::new(&conn).await?;
+        let calls = CallManagerProxy::new(&conn).await?;
         let dbus = zbus::fdo::DBusProxy::new(&conn).await?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         let service = zbus::names::BusName::try_from(SERVICE).map_err(zbus::Error::from)?;
@@ -288,6 +319,7 @@ impl Jamid {
             pid,
             conn,
             cm,
+            calls,
             signals,
             recorder,
         })
@@ -685,6 +717,37 @@ impl Jamid {
     /// `getKnownRingDevices`: device id → name.
     pub async fn known_devices(&self, account: &str) -> Result<HashMap<String, String>> {
         Ok(self.cm.get_known_ring_devices(account).await?)
+    }
+
+    /// `placeCall`: calls `to` (a Jami id); the call id. Its progress comes as
+    /// `callStateChanged(account, call, state, code)` signals.
+    pub async fn place_call(&self, account: &str, to: &str) -> Result<String> {
+        Ok(self.calls.place_call(account, to).await?)
+    }
+
+    /// `accept`: answers an incoming call.
+    pub async fn accept_call(&self, account: &str, call: &str) -> Result<bool> {
+        Ok(self.calls.accept(account, call).await?)
+    }
+
+    /// `refuse`: declines an incoming call.
+    pub async fn refuse_call(&self, account: &str, call: &str) -> Result<bool> {
+        Ok(self.calls.refuse(account, call).await?)
+    }
+
+    /// `hangUp`: ends a call.
+    pub async fn hang_up(&self, account: &str, call: &str) -> Result<bool> {
+        Ok(self.calls.hang_up(account, call).await?)
+    }
+
+    /// `getCallDetails`: the call's details (`CALL_STATE`, `PEER_NUMBER`, ...).
+    pub async fn call_details(&self, account: &str, call: &str) -> Result<HashMap<String, String>> {
+        Ok(self.calls.get_call_details(account, call).await?)
+    }
+
+    /// `getCallList`: the account's call ids.
+    pub async fn calls(&self, account: &str) -> Result<Vec<String>> {
+        Ok(self.calls.get_call_list(account).await?)
     }
 
     /// Every signal recorded so far.

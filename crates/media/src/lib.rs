@@ -1,0 +1,54 @@
+//! # pamoja-media: the media of Jami calls
+//!
+//! A Jami call is a SIP dialog on a `sip` channel between two devices (see pamoja-channel)
+//! whose SDP offer and answer set up a second, UDP, ICE session and SRTP keys; audio (Opus)
+//! and video (VP8, H.264) then flow as SRTP over it, with plain RTCP beside them. This crate
+//! holds the pieces of that call path as pure values and state machines, fed with bytes
+//! and giving bytes back, with no I/O of their own:
+//!
+//! * [`dialog`]: the SIP dialog of a call (INVITE, answer, ACK, BYE, CANCEL, re-INVITE,
+//!   INFO) as a state machine: messages in, messages and events out;
+//! * [`control`]: the INFO bodies jamid exchanges (keyframe requests, recording state, DTMF);
+//! * [`sdes`]: the `a=crypto` lines that carry each side's SRTP master key;
+//! * [`srtp`]: SRTP protect and unprotect (AES-CM-128, HMAC-SHA1 80 or 32), with the
+//!   replay window, and counters of every refused packet;
+//! * [`rtp`]: RTP packets, read from a peer without trusting it, and written;
+//! * [`sdp`]: offers and answers as jamid writes and reads them, and its codec choice;
+//! * [`negotiate`]: offer and answer by jamid's rules, and what each stream ends up with
+//!   (codec to send with, keys both ways, the peer's candidates by global component);
+//! * [`rtcp`]: RTCP sender and receiver reports and REMB, as jamid reads and writes them
+//!   (plain, on their own ICE component);
+//! * [`stats`]: a receiver's view of one source (RFC 3550 appendix A): extended sequence
+//!   numbers, loss, jitter, the report block it sends, and round-trip times from reports;
+//! * [`jitter`]: an audio jitter buffer that reorders, drops late packets and marks the
+//!   frames to conceal;
+//! * [`bitrate`]: video bitrate adaptation within 200 kb/s - 6 Mb/s from receiver reports
+//!   and jamid's REMB signals;
+//! * [`vp8`]: VP8 over RTP (RFC 7741): descriptors, frames split into packets and put back
+//!   together, losses turned into key-frame requests.
+//!
+//! Not yet here: the media ICE session (two UDP components per stream), the Opus and VP8
+//! codecs, media sources and sinks, and the call API of the client.
+//!
+//! Everything read from a peer is parsed without panicking: a malformed packet is a `None`
+//! or an error, and costs nothing else.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod bitrate;
+pub mod control;
+pub mod dialog;
+pub mod jitter;
+pub mod negotiate;
+pub mod rtcp;
+pub mod rtp;
+pub mod sdes;
+pub mod sdp;
+pub mod srtp;
+pub mod stats;
+pub mod vp8;
+
+pub use rtp::RtpPacket;
+pub use sdes::Crypto;
+pub use srtp::{MasterKey, Srtp, SrtpError, SrtpStats, Suite};

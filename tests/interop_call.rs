@@ -1,0 +1,415 @@
+//! Call signalling with a real jamid (Debian 20230206) in the lab, both ways: the SIP dialog
+//! of pamoja-media on a `sip` channel of pamoja-channel, and SDP in jamid's shape.
+//!
+//! Pamoja → jamid (auto-answer): INVITE with our offer, jamid's 100 and 200 with its
+//! answer (read by our SDP model: session-level ICE credentials, Opus at 104 chosen from
+//! our offer, its own SRTP key, RTCP at port + 1, candidates of components 1 and 2), our
+//! ACK; jamid reports the call CURRENT; our BYE ends it on both sides.
+//!
+//! jamid → Pamoja: jamid's INVITE and offer read by our model; 100, 180, our 200 with an
+//! answer by jamid's codec rule; jamid's ACK; CURRENT; jamid hangs up and our dialog ends.
+//!
+//! The media themselves (a second, UDP, ICE session, then SRTP) are not exchanged here.
+
+mod channel_lab;
+mod common;
+
+use channel_lab::{device_chain, setup};
+
+use std::time::{Duration, Instant};
+
+use pamoja::channel::link::LinkEvent;
+use pamoja::channel::sip::{SipMessage, SipReader, StartLine};
+use pamoja::identity::Account;
+use pamoja::media::dialog::{Dialog, EndReason, Endpoint, Event};
+use pamoja::media::sdp::{self, Codec, Direction, Sdp};
+use pamoja::media::{Crypto, Suite};
+use pamoja_lab::{LAB_ADDR, Lab, Signal, available};
+
+/// One call lab at a time: two jamids setting up calls at once stall more often.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// What our side of a call saw.
+#[derive(Debug, Default)]
+struct Report {
+    /// Status codes received, in order.
+    codes: Vec<u16>,
+    /// The peer's SDP (its answer to our INVITE, or its offer).
+    remote_sdp: Vec<u8>,
+    /// The SDP we sent.
+    local_sdp: String,
+    ringing: bool,
+    confirmed: bool,
+    end: Option<EndReason>,
+}
+
+fn endpoint(account: &Account, peer: &str) -> Endpoint {
+    let device = account.device().expect("device");
+    Endpoint {
+        account: account.jami_id().to_string(),
+        device: device.cert.short_device_id().to_string(),
+        display_name: Some("Pamoja".into()),
+        peer: peer.into(),
+        local: format!("{LAB_ADDR}:40000").parse().unwrap(),
+        remote: format!("{LAB_ADDR}:40001").parse().unwrap(),
+    }
+}
+
+/// An audio description in jamid's shape (host candidates for components 1 and 2).
+fn audio_sdp(codecs: &[Codec], extra: Vec<sdp::Media>) -> Sdp {
+    let addr = LAB_ADDR.parse().unwrap();
+    let crypto = Crypto::random(Suite::AesCm128HmacSha1_80);
+    let candidates = vec![
+        format!("Hc0a80001 1 UDP 2130706431 {LAB_ADDR} 41000 typ host"),
+        format!("Hc0a80001 2 UDP 2130706430 {LAB_ADDR} 41001 typ host"),
+    ];
+    let mut media = vec![sdp::jami_media(
+        "audio",
+        40000,
+        addr,
+        codecs,
+        Direction::SendRecv,
+        &crypto,
+        &candidates,
+    )];
+    media.extend(extra);
+    Sdp::jami(
+        "-",
+        1,
+        "Pamoja call",
+        addr,
+        Some(("8f3a11c2", "0123456789abcdef01234567")),
+        media,
+    )
+}
+
+/// Writes what the dialog wants sent, one message per channel write.
+async fn flush(d: &mut Dialog, ch: &mut pamoja::channel::link::Channel) -> Result<(), String> {
+    while let Some(m) = d.poll_transmit() {
+        ch.send(&m.to_bytes()).await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Reads messages from the channel into the dialog until `done` says so or 60 s pass.
+async fn drive(
+    d: &mut Dialog,
+    ch: &mut pamoja::channel::link::Channel,
+    reader: &mut SipReader,
+    report: &mut Report,
+    hangup: &mut tokio::sync::mpsc::UnboundedReceiver<()>,
+    done: impl Fn(&Report) -> bool,
+) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        flush(d, ch).await?;
+        while let Some(e) = d.poll_event() {
+            match e {
+                Event::Ringing => report.ringing = true,
+                Event::Answered { sdp } => report.remote_sdp = sdp,
+                Event::Confirmed => report.confirmed = true,
+                Event::Ended(r) => report.end = Some(r),
+                _ => {}
+            }
+        }
+        flush(d, ch).await?;
+        if done(report) {
+            return Ok(());
+        }
+        tokio::select! {
+            data = ch.recv() => {
+                reader.push(&data.ok_or("sip channel closed")?);
+                while let Some(m) = reader.next_message() {
+                    let m = m.map_err(|e| e.to_string())?;
+                    if let StartLine::Response { code, .. } = m.start {
+                        report.codes.push(code);
+                    }
+                    d.handle(&m, Instant::now());
+                }
+            }
+            Some(()) = hangup.recv() => d.hangup().map_err(|e| e.to_string())?,
+            _ = tokio::time::sleep_until(deadline) => return Err(format!("stalled: {report:?}")),
+        }
+    }
+}
+
+/// Our device calls account `to` and hangs up when told; returns what it saw.
+fn pamoja_caller(
+    account: Account,
+    lab: &Lab,
+    to: String,
+    mut hangup: tokio::sync::mpsc::UnboundedReceiver<()>,
+) -> std::thread::JoinHandle<pamoja_lab::Result<Result<Report, String>>> {
+    lab.netns().spawn_inside(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let (manager, runner, dht) = setup(&account).await?;
+            let chain = device_chain(&runner, &dht, &to).await?;
+            let mut ch = manager
+                .channel(&chain, "sip", "audioCall")
+                .await
+                .map_err(|e| e.to_string())?;
+            // jamid sets its SIP transport up as the channel opens; an INVITE in the same
+            // instant can stall it, so give it a moment, as its own caller's set-up does.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let offer = audio_sdp(&[Codec::opus(), Codec::telephone_event()], vec![]).to_text();
+            let mut report = Report {
+                local_sdp: offer.clone(),
+                ..Report::default()
+            };
+            let mut d = Dialog::invite(endpoint(&account, &to), offer.as_bytes(), Instant::now());
+            let mut reader = SipReader::default();
+            drive(
+                &mut d,
+                &mut ch,
+                &mut reader,
+                &mut report,
+                &mut hangup,
+                |r| {
+                    // Over, and the answer to our BYE (or CANCEL) is in.
+                    r.end.is_some() && r.codes.last() == Some(&200) && r.codes.len() >= 2
+                },
+            )
+            .await?;
+            Ok(report)
+        })
+    })
+}
+
+/// Our device takes the first INVITE on a `sip` channel from jamid, rings, answers with
+/// jamid's codec rule, and runs the dialog until it ends.
+fn pamoja_callee(
+    account: Account,
+    lab: &Lab,
+    peer: String,
+) -> std::thread::JoinHandle<pamoja_lab::Result<Result<Report, String>>> {
+    lab.netns().spawn_inside(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let (mut manager, _runner, _dht) = setup(&account).await?;
+            let mut link = tokio::time::timeout(Duration::from_secs(120), manager.accept())
+                .await
+                .map_err(|_| "jamid never connected")?
+                .ok_or("manager stopped")?;
+            let mut ch = loop {
+                let LinkEvent::Channel(ch) =
+                    tokio::time::timeout(Duration::from_secs(60), link.next_event())
+                        .await
+                        .map_err(|_| "no sip channel from jamid")?
+                        .ok_or("link closed")?;
+                if ch.name == "sip" {
+                    break ch;
+                }
+            };
+            let mut reader = SipReader::default();
+            let invite: SipMessage = loop {
+                if let Some(m) = reader.next_message() {
+                    let m = m.map_err(|e| e.to_string())?;
+                    match &m.start {
+                        StartLine::Request { method, .. } if method == "INVITE" => break m,
+                        _ => continue,
+                    }
+                }
+                let data = tokio::time::timeout(Duration::from_secs(60), ch.recv())
+                    .await
+                    .map_err(|_| "no INVITE from jamid")?
+                    .ok_or("sip channel closed")?;
+                reader.push(&data);
+            };
+            let mut d = Dialog::incoming(endpoint(&account, &peer), &invite, Instant::now())
+                .map_err(|e| e.to_string())?;
+            let offer = Sdp::parse(&String::from_utf8_lossy(d.remote_offer()))
+                .map_err(|e| e.to_string())?;
+            // One section per offered one: audio by jamid's rule, the others refused.
+            let audio = offer.media.first().ok_or("no media offered")?;
+            let codecs =
+                sdp::answer_codecs(&audio.codecs(), &[Codec::opus(), Codec::telephone_event()])
+                    .ok_or("no common audio codec")?;
+            let refused: Vec<sdp::Media> = offer.media[1..]
+                .iter()
+                .map(|m| sdp::Media {
+                    port: 0,
+                    attributes: vec![],
+                    ..m.clone()
+                })
+                .collect();
+            let answer = audio_sdp(&codecs, refused).to_text();
+            let mut report = Report {
+                remote_sdp: invite.body.clone(),
+                local_sdp: answer.clone(),
+                ..Report::default()
+            };
+            d.ring().map_err(|e| e.to_string())?;
+            flush(&mut d, &mut ch).await?;
+            d.accept(answer.as_bytes(), Instant::now())
+                .map_err(|e| e.to_string())?;
+            let (_keep, mut never) = tokio::sync::mpsc::unbounded_channel();
+            drive(&mut d, &mut ch, &mut reader, &mut report, &mut never, |r| {
+                r.end.is_some()
+            })
+            .await?;
+            Ok(report)
+        })
+    })
+}
+
+fn is_state(s: &Signal, call: Option<&str>, state: &str) -> bool {
+    s.name == "callStateChanged" && call.is_none_or(|c| s.str(1) == c) && s.str(2) == state
+}
+
+/// jamid's SDP, as our model reads it: what a Pamoja peer relies on.
+fn check_jamid_sdp(text: &[u8]) -> Sdp {
+    let s = Sdp::parse(&String::from_utf8_lossy(text)).expect("jamid's SDP parses");
+    let (ufrag, pwd) = s.ice_credentials().expect("session-level ICE credentials");
+    assert!(!ufrag.is_empty() && pwd.len() >= 22, "{ufrag} {pwd}");
+    let audio = s.media.iter().find(|m| m.kind == "audio").expect("audio");
+    assert_eq!(audio.proto, "RTP/SAVP");
+    assert_eq!(audio.codecs().first(), Some(&Codec::opus()), "{audio:?}");
+    assert_eq!(audio.rtcp_port(), Some(audio.port + 1));
+    let crypto = audio.crypto().expect("a usable a=crypto");
+    assert_eq!(crypto.suite, Suite::AesCm128HmacSha1_80);
+    let comps: Vec<&str> = audio
+        .candidates()
+        .iter()
+        .filter_map(|c| c.split_ascii_whitespace().nth(1))
+        .collect();
+    assert!(comps.contains(&"1") && comps.contains(&"2"), "{comps:?}");
+    s
+}
+
+async fn lab_with_jamid(
+    name: &str,
+    extra: &[(&str, &str)],
+) -> (Lab, pamoja_lab::Jamid, String, String) {
+    let mut lab = Lab::new().unwrap();
+    lab.start_dhtnode(4222).await.unwrap();
+    let jamid = lab.start_jamid(name).await.unwrap();
+    let account = jamid.add_account(4222, extra).await.unwrap();
+    jamid
+        .wait_registered(&account, Duration::from_secs(120))
+        .await
+        .unwrap();
+    let id = jamid.jami_id(&account).await.unwrap();
+    (lab, jamid, account, id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pamoja_calls_jamid_and_hangs_up() {
+    if !available("pamoja_calls_jamid_and_hangs_up") {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let (mut lab, mut jamid, account, jamid_id) =
+        lab_with_jamid("callee", &[("Account.autoAnswer", "true")]).await;
+    let mut attempt = 0;
+    let (our_id, caller, hangup_tx, current, mark, t) = loop {
+        attempt += 1;
+        let ours = Account::create(|_| {}).unwrap();
+        let our_id = ours.jami_id().to_string();
+        let (hangup_tx, hangup_rx) = tokio::sync::mpsc::unbounded_channel();
+        let mark = jamid.signals().len();
+        let t = Instant::now();
+        let caller = pamoja_caller(ours, &lab, jamid_id.clone(), hangup_rx);
+        let current = jamid
+            .wait_signal(mark, Duration::from_secs(40), |s| {
+                is_state(s, None, "CURRENT")
+            })
+            .await;
+        match current {
+            Ok(s) => break (our_id, caller, hangup_tx, s, mark, t),
+            Err(e) if attempt == 1 => {
+                // jamid 20230206 now and then takes an INVITE in ("New incoming call") and
+                // then neither answers nor logs anything again. Such a jamid is restarted
+                // (same data) and called once more, by a new caller; the stalled caller ends
+                // on its own.
+                eprintln!(
+                    "jamid did not answer our INVITE ({e}); restarting it and calling again\n{}",
+                    lab.log_tail("jamid-callee", 5)
+                );
+                lab.stop_jamid(&jamid);
+                jamid = lab.restart_jamid("callee").await.unwrap();
+                jamid
+                    .wait_registered(&account, Duration::from_secs(120))
+                    .await
+                    .unwrap();
+            }
+            Err(e) => panic!("{e}\n--- jamid ---\n{}", lab.log_tail("jamid-callee", 80)),
+        }
+    };
+    eprintln!("INVITE -> CURRENT on jamid: {:?}", t.elapsed());
+    let call = current.str(1).to_owned();
+    // jamid took the caller from our From header, checked against the channel's certificate.
+    let details = jamid.call_details(&account, &call).await.unwrap();
+    assert!(
+        details
+            .get("PEER_NUMBER")
+            .is_some_and(|p| p.contains(&our_id)),
+        "{details:?}"
+    );
+    hangup_tx.send(()).unwrap();
+    let report = tokio::task::spawn_blocking(move || caller.join().unwrap().unwrap())
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{e}"));
+    // 100 Trying, then 200 OK with jamid's answer; then 200 to our BYE.
+    assert_eq!(report.codes.first(), Some(&100), "{report:?}");
+    assert!(report.codes.windows(1).any(|c| c[0] == 200), "{report:?}");
+    assert_eq!(report.end, Some(EndReason::Local));
+    let answer = check_jamid_sdp(&report.remote_sdp);
+    // jamid picked Opus from our offer, with its own key.
+    let ours = Sdp::parse(&report.local_sdp).unwrap();
+    assert_ne!(answer.media[0].crypto(), ours.media[0].crypto());
+    jamid
+        .wait_signal(mark, Duration::from_secs(30), |s| {
+            is_state(s, Some(&call), "OVER")
+        })
+        .await
+        .expect("jamid ends the call after our BYE");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jamid_calls_pamoja_and_hangs_up() {
+    if !available("jamid_calls_pamoja_and_hangs_up") {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let (lab, jamid, account, jamid_id) = lab_with_jamid("caller", &[]).await;
+    let ours = Account::create(|_| {}).unwrap();
+    let our_id = ours.jami_id().to_string();
+    let callee = pamoja_callee(ours, &lab, jamid_id);
+    // Our device publishes itself first.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mark = jamid.signals().len();
+    let t = Instant::now();
+    let call = jamid.place_call(&account, &our_id).await.unwrap();
+    assert!(!call.is_empty());
+    let current = jamid
+        .wait_signal(mark, Duration::from_secs(120), |s| {
+            is_state(s, Some(&call), "CURRENT")
+        })
+        .await;
+    if let Err(e) = current {
+        panic!("{e}\n--- jamid ---\n{}", lab.log_tail("jamid-caller", 80));
+    }
+    eprintln!("placeCall -> CURRENT: {:?}", t.elapsed());
+    assert!(jamid.hang_up(&account, &call).await.unwrap());
+    let report = tokio::task::spawn_blocking(move || callee.join().unwrap().unwrap())
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(report.confirmed, "jamid's ACK: {report:?}");
+    assert_eq!(report.end, Some(EndReason::HungUp));
+    check_jamid_sdp(&report.remote_sdp);
+    jamid
+        .wait_signal(mark, Duration::from_secs(30), |s| {
+            is_state(s, Some(&call), "OVER")
+        })
+        .await
+        .expect("jamid's call is over");
+}
