@@ -24,7 +24,21 @@ use pamoja::identity::Account;
 use pamoja::media::dialog::{Dialog, EndReason, Endpoint, Event};
 use pamoja::media::sdp::{self, Codec, Direction, Sdp};
 use pamoja::media::{Crypto, Suite};
+use pamoja::client::media::{
+    AudioConfig, AudioSource, candidate_lines, remote_ice, rtp_port, run_audio,
+};
+use pamoja::ice::agent::Role;
+use pamoja::ice::media::MediaSession;
+use pamoja::ice::session::Options;
+use pamoja::media::audio::analyse;
+use pamoja::media::negotiate::{self, Capability, Local, Negotiated};
+use pamoja::media::stream::{MediaStream, StreamConfig};
 use pamoja_lab::{LAB_ADDR, Lab, Signal, available};
+
+/// The tone of jamid's microphone (ours is 440 Hz).
+const JAMID_TONE: u32 = 660;
+/// Our tone.
+const OUR_TONE: f64 = 440.0;
 
 /// One call lab at a time: two jamids setting up calls at once stall more often.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -41,6 +55,8 @@ struct Report {
     ringing: bool,
     confirmed: bool,
     end: Option<EndReason>,
+    /// What the media stream did, when it ran.
+    audio: Option<Heard>,
 }
 
 fn endpoint(account: &Account, peer: &str) -> Endpoint {
@@ -133,7 +149,8 @@ async fn drive(
     }
 }
 
-/// Our device calls account `to` and hangs up when told; returns what it saw.
+/// Our device calls account `to` with a 440 Hz tone, and hangs up when told; returns what
+/// it saw and heard.
 fn pamoja_caller(
     account: Account,
     lab: &Lab,
@@ -148,6 +165,29 @@ fn pamoja_caller(
         rt.block_on(async move {
             let (manager, runner, dht) = setup(&account).await?;
             let chain = device_chain(&runner, &dht, &to).await?;
+            // The media session first: its candidates go into the offer.
+            let opts = Options::udp(vec![format!("{LAB_ADDR}:0").parse().unwrap()]);
+            let session = MediaSession::gather(Role::Controlling, opts, 2)
+                .await
+                .map_err(|e| e.to_string())?;
+            let local = Local {
+                addr: LAB_ADDR.parse().unwrap(),
+                ice: (
+                    session.local_description().ufrag.clone(),
+                    session.local_description().pwd.clone(),
+                ),
+                capabilities: vec![Capability {
+                    kind: "audio".into(),
+                    codecs: vec![Codec::opus(), Codec::telephone_event()],
+                    direction: Direction::SendRecv,
+                }],
+            };
+            let offer_sdp = negotiate::offer(
+                &local,
+                |i| rtp_port(&session, i),
+                |i| candidate_lines(&session, i),
+            );
+            let offer = offer_sdp.to_text();
             let mut ch = manager
                 .channel(&chain, "sip", "audioCall")
                 .await
@@ -155,7 +195,6 @@ fn pamoja_caller(
             // jamid sets its SIP transport up as the channel opens; an INVITE in the same
             // instant can stall it, so give it a moment, as its own caller's set-up does.
             tokio::time::sleep(Duration::from_millis(500)).await;
-            let offer = audio_sdp(&[Codec::opus(), Codec::telephone_event()], vec![]).to_text();
             let mut report = Report {
                 local_sdp: offer.clone(),
                 ..Report::default()
@@ -168,14 +207,97 @@ fn pamoja_caller(
                 &mut reader,
                 &mut report,
                 &mut hangup,
+                |r| !r.remote_sdp.is_empty() || r.end.is_some(),
+            )
+            .await?;
+            // Answered: ICE as the controlling side, then the tone, until the call ends.
+            let answer = Sdp::parse(&String::from_utf8_lossy(&report.remote_sdp))
+                .map_err(|e| e.to_string())?;
+            let negotiated = negotiate::answered(&offer_sdp, &answer);
+            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+            let media = tokio::spawn(audio(session, negotiated, stop_rx));
+            drive(
+                &mut d,
+                &mut ch,
+                &mut reader,
+                &mut report,
+                &mut hangup,
                 |r| {
                     // Over, and the answer to our BYE (or CANCEL) is in.
                     r.end.is_some() && r.codes.last() == Some(&200) && r.codes.len() >= 2
                 },
             )
             .await?;
+            let _ = stop_tx.send(());
+            report.audio = Some(media.await.map_err(|e| e.to_string())??);
             Ok(report)
         })
+    })
+}
+
+/// What our side heard, in brief.
+#[derive(Debug)]
+struct Heard {
+    stats: pamoja::media::stream::StreamStats,
+    frames_decoded: u64,
+    frames_concealed: u64,
+    /// Frequency and level of the last seconds heard.
+    tone: (f64, f64),
+}
+
+/// The audio stream of a negotiated call: ICE with the peer, then our 440 Hz tone out and
+/// the peer's Opus in, until `stop`.
+async fn audio(
+    session: MediaSession,
+    negotiated: Negotiated,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> Result<Heard, String> {
+    let remote = remote_ice(&negotiated).ok_or("no ICE credentials in the peer's SDP")?;
+    let stream = negotiated
+        .streams
+        .iter()
+        .find(|s| s.enabled && s.kind == "audio")
+        .ok_or("no audio stream")?;
+    let send = stream.send.clone().ok_or("no codec to send with")?;
+    let mut config = StreamConfig::new(
+        send.pt,
+        send.clock,
+        stream.local_crypto.clone().ok_or("no local key")?,
+        stream.remote_crypto.clone().ok_or("no key from the peer")?,
+    );
+    config.accept = stream.receive.iter().map(|c| c.pt).collect();
+    let t = Instant::now();
+    let conn = tokio::time::timeout(Duration::from_secs(40), session.connect(remote))
+        .await
+        .map_err(|_| "media ICE timed out")?
+        .map_err(|e| format!("media ICE: {e}"))?;
+    eprintln!("media ICE connected in {:?}", t.elapsed());
+    let mut comps = conn.into_components().into_iter();
+    let (rtp, rtcp) = (comps.next().ok_or("rtp")?, comps.next().ok_or("rtcp")?);
+    let ms = MediaStream::new(config, Instant::now());
+    let r = run_audio(
+        rtp,
+        rtcp,
+        ms,
+        AudioConfig {
+            source: AudioSource::Tone(OUR_TONE, 0.3),
+            record: true,
+            // jamid (FFmpeg's RTP demuxer) sends a receiver report per 280 kB received:
+            // every 40 s at Opus's usual 48 kb/s, every 4 or 5 s at its highest bitrate.
+            bitrate: 510_000,
+        },
+        async {
+            let _ = stop.await;
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let tail = &r.recorded[r.recorded.len().saturating_sub(48_000 * 2)..];
+    Ok(Heard {
+        stats: r.stats,
+        frames_decoded: r.frames_decoded,
+        frames_concealed: r.frames_concealed,
+        tone: analyse(tail),
     })
 }
 
@@ -259,6 +381,40 @@ fn pamoja_callee(
     })
 }
 
+/// Both directions of audio with jamid: jamid's Opus authenticated and decoded at its
+/// tone, our tone on jamid's speaker, our packets counted by jamid's receiver reports.
+fn check_audio(heard: &Heard, speaker: &[i16]) {
+    let s = &heard.stats;
+    assert!(s.tx_packets >= 150, "{heard:?}");
+    assert_eq!(s.srtp_in.auth_failed, 0, "{heard:?}");
+    assert!(heard.frames_decoded >= 100, "jamid's Opus decoded: {heard:?}");
+    assert!(
+        heard.frames_concealed * 10 <= heard.frames_decoded,
+        "at most a tenth concealed on the lab link: {heard:?}"
+    );
+    let (hz, level) = heard.tone;
+    assert!(
+        (hz - f64::from(JAMID_TONE)).abs() <= 5.0 && level > 0.01,
+        "jamid's tone heard at {hz:.1} Hz, level {level:.3}"
+    );
+    let remote = s.remote_received.expect("a receiver report from jamid");
+    assert!(
+        remote >= 50 && remote <= s.tx_packets,
+        "jamid reports {remote} of our {} packets",
+        s.tx_packets
+    );
+    let tail = &speaker[speaker.len().saturating_sub(48_000 * 2)..];
+    let (hz, level) = analyse(tail);
+    eprintln!(
+        "jamid's speaker: {hz:.1} Hz, level {level:.3} ({} samples)",
+        speaker.len()
+    );
+    assert!(
+        (hz - OUR_TONE).abs() <= 5.0 && level > 0.01,
+        "our tone on jamid's speaker at {hz:.1} Hz, level {level:.3}"
+    );
+}
+
 fn is_state(s: &Signal, call: Option<&str>, state: &str) -> bool {
     s.name == "callStateChanged" && call.is_none_or(|c| s.str(1) == c) && s.str(2) == state
 }
@@ -289,7 +445,11 @@ async fn lab_with_jamid(
 ) -> (Lab, pamoja_lab::Jamid, String, String) {
     let mut lab = Lab::new().unwrap();
     lab.start_dhtnode(4222).await.unwrap();
+    // A sound card whose microphone plays jamid's tone.
+    lab.start_pulseaudio(name, JAMID_TONE).await.unwrap();
     let jamid = lab.start_jamid(name).await.unwrap();
+    // A steady tone would be suppressed as noise.
+    jamid.set_noise_suppression(false).await.unwrap();
     let account = jamid.add_account(4222, extra).await.unwrap();
     jamid
         .wait_registered(&account, Duration::from_secs(120))
@@ -352,11 +512,19 @@ async fn pamoja_calls_jamid_and_hangs_up() {
             .is_some_and(|p| p.contains(&our_id)),
         "{details:?}"
     );
+    // Some seconds of media both ways; what jamid plays is recorded meanwhile.
+    let speaker = lab
+        .record_speaker("callee", Duration::from_secs(12))
+        .await
+        .unwrap();
     hangup_tx.send(()).unwrap();
     let report = tokio::task::spawn_blocking(move || caller.join().unwrap().unwrap())
         .await
         .unwrap()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap_or_else(|e| panic!("{e}\n--- jamid ---\n{}", lab.log_tail("jamid-callee", 60)));
+    let heard = report.audio.as_ref().expect("the media ran");
+    eprintln!("media: {heard:?}");
+    check_audio(heard, &speaker);
     // 100 Trying, then 200 OK with jamid's answer; then 200 to our BYE.
     assert_eq!(report.codes.first(), Some(&100), "{report:?}");
     assert!(report.codes.windows(1).any(|c| c[0] == 200), "{report:?}");

@@ -13,7 +13,9 @@
 //! - [`client`]: the running account: commands in ([`Client`]'s methods), events out
 //!   ([`Events`]); conversations kept as swarm repositories in the data directory, served over
 //!   `git://` channels and fetched from peers when they announce new commits, each fetched
-//!   history validated before it is merged.
+//!   history validated before it is merged;
+//! - [`media`]: the I/O edge of a call's media: the media ICE session in SDP, and an Opus
+//!   stream pumped over its RTP and RTCP components.
 //!
 //! The pure modules hold the formats and the rules; [`client`] holds the I/O.
 
@@ -21,6 +23,7 @@ pub mod client;
 pub mod contacts;
 pub mod event;
 pub mod instant;
+pub mod media;
 pub mod presence;
 pub mod trust;
 

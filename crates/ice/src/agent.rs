@@ -206,11 +206,36 @@ struct Local {
     base: SocketAddr,
 }
 
+/// An agent's identity towards the peer: several agents sharing one (the components of a
+/// media session) answer to the same `ufrag:pwd` and settle role conflicts alike.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// Username fragment.
+    pub ufrag: String,
+    /// Password.
+    pub pwd: String,
+    /// Tie-breaker for role conflicts.
+    pub tie_breaker: u64,
+}
+
+impl Credentials {
+    /// Fresh credentials: 8 and 24 lower-case hex characters, as pjnath writes them, and a
+    /// random tie-breaker.
+    pub fn random() -> Self {
+        Self {
+            ufrag: random_hex(8),
+            pwd: random_hex(24),
+            tie_breaker: random_u64(),
+        }
+    }
+}
+
 /// The ICE agent of one component.
 #[derive(Debug)]
 pub struct Agent {
     config: Config,
     role: Role,
+    component: u32,
     tie_breaker: u64,
     ufrag: String,
     pwd: String,
@@ -259,12 +284,20 @@ impl Agent {
     /// A new agent with fresh credentials (8 and 24 lower-case hex characters, as pjnath)
     /// and a random tie-breaker.
     pub fn new(role: Role, config: Config) -> Self {
+        Self::for_component(role, config, Credentials::random(), 1)
+    }
+
+    /// An agent for `component` (1-256) answering to `credentials`: one of the agents of a
+    /// media session, whose components share credentials and each have sockets of their
+    /// own. It pairs only the peer's candidates of the same component.
+    pub fn for_component(role: Role, config: Config, credentials: Credentials, component: u32) -> Self {
         Self {
             config,
             role,
-            tie_breaker: random_u64(),
-            ufrag: random_hex(8),
-            pwd: random_hex(24),
+            component: component.clamp(1, 256),
+            tie_breaker: credentials.tie_breaker,
+            ufrag: credentials.ufrag,
+            pwd: credentials.pwd,
             remote_ufrag: None,
             remote_pwd: None,
             locals: Vec::new(),
@@ -309,7 +342,13 @@ impl Agent {
 
     /// Adds a local candidate sent from `base` (a host candidate's own address; the host
     /// socket of a server-reflexive one; a relayed address for a relay candidate).
+    /// The candidate is renumbered to the agent's component.
     pub fn add_local_candidate(&mut self, candidate: Candidate, base: SocketAddr) {
+        let candidate = if candidate.component == self.component {
+            candidate
+        } else {
+            candidate.for_component(self.component)
+        };
         if self.locals.iter().any(|l| l.candidate == candidate) {
             return;
         }
@@ -356,9 +395,14 @@ impl Agent {
         }
     }
 
-    /// Adds one more remote candidate (component 1 only).
+    /// The component this agent negotiates.
+    pub fn component(&self) -> u32 {
+        self.component
+    }
+
+    /// Adds one more remote candidate (of this agent's component; others are ignored).
     pub fn add_remote_candidate(&mut self, candidate: Candidate) {
-        if candidate.component != 1 || self.remotes.len() >= 256 {
+        if candidate.component != self.component || self.remotes.len() >= 256 {
             return;
         }
         if let Some(i) = self
@@ -610,7 +654,11 @@ impl Agent {
         };
         let local = &self.locals[self.pairs[pi].local].candidate;
         let transaction = Builder::random_transaction();
-        let prflx_priority = priority(Kind::Prflx.preference(), local.priority >> 8 & 0xFFFF, 1);
+        let prflx_priority = priority(
+            Kind::Prflx.preference(),
+            local.priority >> 8 & 0xFFFF,
+            self.component,
+        );
         let mut b = Builder::new(Class::Request, BINDING, transaction)
             .attr(attr::USERNAME, format!("{ruf}:{}", self.ufrag).as_bytes())
             .attr(attr::PRIORITY, &prflx_priority.to_be_bytes());
@@ -921,7 +969,7 @@ impl Agent {
             let tcp_type = (transport == Transport::Tcp).then_some(TcpType::Active);
             self.remotes.push(Candidate {
                 foundation: foundation(Kind::Prflx, remote.ip()),
-                component: 1,
+                component: self.component,
                 transport,
                 priority: prio,
                 addr: remote,

@@ -142,6 +142,15 @@ impl Candidate {
         }
     }
 
+    /// The same candidate for another component (a media stream's RTCP, or a later
+    /// stream's components, numbered as jamid does): its priority follows the component.
+    pub fn for_component(mut self, component: u32) -> Self {
+        let component = component.clamp(1, 256);
+        self.priority = (self.priority & !0xFF) + (256 - component);
+        self.component = component;
+        self
+    }
+
     /// Scans a candidate line as pjnath does; `None` for a line it would drop.
     pub fn parse(line: &str) -> Option<Self> {
         let mut f = line.split_whitespace();

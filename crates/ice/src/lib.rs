@@ -15,6 +15,8 @@
 //! * [`client`]: STUN Binding and TURN client state machines (with RFC 6062 TCP relays);
 //! * [`session`]: the tokio edge: sockets, gathering, and a [`session::Connection`] once a
 //!   pair is selected;
+//! * [`media`]: a call's media session, one UDP component per RTP and RTCP flow of each
+//!   stream, numbered across streams as jamid does;
 //! * [`pipe`]: a byte stream over the message queues of such a driver.
 
 #![forbid(unsafe_code)]
@@ -24,6 +26,7 @@ pub mod agent;
 pub mod candidate;
 pub mod client;
 pub mod framing;
+pub mod media;
 pub mod pipe;
 pub mod session;
 pub mod stun;

@@ -34,7 +34,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::agent::{Agent, Config, Event, Failure, Input, Role, SelectedPair, State};
+use crate::agent::{
+    Agent, Config, Credentials, Event, Failure, Input, Role, SelectedPair, State,
+};
 use crate::candidate::{Candidate, IceMessage, Kind, TcpType, Transport};
 use crate::client::{
     Binding, ClientError, TurnClient, TurnEvent, TurnInput, connection_bound, stream_message_len,
@@ -102,6 +104,11 @@ pub struct Options {
     pub relay_only: bool,
     /// Agent timing.
     pub config: Config,
+    /// The component negotiated (1; a media session numbers its components across streams).
+    pub component: u32,
+    /// Credentials to answer to (fresh ones when `None`); the components of one media
+    /// session share theirs.
+    pub credentials: Option<Credentials>,
 }
 
 impl Options {
@@ -116,6 +123,8 @@ impl Options {
             connect_timeout: Duration::from_secs(30),
             relay_only: false,
             config: Config::default(),
+            component: 1,
+            credentials: None,
         }
     }
 
@@ -186,7 +195,9 @@ impl Session {
     /// Opens the sockets and gathers candidates, then keeps them alive in a task.
     pub async fn gather(role: Role, opts: Options) -> Result<Self, IceError> {
         let (incoming_tx, incoming) = mpsc::channel(1024);
-        let mut agent = Agent::new(role, opts.config.clone());
+        let component = opts.component.clamp(1, 256);
+        let credentials = opts.credentials.clone().unwrap_or_else(Credentials::random);
+        let mut agent = Agent::for_component(role, opts.config.clone(), credentials, component);
         let mut udp = Vec::new();
         let mut listeners = Vec::new();
         for (i, addr) in opts.bind.iter().enumerate() {

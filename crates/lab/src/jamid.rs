@@ -91,6 +91,8 @@ trait ConfigurationManager {
         message: &str,
         status: i32,
     ) -> zbus::Result<bool>;
+    #[zbus(name = "setNoiseSuppressState")]
+    fn set_noise_suppress_state(&self, state: &str) -> zbus::Result<()>;
     #[zbus(name = "setAccountDetails")]
     fn set_account_details(&self, account: &str, details: HashMap<&str, &str>) -> zbus::Result<()>;
     #[zbus(name = "loadConversationMessages")]
@@ -717,6 +719,13 @@ impl Jamid {
     /// `getKnownRingDevices`: device id → name.
     pub async fn known_devices(&self, account: &str) -> Result<HashMap<String, String>> {
         Ok(self.cm.get_known_ring_devices(account).await?)
+    }
+
+    /// `setNoiseSuppressState`: turns jamid's noise suppression on or off (off for tests
+    /// that send a steady tone, which it would suppress as noise).
+    pub async fn set_noise_suppression(&self, on: bool) -> Result<()> {
+        let state = if on { "true" } else { "false" };
+        Ok(self.cm.set_noise_suppress_state(state).await?)
     }
 
     /// `placeCall`: calls `to` (a Jami id); the call id. Its progress comes as

@@ -37,6 +37,10 @@ pub use process::Supervised;
 pub const JAMID: &str = "/usr/libexec/jamid";
 /// Path of OpenDHT's node.
 pub const DHTNODE: &str = "/usr/bin/dhtnode";
+/// Path of PulseAudio's server (a jamid's sound card in the lab).
+pub const PULSEAUDIO: &str = "/usr/bin/pulseaudio";
+/// Path of PulseAudio's recorder.
+pub const PAREC: &str = "/usr/bin/parec";
 /// The lab's address on its veth link.
 pub const LAB_ADDR: &str = "10.200.0.1";
 
@@ -85,7 +89,14 @@ pub fn missing_prerequisites() -> Option<String> {
     if !is_root() {
         return Some("network namespaces need root".into());
     }
-    for bin in [JAMID, DHTNODE, "/usr/bin/dbus-daemon", "/usr/bin/kill"] {
+    for bin in [
+        JAMID,
+        DHTNODE,
+        PULSEAUDIO,
+        PAREC,
+        "/usr/bin/dbus-daemon",
+        "/usr/bin/kill",
+    ] {
         if !Path::new(bin).exists() {
             return Some(format!("{bin} is not installed"));
         }
@@ -130,6 +141,8 @@ pub struct Lab {
     procs: Vec<Supervised>,
     netns: Netns,
     dir: tempfile::TempDir,
+    /// The PulseAudio socket of each jamid that has a sound card.
+    pulse: std::collections::HashMap<String, PathBuf>,
 }
 
 impl Lab {
@@ -141,6 +154,7 @@ impl Lab {
             procs: Vec::new(),
             netns,
             dir,
+            pulse: std::collections::HashMap::new(),
         })
     }
 
@@ -254,13 +268,16 @@ impl Lab {
         let home = self.dir().join(format!("jami-{name}"));
         let bus_path = self.dir().join(format!("bus-{name}"));
         let address = format!("unix:path={}", bus_path.display());
-        let env: Vec<(&str, PathBuf)> = vec![
+        let mut env: Vec<(&str, PathBuf)> = vec![
             ("HOME", home.clone()),
             ("XDG_CONFIG_HOME", home.join(".config")),
             ("XDG_DATA_HOME", home.join(".local/share")),
             ("XDG_CACHE_HOME", home.join(".cache")),
             ("DBUS_SESSION_BUS_ADDRESS", PathBuf::from(&address)),
         ];
+        if let Some(socket) = self.pulse.get(name) {
+            env.push(("PULSE_SERVER", PathBuf::from(format!("unix:{}", socket.display()))));
+        }
         let env_ref: Vec<(&str, &Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();
         let pid = self.spawn(
             &format!("jamid-{name}"),
@@ -269,6 +286,83 @@ impl Lab {
             &env_ref,
         )?;
         Jamid::connect(name, &address, home, pid).await
+    }
+
+    /// Gives jamid `name` (started after this) a sound card of its own: a PulseAudio
+    /// server on a socket in the lab's folder whose microphone is a sine source of
+    /// `tone_hz` and whose speaker is a null sink (`speaker`), recordable with
+    /// [`Lab::record_speaker`].
+    pub async fn start_pulseaudio(&mut self, name: &str, tone_hz: u32) -> Result<PathBuf> {
+        let dir = self.dir().join(format!("pulse-{name}"));
+        std::fs::create_dir_all(&dir)?;
+        let socket = dir.join("native");
+        let script = dir.join("lab.pa");
+        std::fs::write(
+            &script,
+            format!(
+                "load-module module-native-protocol-unix socket={} auth-anonymous=1\n\
+                 load-module module-null-sink sink_name=speaker rate=48000\n\
+                 load-module module-null-sink sink_name=mic rate=48000\n\
+                 load-module module-sine sink=mic frequency={tone_hz}\n\
+                 set-default-sink speaker\n\
+                 set-default-source mic.monitor\n",
+                socket.display()
+            ),
+        )?;
+        let script_arg = format!("--file={}", script.display());
+        let env = [
+            ("HOME", dir.as_path()),
+            ("XDG_RUNTIME_DIR", dir.as_path()),
+            ("PULSE_RUNTIME_PATH", dir.as_path()),
+            ("PULSE_STATE_PATH", dir.as_path()),
+        ];
+        self.spawn(
+            &format!("pulseaudio-{name}"),
+            PULSEAUDIO,
+            &[
+                "-n",
+                "--daemonize=no",
+                "--exit-idle-time=-1",
+                "--use-pid-file=no",
+                "--log-target=stderr",
+                &script_arg,
+            ],
+            &env,
+        )?;
+        wait_for_path(&socket, Duration::from_secs(10)).await?;
+        self.pulse.insert(name.to_owned(), socket.clone());
+        Ok(socket)
+    }
+
+    /// Records `duration` of what jamid `name` plays on its speaker (mono 48 kHz samples).
+    pub async fn record_speaker(&mut self, name: &str, duration: Duration) -> Result<Vec<i16>> {
+        let socket = self.pulse.get(name).cloned().ok_or_else(|| LabError::Setup {
+            cmd: "parec".into(),
+            detail: format!("jamid {name} has no sound card"),
+        })?;
+        let out = self.dir().join(format!("speaker-{name}.raw"));
+        let file = std::fs::File::create(&out)?;
+        let mut child = std::process::Command::new(PAREC)
+            .args([
+                "--device=speaker.monitor",
+                "--format=s16le",
+                "--rate=48000",
+                "--channels=1",
+                "--raw",
+            ])
+            .env("PULSE_SERVER", format!("unix:{}", socket.display()))
+            .stdout(file)
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        tokio::time::sleep(duration).await;
+        // Our own child, ended by its handle.
+        let _ = child.kill();
+        let _ = child.wait();
+        let bytes = std::fs::read(&out)?;
+        Ok(bytes
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]))
+            .collect())
     }
 
     /// The last `lines` lines of a process log, for failure messages.

@@ -6,6 +6,7 @@
 //! holds the pieces of that call path as pure values and state machines, fed with bytes
 //! and giving bytes back, with no I/O of their own:
 //!
+//! * [`audio`]: Opus frames (libopus), tones, WAV files, and measurements of what was heard;
 //! * [`dialog`]: the SIP dialog of a call (INVITE, answer, ACK, BYE, CANCEL, re-INVITE,
 //!   INFO) as a state machine: messages in, messages and events out;
 //! * [`control`]: the INFO bodies jamid exchanges (keyframe requests, recording state, DTMF);
@@ -20,6 +21,8 @@
 //!   (plain, on their own ICE component);
 //! * [`stats`]: a receiver's view of one source (RFC 3550 appendix A): extended sequence
 //!   numbers, loss, jitter, the report block it sends, and round-trip times from reports;
+//! * [`stream`]: one negotiated stream's RTP session: SRTP out and in, sender and receiver
+//!   reports, and the figures of a call (packets, bytes, loss, jitter, what the peer got);
 //! * [`jitter`]: an audio jitter buffer that reorders, drops late packets and marks the
 //!   frames to conceal;
 //! * [`bitrate`]: video bitrate adaptation within 200 kb/s - 6 Mb/s from receiver reports
@@ -36,6 +39,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod audio;
 pub mod bitrate;
 pub mod control;
 pub mod dialog;
@@ -47,6 +51,7 @@ pub mod sdes;
 pub mod sdp;
 pub mod srtp;
 pub mod stats;
+pub mod stream;
 pub mod vp8;
 
 pub use rtp::RtpPacket;
