@@ -9,7 +9,11 @@
 //! jamid → Pamoja: jamid's INVITE and offer read by our model; 100, 180, our 200 with an
 //! answer by jamid's codec rule; jamid's ACK; CURRENT; jamid hangs up and our dialog ends.
 //!
-//! The media themselves (a second, UDP, ICE session, then SRTP) are not exchanged here.
+//! Both ways the media then flow: a second, UDP, ICE session with components numbered as
+//! jamid numbers them, then SRTP-protected Opus both ways. jamid's microphone is a 660 Hz
+//! tone from a PulseAudio server of its own; ours is 440 Hz. Checked: we authenticate and
+//! decode jamid's Opus and hear 660 Hz; jamid's speaker plays 440 Hz at the level we sent;
+//! jamid's receiver reports count our packets.
 
 mod channel_lab;
 mod common;
@@ -22,15 +26,15 @@ use pamoja::channel::link::LinkEvent;
 use pamoja::channel::sip::{SipMessage, SipReader, StartLine};
 use pamoja::identity::Account;
 use pamoja::media::dialog::{Dialog, EndReason, Endpoint, Event};
-use pamoja::media::sdp::{self, Codec, Direction, Sdp};
-use pamoja::media::{Crypto, Suite};
+use pamoja::media::sdp::{Codec, Direction, Sdp};
+use pamoja::media::Suite;
 use pamoja::client::media::{
     AudioConfig, AudioSource, candidate_lines, remote_ice, rtp_port, run_audio,
 };
 use pamoja::ice::agent::Role;
 use pamoja::ice::media::MediaSession;
 use pamoja::ice::session::Options;
-use pamoja::media::audio::analyse;
+use pamoja::media::audio::analyse_windows;
 use pamoja::media::negotiate::{self, Capability, Local, Negotiated};
 use pamoja::media::stream::{MediaStream, StreamConfig};
 use pamoja_lab::{LAB_ADDR, Lab, Signal, available};
@@ -69,34 +73,6 @@ fn endpoint(account: &Account, peer: &str) -> Endpoint {
         local: format!("{LAB_ADDR}:40000").parse().unwrap(),
         remote: format!("{LAB_ADDR}:40001").parse().unwrap(),
     }
-}
-
-/// An audio description in jamid's shape (host candidates for components 1 and 2).
-fn audio_sdp(codecs: &[Codec], extra: Vec<sdp::Media>) -> Sdp {
-    let addr = LAB_ADDR.parse().unwrap();
-    let crypto = Crypto::random(Suite::AesCm128HmacSha1_80);
-    let candidates = vec![
-        format!("Hc0a80001 1 UDP 2130706431 {LAB_ADDR} 41000 typ host"),
-        format!("Hc0a80001 2 UDP 2130706430 {LAB_ADDR} 41001 typ host"),
-    ];
-    let mut media = vec![sdp::jami_media(
-        "audio",
-        40000,
-        addr,
-        codecs,
-        Direction::SendRecv,
-        &crypto,
-        &candidates,
-    )];
-    media.extend(extra);
-    Sdp::jami(
-        "-",
-        1,
-        "Pamoja call",
-        addr,
-        Some(("8f3a11c2", "0123456789abcdef01234567")),
-        media,
-    )
 }
 
 /// Writes what the dialog wants sent, one message per channel write.
@@ -170,18 +146,7 @@ fn pamoja_caller(
             let session = MediaSession::gather(Role::Controlling, opts, 2)
                 .await
                 .map_err(|e| e.to_string())?;
-            let local = Local {
-                addr: LAB_ADDR.parse().unwrap(),
-                ice: (
-                    session.local_description().ufrag.clone(),
-                    session.local_description().pwd.clone(),
-                ),
-                capabilities: vec![Capability {
-                    kind: "audio".into(),
-                    codecs: vec![Codec::opus(), Codec::telephone_event()],
-                    direction: Direction::SendRecv,
-                }],
-            };
+            let local = audio_only(&session);
             let offer_sdp = negotiate::offer(
                 &local,
                 |i| rtp_port(&session, i),
@@ -233,6 +198,22 @@ fn pamoja_caller(
             Ok(report)
         })
     })
+}
+
+/// Our side of the SDP: audio only (Opus, DTMF), the session's ICE credentials.
+fn audio_only(session: &MediaSession) -> Local {
+    Local {
+        addr: LAB_ADDR.parse().unwrap(),
+        ice: (
+            session.local_description().ufrag.clone(),
+            session.local_description().pwd.clone(),
+        ),
+        capabilities: vec![Capability {
+            kind: "audio".into(),
+            codecs: vec![Codec::opus(), Codec::telephone_event()],
+            direction: Direction::SendRecv,
+        }],
+    }
 }
 
 /// What our side heard, in brief.
@@ -292,12 +273,13 @@ async fn audio(
     )
     .await
     .map_err(|e| e.to_string())?;
-    let tail = &r.recorded[r.recorded.len().saturating_sub(48_000 * 2)..];
+    // The last seconds heard (the first may still be settling).
+    let tail = &r.recorded[r.recorded.len().saturating_sub(48_000 * 5)..];
     Ok(Heard {
         stats: r.stats,
         frames_decoded: r.frames_decoded,
         frames_concealed: r.frames_concealed,
-        tone: analyse(tail),
+        tone: analyse_windows(tail),
     })
 }
 
@@ -348,20 +330,19 @@ fn pamoja_callee(
                 .map_err(|e| e.to_string())?;
             let offer = Sdp::parse(&String::from_utf8_lossy(d.remote_offer()))
                 .map_err(|e| e.to_string())?;
-            // One section per offered one: audio by jamid's rule, the others refused.
-            let audio = offer.media.first().ok_or("no media offered")?;
-            let codecs =
-                sdp::answer_codecs(&audio.codecs(), &[Codec::opus(), Codec::telephone_event()])
-                    .ok_or("no common audio codec")?;
-            let refused: Vec<sdp::Media> = offer.media[1..]
-                .iter()
-                .map(|m| sdp::Media {
-                    port: 0,
-                    attributes: vec![],
-                    ..m.clone()
-                })
-                .collect();
-            let answer = audio_sdp(&codecs, refused).to_text();
+            // Audio by jamid's rule, the other sections refused; two components for it.
+            let opts = Options::udp(vec![format!("{LAB_ADDR}:0").parse().unwrap()]);
+            let session = MediaSession::gather(Role::Controlled, opts, 2)
+                .await
+                .map_err(|e| e.to_string())?;
+            let (answer_sdp, negotiated) = negotiate::answer(
+                &offer,
+                &audio_only(&session),
+                |i| rtp_port(&session, i),
+                |i| candidate_lines(&session, i),
+            )
+            .map_err(|e| e.to_string())?;
+            let answer = answer_sdp.to_text();
             let mut report = Report {
                 remote_sdp: invite.body.clone(),
                 local_sdp: answer.clone(),
@@ -371,11 +352,17 @@ fn pamoja_callee(
             flush(&mut d, &mut ch).await?;
             d.accept(answer.as_bytes(), Instant::now())
                 .map_err(|e| e.to_string())?;
+            flush(&mut d, &mut ch).await?;
+            // The answer is out: ICE as the controlled side, then audio until the end.
+            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+            let media = tokio::spawn(audio(session, negotiated, stop_rx));
             let (_keep, mut never) = tokio::sync::mpsc::unbounded_channel();
             drive(&mut d, &mut ch, &mut reader, &mut report, &mut never, |r| {
                 r.end.is_some()
             })
             .await?;
+            let _ = stop_tx.send(());
+            report.audio = Some(media.await.map_err(|e| e.to_string())??);
             Ok(report)
         })
     })
@@ -403,8 +390,8 @@ fn check_audio(heard: &Heard, speaker: &[i16]) {
         "jamid reports {remote} of our {} packets",
         s.tx_packets
     );
-    let tail = &speaker[speaker.len().saturating_sub(48_000 * 2)..];
-    let (hz, level) = analyse(tail);
+    let tail = &speaker[speaker.len().saturating_sub(48_000 * 5)..];
+    let (hz, level) = analyse_windows(tail);
     eprintln!(
         "jamid's speaker: {hz:.1} Hz, level {level:.3} ({} samples)",
         speaker.len()
@@ -547,7 +534,7 @@ async fn jamid_calls_pamoja_and_hangs_up() {
         return;
     }
     let _serial = SERIAL.lock().await;
-    let (lab, jamid, account, jamid_id) = lab_with_jamid("caller", &[]).await;
+    let (mut lab, jamid, account, jamid_id) = lab_with_jamid("caller", &[]).await;
     let ours = Account::create(|_| {}).unwrap();
     let our_id = ours.jami_id().to_string();
     let callee = pamoja_callee(ours, &lab, jamid_id);
@@ -566,11 +553,18 @@ async fn jamid_calls_pamoja_and_hangs_up() {
         panic!("{e}\n--- jamid ---\n{}", lab.log_tail("jamid-caller", 80));
     }
     eprintln!("placeCall -> CURRENT: {:?}", t.elapsed());
+    let speaker = lab
+        .record_speaker("caller", Duration::from_secs(12))
+        .await
+        .unwrap();
     assert!(jamid.hang_up(&account, &call).await.unwrap());
     let report = tokio::task::spawn_blocking(move || callee.join().unwrap().unwrap())
         .await
         .unwrap()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap_or_else(|e| panic!("{e}\n--- jamid ---\n{}", lab.log_tail("jamid-caller", 60)));
+    let heard = report.audio.as_ref().expect("the media ran");
+    eprintln!("media: {heard:?}");
+    check_audio(heard, &speaker);
     assert!(report.confirmed, "jamid's ACK: {report:?}");
     assert_eq!(report.end, Some(EndReason::HungUp));
     check_jamid_sdp(&report.remote_sdp);

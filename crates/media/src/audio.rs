@@ -158,6 +158,29 @@ pub fn analyse(samples: &[i16]) -> (f64, f64) {
     (hz, rms)
 }
 
+/// [`analyse`] over quarter-second windows, as medians: a tone's frequency and level even
+/// when some windows were disturbed (an echo canceller at work, a burst of loss).
+pub fn analyse_windows(samples: &[i16]) -> (f64, f64) {
+    let mut hz = Vec::new();
+    let mut level = Vec::new();
+    for w in samples.chunks(SAMPLE_RATE as usize / 4) {
+        if w.len() == SAMPLE_RATE as usize / 4 {
+            let (h, l) = analyse(w);
+            hz.push(h);
+            level.push(l);
+        }
+    }
+    (median(&mut hz), median(&mut level))
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 /// The longest run of silence (|sample| below `threshold`) in `samples`, in milliseconds at
 /// 48 kHz: a gap in audio that should have flowed.
 pub fn longest_gap_ms(samples: &[i16], threshold: i16) -> f64 {
@@ -226,6 +249,15 @@ mod tests {
         // A sine's RMS is its peak over sqrt(2).
         assert!((level - 0.5 / 2f64.sqrt()).abs() < 0.01, "{level}");
         assert_eq!(analyse(&[]), (0.0, 0.0));
+        // A disturbed second among four still gives the tone.
+        let mut s: Vec<i16> = (0..200).flat_map(|_| t.frame()).collect();
+        let mut other = Tone::new(1700.0, 0.1);
+        let noise: Vec<i16> = (0..50).flat_map(|_| other.frame()).collect();
+        s[48_000..96_000].copy_from_slice(&noise);
+        let (hz, level) = analyse_windows(&s);
+        assert!((hz - 1000.0).abs() < 0.5, "{hz}");
+        assert!((level - 0.5 / 2f64.sqrt()).abs() < 0.01, "{level}");
+        assert_eq!(analyse_windows(&s[..100]), (0.0, 0.0));
         assert_eq!(analyse(&[5; 100]).0, 0.0);
     }
 
