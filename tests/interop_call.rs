@@ -24,18 +24,18 @@ use std::time::{Duration, Instant};
 
 use pamoja::channel::link::LinkEvent;
 use pamoja::channel::sip::{SipMessage, SipReader, StartLine};
-use pamoja::identity::Account;
-use pamoja::media::dialog::{Dialog, EndReason, Endpoint, Event};
-use pamoja::media::sdp::{Codec, Direction, Sdp};
-use pamoja::media::Suite;
 use pamoja::client::media::{
     AudioConfig, AudioSource, candidate_lines, remote_ice, rtp_port, run_audio,
 };
 use pamoja::ice::agent::Role;
 use pamoja::ice::media::MediaSession;
 use pamoja::ice::session::Options;
+use pamoja::identity::Account;
+use pamoja::media::Suite;
 use pamoja::media::audio::analyse_windows;
+use pamoja::media::dialog::{Dialog, EndReason, Endpoint, Event};
 use pamoja::media::negotiate::{self, Capability, Local, Negotiated};
+use pamoja::media::sdp::{Codec, Direction, Sdp};
 use pamoja::media::stream::{MediaStream, StreamConfig};
 use pamoja_lab::{LAB_ADDR, Lab, Signal, available};
 
@@ -374,7 +374,10 @@ fn check_audio(heard: &Heard, speaker: &[i16]) {
     let s = &heard.stats;
     assert!(s.tx_packets >= 150, "{heard:?}");
     assert_eq!(s.srtp_in.auth_failed, 0, "{heard:?}");
-    assert!(heard.frames_decoded >= 100, "jamid's Opus decoded: {heard:?}");
+    assert!(
+        heard.frames_decoded >= 100,
+        "jamid's Opus decoded: {heard:?}"
+    );
     assert!(
         heard.frames_concealed * 10 <= heard.frames_decoded,
         "at most a tenth concealed on the lab link: {heard:?}"

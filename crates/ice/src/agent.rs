@@ -290,7 +290,12 @@ impl Agent {
     /// An agent for `component` (1-256) answering to `credentials`: one of the agents of a
     /// media session, whose components share credentials and each have sockets of their
     /// own. It pairs only the peer's candidates of the same component.
-    pub fn for_component(role: Role, config: Config, credentials: Credentials, component: u32) -> Self {
+    pub fn for_component(
+        role: Role,
+        config: Config,
+        credentials: Credentials,
+        component: u32,
+    ) -> Self {
         Self {
             config,
             role,

@@ -34,9 +34,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::agent::{
-    Agent, Config, Credentials, Event, Failure, Input, Role, SelectedPair, State,
-};
+use crate::agent::{Agent, Config, Credentials, Event, Failure, Input, Role, SelectedPair, State};
 use crate::candidate::{Candidate, IceMessage, Kind, TcpType, Transport};
 use crate::client::{
     Binding, ClientError, TurnClient, TurnEvent, TurnInput, connection_bound, stream_message_len,

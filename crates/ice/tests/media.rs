@@ -12,7 +12,9 @@ async fn four_components_carry_their_own_data() {
     let a = MediaSession::gather(Role::Controlling, opts(), 4)
         .await
         .unwrap();
-    let b = MediaSession::gather(Role::Controlled, opts(), 4).await.unwrap();
+    let b = MediaSession::gather(Role::Controlled, opts(), 4)
+        .await
+        .unwrap();
     let da = a.local_description().clone();
     // One credential pair for the whole session, a candidate per component.
     let mut ids: Vec<u32> = da.candidates.iter().map(|c| c.component).collect();
@@ -32,7 +34,11 @@ async fn four_components_carry_their_own_data() {
         assert_eq!(sel.remote.component, id);
     }
     for id in 1..=4u32 {
-        ca.component(id).unwrap().send(&[id as u8; 50]).await.unwrap();
+        ca.component(id)
+            .unwrap()
+            .send(&[id as u8; 50])
+            .await
+            .unwrap();
         cb.component(id)
             .unwrap()
             .send(&[0x80 | id as u8; 60])
@@ -40,7 +46,10 @@ async fn four_components_carry_their_own_data() {
             .unwrap();
     }
     for id in 1..=4u32 {
-        assert_eq!(cb.component(id).unwrap().recv().await.unwrap(), vec![id as u8; 50]);
+        assert_eq!(
+            cb.component(id).unwrap().recv().await.unwrap(),
+            vec![id as u8; 50]
+        );
         assert_eq!(
             ca.component(id).unwrap().recv().await.unwrap(),
             vec![0x80 | id as u8; 60]
@@ -52,6 +61,14 @@ async fn four_components_carry_their_own_data() {
 #[tokio::test]
 async fn component_count_is_bounded() {
     let opts = Options::udp(vec!["127.0.0.1:0".parse().unwrap()]);
-    assert!(MediaSession::gather(Role::Controlling, opts.clone(), 0).await.is_err());
-    assert!(MediaSession::gather(Role::Controlling, opts, 17).await.is_err());
+    assert!(
+        MediaSession::gather(Role::Controlling, opts.clone(), 0)
+            .await
+            .is_err()
+    );
+    assert!(
+        MediaSession::gather(Role::Controlling, opts, 17)
+            .await
+            .is_err()
+    );
 }

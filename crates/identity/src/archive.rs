@@ -73,13 +73,17 @@ impl Archive {
     pub fn decode(data: &[u8], password: Option<&str>) -> Result<Self> {
         let password = password.filter(|p| !p.is_empty());
         let mut data = data.to_vec();
+        // gzip (once or twice) around JSON or around the encrypted bytes; an encrypted
+        // archive whose random salt merely looks like gzip's magic is kept as it is.
         if data.starts_with(&GZIP_MAGIC) {
-            data = inflate(&data)?;
-            if data.starts_with(&GZIP_MAGIC) {
-                data = inflate(&data)?;
-            }
-            if let Ok(a) = Self::from_json(&data) {
-                return Ok(a);
+            if let Ok(inflated) = inflate(&data) {
+                data = inflated;
+                if data.starts_with(&GZIP_MAGIC) {
+                    data = inflate(&data)?;
+                }
+                if let Ok(a) = Self::from_json(&data) {
+                    return Ok(a);
+                }
             }
         }
         match password {
@@ -402,6 +406,18 @@ mod tests {
         assert!(matches!(
             Archive::decode(&brace, None),
             Err(Error::PasswordNeeded)
+        ));
+        // Nor one whose salt starts like gzip's magic: it is still taken as encrypted
+        // (here refused with the password, since its salt was altered).
+        let mut gzip_like = bytes.clone();
+        gzip_like[..3].copy_from_slice(&GZIP_MAGIC);
+        assert!(matches!(
+            Archive::decode(&gzip_like, None),
+            Err(Error::PasswordNeeded)
+        ));
+        assert!(matches!(
+            Archive::decode(&gzip_like, Some("secret")),
+            Err(Error::Decrypt)
         ));
         // gzip around the encrypted bytes is undone first, as jamid does.
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), Compression::default());

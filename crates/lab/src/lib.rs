@@ -276,7 +276,10 @@ impl Lab {
             ("DBUS_SESSION_BUS_ADDRESS", PathBuf::from(&address)),
         ];
         if let Some(socket) = self.pulse.get(name) {
-            env.push(("PULSE_SERVER", PathBuf::from(format!("unix:{}", socket.display()))));
+            env.push((
+                "PULSE_SERVER",
+                PathBuf::from(format!("unix:{}", socket.display())),
+            ));
         }
         let env_ref: Vec<(&str, &Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();
         let pid = self.spawn(
@@ -336,10 +339,14 @@ impl Lab {
 
     /// Records `duration` of what jamid `name` plays on its speaker (mono 48 kHz samples).
     pub async fn record_speaker(&mut self, name: &str, duration: Duration) -> Result<Vec<i16>> {
-        let socket = self.pulse.get(name).cloned().ok_or_else(|| LabError::Setup {
-            cmd: "parec".into(),
-            detail: format!("jamid {name} has no sound card"),
-        })?;
+        let socket = self
+            .pulse
+            .get(name)
+            .cloned()
+            .ok_or_else(|| LabError::Setup {
+                cmd: "parec".into(),
+                detail: format!("jamid {name} has no sound card"),
+            })?;
         let out = self.dir().join(format!("speaker-{name}.raw"));
         let file = std::fs::File::create(&out)?;
         let mut child = std::process::Command::new(PAREC)

@@ -47,7 +47,8 @@ pub struct OpusEncoder {
 impl OpusEncoder {
     /// An encoder at 48 kb/s, as jamid's default.
     pub fn new() -> Result<Self, AudioError> {
-        let mut inner = opus::Encoder::new(SAMPLE_RATE, opus::Channels::Mono, opus::Application::Voip)?;
+        let mut inner =
+            opus::Encoder::new(SAMPLE_RATE, opus::Channels::Mono, opus::Application::Voip)?;
         inner.set_bitrate(opus::Bitrate::Bits(48_000))?;
         inner.set_inband_fec(true)?;
         Ok(Self {
@@ -64,7 +65,9 @@ impl OpusEncoder {
 
     /// Sets the packet loss the peer reports (percent), which tunes FEC.
     pub fn set_expected_loss(&mut self, percent: u8) -> Result<(), AudioError> {
-        Ok(self.inner.set_packet_loss_perc(i32::from(percent.min(100)))?)
+        Ok(self
+            .inner
+            .set_packet_loss_perc(i32::from(percent.min(100)))?)
     }
 
     /// Encodes one 20 ms frame ([`FRAME_SAMPLES`] mono samples).
@@ -95,7 +98,9 @@ impl OpusDecoder {
     pub fn decode(&mut self, packet: Option<&[u8]>) -> Result<Vec<i16>, AudioError> {
         let n = match packet {
             Some(p) => self.inner.decode(p, &mut self.buf, false)?,
-            None => self.inner.decode(&[], &mut self.buf[..FRAME_SAMPLES], false)?,
+            None => self
+                .inner
+                .decode(&[], &mut self.buf[..FRAME_SAMPLES], false)?,
         };
         Ok(self.buf[..n].to_vec())
     }
@@ -298,7 +303,10 @@ mod tests {
             bits_per_sample: 16,
             sample_format: hound::SampleFormat::Int,
         };
-        hound::WavWriter::create(&q, spec).unwrap().finalize().unwrap();
+        hound::WavWriter::create(&q, spec)
+            .unwrap()
+            .finalize()
+            .unwrap();
         assert!(matches!(read_wav(&q), Err(AudioError::Unsupported(_))));
         assert!(read_wav(&dir.path().join("missing.wav")).is_err());
     }

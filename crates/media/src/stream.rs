@@ -269,7 +269,11 @@ impl MediaStream {
         self.stats.rtcp_received += 1;
         for part in &parts {
             match part {
-                Rtcp::SenderReport { ssrc, info, reports } => {
+                Rtcp::SenderReport {
+                    ssrc,
+                    info,
+                    reports,
+                } => {
                     if let Some(r) = self.receiver.as_mut().filter(|r| r.ssrc() == *ssrc) {
                         r.on_sender_report(info.ntp, now);
                     }
@@ -401,7 +405,14 @@ mod tests {
         let parts = b.receive_rtcp(&sr, now);
         assert!(matches!(
             parts[0],
-            Rtcp::SenderReport { info: SenderInfo { packets: 50, octets: 4000, .. }, .. }
+            Rtcp::SenderReport {
+                info: SenderInfo {
+                    packets: 50,
+                    octets: 4000,
+                    ..
+                },
+                ..
+            }
         ));
         let rr = b.rtcp(now + Duration::from_millis(10), SystemTime::now());
         a.receive_rtcp(&rr, now);
