@@ -10,18 +10,18 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
-use pamoja::client::{Client, Config, Settings};
+use pamoja::client::media::AudioSource;
+use pamoja::client::{CallOptions, Client, Config, Events, Settings};
 use serde_json::{Value as Json, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-/// Runs until SIGTERM, Ctrl-C or `timeout` seconds.
-pub async fn run(
+/// Starts the account of `archive` with its data in `data` (the archive kept there).
+pub async fn start(
     archive: &Path,
     bootstrap: &str,
     ice_addr: Option<IpAddr>,
     data: &Path,
-    timeout: Option<f64>,
-) -> Result<()> {
+) -> Result<(Client, Events)> {
     std::fs::create_dir_all(data).with_context(|| format!("cannot create {}", data.display()))?;
     let kept = data.join("archive.gz");
     if !kept.exists() {
@@ -42,7 +42,7 @@ pub async fn run(
             probe.local_addr()?.ip()
         }
     };
-    let (client, mut events) = Client::start(
+    Ok(Client::start(
         account,
         Config {
             data_dir: data.to_owned(),
@@ -50,7 +50,18 @@ pub async fn run(
             ice_addr,
         },
     )
-    .await?;
+    .await?)
+}
+
+/// Runs until SIGTERM, Ctrl-C or `timeout` seconds.
+pub async fn run(
+    archive: &Path,
+    bootstrap: &str,
+    ice_addr: Option<IpAddr>,
+    data: &Path,
+    timeout: Option<f64>,
+) -> Result<()> {
+    let (client, mut events) = start(archive, bootstrap, ice_addr, data).await?;
     println!(
         "{}",
         json!({"event": "ready", "id": client.jami_id(), "device": client.device_id()})
@@ -83,6 +94,24 @@ pub async fn run(
             _ = tokio::signal::ctrl_c() => return Ok(()),
         }
     }
+}
+
+/// A call's media from a command: `"tone"` (Hz) or `"send_wav"` (a 48 kHz 16-bit WAV) to
+/// send (default: silence), `"record_wav"` to keep what is heard.
+fn call_options(c: &Json) -> Result<CallOptions> {
+    let mut o = CallOptions::default();
+    if let Some(hz) = c["tone"].as_f64() {
+        o.source = AudioSource::Tone(hz, 0.3);
+    }
+    if let Some(path) = c["send_wav"].as_str() {
+        let samples = pamoja::media::audio::read_wav(Path::new(path))
+            .with_context(|| format!("cannot read {path}"))?;
+        o.source = AudioSource::Samples(samples);
+    }
+    if let Some(path) = c["record_wav"].as_str() {
+        o.record_wav = Some(path.into());
+    }
+    Ok(o)
 }
 
 fn field<'a>(c: &'a Json, name: &str) -> Result<&'a str> {
@@ -220,10 +249,30 @@ async fn execute(client: &Client, name: &str, c: &Json) -> Result<Json> {
             if let Some(v) = c["display_name"].as_str() {
                 s.display_name = v.to_owned();
             }
+            if let Some(v) = c["auto_answer"].as_bool() {
+                s.auto_answer = v;
+                // Calls answered automatically send and keep what this command says.
+                client.set_call_options(call_options(c)?);
+            }
             client.set_settings(s.clone())?;
             json!({"settings": {"read_receipts": s.read_receipts, "typing": s.typing,
-                "display_name": s.display_name}})
+                "display_name": s.display_name, "auto_answer": s.auto_answer}})
         }
+        "call" => {
+            let video = c["video"].as_bool().unwrap_or(false);
+            let call = client.place_call(field(c, "to")?, call_options(c)?).await?;
+            // Audio only for now: a video request is placed as an audio call.
+            json!({"call": call, "video": false, "video_requested": video})
+        }
+        "answer" => {
+            client.answer_call(field(c, "call")?, call_options(c)?)?;
+            json!({"call": field(c, "call")?})
+        }
+        "hangup" => {
+            client.hang_up(field(c, "call")?)?;
+            json!({"call": field(c, "call")?})
+        }
+        "call.list" => json!({"calls": client.calls()}),
         "" => return Err(anyhow!("missing \"cmd\"")),
         other => return Err(anyhow!("unknown command {other:?}")),
     })

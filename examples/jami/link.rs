@@ -40,13 +40,13 @@ use tokio::sync::mpsc;
 pub struct Online {
     /// The account's archive (password from PAMOJA_PASSWORD).
     #[arg(long)]
-    archive: PathBuf,
+    pub archive: PathBuf,
     /// A DHT node to join, HOST:PORT.
     #[arg(long)]
-    bootstrap: String,
+    pub bootstrap: String,
     /// Address for ICE host candidates (default: the one routed towards the bootstrap node).
     #[arg(long = "ice-addr")]
-    ice_addr: Option<IpAddr>,
+    pub ice_addr: Option<IpAddr>,
 }
 
 /// `jami run` options.

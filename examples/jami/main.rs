@@ -16,6 +16,8 @@
 //! jami net turn --server HOST:PORT --user USER [--tcp] [--hold]
 //! jami run --archive PATH --bootstrap HOST:PORT [--timeout S] [--exit-after N]
 //! jami send --archive PATH --bootstrap HOST:PORT --to JAMI_ID TEXT
+//! jami call --archive PATH --bootstrap HOST:PORT --to JAMI_ID [--video] [--send-wav F]
+//!           [--record-wav F] [--duration S]
 //! jami conv new --archive PATH --dir DIR [--mode N] [--invite JAMI_ID]
 //! jami conv post DIR TEXT --archive PATH
 //! jami conv log DIR [--last N]
@@ -24,6 +26,7 @@
 //! Name commands print `{"status": N, "state": "...", ...}` with jamid's status numbers and
 //! exit 0 only when the status is 0 (found, registered).
 
+mod call;
 mod client;
 mod conv;
 mod link;
@@ -65,6 +68,8 @@ enum Command {
     Run(link::RunArgs),
     /// Send a text message to every device of a Jami account.
     Send(link::SendArgs),
+    /// Call a Jami account: call events as JSON lines, then its figures (`call_stats`).
+    Call(call::CallArgs),
     /// Swarm conversations (git repositories) in a directory.
     #[command(subcommand)]
     Conv(conv::ConvCmd),
@@ -257,6 +262,7 @@ fn run(cli: Cli) -> Result<Value> {
         Command::Net(cmd) => return net::run(cmd),
         Command::Run(args) => return link::run_cmd(args),
         Command::Send(args) => return link::send_cmd(args),
+        Command::Call(args) => return call::call_cmd(args),
         Command::Conv(cmd) => return conv::run(cmd),
         Command::Name(cmd) => {
             let (v, ok) = run_name(cmd)?;

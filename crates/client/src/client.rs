@@ -33,7 +33,7 @@ use pamoja_channel::link::{
     Channel, ChannelSender, Dialer, Incoming, Manager, Options, Rendezvous,
 };
 use pamoja_channel::seen::{self, Seen};
-use pamoja_channel::sip::{self, Route, SipReader, StartLine};
+use pamoja_channel::sip::{self, Route, SipMessage, SipReader, StartLine};
 use pamoja_channel::tls::Identity;
 use pamoja_dht::runner::ListenEvent;
 use pamoja_dht::securedht::SecureDht;
@@ -45,6 +45,7 @@ use serde_json::{Value as Json, json};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
 
+use crate::call::{self, CallOptions};
 use crate::contacts::{ContactState, Contacts, PendingRequest, write_atomic};
 use crate::event::Event;
 use crate::instant::{self, Instant as Im};
@@ -99,6 +100,8 @@ pub struct Settings {
     pub read_receipts: bool,
     /// Send typing indicators, and report those received.
     pub typing: bool,
+    /// Answer incoming calls at once (with the options of [`Client::set_call_options`]).
+    pub auto_answer: bool,
 }
 
 impl Default for Settings {
@@ -107,6 +110,7 @@ impl Default for Settings {
             display_name: String::new(),
             read_receipts: true,
             typing: true,
+            auto_answer: false,
         }
     }
 }
@@ -114,7 +118,7 @@ impl Default for Settings {
 impl Settings {
     fn to_json(&self) -> Json {
         json!({"display_name": self.display_name, "read_receipts": self.read_receipts,
-            "typing": self.typing})
+            "typing": self.typing, "auto_answer": self.auto_answer})
     }
 
     fn from_json(j: &Json) -> Self {
@@ -123,6 +127,7 @@ impl Settings {
             display_name: j["display_name"].as_str().unwrap_or_default().to_owned(),
             read_receipts: j["read_receipts"].as_bool().unwrap_or(d.read_receipts),
             typing: j["typing"].as_bool().unwrap_or(d.typing),
+            auto_answer: j["auto_answer"].as_bool().unwrap_or(d.auto_answer),
         }
     }
 }
@@ -212,6 +217,10 @@ struct Inner {
     seen: Arc<Mutex<Seen>>,
     /// Open `sip` channels: device -> (account, sender).
     sips: Mutex<HashMap<DeviceId, (String, ChannelSender)>>,
+    /// Calls in progress: Call-ID -> the call's task.
+    calls: Mutex<HashMap<String, mpsc::UnboundedSender<call::Command>>>,
+    /// How calls are answered (auto-answer included).
+    call_options: Mutex<CallOptions>,
     /// One fetch at a time per conversation.
     conv_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -323,6 +332,8 @@ impl Client {
             events: tx,
             seen,
             sips: Mutex::default(),
+            calls: Mutex::default(),
+            call_options: Mutex::default(),
             conv_locks: Mutex::default(),
             tasks: Mutex::default(),
             account,
@@ -392,6 +403,88 @@ impl Client {
             inner.clone().watch(p);
         }
         Ok((Self { inner }, Events(rx)))
+    }
+
+    /// Calls `to` (a Jami ID): the call's id. Its progress comes as
+    /// [`Event::CallState`] events, its figures as [`Event::CallStats`] when it ends. The
+    /// first device of `to` that a `sip` channel reaches is called.
+    pub async fn place_call(&self, to: &str, options: CallOptions) -> Result<String> {
+        let i = &self.inner;
+        if !is_hex_id(to, 40) {
+            return Err(ClientError::Invalid(format!("not a Jami ID: {to:?}")));
+        }
+        let mut last = String::from("no device found");
+        for chain in i.devices_of(to, LOOKUP_WAIT).await {
+            let device = chain[0].public_key().device_id();
+            let open = i
+                .sips
+                .lock()
+                .ok()
+                .and_then(|s| s.get(&device).map(|(_, t)| !t.is_closed()))
+                .unwrap_or(false);
+            let tx = match i.sip_to(&chain, to).await {
+                Ok(tx) => tx,
+                Err(e) => {
+                    last = e.to_string();
+                    continue;
+                }
+            };
+            let done = i.call_done();
+            let (id, sender) = call::place(
+                i.call_context(),
+                to.to_owned(),
+                tx,
+                !open,
+                options,
+                done,
+            )
+            .await
+            .map_err(ClientError::Invalid)?;
+            if let Ok(mut c) = i.calls.lock() {
+                c.insert(id.clone(), sender);
+            }
+            return Ok(id);
+        }
+        Err(ClientError::Invalid(format!("cannot call {to}: {last}")))
+    }
+
+    /// Answers incoming call `call` with `options`.
+    pub fn answer_call(&self, call: &str, options: CallOptions) -> Result<()> {
+        self.call_command(call, call::Command::Answer(options))
+    }
+
+    /// Hangs up (or cancels, or declines) call `call`.
+    pub fn hang_up(&self, call: &str) -> Result<()> {
+        self.call_command(call, call::Command::HangUp)
+    }
+
+    /// The calls in progress.
+    pub fn calls(&self) -> Vec<String> {
+        self.inner
+            .calls
+            .lock()
+            .map(|c| c.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// How calls answered automatically run (see [`Settings::auto_answer`]).
+    pub fn set_call_options(&self, options: CallOptions) {
+        if let Ok(mut o) = self.inner.call_options.lock() {
+            *o = options;
+        }
+    }
+
+    fn call_command(&self, call: &str, c: call::Command) -> Result<()> {
+        let sender = self
+            .inner
+            .calls
+            .lock()
+            .ok()
+            .and_then(|m| m.get(call).cloned())
+            .ok_or_else(|| ClientError::Invalid(format!("no call {call:?}")))?;
+        sender
+            .send(c)
+            .map_err(|_| ClientError::Invalid(format!("call {call:?} is over")))
     }
 
     /// Our Jami ID.
@@ -1335,6 +1428,10 @@ impl Inner {
                 reader.push(&data);
                 while let Some(m) = reader.next_message() {
                     let Ok(m) = m else { break 'read };
+                    // A call's messages go to its task; an INVITE starts one.
+                    let Some(m) = self.clone().route_call(&account, &tx, m).await else {
+                        continue;
+                    };
                     if !matches!(m.start, StartLine::Request { .. }) {
                         continue;
                     }
@@ -1384,6 +1481,67 @@ impl Inner {
                 }
             }
         });
+    }
+
+    fn call_context(&self) -> call::Context {
+        call::Context {
+            me: self.me.clone(),
+            device: self
+                .account
+                .device()
+                .map(|d| d.cert.short_device_id().to_string())
+                .unwrap_or_default(),
+            ice_addr: self.ice_addr,
+            events: self.events.clone(),
+        }
+    }
+
+    /// A function that forgets call `id` once its task ends.
+    fn call_done(self: &Arc<Self>) -> impl FnOnce(&str) + Send + 'static {
+        let i = Arc::downgrade(self);
+        move |id: &str| {
+            if let Some(i) = i.upgrade() {
+                if let Ok(mut c) = i.calls.lock() {
+                    c.remove(id);
+                }
+            }
+        }
+    }
+
+    /// Hands a message of a `sip` channel with `account` to its call (a new one for an
+    /// INVITE); gives it back when it belongs to no call.
+    async fn route_call(
+        self: Arc<Self>,
+        account: &str,
+        tx: &ChannelSender,
+        m: SipMessage,
+    ) -> Option<SipMessage> {
+        let call_id = m.header("Call-ID").unwrap_or_default().to_owned();
+        let known = self
+            .calls
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&call_id).cloned());
+        if let Some(call) = known {
+            let _ = call.send(call::Command::Sip(m));
+            return None;
+        }
+        let is_invite = matches!(&m.start, StartLine::Request { method, .. } if method == "INVITE");
+        if !is_invite {
+            return Some(m);
+        }
+        let auto = self.state().settings.auto_answer;
+        let options = auto.then(|| self.call_options.lock().map(|o| o.clone()).unwrap_or_default());
+        let done = self.call_done();
+        if let Some((id, sender)) =
+            call::incoming(self.call_context(), account.to_owned(), tx.clone(), &m, options, done)
+                .await
+        {
+            if let Ok(mut c) = self.calls.lock() {
+                c.insert(id, sender);
+            }
+        }
+        None
     }
 
     /// A `sip` channel with `device` of `account` came up: fetch every conversation it

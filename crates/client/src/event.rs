@@ -96,6 +96,22 @@ pub enum Event {
         /// Bytes received so far.
         bytes: u64,
     },
+    /// A call changed state: `calling` (our INVITE is out), `ringing` (the peer rings),
+    /// `incoming` (a peer calls us; answer or hang up), `connecting` (answered, media ICE
+    /// running), `current` (media flowing), `ended` (with a reason).
+    CallState {
+        /// The call (its SIP Call-ID).
+        call: String,
+        /// The peer's account.
+        peer: String,
+        /// The new state.
+        state: &'static str,
+        /// Why it ended: `local`, `hung_up`, `cancelled`, `busy`, `declined`, `timeout`,
+        /// `failed: CODE REASON`, or `media: ...`.
+        reason: Option<String>,
+    },
+    /// A call's media figures, sent when the call ends.
+    CallStats(CallStats),
     /// A fetched history was refused: nothing of it was merged.
     SyncRefused {
         /// The conversation.
@@ -105,6 +121,37 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+}
+
+/// A call's media figures (the `call_stats` event).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CallStats {
+    /// The call.
+    pub call: String,
+    /// The codec we sent with (`opus/48000/2`).
+    pub codec: String,
+    /// RTP packets sent.
+    pub tx_packets: u64,
+    /// Their payload bytes.
+    pub tx_bytes: u64,
+    /// RTP packets received and authenticated.
+    pub rx_packets: u64,
+    /// Their payload bytes.
+    pub rx_bytes: u64,
+    /// Opus frames decoded from them.
+    pub rx_audio_frames_decoded: u64,
+    /// Frames concealed for lost packets.
+    pub rx_audio_frames_concealed: u64,
+    /// Packets the peer's sequence numbers say were lost.
+    pub rx_lost: i64,
+    /// Interarrival jitter, in milliseconds.
+    pub rx_jitter_ms: u64,
+    /// Packets dropped by SRTP (forged, replayed, truncated).
+    pub rx_srtp_dropped: u64,
+    /// Packets the peer's latest receiver report says it got of ours.
+    pub remote_received: Option<u64>,
+    /// Seconds the media flowed.
+    pub duration_s: f64,
 }
 
 impl Event {
@@ -122,6 +169,8 @@ impl Event {
             Self::Presence { .. } => "presence",
             Self::Progress { .. } => "progress",
             Self::SyncRefused { .. } => "sync_refused",
+            Self::CallState { .. } => "call_state",
+            Self::CallStats(_) => "call_stats",
         }
     }
 
@@ -178,6 +227,22 @@ impl Event {
                 device,
                 reason,
             } => json!({"conversation": conversation, "device": device, "reason": reason}),
+            Self::CallState {
+                call,
+                peer,
+                state,
+                reason,
+            } => json!({"call": call, "peer": peer, "state": state, "reason": reason}),
+            Self::CallStats(s) => json!({
+                "call": s.call, "codec": s.codec,
+                "tx_packets": s.tx_packets, "tx_bytes": s.tx_bytes,
+                "rx_packets": s.rx_packets, "rx_bytes": s.rx_bytes,
+                "rx_audio_frames_decoded": s.rx_audio_frames_decoded,
+                "rx_audio_frames_concealed": s.rx_audio_frames_concealed,
+                "rx_lost": s.rx_lost, "rx_jitter_ms": s.rx_jitter_ms,
+                "rx_srtp_dropped": s.rx_srtp_dropped,
+                "remote_received": s.remote_received, "duration_s": s.duration_s,
+            }),
         };
         if let Json::Object(m) = &mut j {
             m.insert("event".into(), Json::from(self.name()));

@@ -14,11 +14,14 @@
 //!   ([`Events`]); conversations kept as swarm repositories in the data directory, served over
 //!   `git://` channels and fetched from peers when they announce new commits, each fetched
 //!   history validated before it is merged;
+//! - [`call`]: a task per call: its SIP dialog on the peer's `sip` channel, its media ICE
+//!   session and its audio; `call_state` and `call_stats` events;
 //! - [`media`]: the I/O edge of a call's media: the media ICE session in SDP, and an Opus
 //!   stream pumped over its RTP and RTCP components.
 //!
 //! The pure modules hold the formats and the rules; [`client`] holds the I/O.
 
+pub mod call;
 pub mod client;
 pub mod contacts;
 pub mod event;
@@ -28,4 +31,5 @@ pub mod presence;
 pub mod trust;
 
 pub use client::{Client, ClientError, Config, ContactInfo, Events, Settings};
-pub use event::Event;
+pub use call::CallOptions;
+pub use event::{CallStats, Event};

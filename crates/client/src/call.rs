@@ -1,0 +1,478 @@
+//! Calls: one task per call drives its SIP dialog on the peer's `sip` channel, its media
+//! ICE session and its audio, and reports `call_state` and `call_stats` events.
+//!
+//! The dialog itself is pamoja-media's state machine; this task feeds it the messages the
+//! account's `sip` channel reader routes to it by Call-ID, writes what it wants sent, and
+//! runs its timers. Once the offer and answer are through, the media start: ICE over UDP
+//! (the caller controlling), then an Opus stream ([`crate::media::run_audio`]) until the
+//! dialog ends. Only audio is carried: a video section in a peer's offer is refused (port
+//! 0), as jamid itself does for a medium it cannot take.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use pamoja_channel::link::ChannelSender;
+use pamoja_channel::sip::SipMessage;
+use pamoja_ice::agent::Role;
+use pamoja_ice::media::MediaSession;
+use pamoja_ice::session::Options;
+use pamoja_media::dialog::{self, Dialog, EndReason, Endpoint, Event as DialogEvent};
+use pamoja_media::negotiate::{self, Capability, Local, Negotiated};
+use pamoja_media::sdp::{Codec, Direction, Sdp};
+use pamoja_media::stream::{MediaStream, StreamConfig};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::event::{CallStats, Event};
+use crate::media::{
+    AudioConfig, AudioReport, AudioSource, MediaError, candidate_lines, remote_ice, rtp_port,
+    run_audio,
+};
+
+/// How long media ICE may take (jamid's own limit is 35 s).
+pub const MEDIA_TIMEOUT: Duration = Duration::from_secs(35);
+
+/// jamid sets its SIP transport up as a `sip` channel opens; an INVITE in that same instant
+/// can stall it for good, so an INVITE on a fresh channel waits this long.
+pub const FRESH_CHANNEL_PAUSE: Duration = Duration::from_millis(500);
+
+/// What a call sends and keeps.
+#[derive(Debug, Clone)]
+pub struct CallOptions {
+    /// What we send as audio.
+    pub source: AudioSource,
+    /// Write what we hear to this WAV file (mono, 48 kHz) when the call ends.
+    pub record_wav: Option<PathBuf>,
+    /// Opus bitrate, bit/s.
+    pub bitrate: u32,
+}
+
+impl Default for CallOptions {
+    /// Silence at 48 kb/s, nothing recorded.
+    fn default() -> Self {
+        Self {
+            source: AudioSource::Silence,
+            record_wav: None,
+            bitrate: 48_000,
+        }
+    }
+}
+
+/// What reaches a call's task.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// A SIP message of its dialog.
+    Sip(SipMessage),
+    /// Answer (an incoming call).
+    Answer(CallOptions),
+    /// Hang up, cancel or decline.
+    HangUp,
+    /// The media ICE session connected.
+    MediaUp,
+    /// The media could not start.
+    MediaFailed(String),
+}
+
+/// What a call's task needs of its account.
+#[derive(Clone)]
+pub(crate) struct Context {
+    /// Our account id.
+    pub me: String,
+    /// Our device's short id (for `Contact`).
+    pub device: String,
+    /// Where our ICE host candidates are.
+    pub ice_addr: IpAddr,
+    /// The account's events.
+    pub events: mpsc::UnboundedSender<Event>,
+}
+
+impl Context {
+    fn endpoint(&self, peer: &str) -> Endpoint {
+        Endpoint {
+            account: self.me.clone(),
+            device: self.device.clone(),
+            display_name: None,
+            peer: peer.to_owned(),
+            local: SocketAddr::new(self.ice_addr, 0),
+            remote: SocketAddr::new(self.ice_addr, 0),
+        }
+    }
+
+    fn state(&self, call: &str, peer: &str, state: &'static str, reason: Option<String>) {
+        let _ = self.events.send(Event::CallState {
+            call: call.to_owned(),
+            peer: peer.to_owned(),
+            state,
+            reason,
+        });
+    }
+
+    async fn media_session(&self, role: Role) -> Result<MediaSession, String> {
+        let opts = Options::udp(vec![SocketAddr::new(self.ice_addr, 0)]);
+        MediaSession::gather(role, opts, 2)
+            .await
+            .map_err(|e| format!("media: {e}"))
+    }
+}
+
+/// Our side of a call's SDP: audio (Opus, DTMF) with the session's credentials.
+fn local(ctx: &Context, session: &MediaSession) -> Local {
+    let d = session.local_description();
+    Local {
+        addr: ctx.ice_addr,
+        ice: (d.ufrag.clone(), d.pwd.clone()),
+        capabilities: vec![Capability {
+            kind: "audio".into(),
+            codecs: vec![Codec::opus(), Codec::telephone_event()],
+            direction: Direction::SendRecv,
+        }],
+    }
+}
+
+fn reason_text(r: &EndReason) -> String {
+    match r {
+        EndReason::Local => "local".into(),
+        EndReason::HungUp => "hung_up".into(),
+        EndReason::Cancelled => "cancelled".into(),
+        EndReason::Busy => "busy".into(),
+        EndReason::Declined => "declined".into(),
+        EndReason::Timeout => "timeout".into(),
+        EndReason::Failed(code, why) => format!("failed: {code} {why}"),
+    }
+}
+
+/// A call's media, once started: the task and how to stop it.
+struct Media {
+    task: tokio::task::JoinHandle<Result<AudioReport, MediaError>>,
+    stop: oneshot::Sender<()>,
+    started: Instant,
+    codec: String,
+    record_wav: Option<PathBuf>,
+}
+
+/// Starts the media of `negotiated` on `session`: ICE, then audio; tells the call's task
+/// through `me` when ICE is up or failed.
+fn start_media(
+    session: MediaSession,
+    negotiated: &Negotiated,
+    options: CallOptions,
+    me: mpsc::UnboundedSender<Command>,
+) -> Result<Media, String> {
+    let remote = remote_ice(negotiated).ok_or("no ICE credentials in the peer's SDP")?;
+    let stream = negotiated
+        .streams
+        .iter()
+        .find(|s| s.enabled && s.kind == "audio")
+        .ok_or("no audio stream")?;
+    let send = stream.send.clone().ok_or("no codec to send with")?;
+    if !send.name.eq_ignore_ascii_case("opus") {
+        return Err(format!("the peer sends {}, not Opus", send.name));
+    }
+    let mut config = StreamConfig::new(
+        send.pt,
+        send.clock,
+        stream.local_crypto.clone().ok_or("no local key")?,
+        stream.remote_crypto.clone().ok_or("no key from the peer")?,
+    );
+    config.accept = stream.receive.iter().map(|c| c.pt).collect();
+    let codec = format!(
+        "{}/{}/{}",
+        send.name,
+        send.clock,
+        send.channels.unwrap_or(1)
+    );
+    let (stop, stopped) = oneshot::channel::<()>();
+    let audio = AudioConfig {
+        source: options.source,
+        record: options.record_wav.is_some(),
+        bitrate: options.bitrate,
+    };
+    let task = tokio::spawn(async move {
+        let conn = match tokio::time::timeout(MEDIA_TIMEOUT, session.connect(remote)).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                let _ = me.send(Command::MediaFailed(format!("ICE: {e}")));
+                return Err(MediaError::Closed);
+            }
+            Err(_) => {
+                let _ = me.send(Command::MediaFailed("ICE timed out".into()));
+                return Err(MediaError::Closed);
+            }
+        };
+        let _ = me.send(Command::MediaUp);
+        let mut comps = conn.into_components().into_iter();
+        let (Some(rtp), Some(rtcp)) = (comps.next(), comps.next()) else {
+            return Err(MediaError::Closed);
+        };
+        let stream = MediaStream::new(config, Instant::now());
+        run_audio(rtp, rtcp, stream, audio, async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    Ok(Media {
+        task,
+        stop,
+        started: Instant::now(),
+        codec,
+        record_wav: options.record_wav,
+    })
+}
+
+/// A call in progress: its dialog, the channel it runs on, its media.
+struct Call {
+    ctx: Context,
+    dialog: Dialog,
+    peer: String,
+    channel: ChannelSender,
+    commands: mpsc::UnboundedReceiver<Command>,
+    me: mpsc::UnboundedSender<Command>,
+    media: Option<Media>,
+    /// Caller: the session gathered for the offer, and the offer.
+    offer: Option<(MediaSession, Sdp, CallOptions)>,
+}
+
+impl Call {
+    async fn flush(&mut self) -> Result<(), String> {
+        while let Some(m) = self.dialog.poll_transmit() {
+            self.channel
+                .send(&m.to_bytes())
+                .await
+                .map_err(|e| format!("sip channel: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Runs the dialog until it ends; the reason.
+    async fn run(&mut self) -> String {
+        let call = self.dialog.call_id().to_owned();
+        loop {
+            if let Err(e) = self.flush().await {
+                return e;
+            }
+            while let Some(e) = self.dialog.poll_event() {
+                match e {
+                    DialogEvent::Ringing => self.ctx.state(&call, &self.peer, "ringing", None),
+                    DialogEvent::Answered { sdp } => {
+                        let Some((session, offer, options)) = self.offer.take() else {
+                            continue;
+                        };
+                        let answer = match Sdp::parse(&String::from_utf8_lossy(&sdp)) {
+                            Ok(a) => a,
+                            Err(e) => {
+                                let _ = self.dialog.hangup();
+                                return format!("media: unreadable answer: {e}");
+                            }
+                        };
+                        let negotiated = negotiate::answered(&offer, &answer);
+                        match start_media(session, &negotiated, options, self.me.clone()) {
+                            Ok(m) => {
+                                self.media = Some(m);
+                                self.ctx.state(&call, &self.peer, "connecting", None);
+                            }
+                            Err(e) => {
+                                let _ = self.dialog.hangup();
+                                let _ = self.flush().await;
+                                return format!("media: {e}");
+                            }
+                        }
+                    }
+                    DialogEvent::Offer { .. } => {
+                        // A re-INVITE (hold, video): the session stays as it is.
+                        tracing::info!("{call}: re-INVITE not taken; the session is kept");
+                    }
+                    DialogEvent::Ended(r) => {
+                        let _ = self.flush().await;
+                        return reason_text(&r);
+                    }
+                    _ => {}
+                }
+            }
+            if let Err(e) = self.flush().await {
+                return e;
+            }
+            let timer = self.dialog.poll_timeout();
+            tokio::select! {
+                c = self.commands.recv() => match c {
+                    Some(Command::Sip(m)) => self.dialog.handle(&m, Instant::now()),
+                    Some(Command::HangUp) | None => {
+                        if self.dialog.hangup().is_err() {
+                            return "local".into();
+                        }
+                    }
+                    Some(Command::Answer(options)) => {
+                        if let Err(e) = self.answer(options).await {
+                            let _ = self.dialog.reject(488, "Not Acceptable Here");
+                            let _ = self.flush().await;
+                            return e;
+                        }
+                    }
+                    Some(Command::MediaUp) => self.ctx.state(&call, &self.peer, "current", None),
+                    Some(Command::MediaFailed(e)) => {
+                        let _ = self.dialog.hangup();
+                        let _ = self.flush().await;
+                        return format!("media: {e}");
+                    }
+                },
+                _ = async {
+                    match timer {
+                        Some(t) => tokio::time::sleep_until(t.into()).await,
+                        None => std::future::pending().await,
+                    }
+                } => self.dialog.handle_timeout(Instant::now()),
+            }
+        }
+    }
+
+    /// Answers an incoming call: our SDP by jamid's rules, then media (controlled side).
+    async fn answer(&mut self, options: CallOptions) -> Result<(), String> {
+        if self.dialog.state() != dialog::State::Incoming {
+            return Ok(());
+        }
+        let offer = Sdp::parse(&String::from_utf8_lossy(self.dialog.remote_offer()))
+            .map_err(|e| format!("media: unreadable offer: {e}"))?;
+        let session = self.ctx.media_session(Role::Controlled).await?;
+        let (answer, negotiated) = negotiate::answer(
+            &offer,
+            &local(&self.ctx, &session),
+            |i| rtp_port(&session, i),
+            |i| candidate_lines(&session, i),
+        )
+        .map_err(|e| format!("media: {e}"))?;
+        self.dialog
+            .accept(answer.to_text().as_bytes(), Instant::now())
+            .map_err(|e| e.to_string())?;
+        self.flush().await?;
+        self.media = Some(start_media(session, &negotiated, options, self.me.clone())?);
+        self.ctx
+            .state(self.dialog.call_id(), &self.peer, "connecting", None);
+        Ok(())
+    }
+
+    /// Stops the media and reports the call's figures and its end.
+    async fn finish(mut self, reason: String) {
+        let call = self.dialog.call_id().to_owned();
+        if let Some(m) = self.media.take() {
+            let _ = m.stop.send(());
+            let duration = m.started.elapsed().as_secs_f64();
+            if let Ok(Ok(report)) = m.task.await {
+                if let Some(path) = &m.record_wav {
+                    if let Err(e) = pamoja_media::audio::write_wav(path, &report.recorded) {
+                        tracing::warn!("{}: {e}", path.display());
+                    }
+                }
+                let s = &report.stats;
+                let _ = self.ctx.events.send(Event::CallStats(CallStats {
+                    call: call.clone(),
+                    codec: m.codec,
+                    tx_packets: s.tx_packets,
+                    tx_bytes: s.tx_bytes,
+                    rx_packets: s.rx_packets,
+                    rx_bytes: s.rx_bytes,
+                    rx_audio_frames_decoded: report.frames_decoded,
+                    rx_audio_frames_concealed: report.frames_concealed,
+                    rx_lost: s.rx_lost,
+                    rx_jitter_ms: s.rx_jitter.as_millis() as u64,
+                    rx_srtp_dropped: s.srtp_in.auth_failed + s.srtp_in.replayed + s.srtp_in.truncated,
+                    remote_received: s.remote_received,
+                    duration_s: (duration * 10.0).round() / 10.0,
+                }));
+            }
+        }
+        self.ctx.state(&call, &self.peer, "ended", Some(reason));
+    }
+}
+
+/// Places a call to `peer` on `channel` (`fresh`: the channel was opened for it). Returns
+/// the call id and the sender that reaches the call's task; the task runs until the call
+/// ends, then `done` is called with the call id.
+pub(crate) async fn place(
+    ctx: Context,
+    peer: String,
+    channel: ChannelSender,
+    fresh: bool,
+    options: CallOptions,
+    done: impl FnOnce(&str) + Send + 'static,
+) -> Result<(String, mpsc::UnboundedSender<Command>), String> {
+    let session = ctx.media_session(Role::Controlling).await?;
+    let offer = negotiate::offer(
+        &local(&ctx, &session),
+        |i| rtp_port(&session, i),
+        |i| candidate_lines(&session, i),
+    );
+    let dialog = Dialog::invite(
+        ctx.endpoint(&peer),
+        offer.to_text().as_bytes(),
+        Instant::now(),
+    );
+    let call = dialog.call_id().to_owned();
+    let (me, commands) = mpsc::unbounded_channel();
+    let mut c = Call {
+        ctx,
+        dialog,
+        peer,
+        channel,
+        commands,
+        me: me.clone(),
+        media: None,
+        offer: Some((session, offer, options)),
+    };
+    let id = call.clone();
+    tokio::spawn(async move {
+        if fresh {
+            tokio::time::sleep(FRESH_CHANNEL_PAUSE).await;
+        }
+        c.ctx.state(&id, &c.peer, "calling", None);
+        let reason = c.run().await;
+        done(&id);
+        c.finish(reason).await;
+    });
+    Ok((call, me))
+}
+
+/// Takes an INVITE from `peer` (the account of the channel's certificate): the call's id and
+/// sender, or `None` when the INVITE was refused (the refusal is sent). Rings, and answers
+/// at once with `auto_answer`.
+pub(crate) async fn incoming(
+    ctx: Context,
+    peer: String,
+    channel: ChannelSender,
+    invite: &SipMessage,
+    auto_answer: Option<CallOptions>,
+    done: impl FnOnce(&str) + Send + 'static,
+) -> Option<(String, mpsc::UnboundedSender<Command>)> {
+    let mut dialog = match Dialog::incoming(ctx.endpoint(&peer), invite, Instant::now()) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::info!("INVITE refused: {e}");
+            let _ = channel
+                .send(&dialog::refusal(invite, 403, "Forbidden").to_bytes())
+                .await;
+            return None;
+        }
+    };
+    let _ = dialog.ring();
+    let call = dialog.call_id().to_owned();
+    let (me, commands) = mpsc::unbounded_channel();
+    if let Some(options) = auto_answer {
+        let _ = me.send(Command::Answer(options));
+    }
+    let mut c = Call {
+        ctx,
+        dialog,
+        peer,
+        channel,
+        commands,
+        me: me.clone(),
+        media: None,
+        offer: None,
+    };
+    let id = call.clone();
+    tokio::spawn(async move {
+        c.ctx.state(&id, &c.peer, "incoming", None);
+        let reason = c.run().await;
+        done(&id);
+        c.finish(reason).await;
+    });
+    Some((call, me))
+}

@@ -1,0 +1,123 @@
+//! `jami call`: places one call, prints its events as JSON lines, hangs up after
+//! `--duration` seconds of media, and prints the call's figures last.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Args;
+use pamoja::client::media::AudioSource;
+use pamoja::client::{CallOptions, Event};
+use serde_json::{Value as Json, json};
+
+use crate::link::Online;
+
+/// `jami call` options.
+#[derive(Args)]
+pub struct CallArgs {
+    #[command(flatten)]
+    online: Online,
+    /// The Jami ID to call.
+    #[arg(long)]
+    to: String,
+    /// Ask for video too (carried as audio only for now; the output says so).
+    #[arg(long)]
+    video: bool,
+    /// Send this WAV file (48 kHz, 16-bit) instead of a 440 Hz tone.
+    #[arg(long = "send-wav")]
+    send_wav: Option<PathBuf>,
+    /// Write what is heard to this WAV file (mono, 48 kHz).
+    #[arg(long = "record-wav")]
+    record_wav: Option<PathBuf>,
+    /// Seconds of media before hanging up.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Keep the account's data here (default: a temporary directory).
+    #[arg(long)]
+    data: Option<PathBuf>,
+}
+
+/// Runs `jami call`.
+pub fn call_cmd(args: CallArgs) -> Result<Json> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(call(args))
+}
+
+async fn call(args: CallArgs) -> Result<Json> {
+    if !(args.duration > 0.0 && args.duration < 86_400.0) {
+        bail!("--duration must be between 0 and 86400 seconds");
+    }
+    let source = match &args.send_wav {
+        Some(p) => AudioSource::Samples(
+            pamoja::media::audio::read_wav(p)
+                .with_context(|| format!("cannot read {}", p.display()))?,
+        ),
+        None => AudioSource::Tone(440.0, 0.3),
+    };
+    let options = CallOptions {
+        source,
+        record_wav: args.record_wav.clone(),
+        ..CallOptions::default()
+    };
+    let tmp = tempfile::tempdir()?;
+    let data = args.data.clone().unwrap_or_else(|| tmp.path().to_owned());
+    let o = &args.online;
+    let (client, mut events) =
+        crate::client::start(&o.archive, &o.bootstrap, o.ice_addr, &data).await?;
+    let call = client.place_call(&args.to, options).await?;
+    println!(
+        "{}",
+        json!({"event": "call_placed", "call": call, "to": args.to,
+            "video": false, "video_requested": args.video})
+    );
+    let mut hang_up_at: Option<tokio::time::Instant> = None;
+    let mut reached_current = false;
+    let mut stats: Option<Json> = None;
+    loop {
+        let hang_up = async {
+            match hang_up_at {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            e = events.next() => {
+                let e = e.ok_or_else(|| anyhow!("the account stopped"))?;
+                match &e {
+                    Event::CallState { call: c, state, reason, .. } if *c == call => {
+                        println!("{}", e.to_json());
+                        match *state {
+                            "current" => {
+                                reached_current = true;
+                                hang_up_at = Some(
+                                    tokio::time::Instant::now()
+                                        + Duration::from_secs_f64(args.duration),
+                                );
+                            }
+                            "ended" => {
+                                if !reached_current {
+                                    bail!(
+                                        "the call ended before its media flowed: {}",
+                                        reason.as_deref().unwrap_or("?")
+                                    );
+                                }
+                                return Ok(stats.unwrap_or(Json::Null));
+                            }
+                            _ => {}
+                        }
+                    }
+                    Event::CallStats(s) if s.call == call => stats = Some(e.to_json()),
+                    _ => {}
+                }
+            }
+            _ = hang_up => {
+                hang_up_at = None;
+                client.hang_up(&call)?;
+            }
+            _ = tokio::signal::ctrl_c() => client.hang_up(&call)?,
+        }
+    }
+}
