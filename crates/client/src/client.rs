@@ -430,16 +430,10 @@ impl Client {
                 }
             };
             let done = i.call_done();
-            let (id, sender) = call::place(
-                i.call_context(),
-                to.to_owned(),
-                tx,
-                !open,
-                options,
-                done,
-            )
-            .await
-            .map_err(ClientError::Invalid)?;
+            let (id, sender) =
+                call::place(i.call_context(), to.to_owned(), tx, !open, options, done)
+                    .await
+                    .map_err(ClientError::Invalid)?;
             if let Ok(mut c) = i.calls.lock() {
                 c.insert(id.clone(), sender);
             }
@@ -1531,11 +1525,22 @@ impl Inner {
             return Some(m);
         }
         let auto = self.state().settings.auto_answer;
-        let options = auto.then(|| self.call_options.lock().map(|o| o.clone()).unwrap_or_default());
+        let options = auto.then(|| {
+            self.call_options
+                .lock()
+                .map(|o| o.clone())
+                .unwrap_or_default()
+        });
         let done = self.call_done();
-        if let Some((id, sender)) =
-            call::incoming(self.call_context(), account.to_owned(), tx.clone(), &m, options, done)
-                .await
+        if let Some((id, sender)) = call::incoming(
+            self.call_context(),
+            account.to_owned(),
+            tx.clone(),
+            &m,
+            options,
+            done,
+        )
+        .await
         {
             if let Ok(mut c) = self.calls.lock() {
                 c.insert(id, sender);

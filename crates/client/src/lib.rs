@@ -30,6 +30,6 @@ pub mod media;
 pub mod presence;
 pub mod trust;
 
-pub use client::{Client, ClientError, Config, ContactInfo, Events, Settings};
 pub use call::CallOptions;
+pub use client::{Client, ClientError, Config, ContactInfo, Events, Settings};
 pub use event::{CallStats, Event};

@@ -44,7 +44,10 @@ async fn wait_for<T>(ev: &mut Events, secs: u64, mut pick: impl FnMut(&Event) ->
 fn state_of<'a>(e: &'a Event, want: &str) -> Option<(&'a str, Option<&'a str>)> {
     match e {
         Event::CallState {
-            call, state, reason, ..
+            call,
+            state,
+            reason,
+            ..
         } if *state == want => Some((call.as_str(), reason.as_deref())),
         _ => None,
     }
@@ -88,7 +91,10 @@ async fn a_tone_crosses_a_call() {
         .unwrap();
     assert_eq!(a.calls(), vec![call.clone()]);
     wait_for(&mut a_ev, 60, |e| state_of(e, "current").map(|_| ())).await;
-    let b_call = wait_for(&mut b_ev, 30, |e| state_of(e, "current").map(|(c, _)| c.to_owned())).await;
+    let b_call = wait_for(&mut b_ev, 30, |e| {
+        state_of(e, "current").map(|(c, _)| c.to_owned())
+    })
+    .await;
     assert_eq!(b_call, call, "one Call-ID on both sides");
     tokio::time::sleep(Duration::from_secs(5)).await;
     a.hang_up(&call).unwrap();
@@ -134,7 +140,10 @@ async fn a_declined_call_ends_on_both_sides() {
     let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (a, mut a_ev) = start(a_dir.path(), boot.local_addr()).await;
     let (b, mut b_ev) = start(b_dir.path(), boot.local_addr()).await;
-    let call = a.place_call(b.jami_id(), CallOptions::default()).await.unwrap();
+    let call = a
+        .place_call(b.jami_id(), CallOptions::default())
+        .await
+        .unwrap();
     wait_for(&mut a_ev, 60, |e| state_of(e, "ringing").map(|_| ())).await;
     let incoming = wait_for(&mut b_ev, 30, |e| {
         state_of(e, "incoming").map(|(c, _)| c.to_owned())
@@ -154,5 +163,9 @@ async fn a_declined_call_ends_on_both_sides() {
     assert_eq!(reason.as_deref(), Some("local"));
     // Unknown calls and bad ids are errors, not panics.
     assert!(a.hang_up("no-such-call").is_err());
-    assert!(a.place_call("not-an-id", CallOptions::default()).await.is_err());
+    assert!(
+        a.place_call("not-an-id", CallOptions::default())
+            .await
+            .is_err()
+    );
 }
