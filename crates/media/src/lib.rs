@@ -30,8 +30,9 @@
 //! * [`vp8`]: VP8 over RTP (RFC 7741): descriptors, frames split into packets and put back
 //!   together, losses turned into key-frame requests.
 //!
-//! Not yet here: the media ICE session (two UDP components per stream), the Opus and VP8
-//! codecs, media sources and sinks, and the call API of the client.
+//! The I/O around these (the media ICE session of pamoja-ice, the call tasks of
+//! pamoja-client) lives in those crates. Not yet here: VP8 encoding and decoding, video
+//! sources.
 //!
 //! Everything read from a peer is parsed without panicking: a malformed packet is a `None`
 //! or an error, and costs nothing else.
