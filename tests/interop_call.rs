@@ -578,3 +578,69 @@ async fn jamid_calls_pamoja_and_hangs_up() {
         .await
         .expect("jamid's call is over");
 }
+
+/// `jami call` (the command line) calls a jamid that answers by itself: the call's events,
+/// and a `call_stats` object whose figures say audio flowed both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jami_call_command_calls_jamid() {
+    if !available("jami_call_command_calls_jamid") {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let (lab, jamid, _account, jamid_id) =
+        lab_with_jamid("answers", &[("Account.autoAnswer", "true")]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (archive, _) = common::new_archive(dir.path(), "me.gz");
+    let heard = dir.path().join("heard.wav");
+    let mark = jamid.signals().len();
+    let mut cmd = lab.netns().command(common::jami_bin().to_str().unwrap());
+    cmd.arg("call")
+        .arg("--archive")
+        .arg(&archive)
+        .args(["--bootstrap", "127.0.0.1:4222", "--ice-addr", LAB_ADDR])
+        .args(["--to", &jamid_id, "--duration", "5"])
+        .arg("--record-wav")
+        .arg(&heard)
+        .env("PAMOJA_PASSWORD", "");
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "jami call: {}\n--- jamid ---\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        lab.log_tail("jamid-answers", 40)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object a line"))
+        .collect();
+    eprintln!("{lines:#?}");
+    let states: Vec<&str> = lines
+        .iter()
+        .filter_map(|e| (e["event"] == "call_state").then(|| e["state"].as_str().unwrap()))
+        .collect();
+    assert!(states.contains(&"current"), "{lines:#?}");
+    assert_eq!(states.last(), Some(&"ended"));
+    let stats = lines.last().unwrap();
+    assert_eq!(stats["event"], "call_stats");
+    assert_eq!(stats["codec"], "opus/48000/2");
+    // 5 s at 50 packets a second; jamid's own audio starts a moment after ICE.
+    for k in ["tx_packets", "rx_packets", "rx_audio_frames_decoded"] {
+        assert!(stats[k].as_u64().unwrap_or(0) >= 100, "{k}: {stats}");
+    }
+    // At 48 kb/s jamid's first receiver report comes after ~40 s: none yet in 5 s.
+    assert!(stats.get("remote_received").is_some(), "{stats}");
+    // jamid's 660 Hz microphone, heard through the recording.
+    let samples = pamoja::media::audio::read_wav(&heard).unwrap();
+    let (hz, level) = analyse_windows(&samples[samples.len().saturating_sub(48_000 * 3)..]);
+    assert!(
+        (hz - f64::from(JAMID_TONE)).abs() <= 5.0 && level > 0.01,
+        "{hz} Hz, level {level}"
+    );
+    // jamid saw our account call and the call end.
+    jamid
+        .wait_signal(mark, Duration::from_secs(30), |s| is_state(s, None, "OVER"))
+        .await
+        .expect("jamid's call is over");
+}
