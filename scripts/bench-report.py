@@ -3,8 +3,9 @@
 
 Run after `cargo bench --bench identity`, `--bench dht_network`, `--bench ice`,
 `--bench ice_lab`, `--bench secure_dht`, `--bench channel`, `--bench channel_lab`,
-`--bench swarm`, `--bench swarm_lab`, `--bench client_lab`, `--bench sync_lab` and
-`cargo bench -p pamoja-media --bench srtp`; reads
+`--bench swarm`, `--bench swarm_lab`, `--bench client_lab`, `--bench sync_lab`,
+`--bench call_lab` and
+`cargo bench -p pamoja-media --bench srtp` and `--bench opus`; reads
 target/criterion/<group>/<name>/new/estimates.json, target/criterion/dht_rss.json,
 target/criterion/ice_lab.json, target/criterion/channel.json and
 target/criterion/channel_lab.json.
@@ -30,6 +31,8 @@ PAIRS = [
     ("srtp_unprotect_128", "pamoja", "libsrtp2", 1.0),
     ("srtp_protect_1200", "pamoja", "libsrtp2", 1.0),
     ("srtp_unprotect_1200", "pamoja", "libsrtp2", 1.0),
+    # 10 s of Opus at 48 kb/s vs libopus's own opusenc: real-time factor at least as high.
+    ("opus_encode_10s", "pamoja", "opusenc", 1.0),
 ]
 
 # Compared without a target: the same agents through coturn vs on a direct path.
@@ -194,4 +197,17 @@ if sy.exists():
           f"| {hwm['jamid']:.1f} MiB (from {rss['jamid']:.1f}) | {hwm['pamoja'] / hwm['jamid']:.2f} |")
     print(f"| (writing them as signed commits, Pamoja) | {r['pamoja_write_s']:.1f} s | - | - |")
     print(f"| (jamid fetching and validating them from Pamoja) | - | {r['jamid_fetch_from_pamoja_s']:.1f} s | - |")
+cl = root / "call_lab.json"
+if cl.exists():
+    r = json.loads(cl.read_text())
+    su, cpu = r["setup_ms"], r["caller_cpu_percent"]
+    print()
+    print("| audio calls (to a jamid that answers by itself) | Pamoja | jamid, same run | ratio | goal |")
+    print("|---|---|---|---|---|")
+    ratio = su["pamoja_to_jamid"] / su["jamid_to_jamid"]
+    print(f"| call placed -> current, caller side (median of {r['rounds']}) | {su['pamoja_to_jamid']:.0f} ms "
+          f"| {su['jamid_to_jamid']:.0f} ms | {ratio:.2f} | - |")
+    ratio = cpu["pamoja"] / cpu["jamid"]
+    print(f"| caller CPU per active audio call, % of one core over {r['hold_s']} s (median) "
+          f"| {cpu['pamoja']:.1f} % | {cpu['jamid']:.1f} % | {ratio:.2f} | - |")
 sys.exit(1 if failed else 0)

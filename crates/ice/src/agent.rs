@@ -62,7 +62,8 @@ pub struct Config {
     pub max_transmits: u32,
     /// Wait after the last transmission before a check fails (1.5 s: about 33 s in all).
     pub final_wait: Duration,
-    /// Controlling side: wait after the first valid pair before nominating (400 ms).
+    /// Controlling side: wait after the first valid pair before nominating while pairs of
+    /// higher priority are still to be checked (400 ms); with none left, nominate at once.
     pub nomination_delay: Duration,
     /// Controlling side: when the best valid pair is relayed, keep waiting after
     /// `nomination_delay` while a better pair is still being checked, up to this long after
@@ -1107,7 +1108,19 @@ impl Agent {
                     self.select(pi, now);
                 } else if !self.nominating && self.nominate_at.is_none() {
                     self.first_valid.get_or_insert(now);
-                    self.nominate_at = Some(now + self.config.nomination_delay);
+                    // Nothing better left to check (a LAN call's single host pair): nominate
+                    // at once; otherwise give better pairs the nomination delay.
+                    let floor = self.priority_of(&self.pairs[pi]);
+                    let better_pending = self.pairs.iter().any(|p| {
+                        matches!(p.state, PairState::Waiting | PairState::InProgress)
+                            && self.priority_of(p) > floor
+                    });
+                    let delay = if better_pending {
+                        self.config.nomination_delay
+                    } else {
+                        Duration::ZERO
+                    };
+                    self.nominate_at = Some(now + delay);
                 }
             }
             Role::Controlled => {
@@ -1283,12 +1296,9 @@ mod tests {
             net.a.state(),
             net.b.state()
         );
-        // Regular nomination: 400 ms after the first valid pair.
+        // Regular nomination, at once: no better pair was left to check.
         let took = net.now - start;
-        assert!(
-            took >= Duration::from_millis(400) && took < Duration::from_secs(1),
-            "{took:?}"
-        );
+        assert!(took < Duration::from_millis(300), "{took:?}");
         let (sa, sb) = (net.a.selected().unwrap(), net.b.selected().unwrap());
         assert_eq!(sa.local.addr, sb.remote.addr);
         assert_eq!(sb.local.addr, sa.remote.addr);

@@ -11,7 +11,7 @@
 //! // An audio-only call: two components, sockets on the lab address.
 //! let opts = Options::udp(vec!["10.0.0.1:0".parse().unwrap()]);
 //! let session = MediaSession::gather(Role::Controlling, opts, 2).await?;
-//! let offer_ice = session.local_description(); // into the SDP offer
+//! let offer_ice = session.local_description().clone(); // into the SDP offer
 //! let mut media = session.connect(answer_ice).await?;
 //! let rtp = media.component(1).unwrap();
 //! rtp.send(b"an SRTP packet").await?;
