@@ -618,7 +618,8 @@ async fn jami_call_command_calls_jamid() {
     eprintln!("{lines:#?}");
     let states: Vec<&str> = lines
         .iter()
-        .filter_map(|e| (e["event"] == "call_state").then(|| e["state"].as_str().unwrap()))
+        .filter(|e| e["event"] == "call_state")
+        .filter_map(|e| e["state"].as_str())
         .collect();
     assert!(states.contains(&"current"), "{lines:#?}");
     assert_eq!(states.last(), Some(&"ended"));
