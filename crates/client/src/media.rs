@@ -165,6 +165,7 @@ pub async fn run_audio(
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_seq: Option<u16> = None;
+    let mut last_ssrc: Option<u32> = None;
     tokio::pin!(stop);
     loop {
         let rtcp_due = tokio::time::Instant::from_std(stream.poll_timeout());
@@ -187,8 +188,9 @@ pub async fn run_audio(
                 if f.payload_type == 101 {
                     continue; // telephone-event
                 }
-                // Conceal what a forward jump of the sequence says was lost (up to 5 frames).
-                if let Some(prev) = last_seq {
+                // Conceal what a forward jump of the sequence says was lost (up to 5 frames);
+                // a new source starts its own numbering.
+                if let Some(prev) = last_seq.filter(|_| last_ssrc == Some(f.ssrc)) {
                     let gap = f.sequence.wrapping_sub(prev);
                     if gap > 0x8000 {
                         continue; // late: its place was concealed already
@@ -202,6 +204,7 @@ pub async fn run_audio(
                     }
                 }
                 last_seq = Some(f.sequence);
+                last_ssrc = Some(f.ssrc);
                 match decoder.decode(Some(&f.payload)) {
                     Ok(pcm) => {
                         report.frames_decoded += 1;
