@@ -17,16 +17,17 @@ use pamoja_channel::sip::SipMessage;
 use pamoja_ice::agent::Role;
 use pamoja_ice::media::MediaSession;
 use pamoja_ice::session::Options;
+use pamoja_media::control::{self, Control};
 use pamoja_media::dialog::{self, Dialog, EndReason, Endpoint, Event as DialogEvent};
 use pamoja_media::negotiate::{self, Capability, Local, Negotiated};
 use pamoja_media::sdp::{Codec, Direction, Sdp};
 use pamoja_media::stream::{MediaStream, StreamConfig};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
-use crate::event::{CallStats, Event};
+use crate::event::{CallStats, Event, VideoCallStats};
 use crate::media::{
-    AudioConfig, AudioReport, AudioSource, MediaError, candidate_lines, remote_ice, rtp_port,
-    run_audio,
+    AudioConfig, AudioReport, AudioSource, MediaError, VideoConfig, VideoReport, candidate_lines,
+    remote_ice, rtp_port, run_audio, run_video,
 };
 
 /// How long media ICE may take (jamid's own limit is 35 s).
@@ -45,6 +46,8 @@ pub struct CallOptions {
     pub record_wav: Option<PathBuf>,
     /// Opus bitrate, bit/s.
     pub bitrate: u32,
+    /// Video (a VP8 test pattern) as well, when given.
+    pub video: Option<VideoConfig>,
 }
 
 impl Default for CallOptions {
@@ -54,6 +57,7 @@ impl Default for CallOptions {
             source: AudioSource::Silence,
             record_wav: None,
             bitrate: 48_000,
+            video: None,
         }
     }
 }
@@ -71,6 +75,8 @@ pub(crate) enum Command {
     MediaUp,
     /// The media could not start.
     MediaFailed(String),
+    /// Our video stream lost a picture: ask the peer for a key frame.
+    AskKeyFrame,
 }
 
 /// What a call's task needs of its account.
@@ -107,25 +113,37 @@ impl Context {
         });
     }
 
-    async fn media_session(&self, role: Role) -> Result<MediaSession, String> {
+    async fn media_session(&self, role: Role, video: bool) -> Result<MediaSession, String> {
         let opts = Options::udp(vec![SocketAddr::new(self.ice_addr, 0)]);
-        MediaSession::gather(role, opts, 2)
+        MediaSession::gather(role, opts, if video { 4 } else { 2 })
             .await
             .map_err(|e| format!("media: {e}"))
     }
 }
 
-/// Our side of a call's SDP: audio (Opus, DTMF) with the session's credentials.
-fn local(ctx: &Context, session: &MediaSession) -> Local {
+/// The payload type we offer VP8 at (jamid's: video from 96 in its order, H.264 first).
+pub const VP8_PT: u8 = 97;
+
+/// Our side of a call's SDP: audio (Opus, DTMF), and video (VP8) when asked, with the
+/// session's credentials.
+fn local(ctx: &Context, session: &MediaSession, video: bool) -> Local {
     let d = session.local_description();
+    let mut capabilities = vec![Capability {
+        kind: "audio".into(),
+        codecs: vec![Codec::opus(), Codec::telephone_event()],
+        direction: Direction::SendRecv,
+    }];
+    if video {
+        capabilities.push(Capability {
+            kind: "video".into(),
+            codecs: vec![Codec::vp8(VP8_PT)],
+            direction: Direction::SendRecv,
+        });
+    }
     Local {
         addr: ctx.ice_addr,
         ice: (d.ufrag.clone(), d.pwd.clone()),
-        capabilities: vec![Capability {
-            kind: "audio".into(),
-            codecs: vec![Codec::opus(), Codec::telephone_event()],
-            direction: Direction::SendRecv,
-        }],
+        capabilities,
     }
 }
 
@@ -143,50 +161,91 @@ fn reason_text(r: &EndReason) -> String {
 
 /// A call's media, once started: the task and how to stop it.
 struct Media {
-    task: tokio::task::JoinHandle<Result<AudioReport, MediaError>>,
-    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(AudioReport, Option<VideoReport>), MediaError>>,
+    stop: tokio::sync::watch::Sender<bool>,
+    /// Key frames the peer asks for (its INFO), for the video stream.
+    key_frames: Option<mpsc::UnboundedSender<()>>,
     started: Instant,
     codec: String,
+    video_codec: Option<String>,
     record_wav: Option<PathBuf>,
 }
 
-/// Starts the media of `negotiated` on `session`: ICE, then audio; tells the call's task
-/// through `me` when ICE is up or failed.
+/// A negotiated stream's RTP settings: ours to send with, the peer's to accept.
+fn stream_config(s: &negotiate::Stream) -> Result<(StreamConfig, String), String> {
+    let send = s.send.clone().ok_or("no codec to send with")?;
+    let mut config = StreamConfig::new(
+        send.pt,
+        send.clock,
+        s.local_crypto.clone().ok_or("no local key")?,
+        s.remote_crypto.clone().ok_or("no key from the peer")?,
+    );
+    config.accept = s.receive.iter().map(|c| c.pt).collect();
+    let name = match send.channels {
+        Some(ch) => format!("{}/{}/{}", send.name, send.clock, ch),
+        None => format!("{}/{}", send.name, send.clock),
+    };
+    Ok((config, name))
+}
+
+/// Starts the media of `negotiated` on `session`: ICE, then audio (and video when both
+/// sides have it); tells the call's task through `me` when ICE is up or failed.
 fn start_media(
-    session: MediaSession,
+    mut session: MediaSession,
     negotiated: &Negotiated,
     options: CallOptions,
     me: mpsc::UnboundedSender<Command>,
 ) -> Result<Media, String> {
     let remote = remote_ice(negotiated).ok_or("no ICE credentials in the peer's SDP")?;
-    let stream = negotiated
+    let audio = negotiated
         .streams
         .iter()
         .find(|s| s.enabled && s.kind == "audio")
         .ok_or("no audio stream")?;
-    let send = stream.send.clone().ok_or("no codec to send with")?;
-    if !send.name.eq_ignore_ascii_case("opus") {
-        return Err(format!("the peer sends {}, not Opus", send.name));
+    let (audio_config, codec) = stream_config(audio)?;
+    if !codec.to_ascii_lowercase().starts_with("opus/") {
+        return Err(format!("the peer sends {codec}, not Opus"));
     }
-    let mut config = StreamConfig::new(
-        send.pt,
-        send.clock,
-        stream.local_crypto.clone().ok_or("no local key")?,
-        stream.remote_crypto.clone().ok_or("no key from the peer")?,
-    );
-    config.accept = stream.receive.iter().map(|c| c.pt).collect();
-    let codec = format!(
-        "{}/{}/{}",
-        send.name,
-        send.clock,
-        send.channels.unwrap_or(1)
-    );
-    let (stop, stopped) = oneshot::channel::<()>();
-    let audio = AudioConfig {
+    let video = negotiated
+        .streams
+        .iter()
+        .find(|s| s.enabled && s.kind == "video")
+        .filter(|_| options.video.is_some());
+    let video_setup = match video {
+        Some(v) => {
+            let (c, name) = stream_config(v)?;
+            if !name.starts_with("VP8/") {
+                return Err(format!("the peer sends {name} video, not VP8"));
+            }
+            Some((v.index, c, name))
+        }
+        None => None,
+    };
+    // Only the components of streams that run are checked.
+    let last_stream = video_setup
+        .as_ref()
+        .map_or(audio.index, |(i, _, _)| (*i).max(audio.index));
+    session.truncate(2 * last_stream as u32 + 2);
+    let audio_index = audio.index;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let audio_run = AudioConfig {
         source: options.source,
         record: options.record_wav.is_some(),
         bitrate: options.bitrate,
     };
+    let video_config = options.video.clone().unwrap_or_default();
+    let (key_tx, key_rx) = mpsc::unbounded_channel::<()>();
+    let (ask_tx, mut ask_rx) = mpsc::unbounded_channel::<()>();
+    let video_codec = video_setup.as_ref().map(|(_, _, n)| n.clone());
+    let has_video = video_setup.is_some();
+    let forward = me.clone();
+    tokio::spawn(async move {
+        while ask_rx.recv().await.is_some() {
+            if forward.send(Command::AskKeyFrame).is_err() {
+                return;
+            }
+        }
+    });
     let task = tokio::spawn(async move {
         let conn = match tokio::time::timeout(MEDIA_TIMEOUT, session.connect(remote)).await {
             Ok(Ok(c)) => c,
@@ -200,21 +259,49 @@ fn start_media(
             }
         };
         let _ = me.send(Command::MediaUp);
-        let mut comps = conn.into_components().into_iter();
-        let (Some(rtp), Some(rtcp)) = (comps.next(), comps.next()) else {
-            return Err(MediaError::Closed);
+        let mut comps: Vec<Option<_>> = conn.into_components().into_iter().map(Some).collect();
+        let mut take = |i: usize| {
+            comps
+                .get_mut(i)
+                .and_then(Option::take)
+                .ok_or(MediaError::Closed)
         };
-        let stream = MediaStream::new(config, Instant::now());
-        run_audio(rtp, rtcp, stream, audio, async {
-            let _ = stopped.await;
-        })
-        .await
+        let (rtp, rtcp) = (take(2 * audio_index)?, take(2 * audio_index + 1)?);
+        let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let audio = run_audio(
+            rtp,
+            rtcp,
+            MediaStream::new(audio_config, Instant::now()),
+            audio_run,
+            until_stopped(stopped.clone()),
+        );
+        match video_setup {
+            Some((vi, vc, _)) => {
+                let (vrtp, vrtcp) = (take(2 * vi)?, take(2 * vi + 1)?);
+                let video = run_video(
+                    vrtp,
+                    vrtcp,
+                    MediaStream::new(vc, Instant::now()),
+                    video_config,
+                    key_rx,
+                    ask_tx,
+                    until_stopped(stopped.clone()),
+                );
+                let (a, v) = tokio::join!(audio, video);
+                Ok((a?, Some(v?)))
+            }
+            None => Ok((audio.await?, None)),
+        }
     });
     Ok(Media {
         task,
         stop,
+        key_frames: has_video.then_some(key_tx),
         started: Instant::now(),
         codec,
+        video_codec,
         record_wav: options.record_wav,
     })
 }
@@ -277,6 +364,19 @@ impl Call {
                             }
                         }
                     }
+                    DialogEvent::Info { content_type, body } => {
+                        let keyframe = content_type.eq_ignore_ascii_case(control::MEDIA_CONTROL)
+                            && matches!(
+                                Control::parse(&String::from_utf8_lossy(&body)),
+                                Some(Control::KeyFrame { .. })
+                            );
+                        if keyframe {
+                            if let Some(k) = self.media.as_ref().and_then(|m| m.key_frames.as_ref())
+                            {
+                                let _ = k.send(());
+                            }
+                        }
+                    }
                     DialogEvent::Offer { .. } => {
                         // A re-INVITE (hold, video): the session stays as it is.
                         tracing::info!("{call}: re-INVITE not taken; the session is kept");
@@ -308,6 +408,10 @@ impl Call {
                         }
                     }
                     Some(Command::MediaUp) => self.ctx.state(&call, &self.peer, "current", None),
+                    Some(Command::AskKeyFrame) => {
+                        let body = Control::KeyFrame { stream: None }.to_body();
+                        let _ = self.dialog.info(control::MEDIA_CONTROL, body.as_bytes(), Instant::now());
+                    }
                     Some(Command::MediaFailed(e)) => {
                         let _ = self.dialog.hangup();
                         let _ = self.flush().await;
@@ -331,10 +435,12 @@ impl Call {
         }
         let offer = Sdp::parse(&String::from_utf8_lossy(self.dialog.remote_offer()))
             .map_err(|e| format!("media: unreadable offer: {e}"))?;
-        let session = self.ctx.media_session(Role::Controlled).await?;
+        let video =
+            options.video.is_some() && offer.media.iter().any(|m| m.kind == "video" && m.port != 0);
+        let session = self.ctx.media_session(Role::Controlled, video).await?;
         let (answer, negotiated) = negotiate::answer(
             &offer,
-            &local(&self.ctx, &session),
+            &local(&self.ctx, &session, video),
             |i| rtp_port(&session, i),
             |i| candidate_lines(&session, i),
         )
@@ -353,9 +459,9 @@ impl Call {
     async fn finish(mut self, reason: String) {
         let call = self.dialog.call_id().to_owned();
         if let Some(m) = self.media.take() {
-            let _ = m.stop.send(());
             let duration = m.started.elapsed().as_secs_f64();
-            if let Ok(Ok(report)) = m.task.await {
+            let _ = m.stop.send(true);
+            if let Ok(Ok((report, video))) = m.task.await {
                 if let Some(path) = &m.record_wav {
                     if let Err(e) = pamoja_media::audio::write_wav(path, &report.recorded) {
                         tracing::warn!("{}: {e}", path.display());
@@ -378,6 +484,22 @@ impl Call {
                         + s.srtp_in.truncated,
                     remote_received: s.remote_received,
                     duration_s: (duration * 10.0).round() / 10.0,
+                    video: video.map(|v| VideoCallStats {
+                        codec: m.video_codec.clone().unwrap_or_default(),
+                        tx_packets: v.stats.tx_packets,
+                        tx_frames: v.frames_sent,
+                        tx_key_frames: v.key_frames_sent,
+                        rx_packets: v.stats.rx_packets,
+                        rx_lost: v.stats.rx_lost,
+                        rx_frames_decoded: v.frames_decoded,
+                        key_frame_requests_sent: v.key_frame_requests_sent,
+                        key_frame_requests_received: v.key_frame_requests_received,
+                        psnr_min: v.psnr_min.map(|p| (p * 10.0).round() / 10.0),
+                        psnr_mean: v.psnr_mean.map(|p| (p * 10.0).round() / 10.0),
+                        bitrate_min_kbps: v.bitrate_min / 1000,
+                        bitrate_max_kbps: v.bitrate_max / 1000,
+                        bitrate_last_kbps: v.bitrate_last / 1000,
+                    }),
                 }));
             }
         }
@@ -396,9 +518,10 @@ pub(crate) async fn place(
     options: CallOptions,
     done: impl FnOnce(&str) + Send + 'static,
 ) -> Result<(String, mpsc::UnboundedSender<Command>), String> {
-    let session = ctx.media_session(Role::Controlling).await?;
+    let video = options.video.is_some();
+    let session = ctx.media_session(Role::Controlling, video).await?;
     let offer = negotiate::offer(
-        &local(&ctx, &session),
+        &local(&ctx, &session, video),
         |i| rtp_port(&session, i),
         |i| candidate_lines(&session, i),
     );

@@ -152,6 +152,42 @@ pub struct CallStats {
     pub remote_received: Option<u64>,
     /// Seconds the media flowed.
     pub duration_s: f64,
+    /// The video stream's figures, when video flowed.
+    pub video: Option<VideoCallStats>,
+}
+
+/// A call's video figures (the `video` object of `call_stats`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct VideoCallStats {
+    /// The codec we sent with (`VP8/90000`).
+    pub codec: String,
+    /// RTP packets sent.
+    pub tx_packets: u64,
+    /// Pictures sent.
+    pub tx_frames: u64,
+    /// Key frames among them.
+    pub tx_key_frames: u64,
+    /// RTP packets received and authenticated.
+    pub rx_packets: u64,
+    /// Packets lost on the way to us.
+    pub rx_lost: i64,
+    /// Pictures received whole and decoded.
+    pub rx_frames_decoded: u64,
+    /// Key frames we asked for / were asked for (SIP INFO `picture_fast_update`).
+    pub key_frame_requests_sent: u64,
+    /// Key frames the peer asked us for.
+    pub key_frame_requests_received: u64,
+    /// Lowest and mean PSNR of the pictures received (dB), when measured against the
+    /// test pattern.
+    pub psnr_min: Option<f64>,
+    /// Mean PSNR.
+    pub psnr_mean: Option<f64>,
+    /// Our encoder's bitrate over the call: lowest, highest, last (kb/s).
+    pub bitrate_min_kbps: u64,
+    /// Highest.
+    pub bitrate_max_kbps: u64,
+    /// Last.
+    pub bitrate_last_kbps: u64,
 }
 
 impl Event {
@@ -242,6 +278,16 @@ impl Event {
                 "rx_lost": s.rx_lost, "rx_jitter_ms": s.rx_jitter_ms,
                 "rx_srtp_dropped": s.rx_srtp_dropped,
                 "remote_received": s.remote_received, "duration_s": s.duration_s,
+                "video": s.video.as_ref().map(|v| json!({
+                    "codec": v.codec, "tx_packets": v.tx_packets, "tx_frames": v.tx_frames,
+                    "tx_key_frames": v.tx_key_frames, "rx_packets": v.rx_packets,
+                    "rx_lost": v.rx_lost, "rx_frames_decoded": v.rx_frames_decoded,
+                    "key_frame_requests_sent": v.key_frame_requests_sent,
+                    "key_frame_requests_received": v.key_frame_requests_received,
+                    "psnr_min": v.psnr_min, "psnr_mean": v.psnr_mean,
+                    "bitrate_min_kbps": v.bitrate_min_kbps, "bitrate_max_kbps": v.bitrate_max_kbps,
+                    "bitrate_last_kbps": v.bitrate_last_kbps,
+                })),
             }),
         };
         if let Json::Object(m) = &mut j {

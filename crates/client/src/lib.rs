@@ -32,4 +32,4 @@ pub mod trust;
 
 pub use call::CallOptions;
 pub use client::{Client, ClientError, Config, ContactInfo, Events, Settings};
-pub use event::{CallStats, Event};
+pub use event::{CallStats, Event, VideoCallStats};

@@ -144,6 +144,9 @@ pub enum MediaError {
     /// A component's session ended (consent lost).
     #[error("the media session ended")]
     Closed,
+    /// The video codec failed.
+    #[error("video: {0}")]
+    Video(String),
 }
 
 /// Runs an Opus stream over its RTP and RTCP connections until `stop` resolves: a frame of
@@ -225,6 +228,201 @@ pub async fn run_audio(
             }
         }
     }
+    report.stats = stream.stats();
+    Ok(report)
+}
+
+/// How a video stream runs: a VP8 test pattern out, the peer's VP8 in.
+#[derive(Debug, Clone)]
+pub struct VideoConfig {
+    /// Picture width (even).
+    pub width: u32,
+    /// Picture height.
+    pub height: u32,
+    /// Frames a second.
+    pub fps: u32,
+    /// Starting bitrate, bit/s; it then follows the peer's reports within
+    /// [`pamoja_media::bitrate::MIN_BITRATE`] and [`pamoja_media::bitrate::MAX_BITRATE`].
+    pub bitrate: u32,
+    /// Compare each picture received with the test pattern it should be (a peer sending
+    /// [`pamoja_media::video::test_pattern`] at the same rate) and report the PSNR.
+    pub measure: bool,
+}
+
+impl Default for VideoConfig {
+    /// 320x240 at 15 frames a second, starting at 500 kb/s.
+    fn default() -> Self {
+        Self {
+            width: 320,
+            height: 240,
+            fps: 15,
+            bitrate: 500_000,
+            measure: false,
+        }
+    }
+}
+
+/// What a video stream did.
+#[derive(Debug, Clone, Default)]
+pub struct VideoReport {
+    /// The stream's figures.
+    pub stats: StreamStats,
+    /// Pictures encoded and sent.
+    pub frames_sent: u64,
+    /// Key frames among them.
+    pub key_frames_sent: u64,
+    /// Pictures received whole and decoded.
+    pub frames_decoded: u64,
+    /// Key frames we asked the peer for (after a loss).
+    pub key_frame_requests_sent: u64,
+    /// Key frames the peer asked us for.
+    pub key_frame_requests_received: u64,
+    /// Lowest and mean PSNR (dB) of the pictures decoded, when measured.
+    pub psnr_min: Option<f64>,
+    /// Mean PSNR.
+    pub psnr_mean: Option<f64>,
+    /// The encoder's bitrate over the call: lowest, highest, last (bit/s).
+    pub bitrate_min: u64,
+    /// Highest.
+    pub bitrate_max: u64,
+    /// Last.
+    pub bitrate_last: u64,
+}
+
+/// Runs a VP8 stream over its RTP and RTCP connections until `stop`: the test pattern at
+/// the configured rate (a key frame first, and whenever `key_frame_asked` says the peer
+/// asked for one), the peer's pictures put together, decoded and, when measuring, compared
+/// with the pattern; a lost picture makes the stream ask the peer for a key frame through
+/// `ask_key_frame` (at most once a second); the encoder's bitrate follows the peer's
+/// receiver reports and REMB signals (jamid's rules, [`BitrateController`]).
+pub async fn run_video(
+    mut rtp: Connection,
+    mut rtcp: Connection,
+    mut stream: MediaStream,
+    config: VideoConfig,
+    mut key_frame_asked: tokio::sync::mpsc::UnboundedReceiver<()>,
+    ask_key_frame: tokio::sync::mpsc::UnboundedSender<()>,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<VideoReport, MediaError> {
+    use pamoja_media::bitrate::BitrateController;
+    use pamoja_media::video::{Vp8Decoder, Vp8Encoder, psnr, test_pattern};
+    use pamoja_media::vp8::{Depacketized, Depacketizer, Packetizer};
+
+    let video = |e: pamoja_media::video::VideoError| MediaError::Video(e.to_string());
+    let fps = config.fps.clamp(1, 60);
+    let step = 90_000 / fps;
+    let mut encoder =
+        Vp8Encoder::new(config.width, config.height, config.bitrate, fps).map_err(video)?;
+    let mut decoder = Vp8Decoder::new().map_err(video)?;
+    let mut controller = BitrateController::new(u64::from(config.bitrate));
+    // jamid's MTU rule: 1232 - SRTP tag - UDP - IPv4 headers.
+    let mut packetizer = Packetizer::new(1194);
+    let mut depacketizer = Depacketizer::new(4 << 20);
+    let mut report = VideoReport {
+        bitrate_min: controller.bitrate(),
+        bitrate_max: controller.bitrate(),
+        ..VideoReport::default()
+    };
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1) / fps);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut frame_no = 0u32;
+    let mut key_wanted = true;
+    let mut last_ask: Option<Instant> = None;
+    let mut first_ts: Option<u32> = None;
+    let (mut psnr_sum, mut psnr_n) = (0f64, 0u64);
+    let mut reports_seen = 0u64;
+    let mut asked_open = true;
+    tokio::pin!(stop);
+    loop {
+        let rtcp_due = tokio::time::Instant::from_std(stream.poll_timeout());
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = tick.tick() => {
+                let picture = test_pattern(config.width, config.height, frame_no);
+                frame_no += 1;
+                let frames = encoder.encode(&picture, key_wanted).map_err(video)?;
+                key_wanted = false;
+                for f in frames {
+                    report.frames_sent += 1;
+                    report.key_frames_sent += u64::from(f.key);
+                    let packets = packetizer.packetize(&f.data);
+                    let last = packets.len().saturating_sub(1);
+                    for (i, p) in packets.iter().enumerate() {
+                        let (duration, marker) = if i == last { (step, true) } else { (0, false) };
+                        if let Ok(sp) = stream.send(p, duration, marker, Instant::now()) {
+                            rtp.send(&sp).await.map_err(|_| MediaError::Closed)?;
+                        }
+                    }
+                }
+            }
+            Some(()) = key_frame_asked.recv(), if asked_open => {
+                report.key_frame_requests_received += 1;
+                key_wanted = true;
+            }
+            _ = tokio::time::sleep_until(rtcp_due) => {
+                let r = stream.rtcp(Instant::now(), SystemTime::now());
+                rtcp.send(&r).await.map_err(|_| MediaError::Closed)?;
+            }
+            d = rtp.recv() => {
+                let d = d.ok_or(MediaError::Closed)?;
+                let now = Instant::now();
+                let Some(f) = stream.receive(&d, now) else { continue };
+                match depacketizer.push(f.sequence, f.timestamp, f.marker, &f.payload) {
+                    Depacketized::Pending => {}
+                    Depacketized::Lost => {
+                        if last_ask.is_none_or(|t| now.duration_since(t) >= std::time::Duration::from_secs(1)) {
+                            last_ask = Some(now);
+                            report.key_frame_requests_sent += 1;
+                            let _ = ask_key_frame.send(());
+                        }
+                    }
+                    Depacketized::Frame { data, timestamp, .. } => {
+                        let Ok(Some(picture)) = decoder.decode(&data) else { continue };
+                        report.frames_decoded += 1;
+                        if config.measure {
+                            let t0 = *first_ts.get_or_insert(timestamp);
+                            let n = timestamp.wrapping_sub(t0) / step;
+                            let p = psnr(&test_pattern(picture.width, picture.height, n), &picture);
+                            let p = p.min(99.0);
+                            psnr_sum += p;
+                            psnr_n += 1;
+                            report.psnr_min = Some(report.psnr_min.map_or(p, |m: f64| m.min(p)));
+                        }
+                    }
+                }
+            }
+            d = rtcp.recv() => {
+                let d = d.ok_or(MediaError::Closed)?;
+                let now = Instant::now();
+                let parts = stream.receive_rtcp(&d, now);
+                let s = stream.stats();
+                let mut changed = false;
+                if s.remote_reports > reports_seen {
+                    reports_seen = s.remote_reports;
+                    let jitter = std::time::Duration::from_secs_f64(
+                        f64::from(s.remote_jitter.unwrap_or(0)) / 90_000.0,
+                    );
+                    changed |= controller.on_report(s.remote_fraction_lost.unwrap_or(0), jitter, now);
+                }
+                for p in parts {
+                    if let pamoja_media::rtcp::Rtcp::Remb { bitrate, .. } = p {
+                        changed |= controller.on_remb(bitrate, now);
+                    }
+                }
+                if changed {
+                    let b = controller.bitrate();
+                    encoder.set_bitrate(b as u32).map_err(video)?;
+                    report.bitrate_min = report.bitrate_min.min(b);
+                    report.bitrate_max = report.bitrate_max.max(b);
+                }
+            }
+        }
+        if key_frame_asked.is_closed() && key_frame_asked.is_empty() {
+            asked_open = false;
+        }
+    }
+    report.bitrate_last = controller.bitrate();
+    report.psnr_mean = (psnr_n > 0).then(|| psnr_sum / psnr_n as f64);
     report.stats = stream.stats();
     Ok(report)
 }

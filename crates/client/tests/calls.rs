@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use pamoja_client::media::AudioSource;
+use pamoja_client::media::{AudioSource, VideoConfig};
 use pamoja_client::{CallOptions, CallStats, Client, Config, Event, Events, Settings};
 use pamoja_dht::{Config as DhtConfig, Runner};
 use pamoja_identity::Account;
@@ -168,4 +168,63 @@ async fn a_declined_call_ends_on_both_sides() {
             .await
             .is_err()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_video_call_carries_a_test_pattern_and_audio() {
+    let boot = Runner::bind("127.0.0.1:0".parse().unwrap(), DhtConfig::default())
+        .await
+        .unwrap();
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, mut a_ev) = start(a_dir.path(), boot.local_addr()).await;
+    let (b, mut b_ev) = start(b_dir.path(), boot.local_addr()).await;
+    let video = VideoConfig {
+        measure: true,
+        ..VideoConfig::default()
+    };
+    b.set_settings(Settings {
+        auto_answer: true,
+        ..Settings::default()
+    })
+    .unwrap();
+    b.set_call_options(CallOptions {
+        source: AudioSource::Tone(660.0, 0.2),
+        video: Some(video.clone()),
+        ..CallOptions::default()
+    });
+    let call = a
+        .place_call(
+            b.jami_id(),
+            CallOptions {
+                source: AudioSource::Tone(440.0, 0.3),
+                video: Some(video),
+                ..CallOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    wait_for(&mut a_ev, 60, |e| state_of(e, "current").map(|_| ())).await;
+    wait_for(&mut b_ev, 30, |e| state_of(e, "current").map(|_| ())).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    a.hang_up(&call).unwrap();
+    let a_stats = wait_for(&mut a_ev, 30, stats_of).await;
+    let b_stats = wait_for(&mut b_ev, 30, stats_of).await;
+    for s in [&a_stats, &b_stats] {
+        assert!(
+            s.rx_audio_frames_decoded >= 200,
+            "audio kept flowing: {s:?}"
+        );
+        let v = s.video.as_ref().expect("video flowed");
+        assert_eq!(v.codec, "VP8/90000");
+        // 15 pictures a second for about 5 s.
+        assert!(v.tx_frames >= 60 && v.rx_frames_decoded >= 60, "{v:?}");
+        assert!(v.tx_key_frames >= 1, "{v:?}");
+        let psnr = v.psnr_min.expect("measured");
+        assert!(psnr >= 30.0, "PSNR {psnr} dB: {v:?}");
+        assert!(
+            (200..=6000).contains(&v.bitrate_min_kbps)
+                && (200..=6000).contains(&v.bitrate_max_kbps),
+            "{v:?}"
+        );
+    }
 }

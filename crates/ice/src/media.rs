@@ -84,6 +84,15 @@ impl MediaSession {
         self.sessions.len() as u32
     }
 
+    /// Keeps the first `components` components and closes the others: the streams the
+    /// peer refused at the end of the SDP (a video section at port 0) must not be checked,
+    /// or the session would wait for pairs that never come.
+    pub fn truncate(&mut self, components: u32) {
+        self.sessions.truncate(components.max(1) as usize);
+        let keep = self.sessions.len() as u32;
+        self.description.candidates.retain(|c| c.component <= keep);
+    }
+
     /// Runs every component's checks against the peer's credentials and candidates (all
     /// components' candidates in one list, told apart by their component ids) until each
     /// has a selected pair. Fails as soon as one component fails.

@@ -110,6 +110,10 @@ pub struct StreamStats {
     pub remote_received: Option<u64>,
     /// The fraction the peer lost in its latest report's interval, in 1/256.
     pub remote_fraction_lost: Option<u8>,
+    /// The interarrival jitter of its latest report, in timestamp units.
+    pub remote_jitter: Option<u32>,
+    /// Report blocks about our source received so far.
+    pub remote_reports: u64,
     /// The peer's latest REMB bitrate, in bit/s.
     pub remote_bitrate: Option<u64>,
     /// RTCP packets (compounds) read.
@@ -291,6 +295,8 @@ impl MediaStream {
         if let Some(b) = reports.iter().find(|b| b.ssrc == self.ssrc) {
             self.stats.remote_received = Some(b.received_since(self.first_seq));
             self.stats.remote_fraction_lost = Some(b.fraction_lost);
+            self.stats.remote_jitter = Some(b.jitter);
+            self.stats.remote_reports += 1;
         }
     }
 
