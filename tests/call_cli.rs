@@ -1,7 +1,7 @@
 //! The call contract of the `jami` command line, between two Pamoja accounts on a loopback
 //! DHT: `jami call` to a `jami run --data` that answers by itself (`settings` with
-//! `auto_answer`), and `jami run`'s `call`, `answer` and `hangup` commands between two
-//! `jami run`s. Checked: the `call_state` events, the final `call_stats` object with its
+//! `auto_answer`), with video, and `jami run`'s `call`, `answer` and `hangup` commands
+//! between two `jami run`s. Checked: the `call_state` events, the final `call_stats` object with its
 //! fields, and the tones each side recorded.
 
 use std::io::{BufRead, Write};
@@ -149,7 +149,7 @@ async fn jami_call_to_an_auto_answering_jami_run() {
     b.wait(30, |e| e["event"] == "ready");
     let r = b.cmd(
         json!({"cmd": "settings", "auto_answer": true, "tone": 660.0,
-        "record_wav": b_heard.to_str().unwrap()}),
+        "record_wav": b_heard.to_str().unwrap(), "video": true}),
     );
     assert_eq!(r["settings"]["auto_answer"], true);
 
@@ -161,7 +161,7 @@ async fn jami_call_to_an_auto_answering_jami_run() {
                 .arg("--archive")
                 .arg(&a_archive)
                 .args(["--bootstrap", &boot, "--ice-addr", "127.0.0.1"])
-                .args(["--to", &b_id, "--duration", "4"])
+                .args(["--to", &b_id, "--duration", "4", "--video"])
                 .arg("--record-wav")
                 .arg(&a_heard)
                 .env("PAMOJA_PASSWORD", "")
@@ -192,6 +192,12 @@ async fn jami_call_to_an_auto_answering_jami_run() {
     let last = lines.last().unwrap();
     check_stats(last);
     assert_eq!(last["call"], lines[0]["call"]);
+    assert_eq!(lines[0]["video"], true);
+    // The test pattern went both ways, whole.
+    let v = &last["video"];
+    assert_eq!(v["codec"], "VP8/90000", "{last}");
+    assert!(v["rx_frames_decoded"].as_u64().unwrap_or(0) >= 40, "{last}");
+    assert!(v["psnr_min"].as_f64().unwrap_or(0.0) >= 30.0, "{last}");
 
     // The answering side saw the call come, flow and end, with its own figures.
     b.wait(30, |e| state(e, "incoming"));
@@ -199,6 +205,10 @@ async fn jami_call_to_an_auto_answering_jami_run() {
     b.wait(30, |e| state(e, "ended") && e["reason"] == "hung_up");
     let s = b.wait(30, |e| e["event"] == "call_stats");
     check_stats(&s);
+    assert!(
+        s["video"]["rx_frames_decoded"].as_u64().unwrap_or(0) >= 40,
+        "{s}"
+    );
     check_tone(&b_heard, 440.0);
     check_tone(&a_heard, 660.0);
 }
@@ -217,6 +227,7 @@ async fn jami_run_calls_answers_and_hangs_up() {
     b.wait(30, |e| e["event"] == "ready");
     let r = a.cmd(json!({"cmd": "call", "to": b_id, "video": false, "tone": 440.0}));
     let call = r["call"].as_str().unwrap().to_owned();
+    assert_eq!(r["video"], false);
     let incoming = b.wait(60, |e| state(e, "incoming"));
     assert_eq!(incoming["call"], call.as_str());
     b.cmd(json!({"cmd": "answer", "call": call, "record_wav": b_heard.to_str().unwrap()}));
@@ -226,7 +237,9 @@ async fn jami_run_calls_answers_and_hangs_up() {
     assert_eq!(listed["calls"], json!([call]));
     tokio::time::sleep(Duration::from_secs(4)).await;
     a.cmd(json!({"cmd": "hangup", "call": call}));
-    check_stats(&a.wait(30, |e| e["event"] == "call_stats"));
+    let s = a.wait(30, |e| e["event"] == "call_stats");
+    check_stats(&s);
+    assert!(s["video"].is_null(), "an audio call: {s}");
     a.wait(30, |e| state(e, "ended") && e["reason"] == "local");
     b.wait(30, |e| state(e, "ended") && e["reason"] == "hung_up");
     check_tone(&b_heard, 440.0);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
-use pamoja::client::media::AudioSource;
+use pamoja::client::media::{AudioSource, VideoConfig};
 use pamoja::client::{CallOptions, Event};
 use serde_json::{Value as Json, json};
 
@@ -20,7 +20,7 @@ pub struct CallArgs {
     /// The Jami ID to call.
     #[arg(long)]
     to: String,
-    /// Ask for video too (carried as audio only for now; the output says so).
+    /// Video too: a VP8 test pattern (320x240, 15 frames a second) each way.
     #[arg(long)]
     video: bool,
     /// Send this WAV file (48 kHz, 16-bit) instead of a 440 Hz tone.
@@ -60,6 +60,10 @@ async fn call(args: CallArgs) -> Result<Json> {
     let options = CallOptions {
         source,
         record_wav: args.record_wav.clone(),
+        video: args.video.then(|| VideoConfig {
+            measure: true,
+            ..VideoConfig::default()
+        }),
         ..CallOptions::default()
     };
     let tmp = tempfile::tempdir()?;
@@ -70,8 +74,7 @@ async fn call(args: CallArgs) -> Result<Json> {
     let call = client.place_call(&args.to, options).await?;
     println!(
         "{}",
-        json!({"event": "call_placed", "call": call, "to": args.to,
-            "video": false, "video_requested": args.video})
+        json!({"event": "call_placed", "call": call, "to": args.to, "video": args.video})
     );
     let mut hang_up_at: Option<tokio::time::Instant> = None;
     let mut reached_current = false;

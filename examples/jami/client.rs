@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
-use pamoja::client::media::AudioSource;
+use pamoja::client::media::{AudioSource, VideoConfig};
 use pamoja::client::{CallOptions, Client, Config, Events, Settings};
 use serde_json::{Value as Json, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -97,7 +97,8 @@ pub async fn run(
 }
 
 /// A call's media from a command: `"tone"` (Hz) or `"send_wav"` (a 48 kHz 16-bit WAV) to
-/// send (default: silence), `"record_wav"` to keep what is heard.
+/// send (default: silence), `"record_wav"` to keep what is heard, `"video": true` for a
+/// VP8 test pattern each way.
 fn call_options(c: &Json) -> Result<CallOptions> {
     let mut o = CallOptions::default();
     if let Some(hz) = c["tone"].as_f64() {
@@ -110,6 +111,12 @@ fn call_options(c: &Json) -> Result<CallOptions> {
     }
     if let Some(path) = c["record_wav"].as_str() {
         o.record_wav = Some(path.into());
+    }
+    if c["video"].as_bool() == Some(true) {
+        o.video = Some(VideoConfig {
+            measure: true,
+            ..VideoConfig::default()
+        });
     }
     Ok(o)
 }
@@ -259,10 +266,10 @@ async fn execute(client: &Client, name: &str, c: &Json) -> Result<Json> {
                 "display_name": s.display_name, "auto_answer": s.auto_answer}})
         }
         "call" => {
-            let video = c["video"].as_bool().unwrap_or(false);
-            let call = client.place_call(field(c, "to")?, call_options(c)?).await?;
-            // Audio only for now: a video request is placed as an audio call.
-            json!({"call": call, "video": false, "video_requested": video})
+            let o = call_options(c)?;
+            let video = o.video.is_some();
+            let call = client.place_call(field(c, "to")?, o).await?;
+            json!({"call": call, "video": video})
         }
         "answer" => {
             client.answer_call(field(c, "call")?, call_options(c)?)?;

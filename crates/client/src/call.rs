@@ -30,6 +30,9 @@ use crate::media::{
     remote_ice, rtp_port, run_audio, run_video,
 };
 
+/// How long a call that we ended waits for the peer's answer to our BYE or CANCEL.
+pub const LINGER: Duration = Duration::from_secs(2);
+
 /// How long media ICE may take (jamid's own limit is 35 s).
 pub const MEDIA_TIMEOUT: Duration = Duration::from_secs(35);
 
@@ -334,9 +337,8 @@ impl Call {
     async fn run(&mut self) -> String {
         let call = self.dialog.call_id().to_owned();
         loop {
-            if let Err(e) = self.flush().await {
-                return e;
-            }
+            // A link that went down does not hide how the dialog ended.
+            let flushed = self.flush().await;
             while let Some(e) = self.dialog.poll_event() {
                 match e {
                     DialogEvent::Ringing => self.ctx.state(&call, &self.peer, "ringing", None),
@@ -383,12 +385,15 @@ impl Call {
                     }
                     DialogEvent::Ended(r) => {
                         let _ = self.flush().await;
+                        if matches!(r, EndReason::Local) {
+                            self.linger().await;
+                        }
                         return reason_text(&r);
                     }
                     _ => {}
                 }
             }
-            if let Err(e) = self.flush().await {
+            if let Err(e) = flushed.and(self.flush().await) {
                 return e;
             }
             let timer = self.dialog.poll_timeout();
@@ -424,6 +429,21 @@ impl Call {
                         None => std::future::pending().await,
                     }
                 } => self.dialog.handle_timeout(Instant::now()),
+            }
+        }
+    }
+
+    /// After we ended the dialog (BYE, CANCEL, decline): wait a moment for the peer's
+    /// answer, so that what we sent has reached it before the caller moves on (a program
+    /// that exits right after a call would otherwise cut its own BYE).
+    async fn linger(&mut self) {
+        let deadline = tokio::time::Instant::now() + LINGER;
+        while let Ok(Some(c)) = tokio::time::timeout_at(deadline, self.commands.recv()).await {
+            // The answer to our BYE or CANCEL, or the ACK of our refusal.
+            if let Command::Sip(m) = c {
+                self.dialog.handle(&m, Instant::now());
+                let _ = self.flush().await;
+                return;
             }
         }
     }
