@@ -645,3 +645,81 @@ async fn jami_call_command_calls_jamid() {
         .await
         .expect("jamid's call is over");
 }
+
+/// `jami call --video` to a jamid that answers by itself: jamid takes VP8 from our offer for
+/// the video section, asks for a key frame (SIP INFO) and decodes our pictures at their
+/// size, and audio keeps flowing both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_and_video_call_with_jamid() {
+    if !available("audio_and_video_call_with_jamid") {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let (lab, jamid, _account, jamid_id) =
+        lab_with_jamid("video", &[("Account.autoAnswer", "true")]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (archive, _) = common::new_archive(dir.path(), "me.gz");
+    let heard = dir.path().join("heard.wav");
+    let mark = jamid.signals().len();
+    let mut cmd = lab.netns().command(common::jami_bin().to_str().unwrap());
+    cmd.arg("call")
+        .arg("--archive")
+        .arg(&archive)
+        .args(["--bootstrap", "127.0.0.1:4222", "--ice-addr", LAB_ADDR])
+        .args(["--to", &jamid_id, "--duration", "8", "--video"])
+        .arg("--record-wav")
+        .arg(&heard)
+        .env("PAMOJA_PASSWORD", "");
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "jami call: {}\n--- jamid ---\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        lab.log_tail("jamid-video", 60)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object a line"))
+        .collect();
+    let stats = lines.last().unwrap();
+    eprintln!("{stats:#}");
+    jamid
+        .wait_signal(mark, Duration::from_secs(5), |s| {
+            is_state(s, None, "CURRENT")
+        })
+        .await
+        .expect("jamid's call was current");
+    // jamid decoded our VP8: its video sink started at our picture size.
+    let started = jamid
+        .wait_signal(mark, Duration::from_secs(5), |s| {
+            s.name == "decodingStarted" && s.str(0) != "local"
+        })
+        .await
+        .expect("jamid decodes our video");
+    assert_eq!(
+        (started.args.get(2), started.args.get(3)),
+        (
+            Some(&pamoja_lab::Arg::Int(320)),
+            Some(&pamoja_lab::Arg::Int(240))
+        ),
+        "{started:?}"
+    );
+    let v = &stats["video"];
+    assert_eq!(v["codec"], "VP8/90000", "{stats}");
+    assert!(v["tx_frames"].as_u64().unwrap_or(0) >= 60, "{stats}");
+    assert!(
+        v["key_frame_requests_received"].as_u64().unwrap_or(0) >= 1,
+        "jamid's SIP INFO picture_fast_update: {stats}"
+    );
+    // Audio kept flowing both ways alongside.
+    assert!(
+        stats["rx_audio_frames_decoded"].as_u64().unwrap_or(0) >= 150,
+        "{stats}"
+    );
+    assert!(stats["tx_packets"].as_u64().unwrap_or(0) >= 150, "{stats}");
+    let samples = pamoja::media::audio::read_wav(&heard).unwrap();
+    let (hz, _) = analyse_windows(&samples[samples.len().saturating_sub(48_000 * 3)..]);
+    assert!((hz - f64::from(JAMID_TONE)).abs() <= 5.0, "{hz} Hz");
+}

@@ -14,6 +14,7 @@ use crate::{LabError, Result};
 const SERVICE: &str = "cx.ring.Ring";
 const CM_IFACE: &str = "cx.ring.Ring.ConfigurationManager";
 const CALL_IFACE: &str = "cx.ring.Ring.CallManager";
+const VIDEO_IFACE: &str = "cx.ring.Ring.VideoManager";
 
 #[zbus::proxy(
     interface = "cx.ring.Ring.ConfigurationManager",
@@ -274,8 +275,16 @@ impl Jamid {
             .interface(CALL_IFACE)?
             .build();
         let call_stream = MessageStream::for_match_rule(rule, &conn, Some(4096)).await?;
-        // Both interfaces' signals, in arrival order.
-        let mut stream = futures_util::stream::select(config_stream, call_stream);
+        let rule = MatchRule::builder()
+            .msg_type(zbus::message::Type::Signal)
+            .interface(VIDEO_IFACE)?
+            .build();
+        let video_stream = MessageStream::for_match_rule(rule, &conn, Some(4096)).await?;
+        // The three interfaces' signals, in arrival order.
+        let mut stream = futures_util::stream::select(
+            futures_util::stream::select(config_stream, call_stream),
+            video_stream,
+        );
         let signals = Arc::new(Mutex::new(Vec::new()));
         let sink = signals.clone();
         let recorder = tokio::spawn(async move {
