@@ -499,6 +499,7 @@ impl Call {
                     rx_audio_frames_concealed: report.frames_concealed,
                     rx_lost: s.rx_lost,
                     rx_jitter_ms: s.rx_jitter.as_millis() as u64,
+                    rx_audio_longest_gap_ms: report.longest_gap.as_millis() as u64,
                     rx_srtp_dropped: s.srtp_in.auth_failed
                         + s.srtp_in.replayed
                         + s.srtp_in.truncated,

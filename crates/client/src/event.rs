@@ -146,6 +146,8 @@ pub struct CallStats {
     pub rx_lost: i64,
     /// Interarrival jitter, in milliseconds.
     pub rx_jitter_ms: u64,
+    /// The longest time without a packet of the peer's audio, in milliseconds.
+    pub rx_audio_longest_gap_ms: u64,
     /// Packets dropped by SRTP (forged, replayed, truncated).
     pub rx_srtp_dropped: u64,
     /// Packets the peer's latest receiver report says it got of ours.
@@ -276,6 +278,7 @@ impl Event {
                 "rx_audio_frames_decoded": s.rx_audio_frames_decoded,
                 "rx_audio_frames_concealed": s.rx_audio_frames_concealed,
                 "rx_lost": s.rx_lost, "rx_jitter_ms": s.rx_jitter_ms,
+                "rx_audio_longest_gap_ms": s.rx_audio_longest_gap_ms,
                 "rx_srtp_dropped": s.rx_srtp_dropped,
                 "remote_received": s.remote_received, "duration_s": s.duration_s,
                 "video": s.video.as_ref().map(|v| json!({

@@ -133,6 +133,8 @@ pub struct AudioReport {
     pub frames_concealed: u64,
     /// What was heard (mono, 48 kHz), when recording.
     pub recorded: Vec<i16>,
+    /// The longest time between two of the peer's audio packets (after the first).
+    pub longest_gap: std::time::Duration,
 }
 
 /// Why an audio stream stopped early.
@@ -169,6 +171,7 @@ pub async fn run_audio(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_seq: Option<u16> = None;
     let mut last_ssrc: Option<u32> = None;
+    let mut last_arrival: Option<Instant> = None;
     tokio::pin!(stop);
     loop {
         let rtcp_due = tokio::time::Instant::from_std(stream.poll_timeout());
@@ -187,10 +190,15 @@ pub async fn run_audio(
             }
             d = rtp.recv() => {
                 let d = d.ok_or(MediaError::Closed)?;
-                let Some(f) = stream.receive(&d, Instant::now()) else { continue };
+                let now = Instant::now();
+                let Some(f) = stream.receive(&d, now) else { continue };
                 if f.payload_type == 101 {
                     continue; // telephone-event
                 }
+                if let Some(prev) = last_arrival {
+                    report.longest_gap = report.longest_gap.max(now.duration_since(prev));
+                }
+                last_arrival = Some(now);
                 // Conceal what a forward jump of the sequence says was lost (up to 5 frames);
                 // a new source starts its own numbering.
                 if let Some(prev) = last_seq.filter(|_| last_ssrc == Some(f.ssrc)) {
@@ -247,6 +255,9 @@ pub struct VideoConfig {
     /// Compare each picture received with the test pattern it should be (a peer sending
     /// [`pamoja_media::video::test_pattern`] at the same rate) and report the PSNR.
     pub measure: bool,
+    /// Send [`pamoja_media::video::busy_pattern`] instead: pictures that use every bit the
+    /// encoder is allowed (to load a link); not measured.
+    pub busy: bool,
 }
 
 impl Default for VideoConfig {
@@ -258,6 +269,7 @@ impl Default for VideoConfig {
             fps: 15,
             bitrate: 500_000,
             measure: false,
+            busy: false,
         }
     }
 }
@@ -289,6 +301,11 @@ pub struct VideoReport {
     pub bitrate_last: u64,
 }
 
+/// How often the video pacer sends.
+const PACE: std::time::Duration = std::time::Duration::from_millis(5);
+/// Video packets waiting for the pacer, at most (about a second at 6 Mb/s).
+const MAX_PACED: usize = 600;
+
 /// Runs a VP8 stream over its RTP and RTCP connections until `stop`: the test pattern at
 /// the configured rate (a key frame first, and whenever `key_frame_asked` says the peer
 /// asked for one), the peer's pictures put together, decoded and, when measuring, compared
@@ -305,7 +322,7 @@ pub async fn run_video(
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<VideoReport, MediaError> {
     use pamoja_media::bitrate::BitrateController;
-    use pamoja_media::video::{Vp8Decoder, Vp8Encoder, psnr, test_pattern};
+    use pamoja_media::video::{Vp8Decoder, Vp8Encoder, busy_pattern, psnr, test_pattern};
     use pamoja_media::vp8::{Depacketized, Depacketizer, Packetizer};
 
     let video = |e: pamoja_media::video::VideoError| MediaError::Video(e.to_string());
@@ -332,13 +349,21 @@ pub async fn run_video(
     let (mut psnr_sum, mut psnr_n) = (0f64, 0u64);
     let mut reports_seen = 0u64;
     let mut asked_open = true;
+    let mut paced: std::collections::VecDeque<Vec<u8>> = std::collections::VecDeque::new();
+    let mut budget = 0f64;
+    let mut pace = tokio::time::interval(PACE);
+    pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(stop);
     loop {
         let rtcp_due = tokio::time::Instant::from_std(stream.poll_timeout());
         tokio::select! {
             _ = &mut stop => break,
             _ = tick.tick() => {
-                let picture = test_pattern(config.width, config.height, frame_no);
+                let picture = if config.busy {
+                    busy_pattern(config.width, config.height, frame_no)
+                } else {
+                    test_pattern(config.width, config.height, frame_no)
+                };
                 frame_no += 1;
                 let frames = encoder.encode(&picture, key_wanted).map_err(video)?;
                 key_wanted = false;
@@ -350,10 +375,28 @@ pub async fn run_video(
                     for (i, p) in packets.iter().enumerate() {
                         let (duration, marker) = if i == last { (step, true) } else { (0, false) };
                         if let Ok(sp) = stream.send(p, duration, marker, Instant::now()) {
-                            rtp.send(&sp).await.map_err(|_| MediaError::Closed)?;
+                            paced.push_back(sp);
                         }
                     }
                 }
+                // A sender far behind its link drops what is oldest rather than queue it.
+                while paced.len() > MAX_PACED {
+                    paced.pop_front();
+                }
+            }
+            _ = pace.tick(), if !paced.is_empty() => {
+                // Spread each picture's packets at 1.25 times the target bitrate, so a big
+                // picture does not arrive as one burst ahead of the audio on a narrow link.
+                budget += controller.bitrate() as f64 * 1.25 / 8.0 * PACE.as_secs_f64();
+                while let Some(p) = paced.front() {
+                    if (p.len() as f64) > budget && budget < 1500.0 {
+                        break;
+                    }
+                    budget -= p.len() as f64;
+                    let p = paced.pop_front().expect("front");
+                    rtp.send(&p).await.map_err(|_| MediaError::Closed)?;
+                }
+                budget = budget.min(3000.0);
             }
             Some(()) = key_frame_asked.recv(), if asked_open => {
                 report.key_frame_requests_received += 1;
@@ -379,7 +422,7 @@ pub async fn run_video(
                     Depacketized::Frame { data, timestamp, .. } => {
                         let Ok(Some(picture)) = decoder.decode(&data) else { continue };
                         report.frames_decoded += 1;
-                        if config.measure {
+                        if config.measure && !config.busy {
                             let t0 = *first_ts.get_or_insert(timestamp);
                             let n = timestamp.wrapping_sub(t0) / step;
                             let p = psnr(&test_pattern(picture.width, picture.height, n), &picture);

@@ -191,6 +191,38 @@ impl NatLab {
     }
 }
 
+impl Peer {
+    /// Narrows this peer's link to the wan, in the direction out of it: at most `kbit`
+    /// kb/s (a token bucket with a 200 ms queue, as a slow access link) and `loss_percent`
+    /// of its UDP packets dropped at random. Apply it to both peers of a call to narrow
+    /// both directions. (Debian's `tc netem` would do both, but the kernels here are built
+    /// without it; `tbf` and an nftables `numgen` rule are.)
+    pub fn limit_link(&self, kbit: u32, loss_percent: u32) -> Result<()> {
+        let rate = format!("{kbit}kbit");
+        let out = self
+            .ns
+            .command("tc")
+            .args(["qdisc", "add", "dev", "wan", "root", "tbf", "rate", &rate])
+            .args(["burst", "16kbit", "latency", "200ms"])
+            .output()?;
+        if !out.status.success() {
+            return Err(LabError::Setup {
+                cmd: "tc qdisc add ... tbf".into(),
+                detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        nft(
+            &self.ns,
+            &format!(
+                "table inet pamoja_loss {{\n\
+                 chain out {{ type filter hook output priority 0; \
+                 meta l4proto udp oifname \"wan\" numgen random mod 100 < {loss_percent} drop; }}\n\
+                 }}\n"
+            ),
+        )
+    }
+}
+
 /// Why the NAT lab cannot run here, if it cannot (root, `ip`, `nft`).
 pub fn nat_lab_missing() -> Option<String> {
     if !crate::is_root() {

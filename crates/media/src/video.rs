@@ -382,6 +382,26 @@ pub fn test_pattern(width: u32, height: u32, n: u32) -> I420Frame {
     }
 }
 
+/// [`test_pattern`] with fine, changing texture over it: a picture that costs the encoder
+/// every bit it is allowed, to load a link.
+pub fn busy_pattern(width: u32, height: u32, n: u32) -> I420Frame {
+    let mut f = test_pattern(width, height, n);
+    let w = width as usize;
+    let luma = w * height as usize;
+    for (i, px) in f.data[..luma].iter_mut().enumerate() {
+        let (x, y) = ((i % w) as u32, (i / w) as u32);
+        // A cheap integer hash of (x, y, n): texture that does not repeat between frames.
+        let mut h =
+            x.wrapping_mul(0x9e37_79b1) ^ y.wrapping_mul(0x85eb_ca77) ^ n.wrapping_mul(0xc2b2_ae3d);
+        h ^= h >> 15;
+        h = h.wrapping_mul(0x2c1b_3c6d);
+        h ^= h >> 12;
+        let noise = (h & 0x3f) as i32 - 32;
+        *px = (i32::from(*px) + noise).clamp(16, 235) as u8;
+    }
+    f
+}
+
 /// Peak signal-to-noise ratio (dB) of `b` against `a` over all three planes; infinite for
 /// identical pictures, 0 for pictures of different sizes.
 pub fn psnr(a: &I420Frame, b: &I420Frame) -> f64 {
@@ -441,6 +461,38 @@ mod tests {
         assert_eq!(shown, 60);
         assert!(keys >= 1);
         assert!(worst >= 30.0, "worst PSNR {worst:.1} dB");
+    }
+
+    #[test]
+    fn busy_pictures_fill_the_budget_and_still_decode() {
+        let (w, h) = (320, 240);
+        let mut enc = Vp8Encoder::new(w, h, 800_000, 15).unwrap();
+        let mut dec = Vp8Decoder::new().unwrap();
+        let mut pk = Packetizer::new(1194);
+        let mut dk = Depacketizer::new(1 << 20);
+        let (mut seq, mut bytes, mut shown) = (0u16, 0usize, 0);
+        for n in 0..30 {
+            for f in enc.encode(&busy_pattern(w, h, n), n == 0).unwrap() {
+                bytes += f.data.len();
+                let packets = pk.packetize(&f.data);
+                let last = packets.len() - 1;
+                for (i, p) in packets.iter().enumerate() {
+                    seq = seq.wrapping_add(1);
+                    match dk.push(seq, n * 6000, i == last, p) {
+                        Depacketized::Frame { data, .. } => {
+                            dec.decode(&data).unwrap().expect("a picture");
+                            shown += 1;
+                        }
+                        Depacketized::Lost => panic!("frame {n} packet {i} of {}", packets.len()),
+                        Depacketized::Pending => {}
+                    }
+                }
+            }
+        }
+        assert_eq!(shown, 30);
+        // Two seconds at 800 kb/s: the encoder spends most of it.
+        let kbps = bytes * 8 / 2 / 1000;
+        assert!(kbps > 400, "{kbps} kb/s");
     }
 
     #[test]
