@@ -9,6 +9,10 @@
 //!   jamid's (its audio goes through PulseAudio, resampling and its audio processor) and
 //!   `jami run`'s (a synthetic tone, Opus both ways, SRTP, RTCP); medians over the calls.
 //!
+//! - CPU per active video call: the same for Pamoja -> jamid calls with video (a VP8 test
+//!   pattern, 320x240 at 15 frames a second, sent and encoded; jamid, without a camera in
+//!   the lab, sends no video back, so there is no jamid -> jamid figure to set beside it).
+//!
 //! Every jamid has a PulseAudio server of its own whose microphone plays a tone, so both
 //! ends really send audio. Results are printed and written to
 //! `target/criterion/call_lab.json`. Needs root, dhtnode, jamid and PulseAudio.
@@ -162,6 +166,34 @@ fn main() {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
 
+        // Pamoja -> jamid with video (VP8 320x240 at 15 frames a second each way offered;
+        // jamid, with no camera here, sends none and decodes ours).
+        let mut cpu_pj_video = Vec::new();
+        for round in 0..ROUNDS {
+            let r = p
+                .cmd(json!({"cmd": "call", "to": callee.2, "video": true, "tone": 440.0}))
+                .await;
+            let call = r["call"].as_str().unwrap().to_owned();
+            p.wait(120, |e| {
+                e["event"] == "call_state" && e["call"] == call.as_str() && e["state"] == "current"
+            })
+            .await;
+            let cpu = cpu_share(p.pid()).await;
+            eprintln!("Pamoja -> jamid with video #{round}: caller CPU {cpu:.1} %");
+            cpu_pj_video.push(cpu);
+            p.cmd(json!({"cmd": "hangup", "call": call})).await;
+            let stats = p
+                .wait(60, |e| e["event"] == "call_stats" && e["call"] == call.as_str())
+                .await;
+            assert!(
+                stats["video"]["tx_frames"].as_u64().unwrap_or(0) > 0,
+                "video was sent: {stats}"
+            );
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let cpv = median(cpu_pj_video);
+        println!("caller CPU per active video call (median): Pamoja {cpv:.1} % of a core");
+
         let (sjj, spj, cjj, cpj) = (
             median(setup_jj),
             median(setup_pj),
@@ -180,7 +212,7 @@ fn main() {
             "rounds": ROUNDS,
             "hold_s": HOLD.as_secs(),
             "setup_ms": {"jamid_to_jamid": sjj, "pamoja_to_jamid": spj},
-            "caller_cpu_percent": {"jamid": cjj, "pamoja": cpj},
+            "caller_cpu_percent": {"jamid": cjj, "pamoja": cpj, "pamoja_video": cpv},
         });
         std::fs::create_dir_all(common::results_dir()).expect("results dir");
         std::fs::write(

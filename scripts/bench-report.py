@@ -5,7 +5,7 @@ Run after `cargo bench --bench identity`, `--bench dht_network`, `--bench ice`,
 `--bench ice_lab`, `--bench secure_dht`, `--bench channel`, `--bench channel_lab`,
 `--bench swarm`, `--bench swarm_lab`, `--bench client_lab`, `--bench sync_lab`,
 `--bench call_lab` and
-`cargo bench -p pamoja-media --bench srtp` and `--bench opus`; reads
+`cargo bench -p pamoja-media --bench srtp`, `--bench opus` and `--bench vp8`; reads
 target/criterion/<group>/<name>/new/estimates.json, target/criterion/dht_rss.json,
 target/criterion/ice_lab.json, target/criterion/channel.json and
 target/criterion/channel_lab.json.
@@ -33,6 +33,8 @@ PAIRS = [
     ("srtp_unprotect_1200", "pamoja", "libsrtp2", 1.0),
     # 10 s of Opus at 48 kb/s vs libopus's own opusenc: real-time factor at least as high.
     ("opus_encode_10s", "pamoja", "opusenc", 1.0),
+    # 2 s of 720p VP8 at 2 Mb/s vs libvpx's own vpxenc, same settings.
+    ("vp8_encode_720p_2s", "pamoja", "vpxenc", 1.0),
 ]
 
 # Compared without a target: the same agents through coturn vs on a direct path.
@@ -210,4 +212,7 @@ if cl.exists():
     ratio = cpu["pamoja"] / cpu["jamid"]
     print(f"| caller CPU per active audio call, % of one core over {r['hold_s']} s (median) "
           f"| {cpu['pamoja']:.1f} % | {cpu['jamid']:.1f} % | {ratio:.2f} | - |")
+    if "pamoja_video" in cpu:
+        print(f"| caller CPU per active audio + video call (VP8 320x240, 15 fps) "
+              f"| {cpu['pamoja_video']:.1f} % | - (no camera for jamid) | - | - |")
 sys.exit(1 if failed else 0)
