@@ -62,9 +62,12 @@ pub struct Config {
     pub max_transmits: u32,
     /// Wait after the last transmission before a check fails (1.5 s: about 33 s in all).
     pub final_wait: Duration,
-    /// Controlling side: wait after the first valid pair before nominating while pairs of
-    /// higher priority are still to be checked (400 ms); with none left, nominate at once.
+    /// Controlling side: wait after the first valid pair before nominating (400 ms).
     pub nomination_delay: Duration,
+    /// Controlling side: skip `nomination_delay` when no better pair is left to check (a
+    /// call's media on a LAN: pjnath does the same). Off by default: device links over TCP
+    /// keep the delay, which their passive side needs to settle its connections.
+    pub nominate_when_settled: bool,
     /// Controlling side: when the best valid pair is relayed, keep waiting after
     /// `nomination_delay` while a better pair is still being checked, up to this long after
     /// the first valid pair (2 s): a hole punch often needs one retransmission, and a relayed
@@ -90,6 +93,7 @@ impl Default for Config {
             max_transmits: 7,
             final_wait: Duration::from_millis(1500),
             nomination_delay: Duration::from_millis(400),
+            nominate_when_settled: false,
             nomination_patience: Duration::from_secs(2),
             nomination_timeout: Duration::from_secs(10),
             consent_interval: Duration::from_secs(5),
@@ -1115,7 +1119,7 @@ impl Agent {
                         matches!(p.state, PairState::Waiting | PairState::InProgress)
                             && self.priority_of(p) > floor
                     });
-                    let delay = if better_pending {
+                    let delay = if better_pending || !self.config.nominate_when_settled {
                         self.config.nomination_delay
                     } else {
                         Duration::ZERO
@@ -1271,6 +1275,28 @@ mod tests {
     }
 
     #[test]
+    fn settled_agents_nominate_at_once() {
+        let config = Config {
+            nominate_when_settled: true,
+            ..Config::default()
+        };
+        let mut a = Agent::new(Role::Controlling, config.clone());
+        let mut b = Agent::new(Role::Controlled, config);
+        let (c, base) = host("10.0.0.1:5000", Transport::Udp, None);
+        a.add_local_candidate(c, base);
+        let (c, base) = host("10.0.0.2:6000", Transport::Udp, None);
+        b.add_local_candidate(c, base);
+        let mut net = Net::new(a, b);
+        net.exchange();
+        let start = net.now;
+        net.run(Duration::from_secs(5), |_| true, completed);
+        assert!(completed(&net.a, &net.b));
+        // The only pair: nothing better to wait for.
+        let took = net.now - start;
+        assert!(took < Duration::from_millis(300), "{took:?}");
+    }
+
+    #[test]
     fn credentials_look_like_pjnath() {
         let a = Agent::new(Role::Controlled, Config::default());
         assert_eq!(a.ufrag().len(), 8);
@@ -1296,9 +1322,12 @@ mod tests {
             net.a.state(),
             net.b.state()
         );
-        // Regular nomination, at once: no better pair was left to check.
+        // Regular nomination: 400 ms after the first valid pair.
         let took = net.now - start;
-        assert!(took < Duration::from_millis(300), "{took:?}");
+        assert!(
+            took >= Duration::from_millis(400) && took < Duration::from_secs(1),
+            "{took:?}"
+        );
         let (sa, sb) = (net.a.selected().unwrap(), net.b.selected().unwrap());
         assert_eq!(sa.local.addr, sb.remote.addr);
         assert_eq!(sb.local.addr, sa.remote.addr);

@@ -52,6 +52,9 @@ impl MediaSession {
             return Err(IceError::NoCandidates);
         }
         let credentials = opts.credentials.clone().unwrap_or_else(Credentials::random);
+        // A call's media: nominate as soon as nothing better is left to check.
+        let mut opts = opts;
+        opts.config.nominate_when_settled = true;
         let mut sessions = Vec::with_capacity(components as usize);
         let mut candidates = Vec::new();
         for component in 1..=components {
