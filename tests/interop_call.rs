@@ -579,6 +579,43 @@ async fn jamid_calls_pamoja_and_hangs_up() {
         .expect("jamid's call is over");
 }
 
+/// `jami call` inside the lab, from a new account, to `jamid_id` (jamid `name` in the lab's
+/// logs), recording what it hears to `heard`: its JSON lines. Fails with jamid's log tail
+/// when the command fails.
+async fn jami_call(
+    lab: &Lab,
+    name: &str,
+    jamid_id: &str,
+    dir: &std::path::Path,
+    heard: &std::path::Path,
+    extra: &[&str],
+) -> Vec<serde_json::Value> {
+    let (archive, _) = common::new_archive(dir, "me.gz");
+    let mut cmd = lab.netns().command(common::jami_bin().to_str().unwrap());
+    cmd.arg("call")
+        .arg("--archive")
+        .arg(&archive)
+        .args(["--bootstrap", "127.0.0.1:4222", "--ice-addr", LAB_ADDR])
+        .args(["--to", jamid_id])
+        .args(extra)
+        .arg("--record-wav")
+        .arg(heard)
+        .env("PAMOJA_PASSWORD", "");
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "jami call: {}\n--- jamid ---\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        lab.log_tail(name, 60)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object a line"))
+        .collect()
+}
+
 /// `jami call` (the command line) calls a jamid that answers by itself: the call's events,
 /// and a `call_stats` object whose figures say audio flowed both ways.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -590,31 +627,17 @@ async fn jami_call_command_calls_jamid() {
     let (lab, jamid, _account, jamid_id) =
         lab_with_jamid("answers", &[("Account.autoAnswer", "true")]).await;
     let dir = tempfile::tempdir().unwrap();
-    let (archive, _) = common::new_archive(dir.path(), "me.gz");
     let heard = dir.path().join("heard.wav");
     let mark = jamid.signals().len();
-    let mut cmd = lab.netns().command(common::jami_bin().to_str().unwrap());
-    cmd.arg("call")
-        .arg("--archive")
-        .arg(&archive)
-        .args(["--bootstrap", "127.0.0.1:4222", "--ice-addr", LAB_ADDR])
-        .args(["--to", &jamid_id, "--duration", "5"])
-        .arg("--record-wav")
-        .arg(&heard)
-        .env("PAMOJA_PASSWORD", "");
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "jami call: {}\n--- jamid ---\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        lab.log_tail("jamid-answers", 40)
-    );
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("one JSON object a line"))
-        .collect();
+    let lines = jami_call(
+        &lab,
+        "jamid-answers",
+        &jamid_id,
+        dir.path(),
+        &heard,
+        &["--duration", "5"],
+    )
+    .await;
     eprintln!("{lines:#?}");
     let states: Vec<&str> = lines
         .iter()
@@ -658,31 +681,17 @@ async fn audio_and_video_call_with_jamid() {
     let (lab, jamid, _account, jamid_id) =
         lab_with_jamid("video", &[("Account.autoAnswer", "true")]).await;
     let dir = tempfile::tempdir().unwrap();
-    let (archive, _) = common::new_archive(dir.path(), "me.gz");
     let heard = dir.path().join("heard.wav");
     let mark = jamid.signals().len();
-    let mut cmd = lab.netns().command(common::jami_bin().to_str().unwrap());
-    cmd.arg("call")
-        .arg("--archive")
-        .arg(&archive)
-        .args(["--bootstrap", "127.0.0.1:4222", "--ice-addr", LAB_ADDR])
-        .args(["--to", &jamid_id, "--duration", "8", "--video"])
-        .arg("--record-wav")
-        .arg(&heard)
-        .env("PAMOJA_PASSWORD", "");
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "jami call: {}\n--- jamid ---\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        lab.log_tail("jamid-video", 60)
-    );
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("one JSON object a line"))
-        .collect();
+    let lines = jami_call(
+        &lab,
+        "jamid-video",
+        &jamid_id,
+        dir.path(),
+        &heard,
+        &["--duration", "8", "--video"],
+    )
+    .await;
     let stats = lines.last().unwrap();
     eprintln!("{stats:#}");
     jamid
