@@ -422,7 +422,12 @@ pub async fn run_video(
                     Depacketized::Frame { data, timestamp, .. } => {
                         let Ok(Some(picture)) = decoder.decode(&data) else { continue };
                         report.frames_decoded += 1;
-                        if config.measure && !config.busy {
+                        // Only pictures of the agreed size are measured: a peer's odd size
+                        // must not make us draw a pattern as big as it likes.
+                        if config.measure
+                            && !config.busy
+                            && (picture.width, picture.height) == (config.width, config.height)
+                        {
                             let t0 = *first_ts.get_or_insert(timestamp);
                             let n = timestamp.wrapping_sub(t0) / step;
                             let p = psnr(&test_pattern(picture.width, picture.height, n), &picture);
