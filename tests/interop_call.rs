@@ -35,7 +35,7 @@ use pamoja::media::Suite;
 use pamoja::media::audio::analyse_windows;
 use pamoja::media::dialog::{Dialog, EndReason, Endpoint, Event};
 use pamoja::media::negotiate::{self, Capability, Local, Negotiated};
-use pamoja::media::sdp::{Codec, Direction, Sdp};
+use pamoja::media::sdp::{Codec, Sdp};
 use pamoja::media::stream::{MediaStream, StreamConfig};
 use pamoja_lab::{LAB_ADDR, Lab, Signal, available};
 
@@ -208,11 +208,10 @@ fn audio_only(session: &MediaSession) -> Local {
             session.local_description().ufrag.clone(),
             session.local_description().pwd.clone(),
         ),
-        capabilities: vec![Capability {
-            kind: "audio".into(),
-            codecs: vec![Codec::opus(), Codec::telephone_event()],
-            direction: Direction::SendRecv,
-        }],
+        capabilities: vec![Capability::new(
+            "audio",
+            vec![Codec::opus(), Codec::telephone_event()],
+        )],
     }
 }
 

@@ -2,7 +2,7 @@
 //! SDP from a peer: parsed, read the way a call reads it, answered, written back.
 use libfuzzer_sys::fuzz_target;
 use pamoja_media::negotiate::{self, Capability, Local};
-use pamoja_media::sdp::{Codec, Direction, Sdp};
+use pamoja_media::sdp::{Codec, Sdp};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -18,11 +18,10 @@ fuzz_target!(|data: &[u8]| {
     let local = Local {
         addr: "10.0.0.1".parse().unwrap(),
         ice: ("u".into(), "p".into()),
-        capabilities: vec![Capability {
-            kind: "audio".into(),
-            codecs: vec![Codec::opus(), Codec::telephone_event()],
-            direction: Direction::SendRecv,
-        }],
+        capabilities: vec![Capability::new(
+            "audio",
+            vec![Codec::opus(), Codec::telephone_event()],
+        )],
     };
     if let Ok((answer, _)) = negotiate::answer(&sdp, &local, |_| 4000, |_| vec![]) {
         let _ = negotiate::answered(&answer, &sdp);

@@ -492,6 +492,19 @@ impl Dialog {
         Ok(())
     }
 
+    /// Refuses the peer's re-INVITE ([`Event::Offer`]) with `code` (488 for an offer we
+    /// cannot take); the session stays as it was.
+    pub fn refuse_offer(&mut self, code: u16, reason: &str) -> Result<(), DialogError> {
+        if self.state != State::Confirmed {
+            return Err(DialogError::State(self.state));
+        }
+        let req = self.pending_invite()?;
+        self.pending_in = None;
+        let r = self.response_to(&req, code, reason, None, true);
+        self.transmit.push_back(r);
+        Ok(())
+    }
+
     /// Sends an in-dialog INFO (keyframe request, recording state, DTMF).
     pub fn info(
         &mut self,
@@ -1002,6 +1015,28 @@ mod tests {
         assert_eq!(events(&mut a), [Event::RenegotiationFailed(491)]);
         assert_eq!(events(&mut b), [Event::RenegotiationFailed(491)]);
         assert_eq!((a.state(), b.state()), (State::Confirmed, State::Confirmed));
+        // An offer refused: the offerer is told, and both can go on.
+        b.reinvite(b"unreadable", now).unwrap();
+        pump(&mut b, &mut a, now);
+        assert_eq!(
+            events(&mut a),
+            [Event::Offer {
+                sdp: b"unreadable".to_vec()
+            }]
+        );
+        a.refuse_offer(488, "Not Acceptable Here").unwrap();
+        assert_eq!(a.refuse_offer(488, "again"), Err(DialogError::State(State::Confirmed)));
+        assert_eq!(pump(&mut a, &mut b, now), ["100", "488"]);
+        assert_eq!(events(&mut b), [Event::RenegotiationFailed(488)]);
+        assert_eq!(pump(&mut b, &mut a, now), ["ACK"]);
+        b.reinvite(b"better", now).unwrap();
+        pump(&mut b, &mut a, now);
+        assert_eq!(
+            events(&mut a),
+            [Event::Offer {
+                sdp: b"better".to_vec()
+            }]
+        );
     }
 
     #[test]

@@ -22,6 +22,21 @@ pub struct Capability {
     pub codecs: Vec<Codec>,
     /// Our direction for it.
     pub direction: Direction,
+    /// `false`: offered as a refused section (port 0), as a re-offer keeps a section that
+    /// was dropped (an offer never has fewer sections than the one before).
+    pub enabled: bool,
+}
+
+impl Capability {
+    /// An enabled capability sending and receiving `codecs`.
+    pub fn new(kind: &str, codecs: Vec<Codec>) -> Self {
+        Self {
+            kind: kind.into(),
+            codecs,
+            direction: Direction::SendRecv,
+            enabled: true,
+        }
+    }
 }
 
 /// Our side of a session: address, ICE credentials and what we support.
@@ -94,7 +109,8 @@ fn remote_candidates(index: usize, m: &Media) -> Vec<(u32, String)> {
         .collect()
 }
 
-/// Our offer: a section per capability, fresh keys, `candidates(index)` for each.
+/// Our offer: a section per capability, fresh keys, `candidates(index)` for each; a
+/// capability that is not enabled is a refused section (port 0, no key, no candidates).
 pub fn offer(
     local: &Local,
     port: impl Fn(usize) -> u16,
@@ -105,6 +121,19 @@ pub fn offer(
         .iter()
         .enumerate()
         .map(|(i, cap)| {
+            if !cap.enabled {
+                let mut m = sdp::jami_media(
+                    &cap.kind,
+                    0,
+                    local.addr,
+                    &cap.codecs,
+                    Direction::Inactive,
+                    &Crypto::random(Suite::AesCm128HmacSha1_80),
+                    &[],
+                );
+                m.attributes.retain(|a| a.name != "crypto");
+                return m;
+            }
             sdp::jami_media(
                 &cap.kind,
                 port(i),
@@ -144,17 +173,16 @@ pub fn answer(
     for (i, m) in offer.media.iter().enumerate() {
         let cap = local.capabilities.iter().find(|c| c.kind == m.kind);
         let chosen = match (cap, m.port) {
-            (Some(cap), p) if p != 0 => sdp::answer_codecs(&m.codecs(), &cap.codecs),
+            (Some(cap), p) if p != 0 && cap.enabled => {
+                sdp::answer_codecs(&m.codecs(), &cap.codecs)
+            }
             _ => None,
         };
         let remote_crypto = m.crypto();
         match (chosen, cap, &remote_crypto) {
             (Some(codecs), Some(cap), Some(_)) => {
                 let crypto = Crypto::random(Suite::AesCm128HmacSha1_80);
-                let direction = match m.direction() {
-                    Direction::SendRecv => cap.direction,
-                    d => d.reversed(),
-                };
+                let direction = m.direction().reversed().intersect(cap.direction);
                 media.push(sdp::jami_media(
                     &m.kind,
                     port(i),
@@ -262,17 +290,12 @@ mod tests {
     use super::*;
 
     fn local(video: bool) -> Local {
-        let mut capabilities = vec![Capability {
-            kind: "audio".into(),
-            codecs: vec![Codec::opus(), Codec::telephone_event()],
-            direction: Direction::SendRecv,
-        }];
+        let mut capabilities = vec![Capability::new(
+            "audio",
+            vec![Codec::opus(), Codec::telephone_event()],
+        )];
         if video {
-            capabilities.push(Capability {
-                kind: "video".into(),
-                codecs: vec![Codec::vp8(96)],
-                direction: Direction::SendRecv,
-            });
+            capabilities.push(Capability::new("video", vec![Codec::vp8(96)]));
         }
         Local {
             addr: "10.99.0.9".parse().unwrap(),
@@ -334,6 +357,35 @@ mod tests {
     }
 
     #[test]
+    fn re_offers_keep_dropped_sections_and_hold() {
+        // Video dropped: its section stays, refused, and the answer refuses it too.
+        let mut ours = local(true);
+        ours.capabilities[1].enabled = false;
+        ours.capabilities[0].direction = Direction::SendOnly;
+        let a = offer(&ours, |i| 4000 + 2 * i as u16, cands);
+        assert_eq!(a.media.len(), 2);
+        assert_eq!(a.media[1].port, 0);
+        assert!(a.media[1].crypto().is_none() && a.media[1].candidates().is_empty());
+        assert_eq!(a.media[0].direction(), Direction::SendOnly);
+        let (ans, neg_b) = answer(&a, &local(true), |_| 6000, cands).unwrap();
+        assert_eq!(ans.media[1].port, 0);
+        assert_eq!(neg_b.streams[0].direction, Direction::RecvOnly);
+        let neg_a = answered(&a, &ans);
+        assert_eq!(neg_a.streams[0].direction, Direction::SendOnly);
+        assert!(!neg_a.streams[1].enabled);
+        // Held ourselves, answering a peer's sendrecv: we only send.
+        let mut held = local(false);
+        held.capabilities[0].direction = Direction::SendOnly;
+        let b = offer(&local(false), |_| 4000, cands);
+        let (ans, neg) = answer(&b, &held, |_| 6000, cands).unwrap();
+        assert_eq!(ans.media[0].direction(), Direction::SendOnly);
+        assert_eq!(neg.streams[0].direction, Direction::SendOnly);
+        // Both held: inactive.
+        let (ans, _) = answer(&a, &held, |_| 6000, cands).unwrap();
+        assert_eq!(ans.media[0].direction(), Direction::Inactive);
+    }
+
+    #[test]
     fn held_offer_and_no_common_codec() {
         let mut a = offer(&local(false), |_| 4000, cands);
         a.media[0].attributes.retain(|x| x.name != "sendrecv");
@@ -342,11 +394,10 @@ mod tests {
         assert_eq!(ans.media[0].direction(), Direction::RecvOnly);
         assert_eq!(neg.streams[0].direction, Direction::RecvOnly);
         let pcmu = Local {
-            capabilities: vec![Capability {
-                kind: "audio".into(),
-                codecs: vec![Codec::new(0, "PCMU", 8000, None)],
-                direction: Direction::SendRecv,
-            }],
+            capabilities: vec![Capability::new(
+                "audio",
+                vec![Codec::new(0, "PCMU", 8000, None)],
+            )],
             ..local(false)
         };
         assert_eq!(

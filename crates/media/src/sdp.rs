@@ -96,6 +96,34 @@ impl Direction {
             d => d,
         }
     }
+
+    /// Whether this side sends.
+    pub fn sends(self) -> bool {
+        matches!(self, Direction::SendRecv | Direction::SendOnly)
+    }
+
+    /// Whether this side receives.
+    pub fn receives(self) -> bool {
+        matches!(self, Direction::SendRecv | Direction::RecvOnly)
+    }
+
+    /// What both allow: sending when both send, receiving when both receive.
+    pub fn intersect(self, other: Self) -> Self {
+        Self::from_flags(
+            self.sends() && other.sends(),
+            self.receives() && other.receives(),
+        )
+    }
+
+    /// The direction that sends and receives as told.
+    pub fn from_flags(send: bool, receive: bool) -> Self {
+        match (send, receive) {
+            (true, true) => Direction::SendRecv,
+            (true, false) => Direction::SendOnly,
+            (false, true) => Direction::RecvOnly,
+            (false, false) => Direction::Inactive,
+        }
+    }
 }
 
 /// A codec of a media section (from its `a=rtpmap` and `a=fmtp`).

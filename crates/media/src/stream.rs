@@ -130,6 +130,40 @@ pub struct StreamStats {
     pub srtp_in: SrtpStats,
 }
 
+impl StreamStats {
+    /// Adds the figures of a later session of the same stream (after a re-INVITE set it
+    /// up anew): counts are summed, the latest reading of the peer's reports is the later
+    /// one's.
+    pub fn absorb(&mut self, later: &StreamStats) {
+        self.tx_packets += later.tx_packets;
+        self.tx_bytes += later.tx_bytes;
+        self.rx_packets += later.rx_packets;
+        self.rx_bytes += later.rx_bytes;
+        self.rx_lost += later.rx_lost;
+        self.rx_jitter = later.rx_jitter;
+        self.remote_received = match (self.remote_received, later.remote_received) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
+        self.remote_fraction_lost = later.remote_fraction_lost.or(self.remote_fraction_lost);
+        self.remote_jitter = later.remote_jitter.or(self.remote_jitter);
+        self.remote_reports += later.remote_reports;
+        self.remote_bitrate = later.remote_bitrate.or(self.remote_bitrate);
+        self.rtcp_received += later.rtcp_received;
+        self.rx_malformed += later.rx_malformed;
+        self.rx_wrong_payload_type += later.rx_wrong_payload_type;
+        self.rtcp_malformed += later.rtcp_malformed;
+        self.ssrc_changes += later.ssrc_changes;
+        let (a, b) = (&mut self.srtp_in, &later.srtp_in);
+        a.protected += b.protected;
+        a.unprotected += b.unprotected;
+        a.truncated += b.truncated;
+        a.auth_failed += b.auth_failed;
+        a.replayed += b.replayed;
+        a.too_many_streams += b.too_many_streams;
+    }
+}
+
 /// The RTP session of one stream.
 #[derive(Debug)]
 pub struct MediaStream {
