@@ -265,6 +265,7 @@ async fn audio(
             // jamid (FFmpeg's RTP demuxer) sends a receiver report per 280 kB received:
             // every 40 s at Opus's usual 48 kb/s, every 4 or 5 s at its highest bitrate.
             bitrate: 510_000,
+            ..AudioConfig::new(AudioSource::Silence)
         },
         async {
             let _ = stop.await;

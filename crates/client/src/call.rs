@@ -1,12 +1,18 @@
 //! Calls: one task per call drives its SIP dialog on the peer's `sip` channel, its media
-//! ICE session and its audio, and reports `call_state` and `call_stats` events.
+//! ICE session and its audio and video, and reports `call_state`, `call_media` and
+//! `call_stats` events.
 //!
 //! The dialog itself is pamoja-media's state machine; this task feeds it the messages the
 //! account's `sip` channel reader routes to it by Call-ID, writes what it wants sent, and
 //! runs its timers. Once the offer and answer are through, the media start: ICE over UDP
-//! (the caller controlling), then an Opus stream ([`crate::media::run_audio`]) until the
-//! dialog ends. Only audio is carried: a video section in a peer's offer is refused (port
-//! 0), as jamid itself does for a medium it cannot take.
+//! (the offerer controlling), then an Opus stream ([`crate::media::run_audio`]) and a VP8
+//! one when both sides want video, until the dialog ends.
+//!
+//! Every later offer and answer (a re-INVITE from either side: hold, unhold, video added or
+//! dropped) sets the media up anew, as jamid does towards a peer whose User-Agent it does
+//! not know: a new ICE session with new credentials, new SRTP keys, the streams restarted
+//! once the new ICE session is up. The old streams run until then, and the call's figures
+//! add up over all of them. Mute is local, as jamid's: silence is sent.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -18,11 +24,11 @@ use pamoja_ice::agent::Role;
 use pamoja_ice::media::MediaSession;
 use pamoja_ice::session::Options;
 use pamoja_media::control::{self, Control};
-use pamoja_media::dialog::{self, Dialog, EndReason, Endpoint, Event as DialogEvent};
+use pamoja_media::dialog::{self, Dialog, DialogError, EndReason, Endpoint, Event as DialogEvent};
 use pamoja_media::negotiate::{self, Capability, Local, Negotiated};
 use pamoja_media::sdp::{Codec, Direction, Sdp};
 use pamoja_media::stream::{MediaStream, StreamConfig};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::event::{CallStats, Event, VideoCallStats};
 use crate::media::{
@@ -80,6 +86,12 @@ pub(crate) enum Command {
     MediaFailed(String),
     /// Our video stream lost a picture: ask the peer for a key frame.
     AskKeyFrame,
+    /// Hold (`true`) or resume the call: a re-INVITE.
+    Hold(bool),
+    /// Mute our audio (`true`) or not: local, silence is sent.
+    Mute(bool),
+    /// Add video (with this configuration) or drop it (`None`): a re-INVITE.
+    Video(Option<VideoConfig>),
 }
 
 /// What a call's task needs of its account.
@@ -116,9 +128,10 @@ impl Context {
         });
     }
 
-    async fn media_session(&self, role: Role, video: bool) -> Result<MediaSession, String> {
+    /// A media ICE session for `streams` sections (two components each).
+    async fn media_session(&self, role: Role, streams: usize) -> Result<MediaSession, String> {
         let opts = Options::udp(vec![SocketAddr::new(self.ice_addr, 0)]);
-        MediaSession::gather(role, opts, if video { 4 } else { 2 })
+        MediaSession::gather(role, opts, 2 * streams.max(1) as u32)
             .await
             .map_err(|e| format!("media: {e}"))
     }
@@ -127,27 +140,58 @@ impl Context {
 /// The payload type we offer VP8 at (jamid's: video from 96 in its order, H.264 first).
 pub const VP8_PT: u8 = 97;
 
-/// Our side of a call's SDP: audio (Opus, DTMF), and video (VP8) when asked, with the
-/// session's credentials.
-fn local(ctx: &Context, session: &MediaSession, video: bool) -> Local {
+/// Our side of a call's SDP: a section per kind of `sections`, in order: audio (Opus,
+/// DTMF), video (VP8) enabled when `video` (else a refused section), anything else refused;
+/// each `sendonly` when we `hold`.
+fn local(
+    ctx: &Context,
+    session: &MediaSession,
+    sections: &[String],
+    hold: bool,
+    video: bool,
+) -> Local {
     let d = session.local_description();
-    let mut capabilities = vec![Capability {
-        kind: "audio".into(),
-        codecs: vec![Codec::opus(), Codec::telephone_event()],
-        direction: Direction::SendRecv,
-    }];
-    if video {
-        capabilities.push(Capability {
-            kind: "video".into(),
-            codecs: vec![Codec::vp8(VP8_PT)],
-            direction: Direction::SendRecv,
-        });
-    }
+    let direction = if hold {
+        Direction::SendOnly
+    } else {
+        Direction::SendRecv
+    };
+    let capabilities = sections
+        .iter()
+        .map(|kind| {
+            let (codecs, enabled) = match kind.as_str() {
+                "audio" => (vec![Codec::opus(), Codec::telephone_event()], true),
+                "video" => (vec![Codec::vp8(VP8_PT)], video),
+                _ => (vec![], false),
+            };
+            Capability {
+                direction,
+                enabled,
+                ..Capability::new(kind, codecs)
+            }
+        })
+        .collect();
     Local {
         addr: ctx.ice_addr,
         ice: (d.ufrag.clone(), d.pwd.clone()),
         capabilities,
     }
+}
+
+/// The sections of an offer: audio, and video when asked.
+fn first_sections(video: bool) -> Vec<String> {
+    let mut s = vec!["audio".to_owned()];
+    if video {
+        s.push("video".into());
+    }
+    s
+}
+
+/// Whether the peer holds the call: every section it kept says it receives nothing
+/// (`sendonly` or `inactive`), as jamid reads it.
+fn peer_holds(remote: &Sdp) -> bool {
+    let kept: Vec<_> = remote.media.iter().filter(|m| m.port != 0).collect();
+    !kept.is_empty() && kept.iter().all(|m| !m.direction().receives())
 }
 
 fn reason_text(r: &EndReason) -> String {
@@ -162,16 +206,43 @@ fn reason_text(r: &EndReason) -> String {
     }
 }
 
+/// What a call's media task gives back: the audio's figures, and the video's if it ran.
+type MediaResult = Result<(AudioReport, Option<VideoReport>), MediaError>;
+
 /// A call's media, once started: the task and how to stop it.
 struct Media {
-    task: tokio::task::JoinHandle<Result<(AudioReport, Option<VideoReport>), MediaError>>,
-    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<MediaResult>,
+    stop: watch::Sender<bool>,
     /// Key frames the peer asks for (its INFO), for the video stream.
     key_frames: Option<mpsc::UnboundedSender<()>>,
     started: Instant,
     codec: String,
     video_codec: Option<String>,
     record_wav: Option<PathBuf>,
+    /// The kinds of the sections of the offer and answer it runs.
+    sections: Vec<String>,
+    /// Whether a video stream runs, and whether the peer holds the call.
+    video: bool,
+    peer_hold: bool,
+}
+
+/// Adds a later session's figures to an earlier one's.
+fn absorb(
+    earlier: Option<(AudioReport, Option<VideoReport>)>,
+    (audio, video): (AudioReport, Option<VideoReport>),
+) -> (AudioReport, Option<VideoReport>) {
+    let Some((mut a, v)) = earlier else {
+        return (audio, video);
+    };
+    a.absorb(audio);
+    let v = match (v, video) {
+        (Some(mut v), Some(later)) => {
+            v.absorb(later);
+            Some(v)
+        }
+        (v, later) => v.or(later),
+    };
+    (a, v)
 }
 
 /// A negotiated stream's RTP settings: ours to send with, the peer's to accept.
@@ -191,14 +262,28 @@ fn stream_config(s: &negotiate::Stream) -> Result<(StreamConfig, String), String
     Ok((config, name))
 }
 
+/// How a call's media are to run.
+struct Plan<'a> {
+    options: &'a CallOptions,
+    /// We hold the call: nothing is sent.
+    hold: bool,
+    muted: watch::Receiver<bool>,
+    /// The peer's SDP (for its hold).
+    remote: &'a Sdp,
+}
+
 /// Starts the media of `negotiated` on `session`: ICE, then audio (and video when both
-/// sides have it); tells the call's task through `me` when ICE is up or failed.
+/// sides have it); tells the call's task through `me` when ICE is up or failed. The
+/// `previous` media, if any, run until the new ICE session is up; their figures are then
+/// added to the new ones'.
 fn start_media(
     mut session: MediaSession,
     negotiated: &Negotiated,
-    options: CallOptions,
+    plan: Plan<'_>,
     me: mpsc::UnboundedSender<Command>,
+    previous: Option<Media>,
 ) -> Result<Media, String> {
+    let options = plan.options;
     let remote = remote_ice(negotiated).ok_or("no ICE credentials in the peer's SDP")?;
     let audio = negotiated
         .streams
@@ -220,26 +305,28 @@ fn start_media(
             if !name.starts_with("VP8/") {
                 return Err(format!("the peer sends {name} video, not VP8"));
             }
-            Some((v.index, c, name))
+            Some((v.index, c, name, v.direction.sends() && !plan.hold))
         }
         None => None,
     };
     // Only the components of streams that run are checked.
     let last_stream = video_setup
         .as_ref()
-        .map_or(audio.index, |(i, _, _)| (*i).max(audio.index));
+        .map_or(audio.index, |v| v.0.max(audio.index));
     session.truncate(2 * last_stream as u32 + 2);
     let audio_index = audio.index;
-    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (stop, stopped) = watch::channel(false);
     let audio_run = AudioConfig {
-        source: options.source,
+        source: options.source.clone(),
         record: options.record_wav.is_some(),
         bitrate: options.bitrate,
+        send: audio.direction.sends() && !plan.hold,
+        muted: Some(plan.muted),
     };
     let video_config = options.video.clone().unwrap_or_default();
     let (key_tx, key_rx) = mpsc::unbounded_channel::<()>();
     let (ask_tx, mut ask_rx) = mpsc::unbounded_channel::<()>();
-    let video_codec = video_setup.as_ref().map(|(_, _, n)| n.clone());
+    let video_codec = video_setup.as_ref().map(|v| v.2.clone());
     let has_video = video_setup.is_some();
     let forward = me.clone();
     tokio::spawn(async move {
@@ -249,6 +336,8 @@ fn start_media(
             }
         }
     });
+    let started = previous.as_ref().map_or_else(Instant::now, |p| p.started);
+    let video_codec = video_codec.or_else(|| previous.as_ref().and_then(|p| p.video_codec.clone()));
     let task = tokio::spawn(async move {
         let conn = match tokio::time::timeout(MEDIA_TIMEOUT, session.connect(remote)).await {
             Ok(Ok(c)) => c,
@@ -261,6 +350,14 @@ fn start_media(
                 return Err(MediaError::Closed);
             }
         };
+        // The new session is up: the old streams end here.
+        let earlier = match previous {
+            Some(p) => {
+                let _ = p.stop.send(true);
+                p.task.await.ok().and_then(Result::ok)
+            }
+            None => None,
+        };
         let _ = me.send(Command::MediaUp);
         let mut comps: Vec<Option<_>> = conn.into_components().into_iter().map(Some).collect();
         let mut take = |i: usize| {
@@ -270,7 +367,7 @@ fn start_media(
                 .ok_or(MediaError::Closed)
         };
         let (rtp, rtcp) = (take(2 * audio_index)?, take(2 * audio_index + 1)?);
-        let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let until_stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
         let audio = run_audio(
@@ -280,32 +377,37 @@ fn start_media(
             audio_run,
             until_stopped(stopped.clone()),
         );
-        match video_setup {
-            Some((vi, vc, _)) => {
+        let now = match video_setup {
+            Some((vi, vc, _, send)) => {
                 let (vrtp, vrtcp) = (take(2 * vi)?, take(2 * vi + 1)?);
                 let video = run_video(
                     vrtp,
                     vrtcp,
                     MediaStream::new(vc, Instant::now()),
                     video_config,
+                    send,
                     key_rx,
                     ask_tx,
                     until_stopped(stopped.clone()),
                 );
                 let (a, v) = tokio::join!(audio, video);
-                Ok((a?, Some(v?)))
+                (a?, Some(v?))
             }
-            None => Ok((audio.await?, None)),
-        }
+            None => (audio.await?, None),
+        };
+        Ok(absorb(earlier, now))
     });
     Ok(Media {
         task,
         stop,
         key_frames: has_video.then_some(key_tx),
-        started: Instant::now(),
+        started,
         codec,
         video_codec,
-        record_wav: options.record_wav,
+        record_wav: options.record_wav.clone(),
+        sections: negotiated.streams.iter().map(|s| s.kind.clone()).collect(),
+        video: has_video,
+        peer_hold: peer_holds(plan.remote),
     })
 }
 
@@ -318,11 +420,60 @@ struct Call {
     commands: mpsc::UnboundedReceiver<Command>,
     me: mpsc::UnboundedSender<Command>,
     media: Option<Media>,
+    /// What the call sends and keeps (video: whether we want video, and how).
+    options: CallOptions,
+    /// We want the call held.
+    hold: bool,
+    muted: watch::Sender<bool>,
+    /// Hold and video as the last offer and answer set them (or tried to: a refused
+    /// re-INVITE is not tried again).
+    agreed: (bool, bool),
     /// Caller: the session gathered for the offer, and the offer.
-    offer: Option<(MediaSession, Sdp, CallOptions)>,
+    offer: Option<(MediaSession, Sdp)>,
+    /// Our re-INVITE in flight: its session, offer, and the hold and video it asks for.
+    reoffer: Option<(MediaSession, Sdp, (bool, bool))>,
+    /// When to try a re-INVITE again (after a 491, or while another request is out).
+    retry_at: Option<Instant>,
+}
+
+/// How long to wait before another re-INVITE after one crossed the peer's (RFC 3261
+/// 14.1 asks for a random wait; the owner of the Call-ID waits longer).
+fn glare_wait(caller: bool) -> Duration {
+    let mut b = [0u8; 1];
+    let _ = aws_lc_rs::rand::fill(&mut b);
+    let ms = u64::from(b[0]) * 8; // 0 to 2 s
+    Duration::from_millis(if caller { 2100 + ms } else { ms })
 }
 
 impl Call {
+    fn new(
+        ctx: Context,
+        dialog: Dialog,
+        peer: String,
+        channel: ChannelSender,
+        options: CallOptions,
+    ) -> (Self, mpsc::UnboundedSender<Command>) {
+        let (me, commands) = mpsc::unbounded_channel();
+        let video = options.video.is_some();
+        let call = Self {
+            ctx,
+            dialog,
+            peer,
+            channel,
+            commands,
+            me: me.clone(),
+            media: None,
+            options,
+            hold: false,
+            muted: watch::channel(false).0,
+            agreed: (false, video),
+            offer: None,
+            reoffer: None,
+            retry_at: None,
+        };
+        (call, me)
+    }
+
     async fn flush(&mut self) -> Result<(), String> {
         while let Some(m) = self.dialog.poll_transmit() {
             self.channel
@@ -330,6 +481,116 @@ impl Call {
                 .await
                 .map_err(|e| format!("sip channel: {e}"))?;
         }
+        Ok(())
+    }
+
+    /// What hold and video we want now.
+    fn wanted(&self) -> (bool, bool) {
+        (self.hold, self.options.video.is_some())
+    }
+
+    fn plan<'a>(&'a self, remote: &'a Sdp) -> Plan<'a> {
+        Plan {
+            options: &self.options,
+            hold: self.hold,
+            muted: self.muted.subscribe(),
+            remote,
+        }
+    }
+
+    fn media_event(&self) {
+        let Some(m) = &self.media else { return };
+        let _ = self.ctx.events.send(Event::CallMedia {
+            call: self.dialog.call_id().to_owned(),
+            hold: self.hold,
+            peer_hold: m.peer_hold,
+            muted: *self.muted.borrow(),
+            video: m.video,
+        });
+    }
+
+    /// Sends a re-INVITE when what we want differs from what was agreed and nothing else
+    /// is under way.
+    async fn renegotiate_if_wanted(&mut self) -> Result<(), String> {
+        let now = Instant::now();
+        if self.media.is_none()
+            || self.reoffer.is_some()
+            || self.dialog.state() != dialog::State::Confirmed
+            || self.wanted() == self.agreed
+            || self.retry_at.is_some_and(|t| now < t)
+        {
+            return Ok(());
+        }
+        self.retry_at = None;
+        let wanted = self.wanted();
+        let mut sections = self
+            .media
+            .as_ref()
+            .map(|m| m.sections.clone())
+            .unwrap_or_default();
+        if wanted.1 && !sections.iter().any(|k| k == "video") {
+            sections.push("video".into());
+        }
+        let session = self
+            .ctx
+            .media_session(Role::Controlling, sections.len())
+            .await?;
+        let offer = negotiate::offer(
+            &local(&self.ctx, &session, &sections, wanted.0, wanted.1),
+            |i| rtp_port(&session, i),
+            |i| candidate_lines(&session, i),
+        );
+        match self.dialog.reinvite(offer.to_text().as_bytes(), now) {
+            Ok(()) => self.reoffer = Some((session, offer, wanted)),
+            // An INFO is out: the re-INVITE follows it.
+            Err(DialogError::Pending) => {
+                self.retry_at = Some(now + Duration::from_millis(200));
+            }
+            Err(e) => tracing::info!("{}: no re-INVITE: {e}", self.dialog.call_id()),
+        }
+        Ok(())
+    }
+
+    /// Answers the peer's re-INVITE: a new ICE session, our answer, the media restarted.
+    async fn take_offer(&mut self, sdp: &[u8]) -> Result<(), String> {
+        let offer = match Sdp::parse(&String::from_utf8_lossy(sdp)) {
+            Ok(o) if !o.media.is_empty() => o,
+            // No offer (the peer asks for ours) or an unreadable one: refused, kept as is.
+            _ => {
+                let _ = self.dialog.refuse_offer(488, "Not Acceptable Here");
+                return Ok(());
+            }
+        };
+        let video = self.options.video.is_some();
+        let sections = first_sections(true);
+        let session = self
+            .ctx
+            .media_session(Role::Controlled, offer.media.len().min(2))
+            .await?;
+        let answered = negotiate::answer(
+            &offer,
+            &local(&self.ctx, &session, &sections, self.hold, video),
+            |i| rtp_port(&session, i),
+            |i| candidate_lines(&session, i),
+        );
+        let Ok((answer, negotiated)) = answered else {
+            let _ = self.dialog.refuse_offer(488, "Not Acceptable Here");
+            return Ok(());
+        };
+        self.dialog
+            .answer_offer(answer.to_text().as_bytes(), Instant::now())
+            .map_err(|e| e.to_string())?;
+        self.flush().await?;
+        self.agreed = self.wanted();
+        let previous = self.media.take();
+        let media = start_media(
+            session,
+            &negotiated,
+            self.plan(&offer),
+            self.me.clone(),
+            previous,
+        )?;
+        self.media = Some(media);
         Ok(())
     }
 
@@ -343,7 +604,7 @@ impl Call {
                 match e {
                     DialogEvent::Ringing => self.ctx.state(&call, &self.peer, "ringing", None),
                     DialogEvent::Answered { sdp } => {
-                        let Some((session, offer, options)) = self.offer.take() else {
+                        let Some((session, offer)) = self.offer.take() else {
                             continue;
                         };
                         let answer = match Sdp::parse(&String::from_utf8_lossy(&sdp)) {
@@ -354,7 +615,13 @@ impl Call {
                             }
                         };
                         let negotiated = negotiate::answered(&offer, &answer);
-                        match start_media(session, &negotiated, options, self.me.clone()) {
+                        match start_media(
+                            session,
+                            &negotiated,
+                            self.plan(&answer),
+                            self.me.clone(),
+                            None,
+                        ) {
                             Ok(m) => {
                                 self.media = Some(m);
                                 self.ctx.state(&call, &self.peer, "connecting", None);
@@ -364,6 +631,44 @@ impl Call {
                                 let _ = self.flush().await;
                                 return format!("media: {e}");
                             }
+                        }
+                    }
+                    DialogEvent::Renegotiated { sdp } => {
+                        let Some((session, offer, asked)) = self.reoffer.take() else {
+                            continue;
+                        };
+                        self.agreed = asked;
+                        let started = Sdp::parse(&String::from_utf8_lossy(&sdp))
+                            .map_err(|e| format!("unreadable answer: {e}"))
+                            .and_then(|answer| {
+                                let negotiated = negotiate::answered(&offer, &answer);
+                                let previous = self.media.take();
+                                start_media(
+                                    session,
+                                    &negotiated,
+                                    self.plan(&answer),
+                                    self.me.clone(),
+                                    previous,
+                                )
+                            });
+                        match started {
+                            Ok(m) => self.media = Some(m),
+                            Err(e) => {
+                                let _ = self.dialog.hangup();
+                                let _ = self.flush().await;
+                                return format!("media: {e}");
+                            }
+                        }
+                    }
+                    DialogEvent::RenegotiationFailed(code) => {
+                        let asked = self.reoffer.take().map(|r| r.2);
+                        if code == 491 {
+                            self.retry_at =
+                                Some(Instant::now() + glare_wait(self.dialog.is_caller()));
+                        } else if let Some(asked) = asked {
+                            tracing::info!("{call}: re-INVITE refused ({code})");
+                            self.agreed = asked;
+                            self.media_event();
                         }
                     }
                     DialogEvent::Info { content_type, body } => {
@@ -379,9 +684,12 @@ impl Call {
                             }
                         }
                     }
-                    DialogEvent::Offer { .. } => {
-                        // A re-INVITE (hold, video): the session stays as it is.
-                        tracing::info!("{call}: re-INVITE not taken; the session is kept");
+                    DialogEvent::Offer { sdp } => {
+                        if let Err(e) = self.take_offer(&sdp).await {
+                            let _ = self.dialog.hangup();
+                            let _ = self.flush().await;
+                            return format!("media: {e}");
+                        }
                     }
                     DialogEvent::Ended(r) => {
                         let _ = self.flush().await;
@@ -393,10 +701,18 @@ impl Call {
                     _ => {}
                 }
             }
+            if let Err(e) = self.renegotiate_if_wanted().await {
+                let _ = self.dialog.hangup();
+                let _ = self.flush().await;
+                return e;
+            }
             if let Err(e) = flushed.and(self.flush().await) {
                 return e;
             }
-            let timer = self.dialog.poll_timeout();
+            let timer = [self.dialog.poll_timeout(), self.retry_at]
+                .into_iter()
+                .flatten()
+                .min();
             tokio::select! {
                 c = self.commands.recv() => match c {
                     Some(Command::Sip(m)) => self.dialog.handle(&m, Instant::now()),
@@ -412,7 +728,11 @@ impl Call {
                             return e;
                         }
                     }
-                    Some(Command::MediaUp) => self.ctx.state(&call, &self.peer, "current", None),
+                    Some(Command::MediaUp) => {
+                        let state = if self.hold { "hold" } else { "current" };
+                        self.ctx.state(&call, &self.peer, state, None);
+                        self.media_event();
+                    }
                     Some(Command::AskKeyFrame) => {
                         let body = Control::KeyFrame { stream: None }.to_body();
                         let _ = self.dialog.info(control::MEDIA_CONTROL, body.as_bytes(), Instant::now());
@@ -422,13 +742,25 @@ impl Call {
                         let _ = self.flush().await;
                         return format!("media: {e}");
                     }
+                    Some(Command::Hold(h)) => self.hold = h,
+                    Some(Command::Mute(m)) => {
+                        self.muted.send_replace(m);
+                        self.media_event();
+                    }
+                    Some(Command::Video(v)) => self.options.video = v,
                 },
                 _ = async {
                     match timer {
                         Some(t) => tokio::time::sleep_until(t.into()).await,
                         None => std::future::pending().await,
                     }
-                } => self.dialog.handle_timeout(Instant::now()),
+                } => {
+                    let now = Instant::now();
+                    if self.retry_at.is_some_and(|t| now >= t) {
+                        self.retry_at = None;
+                    }
+                    self.dialog.handle_timeout(now);
+                }
             }
         }
     }
@@ -453,14 +785,17 @@ impl Call {
         if self.dialog.state() != dialog::State::Incoming {
             return Ok(());
         }
+        self.options = options;
         let offer = Sdp::parse(&String::from_utf8_lossy(self.dialog.remote_offer()))
             .map_err(|e| format!("media: unreadable offer: {e}"))?;
-        let video =
-            options.video.is_some() && offer.media.iter().any(|m| m.kind == "video" && m.port != 0);
-        let session = self.ctx.media_session(Role::Controlled, video).await?;
+        let video = self.options.video.is_some();
+        let session = self
+            .ctx
+            .media_session(Role::Controlled, offer.media.len().min(2))
+            .await?;
         let (answer, negotiated) = negotiate::answer(
             &offer,
-            &local(&self.ctx, &session, video),
+            &local(&self.ctx, &session, &first_sections(true), false, video),
             |i| rtp_port(&session, i),
             |i| candidate_lines(&session, i),
         )
@@ -469,7 +804,14 @@ impl Call {
             .accept(answer.to_text().as_bytes(), Instant::now())
             .map_err(|e| e.to_string())?;
         self.flush().await?;
-        self.media = Some(start_media(session, &negotiated, options, self.me.clone())?);
+        self.agreed = self.wanted();
+        self.media = Some(start_media(
+            session,
+            &negotiated,
+            self.plan(&offer),
+            self.me.clone(),
+            None,
+        )?);
         self.ctx
             .state(self.dialog.call_id(), &self.peer, "connecting", None);
         Ok(())
@@ -539,10 +881,10 @@ pub(crate) async fn place(
     options: CallOptions,
     done: impl FnOnce(&str) + Send + 'static,
 ) -> Result<(String, mpsc::UnboundedSender<Command>), String> {
-    let video = options.video.is_some();
-    let session = ctx.media_session(Role::Controlling, video).await?;
+    let sections = first_sections(options.video.is_some());
+    let session = ctx.media_session(Role::Controlling, sections.len()).await?;
     let offer = negotiate::offer(
-        &local(&ctx, &session, video),
+        &local(&ctx, &session, &sections, false, true),
         |i| rtp_port(&session, i),
         |i| candidate_lines(&session, i),
     );
@@ -552,17 +894,8 @@ pub(crate) async fn place(
         Instant::now(),
     );
     let call = dialog.call_id().to_owned();
-    let (me, commands) = mpsc::unbounded_channel();
-    let mut c = Call {
-        ctx,
-        dialog,
-        peer,
-        channel,
-        commands,
-        me: me.clone(),
-        media: None,
-        offer: Some((session, offer, options)),
-    };
+    let (mut c, me) = Call::new(ctx, dialog, peer, channel, options);
+    c.offer = Some((session, offer));
     let id = call.clone();
     tokio::spawn(async move {
         if fresh {
@@ -599,20 +932,10 @@ pub(crate) async fn incoming(
     };
     let _ = dialog.ring();
     let call = dialog.call_id().to_owned();
-    let (me, commands) = mpsc::unbounded_channel();
+    let (mut c, me) = Call::new(ctx, dialog, peer, channel, CallOptions::default());
     if let Some(options) = auto_answer {
         let _ = me.send(Command::Answer(options));
     }
-    let mut c = Call {
-        ctx,
-        dialog,
-        peer,
-        channel,
-        commands,
-        me: me.clone(),
-        media: None,
-        offer: None,
-    };
     let id = call.clone();
     tokio::spawn(async move {
         c.ctx.state(&id, &c.peer, "incoming", None);

@@ -452,6 +452,27 @@ impl Client {
         self.call_command(call, call::Command::HangUp)
     }
 
+    /// Holds call `call` (`true`: a re-INVITE marks every stream `sendonly` and we stop
+    /// sending) or resumes it (`false`). The media restart once the peer answered and the
+    /// new media ICE session is up; a `call_state` (`hold` or `current`) and a `call_media`
+    /// event say so.
+    pub fn hold(&self, call: &str, hold: bool) -> Result<()> {
+        self.call_command(call, call::Command::Hold(hold))
+    }
+
+    /// Mutes our audio in call `call` (`true`) or unmutes it. Mute is local, as jamid's:
+    /// silence is sent and the peer is not told. A `call_media` event follows.
+    pub fn mute(&self, call: &str, muted: bool) -> Result<()> {
+        self.call_command(call, call::Command::Mute(muted))
+    }
+
+    /// Adds video to call `call` (`Some`: a VP8 stream as `config` says, offered in a
+    /// re-INVITE) or drops it (`None`: its section is refused). A `call_media` event says
+    /// whether video runs once the peer answered.
+    pub fn set_video(&self, call: &str, config: Option<crate::media::VideoConfig>) -> Result<()> {
+        self.call_command(call, call::Command::Video(config))
+    }
+
     /// The calls in progress.
     pub fn calls(&self) -> Vec<String> {
         self.inner

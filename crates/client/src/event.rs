@@ -98,7 +98,8 @@ pub enum Event {
     },
     /// A call changed state: `calling` (our INVITE is out), `ringing` (the peer rings),
     /// `incoming` (a peer calls us; answer or hang up), `connecting` (answered, media ICE
-    /// running), `current` (media flowing), `ended` (with a reason).
+    /// running), `current` (media flowing), `hold` (media flowing again after a
+    /// re-INVITE, held by us), `ended` (with a reason).
     CallState {
         /// The call (its SIP Call-ID).
         call: String,
@@ -112,6 +113,20 @@ pub enum Event {
     },
     /// A call's media figures, sent when the call ends.
     CallStats(CallStats),
+    /// What a call's media are now: sent whenever its media (re)start after an offer and
+    /// answer (the first, or a re-INVITE from either side), and when we mute or unmute.
+    CallMedia {
+        /// The call.
+        call: String,
+        /// We hold the call (nothing sent).
+        hold: bool,
+        /// The peer holds it: every section of its SDP says it receives nothing.
+        peer_hold: bool,
+        /// Our audio is muted (silence is sent, as jamid does).
+        muted: bool,
+        /// A video stream runs.
+        video: bool,
+    },
     /// A fetched history was refused: nothing of it was merged.
     SyncRefused {
         /// The conversation.
@@ -209,6 +224,7 @@ impl Event {
             Self::SyncRefused { .. } => "sync_refused",
             Self::CallState { .. } => "call_state",
             Self::CallStats(_) => "call_stats",
+            Self::CallMedia { .. } => "call_media",
         }
     }
 
@@ -271,6 +287,15 @@ impl Event {
                 state,
                 reason,
             } => json!({"call": call, "peer": peer, "state": state, "reason": reason}),
+            Self::CallMedia {
+                call,
+                hold,
+                peer_hold,
+                muted,
+                video,
+            } => json!({
+                "call": call, "hold": hold, "peer_hold": peer_hold, "muted": muted, "video": video
+            }),
             Self::CallStats(s) => json!({
                 "call": s.call, "codec": s.codec,
                 "tx_packets": s.tx_packets, "tx_bytes": s.tx_bytes,

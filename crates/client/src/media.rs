@@ -109,6 +109,11 @@ pub struct AudioConfig {
     pub record: bool,
     /// Opus bitrate in bit/s (48 kb/s by default, as jamid).
     pub bitrate: u32,
+    /// Whether to send at all (not when the call is held).
+    pub send: bool,
+    /// While this says `true`, silence is sent instead of the source (mute is local, as
+    /// jamid's: packets still flow).
+    pub muted: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl AudioConfig {
@@ -118,6 +123,8 @@ impl AudioConfig {
             source,
             record: false,
             bitrate: 48_000,
+            send: true,
+            muted: None,
         }
     }
 }
@@ -135,6 +142,17 @@ pub struct AudioReport {
     pub recorded: Vec<i16>,
     /// The longest time between two of the peer's audio packets (after the first).
     pub longest_gap: std::time::Duration,
+}
+
+impl AudioReport {
+    /// Adds what a later session of the same call's audio did (after a re-INVITE).
+    pub fn absorb(&mut self, later: AudioReport) {
+        self.stats.absorb(&later.stats);
+        self.frames_decoded += later.frames_decoded;
+        self.frames_concealed += later.frames_concealed;
+        self.recorded.extend(later.recorded);
+        self.longest_gap = self.longest_gap.max(later.longest_gap);
+    }
 }
 
 /// Why an audio stream stopped early.
@@ -177,8 +195,13 @@ pub async fn run_audio(
         let rtcp_due = tokio::time::Instant::from_std(stream.poll_timeout());
         tokio::select! {
             _ = &mut stop => break,
-            _ = tick.tick() => {
-                let frame = frames.next().unwrap_or_else(|| vec![0; FRAME_SAMPLES]);
+            _ = tick.tick(), if config.send => {
+                let muted = config.muted.as_ref().is_some_and(|m| *m.borrow());
+                let frame = if muted {
+                    vec![0; FRAME_SAMPLES]
+                } else {
+                    frames.next().unwrap_or_else(|| vec![0; FRAME_SAMPLES])
+                };
                 let packet = encoder.encode(&frame)?;
                 if let Ok(p) = stream.send(&packet, FRAME_SAMPLES as u32, false, Instant::now()) {
                     rtp.send(&p).await.map_err(|_| MediaError::Closed)?;
@@ -293,12 +316,40 @@ pub struct VideoReport {
     pub psnr_min: Option<f64>,
     /// Mean PSNR.
     pub psnr_mean: Option<f64>,
+    /// Pictures the PSNR figures are over.
+    pub psnr_samples: u64,
     /// The encoder's bitrate over the call: lowest, highest, last (bit/s).
     pub bitrate_min: u64,
     /// Highest.
     pub bitrate_max: u64,
     /// Last.
     pub bitrate_last: u64,
+}
+
+impl VideoReport {
+    /// Adds what a later session of the same call's video did (after a re-INVITE).
+    pub fn absorb(&mut self, later: VideoReport) {
+        self.stats.absorb(&later.stats);
+        self.frames_sent += later.frames_sent;
+        self.key_frames_sent += later.key_frames_sent;
+        self.frames_decoded += later.frames_decoded;
+        self.key_frame_requests_sent += later.key_frame_requests_sent;
+        self.key_frame_requests_received += later.key_frame_requests_received;
+        self.psnr_min = match (self.psnr_min, later.psnr_min) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let n = self.psnr_samples + later.psnr_samples;
+        if n > 0 {
+            let sum = self.psnr_mean.unwrap_or(0.0) * self.psnr_samples as f64
+                + later.psnr_mean.unwrap_or(0.0) * later.psnr_samples as f64;
+            self.psnr_mean = Some(sum / n as f64);
+        }
+        self.psnr_samples = n;
+        self.bitrate_min = self.bitrate_min.min(later.bitrate_min);
+        self.bitrate_max = self.bitrate_max.max(later.bitrate_max);
+        self.bitrate_last = later.bitrate_last;
+    }
 }
 
 /// How often the video pacer sends.
@@ -311,12 +362,15 @@ const MAX_PACED: usize = 600;
 /// asked for one), the peer's pictures put together, decoded and, when measuring, compared
 /// with the pattern; a lost picture makes the stream ask the peer for a key frame through
 /// `ask_key_frame` (at most once a second); the encoder's bitrate follows the peer's
-/// receiver reports and REMB signals (jamid's rules, [`BitrateController`]).
+/// receiver reports and REMB signals (jamid's rules, [`BitrateController`]). With `send`
+/// false (held, or the peer takes no video) nothing is encoded; what comes is still taken.
+#[allow(clippy::too_many_arguments)]
 pub async fn run_video(
     mut rtp: Connection,
     mut rtcp: Connection,
     mut stream: MediaStream,
     config: VideoConfig,
+    send: bool,
     mut key_frame_asked: tokio::sync::mpsc::UnboundedReceiver<()>,
     ask_key_frame: tokio::sync::mpsc::UnboundedSender<()>,
     stop: impl std::future::Future<Output = ()>,
@@ -358,7 +412,7 @@ pub async fn run_video(
         let rtcp_due = tokio::time::Instant::from_std(stream.poll_timeout());
         tokio::select! {
             _ = &mut stop => break,
-            _ = tick.tick() => {
+            _ = tick.tick(), if send => {
                 let picture = if config.busy {
                     busy_pattern(config.width, config.height, frame_no)
                 } else {
@@ -471,6 +525,7 @@ pub async fn run_video(
     }
     report.bitrate_last = controller.bitrate();
     report.psnr_mean = (psnr_n > 0).then(|| psnr_sum / psnr_n as f64);
+    report.psnr_samples = psnr_n;
     report.stats = stream.stats();
     Ok(report)
 }

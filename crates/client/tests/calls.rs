@@ -228,3 +228,143 @@ async fn a_video_call_carries_a_test_pattern_and_audio() {
         );
     }
 }
+
+/// A `call_media` event's (hold, peer_hold, muted, video).
+fn media_of(e: &Event) -> Option<(bool, bool, bool, bool)> {
+    match e {
+        Event::CallMedia {
+            hold,
+            peer_hold,
+            muted,
+            video,
+            ..
+        } => Some((*hold, *peer_hold, *muted, *video)),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mute_hold_and_video_through_re_invites() {
+    let boot = Runner::bind("127.0.0.1:0".parse().unwrap(), DhtConfig::default())
+        .await
+        .unwrap();
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, mut a_ev) = start(a_dir.path(), boot.local_addr()).await;
+    let (b, mut b_ev) = start(b_dir.path(), boot.local_addr()).await;
+    let heard = b_dir.path().join("heard.wav");
+    let video = VideoConfig {
+        measure: true,
+        ..VideoConfig::default()
+    };
+    b.set_settings(Settings {
+        auto_answer: true,
+        ..Settings::default()
+    })
+    .unwrap();
+    // B takes video when offered; A's first offer has none.
+    b.set_call_options(CallOptions {
+        source: AudioSource::Tone(660.0, 0.2),
+        record_wav: Some(heard.clone()),
+        video: Some(video.clone()),
+        ..CallOptions::default()
+    });
+    let call = a
+        .place_call(
+            b.jami_id(),
+            CallOptions {
+                source: AudioSource::Tone(440.0, 0.3),
+                ..CallOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    wait_for(&mut a_ev, 60, |e| state_of(e, "current").map(|_| ())).await;
+    wait_for(&mut b_ev, 30, |e| state_of(e, "current").map(|_| ())).await;
+    let first = wait_for(&mut a_ev, 10, media_of).await;
+    assert_eq!(first, (false, false, false, false));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Mute: local, at once; silence reaches B.
+    a.mute(&call, true).unwrap();
+    assert_eq!(
+        wait_for(&mut a_ev, 10, media_of).await,
+        (false, false, true, false)
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    a.mute(&call, false).unwrap();
+    assert_eq!(
+        wait_for(&mut a_ev, 10, media_of).await,
+        (false, false, false, false)
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // Hold: a re-INVITE, new ICE, A stops sending; B sees the peer hold.
+    a.hold(&call, true).unwrap();
+    wait_for(&mut a_ev, 30, |e| state_of(e, "hold").map(|_| ())).await;
+    assert_eq!(
+        wait_for(&mut a_ev, 10, media_of).await,
+        (true, false, false, false)
+    );
+    // (B's events since the call started: the first session's, then the held one's.)
+    wait_for(&mut b_ev, 30, |e| media_of(e).filter(|m| m.1)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    a.hold(&call, false).unwrap();
+    wait_for(&mut a_ev, 30, |e| state_of(e, "current").map(|_| ())).await;
+    assert_eq!(
+        wait_for(&mut a_ev, 10, media_of).await,
+        (false, false, false, false)
+    );
+    wait_for(&mut b_ev, 30, |e| media_of(e).filter(|m| !m.1)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Video added by A: B (which wants video) takes it; pictures flow both ways.
+    a.set_video(&call, Some(video)).unwrap();
+    assert_eq!(
+        wait_for(&mut a_ev, 30, media_of).await,
+        (false, false, false, true)
+    );
+    wait_for(&mut b_ev, 30, |e| media_of(e).filter(|m| m.3)).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    // And dropped: its section refused, audio goes on.
+    a.set_video(&call, None).unwrap();
+    assert_eq!(
+        wait_for(&mut a_ev, 30, media_of).await,
+        (false, false, false, false)
+    );
+    wait_for(&mut b_ev, 30, |e| media_of(e).filter(|m| !m.3)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    a.hang_up(&call).unwrap();
+    let a_stats = wait_for(&mut a_ev, 30, stats_of).await;
+    let b_stats = wait_for(&mut b_ev, 30, stats_of).await;
+    wait_for(&mut b_ev, 30, |e| state_of(e, "ended").map(|_| ())).await;
+    // Figures add up over the four media sessions; the video ones over the one with video.
+    for s in [&a_stats, &b_stats] {
+        assert_eq!(s.rx_srtp_dropped, 0, "{s:?}");
+        assert!(s.rx_audio_frames_decoded >= 400, "{s:?}");
+        let v = s.video.as_ref().expect("video flowed for a while");
+        assert!(v.rx_frames_decoded >= 30, "{v:?}");
+        assert!(v.psnr_min.expect("measured") >= 30.0, "{v:?}");
+    }
+    // While held (2 s and more), A sent nothing: B decoded well under 50 frames a second.
+    let expected = b_stats.duration_s * 50.0;
+    assert!(
+        (b_stats.rx_audio_frames_decoded as f64) < expected - 75.0,
+        "B decoded {} frames in {} s",
+        b_stats.rx_audio_frames_decoded,
+        b_stats.duration_s
+    );
+    // B heard a silent stretch (the mute) and A's tone again at the end.
+    let samples = read_wav(&heard).unwrap();
+    let quiet = samples
+        .chunks(4800)
+        .filter(|w| w.len() == 4800 && pamoja_media::audio::analyse(w).1 < 0.01)
+        .count();
+    assert!(quiet >= 10, "{quiet} silent tenths of a second");
+    let tail = &samples[samples.len().saturating_sub(48_000)..samples.len() - 9600];
+    let (hz, level) = analyse_windows(tail);
+    assert!(
+        (hz - 440.0).abs() <= 5.0 && level > 0.15,
+        "{hz} Hz, level {level}"
+    );
+}

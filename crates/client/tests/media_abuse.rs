@@ -41,7 +41,7 @@ async fn garbage_forgeries_and_floods_cost_only_what_they_are() {
         AudioConfig {
             source: AudioSource::Tone(440.0, 0.3),
             record: true,
-            bitrate: 48_000,
+            ..AudioConfig::new(AudioSource::Tone(440.0, 0.3))
         },
         async {
             let _ = stop_rx.await;

@@ -1025,7 +1025,10 @@ mod tests {
             }]
         );
         a.refuse_offer(488, "Not Acceptable Here").unwrap();
-        assert_eq!(a.refuse_offer(488, "again"), Err(DialogError::State(State::Confirmed)));
+        assert_eq!(
+            a.refuse_offer(488, "again"),
+            Err(DialogError::State(State::Confirmed))
+        );
         assert_eq!(pump(&mut a, &mut b, now), ["100", "488"]);
         assert_eq!(events(&mut b), [Event::RenegotiationFailed(488)]);
         assert_eq!(pump(&mut b, &mut a, now), ["ACK"]);

@@ -173,9 +173,7 @@ pub fn answer(
     for (i, m) in offer.media.iter().enumerate() {
         let cap = local.capabilities.iter().find(|c| c.kind == m.kind);
         let chosen = match (cap, m.port) {
-            (Some(cap), p) if p != 0 && cap.enabled => {
-                sdp::answer_codecs(&m.codecs(), &cap.codecs)
-            }
+            (Some(cap), p) if p != 0 && cap.enabled => sdp::answer_codecs(&m.codecs(), &cap.codecs),
             _ => None,
         };
         let remote_crypto = m.crypto();
