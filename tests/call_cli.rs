@@ -258,3 +258,77 @@ async fn jami_run_calls_answers_and_hangs_up() {
     let r = a.wait(30, |e| e["event"] == "reply" && e["id"] == json!(id));
     assert_eq!(r["ok"], false, "{r}");
 }
+
+fn media(e: &Json, field: &str, value: bool) -> bool {
+    e["event"] == "call_media" && e[field] == value
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jami_run_holds_mutes_and_adds_video() {
+    let boot = bootstrap().await;
+    let boot = boot.local_addr().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let (a_archive, _) = new_archive(dir.path(), "a.gz");
+    let (b_archive, b_id) = new_archive(dir.path(), "b.gz");
+    let mut a = Run::start(&a_archive, &dir.path().join("a"), &boot);
+    let mut b = Run::start(&b_archive, &dir.path().join("b"), &boot);
+    a.wait(30, |e| e["event"] == "ready");
+    b.wait(30, |e| e["event"] == "ready");
+    b.cmd(json!({"cmd": "settings", "auto_answer": true, "tone": 660.0}));
+    let r = a.cmd(json!({"cmd": "call", "to": b_id, "tone": 440.0}));
+    let call = r["call"].as_str().unwrap().to_owned();
+    a.wait(60, |e| state(e, "current"));
+    b.wait(30, |e| state(e, "current"));
+    let first = a.wait(10, |e| e["event"] == "call_media");
+    assert_eq!(
+        (
+            &first["hold"],
+            &first["peer_hold"],
+            &first["muted"],
+            &first["video"]
+        ),
+        (&json!(false), &json!(false), &json!(false), &json!(false)),
+        "{first}"
+    );
+
+    // Hold and resume.
+    let r = a.cmd(json!({"cmd": "hold", "call": call}));
+    assert_eq!(r["hold"], true, "{r}");
+    a.wait(30, |e| state(e, "hold"));
+    b.wait(30, |e| media(e, "peer_hold", true));
+    a.cmd(json!({"cmd": "unhold", "call": call}));
+    a.wait(30, |e| state(e, "current"));
+    b.wait(30, |e| media(e, "peer_hold", false));
+
+    // Mute and unmute.
+    a.cmd(json!({"cmd": "mute", "call": call, "muted": true}));
+    a.wait(10, |e| media(e, "muted", true));
+    a.cmd(json!({"cmd": "mute", "call": call, "muted": false}));
+    a.wait(10, |e| media(e, "muted", false));
+
+    // B offers video; A, which has none, refuses it. Then A adds video: both run it.
+    b.cmd(json!({"cmd": "video", "call": call, "video": true}));
+    let refused = b.wait(30, |e| {
+        e["event"] == "call_media" && e["peer_hold"] == false
+    });
+    assert_eq!(refused["video"], false, "{refused}");
+    a.cmd(json!({"cmd": "video", "call": call, "video": true}));
+    a.wait(30, |e| media(e, "video", true));
+    b.wait(30, |e| media(e, "video", true));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    a.cmd(json!({"cmd": "hangup", "call": call}));
+    let s = a.wait(30, |e| e["event"] == "call_stats");
+    check_stats(&s);
+    let v = &s["video"];
+    assert!(v["rx_frames_decoded"].as_u64().unwrap_or(0) >= 20, "{s}");
+    assert!(v["psnr_min"].as_f64().unwrap_or(0.0) >= 30.0, "{s}");
+    b.wait(30, |e| state(e, "ended") && e["reason"] == "hung_up");
+    // A command on a call that does not exist is an error reply.
+    a.next_id += 1;
+    let id = a.next_id;
+    let stdin = a.child.stdin.as_mut().unwrap();
+    writeln!(stdin, "{}", json!({"cmd": "hold", "call": call, "id": id})).unwrap();
+    stdin.flush().unwrap();
+    let r = a.wait(30, |e| e["event"] == "reply" && e["id"] == json!(id));
+    assert_eq!(r["ok"], false, "{r}");
+}

@@ -279,6 +279,22 @@ async fn execute(client: &Client, name: &str, c: &Json) -> Result<Json> {
             client.hang_up(field(c, "call")?)?;
             json!({"call": field(c, "call")?})
         }
+        "hold" | "unhold" => {
+            client.hold(field(c, "call")?, name == "hold")?;
+            json!({"call": field(c, "call")?, "hold": name == "hold"})
+        }
+        "mute" => {
+            let muted = c["muted"].as_bool().unwrap_or(true);
+            client.mute(field(c, "call")?, muted)?;
+            json!({"call": field(c, "call")?, "muted": muted})
+        }
+        "video" => {
+            let on = c["video"]
+                .as_bool()
+                .ok_or_else(|| anyhow!("missing boolean field \"video\""))?;
+            client.set_video(field(c, "call")?, call_options(c)?.video.filter(|_| on))?;
+            json!({"call": field(c, "call")?, "video": on})
+        }
         "call.list" => json!({"calls": client.calls()}),
         "" => return Err(anyhow!("missing \"cmd\"")),
         other => return Err(anyhow!("unknown command {other:?}")),
