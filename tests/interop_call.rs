@@ -16,6 +16,7 @@
 //! jamid's receiver reports count our packets.
 
 mod channel_lab;
+mod client_lab;
 mod common;
 
 use channel_lab::{device_chain, setup};
@@ -731,4 +732,184 @@ async fn audio_and_video_call_with_jamid() {
     let samples = pamoja::media::audio::read_wav(&heard).unwrap();
     let (hz, _) = analyse_windows(&samples[samples.len().saturating_sub(48_000 * 3)..]);
     assert!((hz - f64::from(JAMID_TONE)).abs() <= 5.0, "{hz} Hz");
+}
+
+fn media_event(e: &serde_json::Value, field: &str, value: bool) -> bool {
+    e["event"] == "call_media" && e[field] == value
+}
+
+/// Re-INVITEs both ways with jamid, each with a new media ICE session (jamid's way towards
+/// a User-Agent it does not know): `jami run` holds and resumes (jamid signals `peerHold`
+/// true, then false), adds video (jamid, answering by itself, takes it and decodes our
+/// pictures), then jamid holds and resumes (we answer its offers and the media restart);
+/// through it all the call stays up, and at the end each side hears the other's tone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn re_invites_with_jamid_both_ways() {
+    if !available("re_invites_with_jamid_both_ways") {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let (mut lab, jamid, account, jamid_id) =
+        lab_with_jamid("reinvite", &[("Account.autoAnswer", "true")]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let heard = dir.path().join("heard.wav");
+    let (archive, _) = common::new_archive(dir.path(), "me.gz");
+    let mut me = client_lab::JamiRun::start(
+        &lab,
+        &common::jami_bin(),
+        &archive,
+        &dir.path().join("data"),
+    );
+    me.wait(60, |e| e["event"] == "ready").await;
+    let mark = jamid.signals().len();
+    let r = me
+        .cmd(
+            serde_json::json!({"cmd": "call", "to": jamid_id, "tone": OUR_TONE,
+            "record_wav": heard.to_str().unwrap()}),
+        )
+        .await;
+    let call = r["call"].as_str().unwrap().to_owned();
+    me.wait(90, |e| {
+        e["event"] == "call_state" && e["state"] == "current"
+    })
+    .await;
+    jamid
+        .wait_signal(mark, Duration::from_secs(30), |s| {
+            is_state(s, None, "CURRENT")
+        })
+        .await
+        .expect("jamid's call is current");
+    let jamid_call = jamid
+        .calls(&account)
+        .await
+        .unwrap()
+        .pop()
+        .expect("jamid's call");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // We hold, then resume: jamid sees its peer hold and let go.
+    let step = |name: &str| eprintln!("--- {name} ---");
+    step("Pamoja holds");
+    let (from, jmark) = (me.all.len(), jamid.signals().len());
+    me.cmd(serde_json::json!({"cmd": "hold", "call": call}))
+        .await;
+    me.wait_after(from, 60, |e| {
+        e["event"] == "call_state" && e["state"] == "hold"
+    })
+    .await;
+    jamid
+        .wait_signal(jmark, Duration::from_secs(30), |s| {
+            s.name == "peerHold" && s.args.get(1) == Some(&pamoja_lab::Arg::Bool(true))
+        })
+        .await
+        .expect("jamid sees the hold");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    step("Pamoja resumes");
+    let (from, jmark) = (me.all.len(), jamid.signals().len());
+    me.cmd(serde_json::json!({"cmd": "unhold", "call": call}))
+        .await;
+    me.wait_after(from, 60, |e| {
+        e["event"] == "call_state" && e["state"] == "current"
+    })
+    .await;
+    jamid
+        .wait_signal(jmark, Duration::from_secs(30), |s| {
+            s.name == "peerHold" && s.args.get(1) == Some(&pamoja_lab::Arg::Bool(false))
+        })
+        .await
+        .expect("jamid sees the resume");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // We add video: jamid (answering by itself) takes it and decodes our pictures.
+    step("Pamoja adds video");
+    let (from, jmark) = (me.all.len(), jamid.signals().len());
+    me.cmd(serde_json::json!({"cmd": "video", "call": call, "video": true}))
+        .await;
+    me.wait_after(from, 60, |e| media_event(e, "video", true))
+        .await;
+    let started = jamid
+        .wait_signal(jmark, Duration::from_secs(30), |s| {
+            s.name == "decodingStarted" && s.str(0) != "local"
+        })
+        .await
+        .expect("jamid decodes our video");
+    assert_eq!(
+        (started.args.get(2), started.args.get(3)),
+        (
+            Some(&pamoja_lab::Arg::Int(320)),
+            Some(&pamoja_lab::Arg::Int(240))
+        ),
+        "{started:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // jamid holds, then resumes: each time its re-INVITE brings a new ICE session, which
+    // we answer; the media restart on it.
+    step("jamid holds");
+    let from = me.all.len();
+    assert!(jamid.hold_call(&account, &jamid_call, true).await.unwrap());
+    me.wait_after(from, 60, |e| e["event"] == "call_media")
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    step("jamid resumes");
+    let (from, jmark) = (me.all.len(), jamid.signals().len());
+    assert!(jamid.hold_call(&account, &jamid_call, false).await.unwrap());
+    let resumed = me
+        .wait_after(from, 60, |e| e["event"] == "call_media")
+        .await;
+    assert_eq!(
+        resumed["video"], true,
+        "video runs on after jamid's offers: {resumed}"
+    );
+    jamid
+        .wait_signal(jmark, Duration::from_secs(30), |s| {
+            is_state(s, Some(&jamid_call), "CURRENT")
+        })
+        .await
+        .expect("jamid's call is current again");
+    // jamid decodes our VP8 again: it listens for the codec our answer chose (VP8), not
+    // the first of its offer (H.264).
+    jamid
+        .wait_signal(jmark, Duration::from_secs(30), |s| {
+            s.name == "decodingStarted" && s.str(0) != "local"
+        })
+        .await
+        .expect("jamid decodes our video after its own re-INVITE");
+    // Both hear each other again.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let speaker = lab
+        .record_speaker("reinvite", Duration::from_secs(3))
+        .await
+        .unwrap();
+    let (hz, level) = analyse_windows(&speaker);
+    assert!(
+        (hz - OUR_TONE).abs() <= 5.0 && level > 0.01,
+        "our tone on jamid's speaker after the re-INVITEs: {hz:.1} Hz, level {level:.3}"
+    );
+    let from = me.all.len();
+    me.cmd(serde_json::json!({"cmd": "hangup", "call": call}))
+        .await;
+    let stats = me
+        .wait_after(from, 30, |e| e["event"] == "call_stats")
+        .await;
+    eprintln!("{stats:#}");
+    jamid
+        .wait_signal(mark, Duration::from_secs(30), |s| is_state(s, None, "OVER"))
+        .await
+        .expect("jamid's call is over");
+    assert_eq!(stats["rx_srtp_dropped"], 0, "{stats}");
+    assert!(
+        stats["rx_audio_frames_decoded"].as_u64().unwrap_or(0) >= 300,
+        "{stats}"
+    );
+    assert!(
+        stats["video"]["tx_frames"].as_u64().unwrap_or(0) >= 30,
+        "{stats}"
+    );
+    let samples = pamoja::media::audio::read_wav(&heard).unwrap();
+    let (hz, level) = analyse_windows(&samples[samples.len().saturating_sub(48_000 * 2)..]);
+    assert!(
+        (hz - f64::from(JAMID_TONE)).abs() <= 5.0 && level > 0.01,
+        "jamid's tone after the re-INVITEs: {hz} Hz, level {level}"
+    );
 }

@@ -84,6 +84,34 @@ impl JamiRun {
         }
     }
 
+    /// The first event from index `from` of [`JamiRun::all`] on (already read, or to come
+    /// within `secs`) that `pred` accepts.
+    pub async fn wait_after(
+        &mut self,
+        from: usize,
+        secs: u64,
+        pred: impl Fn(&Json) -> bool,
+    ) -> Json {
+        if let Some(e) = self.all.iter().skip(from).find(|e| pred(e)) {
+            return e.clone();
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let e = match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(e)) => e,
+                Ok(None) => panic!("jami run stopped; got {:#?}", self.all),
+                Err(_) => panic!(
+                    "no such event; got {:#?}",
+                    &self.all[from.min(self.all.len())..]
+                ),
+            };
+            self.all.push(e.clone());
+            if pred(&e) {
+                return e;
+            }
+        }
+    }
+
     /// Sends a command and returns its (successful) reply.
     pub async fn cmd(&mut self, mut c: Json) -> Json {
         self.next_id += 1;

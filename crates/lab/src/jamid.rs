@@ -125,6 +125,10 @@ trait CallManager {
     fn get_call_details(&self, account: &str, call: &str) -> zbus::Result<HashMap<String, String>>;
     #[zbus(name = "getCallList")]
     fn get_call_list(&self, account: &str) -> zbus::Result<Vec<String>>;
+    #[zbus(name = "hold")]
+    fn hold(&self, account: &str, call: &str) -> zbus::Result<bool>;
+    #[zbus(name = "unhold")]
+    fn unhold(&self, account: &str, call: &str) -> zbus::Result<bool>;
 }
 
 /// One argument of a recorded signal.
@@ -756,6 +760,16 @@ impl Jamid {
     /// `hangUp`: ends a call.
     pub async fn hang_up(&self, account: &str, call: &str) -> Result<bool> {
         Ok(self.calls.hang_up(account, call).await?)
+    }
+
+    /// `hold` (`true`) or `unhold`: jamid sends a re-INVITE (with a new media ICE session
+    /// towards a peer whose User-Agent it does not know).
+    pub async fn hold_call(&self, account: &str, call: &str, hold: bool) -> Result<bool> {
+        Ok(if hold {
+            self.calls.hold(account, call).await?
+        } else {
+            self.calls.unhold(account, call).await?
+        })
     }
 
     /// `getCallDetails`: the call's details (`CALL_STATE`, `PEER_NUMBER`, ...).

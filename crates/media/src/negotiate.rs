@@ -3,8 +3,8 @@
 //! [`answer`] applies jamid's rules to an offer: one section per offered one, the first
 //! offered codec we support (at the offer's payload type, plus DTMF for audio), our own SRTP
 //! key, a refused section at port 0. [`Negotiated`] then says, per stream, what to send with
-//! (the first codec of the **peer's** section, since a jamid receiver listens for that one
-//! only), the keys of both directions, and the peer's candidates with component ids counted
+//! (the first codec of the **peer's** answer, since a jamid receiver listens for that one
+//! only; answering, the codec we chose, which is all jamid keeps of its offer), the keys of both directions, and the peer's candidates with component ids counted
 //! across streams (audio 1-2, video 3-4; per-stream numbering is mapped as jamid maps it).
 
 use std::net::IpAddr;
@@ -194,7 +194,9 @@ pub fn answer(
                     index: i,
                     kind: m.kind.clone(),
                     enabled: true,
-                    send: m.codecs().into_iter().find(|c| !c.is_telephone_event()),
+                    // The codec we chose: jamid, as offerer, keeps only the answer's
+                    // codecs in its negotiated session and listens for that one.
+                    send: codecs.iter().find(|c| !c.is_telephone_event()).cloned(),
                     receive: codecs,
                     local_crypto: Some(crypto),
                     remote_crypto,
@@ -340,6 +342,26 @@ mod tests {
             neg_a.remote_ice,
             Some(("abcd1234".into(), "0123456789abcdef01234567".into()))
         );
+    }
+
+    #[test]
+    fn answering_h264_then_vp8_sends_vp8() {
+        let mut theirs = local(true);
+        theirs.capabilities[1].codecs = vec![
+            Codec::new(96, "H264", 90_000, None),
+            Codec::new(97, "VP8", 90_000, None),
+        ];
+        let a = offer(&theirs, |i| 4000 + 2 * i as u16, cands);
+        let (ans, neg) = answer(&a, &local(true), |_| 6000, cands).unwrap();
+        assert_eq!(
+            ans.media[1].codecs(),
+            vec![Codec::new(97, "VP8", 90_000, None)]
+        );
+        assert_eq!(
+            neg.streams[1].send,
+            Some(Codec::new(97, "VP8", 90_000, None))
+        );
+        assert_eq!(neg.streams[0].send, Some(Codec::opus()));
     }
 
     #[test]
