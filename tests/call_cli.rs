@@ -332,3 +332,89 @@ async fn jami_run_holds_mutes_and_adds_video() {
     let r = a.wait(30, |e| e["event"] == "reply" && e["id"] == json!(id));
     assert_eq!(r["ok"], false, "{r}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_video_files_both_ways() {
+    use pamoja::media::video::test_pattern;
+    use pamoja::media::y4m::{Y4mHeader, read_file, write_file};
+    let boot = bootstrap().await;
+    let boot = boot.local_addr().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let (a_archive, _) = new_archive(dir.path(), "a.gz");
+    let (b_archive, b_id) = new_archive(dir.path(), "b.gz");
+    // Each side sends a file of its own size.
+    let file = |name: &str, w: u32, h: u32| {
+        let p = dir.path().join(name);
+        let header = Y4mHeader {
+            width: w,
+            height: h,
+            rate: (15, 1),
+        };
+        let frames: Vec<_> = (0..15).map(|n| test_pattern(w, h, n)).collect();
+        write_file(&p, header, &frames).unwrap();
+        p
+    };
+    let (a_src, b_src) = (file("a.y4m", 176, 144), file("b.y4m", 160, 120));
+    let (a_seen, b_seen) = (dir.path().join("a-seen.y4m"), dir.path().join("b-seen.y4m"));
+    let mut b = Run::start(&b_archive, &dir.path().join("b"), &boot);
+    b.wait(30, |e| e["event"] == "ready");
+    b.cmd(json!({"cmd": "settings", "auto_answer": true,
+        "send_video": b_src.to_str().unwrap(), "record_video": b_seen.to_str().unwrap()}));
+    // A file that is not a video is refused up front, with its reason.
+    let bad = Command::new(jami_bin())
+        .arg("call")
+        .arg("--archive")
+        .arg(&a_archive)
+        .args(["--bootstrap", &boot, "--to", &b_id, "--send-video"])
+        .arg(&a_archive)
+        .env("PAMOJA_PASSWORD", "")
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("YUV4MPEG2"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    let out = tokio::task::spawn_blocking({
+        let (a_archive, a_src, a_seen, boot) = (
+            a_archive.clone(),
+            a_src.clone(),
+            a_seen.clone(),
+            boot.clone(),
+        );
+        move || {
+            Command::new(jami_bin())
+                .arg("call")
+                .arg("--archive")
+                .arg(&a_archive)
+                .args(["--bootstrap", &boot, "--ice-addr", "127.0.0.1"])
+                .args(["--to", &b_id, "--duration", "3"])
+                .arg("--send-video")
+                .arg(&a_src)
+                .arg("--record-video")
+                .arg(&a_seen)
+                .env("PAMOJA_PASSWORD", "")
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "jami call: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    b.wait(30, |e| e["event"] == "call_stats");
+    for (seen, size) in [(&a_seen, (160, 120)), (&b_seen, (176, 144))] {
+        let (h, frames) = read_file(seen, 1000).unwrap();
+        assert_eq!((h.width, h.height), size, "{}", seen.display());
+        assert!(
+            frames.len() >= 25,
+            "{} pictures in {}",
+            frames.len(),
+            seen.display()
+        );
+    }
+}

@@ -29,6 +29,13 @@ pub struct CallArgs {
     /// Write what is heard to this WAV file (mono, 48 kHz).
     #[arg(long = "record-wav")]
     record_wav: Option<PathBuf>,
+    /// Send the pictures of this raw video file (YUV4MPEG2, 4:2:0; looped) instead of the
+    /// test pattern. Implies --video.
+    #[arg(long = "send-video")]
+    send_video: Option<PathBuf>,
+    /// Write the pictures received to this raw video file (YUV4MPEG2). Implies --video.
+    #[arg(long = "record-video")]
+    record_video: Option<PathBuf>,
     /// Seconds of media before hanging up.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
@@ -57,11 +64,19 @@ async fn call(args: CallArgs) -> Result<Json> {
         ),
         None => AudioSource::Tone(440.0, 0.3),
     };
+    if let Some(p) = &args.send_video {
+        // Refused now, with its reason, rather than when the call's video starts.
+        pamoja::media::y4m::read_file(p, 1)
+            .with_context(|| format!("cannot read {}", p.display()))?;
+    }
+    let video = args.video || args.send_video.is_some() || args.record_video.is_some();
     let options = CallOptions {
         source,
         record_wav: args.record_wav.clone(),
-        video: args.video.then(|| VideoConfig {
-            measure: true,
+        video: video.then(|| VideoConfig {
+            measure: args.send_video.is_none(),
+            source_file: args.send_video.clone(),
+            record_file: args.record_video.clone(),
             ..VideoConfig::default()
         }),
         ..CallOptions::default()

@@ -6,7 +6,7 @@
 //! protocol is documented in docs/jami-run.md.
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
@@ -112,9 +112,17 @@ fn call_options(c: &Json) -> Result<CallOptions> {
     if let Some(path) = c["record_wav"].as_str() {
         o.record_wav = Some(path.into());
     }
-    if c["video"].as_bool() == Some(true) {
+    let send_video = c["send_video"].as_str().map(PathBuf::from);
+    let record_video = c["record_video"].as_str().map(PathBuf::from);
+    if let Some(p) = &send_video {
+        pamoja::media::y4m::read_file(p, 1)
+            .with_context(|| format!("cannot read {}", p.display()))?;
+    }
+    if c["video"].as_bool() == Some(true) || send_video.is_some() || record_video.is_some() {
         o.video = Some(VideoConfig {
-            measure: true,
+            measure: send_video.is_none(),
+            source_file: send_video,
+            record_file: record_video,
             ..VideoConfig::default()
         });
     }

@@ -178,6 +178,14 @@ fn local(
     }
 }
 
+/// A video recording starts empty when video is configured; the media sessions of the
+/// call (one per offer and answer) then add to it.
+fn fresh_recording(video: Option<&VideoConfig>) {
+    if let Some(path) = video.and_then(|v| v.record_file.as_ref()) {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
 /// The sections of an offer: audio, and video when asked.
 fn first_sections(video: bool) -> Vec<String> {
     let mut s = vec!["audio".to_owned()];
@@ -453,6 +461,7 @@ impl Call {
         channel: ChannelSender,
         options: CallOptions,
     ) -> (Self, mpsc::UnboundedSender<Command>) {
+        fresh_recording(options.video.as_ref());
         let (me, commands) = mpsc::unbounded_channel();
         let video = options.video.is_some();
         let call = Self {
@@ -747,7 +756,10 @@ impl Call {
                         self.muted.send_replace(m);
                         self.media_event();
                     }
-                    Some(Command::Video(v)) => self.options.video = v,
+                    Some(Command::Video(v)) => {
+                        fresh_recording(v.as_ref());
+                        self.options.video = v;
+                    }
                 },
                 _ = async {
                     match timer {
@@ -785,6 +797,7 @@ impl Call {
         if self.dialog.state() != dialog::State::Incoming {
             return Ok(());
         }
+        fresh_recording(options.video.as_ref());
         self.options = options;
         let offer = Sdp::parse(&String::from_utf8_lossy(self.dialog.remote_offer()))
             .map_err(|e| format!("media: unreadable offer: {e}"))?;

@@ -281,7 +281,16 @@ pub struct VideoConfig {
     /// Send [`pamoja_media::video::busy_pattern`] instead: pictures that use every bit the
     /// encoder is allowed (to load a link); not measured.
     pub busy: bool,
+    /// Send the pictures of this raw video file (YUV4MPEG2, 4:2:0) instead, over and over,
+    /// at its own size and rate (its first [`MAX_FILE_FRAMES`] pictures).
+    pub source_file: Option<std::path::PathBuf>,
+    /// Write the pictures received to this raw video file (YUV4MPEG2), as they are
+    /// decoded; pictures of another size than the first are left out.
+    pub record_file: Option<std::path::PathBuf>,
 }
+
+/// Pictures of a video file that are sent, at most (about 35 MB at 320x240).
+pub const MAX_FILE_FRAMES: usize = 300;
 
 impl Default for VideoConfig {
     /// 320x240 at 15 frames a second, starting at 500 kb/s.
@@ -293,6 +302,8 @@ impl Default for VideoConfig {
             bitrate: 500_000,
             measure: false,
             busy: false,
+            source_file: None,
+            record_file: None,
         }
     }
 }
@@ -352,6 +363,86 @@ impl VideoReport {
     }
 }
 
+/// Where received pictures are written, when asked: a YUV4MPEG2 file opened with the first
+/// picture's size. A write that fails stops the recording (logged), not the call.
+struct Recorder {
+    path: Option<std::path::PathBuf>,
+    fps: u32,
+    out: Option<pamoja_media::y4m::Y4mWriter<std::io::BufWriter<std::fs::File>>>,
+}
+
+impl Recorder {
+    fn new(path: Option<std::path::PathBuf>, fps: u32) -> Self {
+        Self {
+            path,
+            fps,
+            out: None,
+        }
+    }
+
+    fn write(&mut self, picture: &pamoja_media::video::I420Frame) {
+        use pamoja_media::y4m::Y4mHeader;
+        if self.out.is_none() {
+            let Some(path) = self.path.take() else { return };
+            let header = Y4mHeader {
+                width: picture.width,
+                height: picture.height,
+                rate: (self.fps, 1),
+            };
+            let opened = Self::open(&path, header);
+            match opened {
+                Ok(w) => self.out = Some(w),
+                Err(e) => {
+                    tracing::warn!("{}: {e}", path.display());
+                    return;
+                }
+            }
+        }
+        if let Some(w) = &mut self.out {
+            match w.write(picture) {
+                Ok(()) => {}
+                // Another size: left out.
+                Err(pamoja_media::y4m::Y4mError::Format(_)) => {}
+                Err(e) => {
+                    tracing::warn!("video recording stopped: {e}");
+                    self.out = None;
+                }
+            }
+        }
+    }
+
+    /// Opens the file: a new one, or one an earlier session of the same call began (after
+    /// a re-INVITE), which goes on at its own picture size.
+    fn open(
+        path: &std::path::Path,
+        header: pamoja_media::y4m::Y4mHeader,
+    ) -> Result<
+        pamoja_media::y4m::Y4mWriter<std::io::BufWriter<std::fs::File>>,
+        pamoja_media::y4m::Y4mError,
+    > {
+        use pamoja_media::y4m::{Y4mReader, Y4mWriter};
+        let existing = std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
+        if existing {
+            let f = std::fs::File::open(path)?;
+            let earlier = Y4mReader::new(std::io::BufReader::new(f))?.header();
+            let f = std::fs::OpenOptions::new().append(true).open(path)?;
+            return Ok(Y4mWriter::resume(std::io::BufWriter::new(f), earlier));
+        }
+        Y4mWriter::new(
+            std::io::BufWriter::new(std::fs::File::create(path)?),
+            header,
+        )
+    }
+
+    fn finish(self) {
+        if let Some(w) = self.out {
+            if let Err(e) = w.finish() {
+                tracing::warn!("video recording: {e}");
+            }
+        }
+    }
+}
+
 /// How often the video pacer sends.
 const PACE: std::time::Duration = std::time::Duration::from_millis(5);
 /// Video packets waiting for the pacer, at most (about a second at 6 Mb/s).
@@ -380,10 +471,23 @@ pub async fn run_video(
     use pamoja_media::vp8::{Depacketized, Depacketizer, Packetizer};
 
     let video = |e: pamoja_media::video::VideoError| MediaError::Video(e.to_string());
-    let fps = config.fps.clamp(1, 60);
+    let file = match config.source_file.clone() {
+        Some(path) => {
+            let read = tokio::task::spawn_blocking(move || {
+                pamoja_media::y4m::read_file(&path, MAX_FILE_FRAMES)
+                    .map_err(|e| MediaError::Video(format!("{}: {e}", path.display())))
+            });
+            Some(read.await.map_err(|e| MediaError::Video(e.to_string()))??)
+        }
+        None => None,
+    };
+    let (width, height, fps) = match &file {
+        Some((h, _)) => (h.width, h.height, h.fps().clamp(1, 60)),
+        None => (config.width, config.height, config.fps.clamp(1, 60)),
+    };
     let step = 90_000 / fps;
-    let mut encoder =
-        Vp8Encoder::new(config.width, config.height, config.bitrate, fps).map_err(video)?;
+    let mut recorder = Recorder::new(config.record_file.clone(), fps);
+    let mut encoder = Vp8Encoder::new(width, height, config.bitrate, fps).map_err(video)?;
     let mut decoder = Vp8Decoder::new().map_err(video)?;
     let mut controller = BitrateController::new(u64::from(config.bitrate));
     // jamid's MTU rule: 1232 - SRTP tag - UDP - IPv4 headers.
@@ -413,10 +517,10 @@ pub async fn run_video(
         tokio::select! {
             _ = &mut stop => break,
             _ = tick.tick(), if send => {
-                let picture = if config.busy {
-                    busy_pattern(config.width, config.height, frame_no)
-                } else {
-                    test_pattern(config.width, config.height, frame_no)
+                let picture = match &file {
+                    Some((_, frames)) => frames[frame_no as usize % frames.len()].clone(),
+                    None if config.busy => busy_pattern(width, height, frame_no),
+                    None => test_pattern(width, height, frame_no),
                 };
                 frame_no += 1;
                 let frames = encoder.encode(&picture, key_wanted).map_err(video)?;
@@ -476,6 +580,7 @@ pub async fn run_video(
                     Depacketized::Frame { data, timestamp, .. } => {
                         let Ok(Some(picture)) = decoder.decode(&data) else { continue };
                         report.frames_decoded += 1;
+                        recorder.write(&picture);
                         // Only pictures of the agreed size are measured: a peer's odd size
                         // must not make us draw a pattern as big as it likes.
                         if config.measure
@@ -523,6 +628,7 @@ pub async fn run_video(
             asked_open = false;
         }
     }
+    recorder.finish();
     report.bitrate_last = controller.bitrate();
     report.psnr_mean = (psnr_n > 0).then(|| psnr_sum / psnr_n as f64);
     report.psnr_samples = psnr_n;

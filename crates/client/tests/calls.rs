@@ -368,3 +368,72 @@ async fn mute_hold_and_video_through_re_invites() {
         "{hz} Hz, level {level}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn video_from_a_file_is_recorded_at_the_other_end() {
+    use pamoja_media::video::{psnr, test_pattern};
+    use pamoja_media::y4m::{Y4mHeader, read_file, write_file};
+    let boot = Runner::bind("127.0.0.1:0".parse().unwrap(), DhtConfig::default())
+        .await
+        .unwrap();
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // Three seconds of moving pictures at 176x144, 15 a second.
+    let source = a_dir.path().join("source.y4m");
+    let header = Y4mHeader {
+        width: 176,
+        height: 144,
+        rate: (15, 1),
+    };
+    let frames: Vec<_> = (0..45).map(|n| test_pattern(176, 144, n * 3)).collect();
+    write_file(&source, header, &frames).unwrap();
+    let recorded = b_dir.path().join("seen.y4m");
+    let (a, mut a_ev) = start(a_dir.path(), boot.local_addr()).await;
+    let (b, mut b_ev) = start(b_dir.path(), boot.local_addr()).await;
+    b.set_settings(Settings {
+        auto_answer: true,
+        ..Settings::default()
+    })
+    .unwrap();
+    b.set_call_options(CallOptions {
+        video: Some(VideoConfig {
+            record_file: Some(recorded.clone()),
+            ..VideoConfig::default()
+        }),
+        ..CallOptions::default()
+    });
+    let call = a
+        .place_call(
+            b.jami_id(),
+            CallOptions {
+                video: Some(VideoConfig {
+                    source_file: Some(source),
+                    ..VideoConfig::default()
+                }),
+                ..CallOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    wait_for(&mut a_ev, 60, |e| state_of(e, "current").map(|_| ())).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    a.hang_up(&call).unwrap();
+    let a_stats = wait_for(&mut a_ev, 30, stats_of).await;
+    wait_for(&mut b_ev, 30, stats_of).await;
+    assert!(
+        a_stats.video.as_ref().is_some_and(|v| v.tx_frames >= 45),
+        "{a_stats:?}"
+    );
+    // B wrote what it decoded: the file's pictures, at their size, each close to one of
+    // the pictures sent.
+    let (got, seen) = read_file(&recorded, 1000).unwrap();
+    assert_eq!((got.width, got.height), (176, 144));
+    assert!(seen.len() >= 40, "{} pictures recorded", seen.len());
+    let worst = seen
+        .iter()
+        .map(|p| frames.iter().map(|f| psnr(f, p)).fold(0.0, f64::max))
+        .fold(f64::INFINITY, f64::min);
+    assert!(
+        worst >= 30.0,
+        "the worst picture is {worst:.1} dB from any sent"
+    );
+}

@@ -29,10 +29,11 @@
 //!   and jamid's REMB signals;
 //! * [`video`]: VP8 encoding and decoding (libvpx) of I420 pictures, a test pattern, PSNR;
 //! * [`vp8`]: VP8 over RTP (RFC 7741): descriptors, frames split into packets and put back
-//!   together, losses turned into key-frame requests.
+//!   together, losses turned into key-frame requests;
+//! * [`y4m`]: raw video files (YUV4MPEG2) to send pictures from and record them to.
 //!
 //! The I/O around these (the media ICE session of pamoja-ice, the call tasks of
-//! pamoja-client) lives in those crates. Not yet here: video streams in calls.
+//! pamoja-client) lives in those crates.
 //!
 //! Everything read from a peer is parsed without panicking: a malformed packet is a `None`
 //! or an error, and costs nothing else.
@@ -57,6 +58,7 @@ pub mod stream;
 #[allow(unsafe_code)]
 pub mod video;
 pub mod vp8;
+pub mod y4m;
 
 pub use rtp::RtpPacket;
 pub use sdes::Crypto;
