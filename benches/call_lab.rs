@@ -1,4 +1,4 @@
-//! Audio calls side by side with jamid (Debian 20230206) in one lab run.
+//! Audio and video calls side by side with jamid (Debian 20230206) in one lab run.
 //!
 //! - Call setup: placing the call -> the caller reports it current (media flowing after
 //!   ICE), to the same jamid that answers by itself: jamid -> jamid (`placeCall` to the
@@ -9,9 +9,12 @@
 //!   jamid's (its audio goes through PulseAudio, resampling and its audio processor) and
 //!   `jami run`'s (a synthetic tone, Opus both ways, SRTP, RTCP); medians over the calls.
 //!
-//! - CPU per active video call: the same for Pamoja -> jamid calls with video (a VP8 test
-//!   pattern, 320x240 at 15 frames a second, sent and encoded; jamid, without a camera in
-//!   the lab, sends no video back, so there is no jamid -> jamid figure to set beside it).
+//! - CPU per active video call: the same for calls with video, jamid -> jamid and
+//!   Pamoja -> jamid, both callers sending the same raw video file (a moving test pattern,
+//!   320x240 at 15 frames a second, YUV4MPEG2) as VP8: jamid through its `file://` video
+//!   source with only Opus and VP8 active on the caller's account, `jami run` through its
+//!   `send_video` field. The callee, without a camera in the lab, sends no video back and
+//!   decodes the caller's (checked through its `decodingStarted` signal).
 //!
 //! Every jamid has a PulseAudio server of its own whose microphone plays a tone, so both
 //! ends really send audio. Results are printed and written to
@@ -105,6 +108,23 @@ fn main() {
         lab.start_dhtnode(4222).await.expect("dhtnode");
         let callee = jamid_account(&mut lab, "callee", 660, &[("Account.autoAnswer", "true")]).await;
         let caller = jamid_account(&mut lab, "caller", 880, &[]).await;
+        // The pictures both callers send in the video rounds: 10 s, looped.
+        let video_file = lab.dir().join("pattern.y4m");
+        let frames: Vec<_> = (0..150)
+            .map(|n| pamoja::media::video::test_pattern(320, 240, n))
+            .collect();
+        let header = pamoja::media::y4m::Y4mHeader {
+            width: 320,
+            height: 240,
+            rate: (15, 1),
+        };
+        pamoja::media::y4m::write_file(&video_file, header, &frames).expect("video file");
+        // The caller's video is VP8, as ours (jamid would take H.264 first).
+        caller
+            .0
+            .set_codecs(&caller.1, &["opus", "VP8"])
+            .await
+            .expect("codecs");
 
         // jamid -> jamid.
         let (mut setup_jj, mut cpu_jj) = (Vec::new(), Vec::new());
@@ -124,6 +144,41 @@ fn main() {
             eprintln!("jamid -> jamid #{round}: current after {ms:.0} ms, caller CPU {cpu:.1} %");
             setup_jj.push(ms);
             cpu_jj.push(cpu);
+            caller.0.hang_up(&caller.1, &call).await.expect("hangUp");
+            caller
+                .0
+                .wait_signal(mark, LONG, |s| {
+                    s.name == "callStateChanged" && s.str(1) == call && s.str(2) == "OVER"
+                })
+                .await
+                .expect("over");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+
+        // jamid -> jamid with video from the file.
+        let mut cpu_jj_video = Vec::new();
+        for round in 0..ROUNDS {
+            let (mark, cmark) = (caller.0.signals().len(), callee.0.signals().len());
+            let call = caller
+                .0
+                .place_video_call(&caller.1, &callee.2, &video_file)
+                .await
+                .expect("placeCallWithMedia");
+            caller
+                .0
+                .wait_signal(mark, LONG, |s| {
+                    s.name == "callStateChanged" && s.str(1) == call && s.str(2) == "CURRENT"
+                })
+                .await
+                .expect("jamid's video call is current");
+            callee
+                .0
+                .wait_signal(cmark, LONG, |s| s.name == "decodingStarted" && s.str(0) != "local")
+                .await
+                .expect("the callee decodes jamid's video");
+            let cpu = cpu_share(caller.0.pid()).await;
+            eprintln!("jamid -> jamid with video #{round}: caller CPU {cpu:.1} %");
+            cpu_jj_video.push(cpu);
             caller.0.hang_up(&caller.1, &call).await.expect("hangUp");
             caller
                 .0
@@ -166,18 +221,25 @@ fn main() {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
 
-        // Pamoja -> jamid with video (VP8 320x240 at 15 frames a second each way offered;
-        // jamid, with no camera here, sends none and decodes ours).
+        // Pamoja -> jamid with video from the same file (jamid, with no camera here, sends
+        // none and decodes ours).
         let mut cpu_pj_video = Vec::new();
         for round in 0..ROUNDS {
+            let cmark = callee.0.signals().len();
             let r = p
-                .cmd(json!({"cmd": "call", "to": callee.2, "video": true, "tone": 440.0}))
+                .cmd(json!({"cmd": "call", "to": callee.2, "tone": 440.0,
+                    "send_video": video_file.to_str().unwrap()}))
                 .await;
             let call = r["call"].as_str().unwrap().to_owned();
             p.wait(120, |e| {
                 e["event"] == "call_state" && e["call"] == call.as_str() && e["state"] == "current"
             })
             .await;
+            callee
+                .0
+                .wait_signal(cmark, LONG, |s| s.name == "decodingStarted" && s.str(0) != "local")
+                .await
+                .expect("the callee decodes our video");
             let cpu = cpu_share(p.pid()).await;
             eprintln!("Pamoja -> jamid with video #{round}: caller CPU {cpu:.1} %");
             cpu_pj_video.push(cpu);
@@ -191,8 +253,11 @@ fn main() {
             );
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        let cpv = median(cpu_pj_video);
-        println!("caller CPU per active video call (median): Pamoja {cpv:.1} % of a core");
+        let (cjv, cpv) = (median(cpu_jj_video), median(cpu_pj_video));
+        println!(
+            "caller CPU per active video call (median): jamid {cjv:.1} % of a core, Pamoja {cpv:.1} % ({:.2}x)",
+            cpv / cjv
+        );
 
         let (sjj, spj, cjj, cpj) = (
             median(setup_jj),
@@ -212,7 +277,7 @@ fn main() {
             "rounds": ROUNDS,
             "hold_s": HOLD.as_secs(),
             "setup_ms": {"jamid_to_jamid": sjj, "pamoja_to_jamid": spj},
-            "caller_cpu_percent": {"jamid": cjj, "pamoja": cpj, "pamoja_video": cpv},
+            "caller_cpu_percent": {"jamid": cjj, "pamoja": cpj, "jamid_video": cjv, "pamoja_video": cpv},
         });
         std::fs::create_dir_all(common::results_dir()).expect("results dir");
         std::fs::write(

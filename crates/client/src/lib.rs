@@ -15,9 +15,11 @@
 //!   `git://` channels and fetched from peers when they announce new commits, each fetched
 //!   history validated before it is merged;
 //! - [`call`]: a task per call: its SIP dialog on the peer's `sip` channel, its media ICE
-//!   session and its audio; `call_state` and `call_stats` events;
-//! - [`media`]: the I/O edge of a call's media: the media ICE session in SDP, and an Opus
-//!   stream pumped over its RTP and RTCP components.
+//!   session, its audio and video; hold, mute and video added or dropped through
+//!   re-INVITEs; `call_state`, `call_media` and `call_stats` events;
+//! - [`media`]: the I/O edge of a call's media: the media ICE session in SDP, and the Opus
+//!   and VP8 streams pumped over its RTP and RTCP components (tones, WAV and raw video
+//!   files, test patterns as sources; WAV and raw video files, or nothing, as sinks).
 //!
 //! The pure modules hold the formats and the rules; [`client`] holds the I/O.
 

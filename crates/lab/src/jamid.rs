@@ -104,6 +104,12 @@ trait ConfigurationManager {
         from: &str,
         n: u32,
     ) -> zbus::Result<u32>;
+    #[zbus(name = "getCodecList")]
+    fn get_codec_list(&self) -> zbus::Result<Vec<u32>>;
+    #[zbus(name = "getCodecDetails")]
+    fn get_codec_details(&self, account: &str, codec: u32) -> zbus::Result<HashMap<String, String>>;
+    #[zbus(name = "setActiveCodecList")]
+    fn set_active_codec_list(&self, account: &str, list: &[u32]) -> zbus::Result<()>;
 }
 
 #[zbus::proxy(
@@ -125,6 +131,13 @@ trait CallManager {
     fn get_call_details(&self, account: &str, call: &str) -> zbus::Result<HashMap<String, String>>;
     #[zbus(name = "getCallList")]
     fn get_call_list(&self, account: &str) -> zbus::Result<Vec<String>>;
+    #[zbus(name = "placeCallWithMedia")]
+    fn place_call_with_media(
+        &self,
+        account: &str,
+        to: &str,
+        media: &[HashMap<&str, &str>],
+    ) -> zbus::Result<String>;
     #[zbus(name = "hold")]
     fn hold(&self, account: &str, call: &str) -> zbus::Result<bool>;
     #[zbus(name = "unhold")]
@@ -745,6 +758,47 @@ impl Jamid {
     /// `callStateChanged(account, call, state, code)` signals.
     pub async fn place_call(&self, account: &str, to: &str) -> Result<String> {
         Ok(self.calls.place_call(account, to).await?)
+    }
+
+    /// `placeCallWithMedia`: calls `to` with audio (from the sound card) and video from
+    /// `video_file` (jamid's `file://` source: any file FFmpeg reads, looped).
+    pub async fn place_video_call(&self, account: &str, to: &str, video_file: &Path) -> Result<String> {
+        let source = format!("file://{}", video_file.display());
+        let audio = HashMap::from([
+            ("MEDIA_TYPE", "MEDIA_TYPE_AUDIO"),
+            ("ENABLED", "true"),
+            ("MUTED", "false"),
+            ("SOURCE", ""),
+            ("LABEL", "audio_0"),
+        ]);
+        let video = HashMap::from([
+            ("MEDIA_TYPE", "MEDIA_TYPE_VIDEO"),
+            ("ENABLED", "true"),
+            ("MUTED", "false"),
+            ("SOURCE", source.as_str()),
+            ("LABEL", "video_0"),
+        ]);
+        Ok(self
+            .calls
+            .place_call_with_media(account, to, &[audio, video])
+            .await?)
+    }
+
+    /// `setActiveCodecList` with the codecs named (`opus`, `VP8`, `H264`, ...), in that
+    /// order; codecs jamid does not have are left out.
+    pub async fn set_codecs(&self, account: &str, names: &[&str]) -> Result<()> {
+        let mut found = Vec::new();
+        for id in self.cm.get_codec_list().await? {
+            let d = self.cm.get_codec_details(account, id).await?;
+            if let Some(name) = d.get("CodecInfo.name") {
+                found.push((name.clone(), id));
+            }
+        }
+        let list: Vec<u32> = names
+            .iter()
+            .filter_map(|n| found.iter().find(|(f, _)| f == n).map(|(_, id)| *id))
+            .collect();
+        Ok(self.cm.set_active_codec_list(account, &list).await?)
     }
 
     /// `accept`: answers an incoming call.
