@@ -5,7 +5,8 @@
 //! what flows; this module moves it: it turns a [`MediaSession`]'s candidates into SDP
 //! lines and the peer's SDP candidates back into an [`IceMessage`], and runs an Opus
 //! stream over the RTP and RTCP components of a connected session: a frame every 20 ms from
-//! an [`AudioSource`], the peer's frames decoded (losses concealed), reports both ways.
+//! an [`AudioSource`], the peer's frames through a jitter buffer and decoded (losses
+//! concealed), reports both ways.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -13,6 +14,7 @@ use pamoja_ice::candidate::{Candidate, IceMessage};
 use pamoja_ice::media::MediaSession;
 use pamoja_ice::session::Connection;
 use pamoja_media::audio::{AudioError, FRAME_SAMPLES, OpusDecoder, OpusEncoder, Tone};
+use pamoja_media::jitter::{JitterBuffer, Playout};
 use pamoja_media::negotiate::Negotiated;
 use pamoja_media::stream::{MediaStream, StreamStats};
 
@@ -61,6 +63,11 @@ pub fn remote_ice(negotiated: &Negotiated) -> Option<IceMessage> {
         candidates,
     })
 }
+
+/// Frames the audio jitter buffer holds before it plays (60 ms).
+pub const JITTER_DEPTH: usize = 3;
+/// Frames it holds at most (200 ms); the oldest go first.
+pub const JITTER_MAX: usize = 10;
 
 /// What a call sends as audio.
 #[derive(Debug, Clone)]
@@ -170,8 +177,10 @@ pub enum MediaError {
 }
 
 /// Runs an Opus stream over its RTP and RTCP connections until `stop` resolves: a frame of
-/// the configured source every 20 ms, the peer's frames decoded (and kept when recording),
-/// a report about every second. Returns what happened.
+/// the configured source every 20 ms; the peer's packets through a jitter buffer
+/// ([`JITTER_DEPTH`] frames deep), a frame played every 20 ms, decoded or, where a packet
+/// never came in time, concealed (and kept when recording); a report about every second.
+/// Returns what happened.
 pub async fn run_audio(
     mut rtp: Connection,
     mut rtcp: Connection,
@@ -187,7 +196,7 @@ pub async fn run_audio(
     let mut report = AudioReport::default();
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut last_seq: Option<u16> = None;
+    let mut jitter = JitterBuffer::new(JITTER_DEPTH, JITTER_MAX);
     let mut last_ssrc: Option<u32> = None;
     let mut last_arrival: Option<Instant> = None;
     tokio::pin!(stop);
@@ -195,16 +204,38 @@ pub async fn run_audio(
         let rtcp_due = tokio::time::Instant::from_std(stream.poll_timeout());
         tokio::select! {
             _ = &mut stop => break,
-            _ = tick.tick(), if config.send => {
-                let muted = config.muted.as_ref().is_some_and(|m| *m.borrow());
-                let frame = if muted {
-                    vec![0; FRAME_SAMPLES]
-                } else {
-                    frames.next().unwrap_or_else(|| vec![0; FRAME_SAMPLES])
+            _ = tick.tick() => {
+                if config.send {
+                    let muted = config.muted.as_ref().is_some_and(|m| *m.borrow());
+                    let frame = if muted {
+                        vec![0; FRAME_SAMPLES]
+                    } else {
+                        frames.next().unwrap_or_else(|| vec![0; FRAME_SAMPLES])
+                    };
+                    let packet = encoder.encode(&frame)?;
+                    if let Ok(p) = stream.send(&packet, FRAME_SAMPLES as u32, false, Instant::now()) {
+                        rtp.send(&p).await.map_err(|_| MediaError::Closed)?;
+                    }
+                }
+                // Playout: one frame a period from the jitter buffer, a missing one
+                // concealed by the decoder.
+                let pcm = match jitter.pop() {
+                    Playout::Filling => continue,
+                    Playout::Missing => {
+                        report.frames_concealed += 1;
+                        decoder.decode(None)?
+                    }
+                    Playout::Frame(_, payload) => match decoder.decode(Some(&payload)) {
+                        Ok(pcm) => {
+                            report.frames_decoded += 1;
+                            pcm
+                        }
+                        // A packet libopus refuses is the peer's problem: skip it.
+                        Err(_) => continue,
+                    },
                 };
-                let packet = encoder.encode(&frame)?;
-                if let Ok(p) = stream.send(&packet, FRAME_SAMPLES as u32, false, Instant::now()) {
-                    rtp.send(&p).await.map_err(|_| MediaError::Closed)?;
+                if record {
+                    report.recorded.extend(pcm);
                 }
             }
             _ = tokio::time::sleep_until(rtcp_due) => {
@@ -222,33 +253,12 @@ pub async fn run_audio(
                     report.longest_gap = report.longest_gap.max(now.duration_since(prev));
                 }
                 last_arrival = Some(now);
-                // Conceal what a forward jump of the sequence says was lost (up to 5 frames);
-                // a new source starts its own numbering.
-                if let Some(prev) = last_seq.filter(|_| last_ssrc == Some(f.ssrc)) {
-                    let gap = f.sequence.wrapping_sub(prev);
-                    if gap > 0x8000 {
-                        continue; // late: its place was concealed already
-                    }
-                    for _ in 1..gap.min(6) {
-                        let pcm = decoder.decode(None)?;
-                        report.frames_concealed += 1;
-                        if record {
-                            report.recorded.extend(pcm);
-                        }
-                    }
+                // A new source starts its own numbering: a buffer of its own.
+                if last_ssrc.is_some_and(|s| s != f.ssrc) {
+                    jitter = JitterBuffer::new(JITTER_DEPTH, JITTER_MAX);
                 }
-                last_seq = Some(f.sequence);
                 last_ssrc = Some(f.ssrc);
-                match decoder.decode(Some(&f.payload)) {
-                    Ok(pcm) => {
-                        report.frames_decoded += 1;
-                        if record {
-                            report.recorded.extend(pcm);
-                        }
-                    }
-                    // A packet libopus refuses is the peer's problem: skip it.
-                    Err(_) => continue,
-                }
+                jitter.push(f.sequence, f.timestamp, &f.payload);
             }
             d = rtcp.recv() => {
                 let d = d.ok_or(MediaError::Closed)?;

@@ -210,8 +210,9 @@ async fn a_video_call_carries_a_test_pattern_and_audio() {
     let a_stats = wait_for(&mut a_ev, 30, stats_of).await;
     let b_stats = wait_for(&mut b_ev, 30, stats_of).await;
     for s in [&a_stats, &b_stats] {
+        // About 4 s of media after ICE: 50 frames a second, less the jitter buffer's.
         assert!(
-            s.rx_audio_frames_decoded >= 200,
+            s.rx_audio_frames_decoded >= 150 && s.rx_audio_longest_gap_ms < 500,
             "audio kept flowing: {s:?}"
         );
         let v = s.video.as_ref().expect("video flowed");

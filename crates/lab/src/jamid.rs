@@ -107,7 +107,8 @@ trait ConfigurationManager {
     #[zbus(name = "getCodecList")]
     fn get_codec_list(&self) -> zbus::Result<Vec<u32>>;
     #[zbus(name = "getCodecDetails")]
-    fn get_codec_details(&self, account: &str, codec: u32) -> zbus::Result<HashMap<String, String>>;
+    fn get_codec_details(&self, account: &str, codec: u32)
+    -> zbus::Result<HashMap<String, String>>;
     #[zbus(name = "setActiveCodecList")]
     fn set_active_codec_list(&self, account: &str, list: &[u32]) -> zbus::Result<()>;
 }
@@ -762,7 +763,12 @@ impl Jamid {
 
     /// `placeCallWithMedia`: calls `to` with audio (from the sound card) and video from
     /// `video_file` (jamid's `file://` source: any file FFmpeg reads, looped).
-    pub async fn place_video_call(&self, account: &str, to: &str, video_file: &Path) -> Result<String> {
+    pub async fn place_video_call(
+        &self,
+        account: &str,
+        to: &str,
+        video_file: &Path,
+    ) -> Result<String> {
         let source = format!("file://{}", video_file.display());
         let audio = HashMap::from([
             ("MEDIA_TYPE", "MEDIA_TYPE_AUDIO"),
