@@ -81,6 +81,27 @@ impl Run {
         }
     }
 
+    /// Like [`Run::wait`], among the events from index `from` of `all` on only.
+    fn wait_from(&mut self, from: usize, secs: u64, pred: impl Fn(&Json) -> bool) -> Json {
+        if let Some(e) = self.all.iter().skip(from).find(|e| pred(e)) {
+            return e.clone();
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let e = self.rx.recv_timeout(left).unwrap_or_else(|_| {
+                panic!(
+                    "no such event; got {:#?}",
+                    &self.all[from.min(self.all.len())..]
+                )
+            });
+            self.all.push(e.clone());
+            if pred(&e) {
+                return e;
+            }
+        }
+    }
+
     fn cmd(&mut self, mut c: Json) -> Json {
         self.next_id += 1;
         let id = self.next_id;
@@ -291,30 +312,42 @@ async fn jami_run_holds_mutes_and_adds_video() {
         "{first}"
     );
 
-    // Hold and resume.
+    // Hold and resume (each wait looks at the events after the command only).
+    let (fa, fb) = (a.all.len(), b.all.len());
     let r = a.cmd(json!({"cmd": "hold", "call": call}));
     assert_eq!(r["hold"], true, "{r}");
-    a.wait(30, |e| state(e, "hold"));
-    b.wait(30, |e| media(e, "peer_hold", true));
+    a.wait_from(fa, 30, |e| state(e, "hold"));
+    b.wait_from(fb, 30, |e| media(e, "peer_hold", true));
+    let (fa, fb) = (a.all.len(), b.all.len());
     a.cmd(json!({"cmd": "unhold", "call": call}));
-    a.wait(30, |e| state(e, "current"));
-    b.wait(30, |e| media(e, "peer_hold", false));
+    a.wait_from(fa, 30, |e| state(e, "current"));
+    b.wait_from(fb, 30, |e| media(e, "peer_hold", false));
 
-    // Mute and unmute.
+    // Mute and unmute; A tells B each time, as jamid tells its peers.
+    let (fa, fb) = (a.all.len(), b.all.len());
     a.cmd(json!({"cmd": "mute", "call": call, "muted": true}));
-    a.wait(10, |e| media(e, "muted", true));
+    a.wait_from(fa, 10, |e| media(e, "muted", true));
+    b.wait_from(fb, 10, |e| media(e, "peer_muted", true));
+    let (fa, fb) = (a.all.len(), b.all.len());
     a.cmd(json!({"cmd": "mute", "call": call, "muted": false}));
-    a.wait(10, |e| media(e, "muted", false));
+    a.wait_from(fa, 10, |e| media(e, "muted", false));
+    b.wait_from(fb, 10, |e| media(e, "peer_muted", false));
+    // And key presses.
+    let fb = b.all.len();
+    let r = a.cmd(json!({"cmd": "dtmf", "call": call, "key": "7"}));
+    assert_eq!(r["key"], "7");
+    let k = b.wait_from(fb, 10, |e| e["event"] == "call_dtmf");
+    assert_eq!((&k["call"], &k["key"]), (&json!(call), &json!("7")), "{k}");
 
     // B offers video; A, which has none, refuses it. Then A adds video: both run it.
+    let fb = b.all.len();
     b.cmd(json!({"cmd": "video", "call": call, "video": true}));
-    let refused = b.wait(30, |e| {
-        e["event"] == "call_media" && e["peer_hold"] == false
-    });
+    let refused = b.wait_from(fb, 30, |e| e["event"] == "call_media");
     assert_eq!(refused["video"], false, "{refused}");
+    let (fa, fb) = (a.all.len(), b.all.len());
     a.cmd(json!({"cmd": "video", "call": call, "video": true}));
-    a.wait(30, |e| media(e, "video", true));
-    b.wait(30, |e| media(e, "video", true));
+    a.wait_from(fa, 30, |e| media(e, "video", true));
+    b.wait_from(fb, 30, |e| media(e, "video", true));
     tokio::time::sleep(Duration::from_secs(3)).await;
     a.cmd(json!({"cmd": "hangup", "call": call}));
     let s = a.wait(30, |e| e["event"] == "call_stats");

@@ -738,8 +738,10 @@ fn media_event(e: &serde_json::Value, field: &str, value: bool) -> bool {
     e["event"] == "call_media" && e[field] == value
 }
 
-/// Re-INVITEs both ways with jamid, each with a new media ICE session (jamid's way towards
-/// a User-Agent it does not know): `jami run` holds and resumes (jamid signals `peerHold`
+/// In-dialog INFOs and re-INVITEs both ways with jamid. jamid learns that we record the call
+/// (`remoteRecordingChanged`); its key presses and its mute reach us. Then re-INVITEs, each
+/// with a new media ICE session (jamid's way towards a User-Agent it does not know):
+/// `jami run` holds and resumes (jamid signals `peerHold`
 /// true, then false), adds video (jamid, answering by itself, takes it and decodes our
 /// pictures), then jamid holds and resumes (we answer its offers and the media restart);
 /// through it all the call stays up, and at the end each side hears the other's tone.
@@ -785,6 +787,32 @@ async fn re_invites_with_jamid_both_ways() {
         .unwrap()
         .pop()
         .expect("jamid's call");
+    // We record the call, and tell jamid so, as it tells its own peers.
+    jamid
+        .wait_signal(mark, Duration::from_secs(30), |s| {
+            s.name == "remoteRecordingChanged"
+                && s.args.get(2) == Some(&pamoja_lab::Arg::Bool(true))
+        })
+        .await
+        .expect("jamid knows we record");
+    // jamid's key presses (its SIP INFO dtmf-relay) reach us.
+    let from = me.all.len();
+    jamid.press_key('9').await.unwrap();
+    let k = me.wait_after(from, 30, |e| e["event"] == "call_dtmf").await;
+    assert_eq!(k["key"], "9", "{k}");
+    // jamid mutes: it tells us.
+    let from = me.all.len();
+    assert!(jamid.mute_audio(&account, &jamid_call, true).await.unwrap());
+    me.wait_after(from, 30, |e| media_event(e, "peer_muted", true))
+        .await;
+    assert!(
+        jamid
+            .mute_audio(&account, &jamid_call, false)
+            .await
+            .unwrap()
+    );
+    me.wait_after(from, 30, |e| media_event(e, "peer_muted", false))
+        .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // We hold, then resume: jamid sees its peer hold and let go.

@@ -303,6 +303,15 @@ async fn execute(client: &Client, name: &str, c: &Json) -> Result<Json> {
             client.set_video(field(c, "call")?, call_options(c)?.video.filter(|_| on))?;
             json!({"call": field(c, "call")?, "video": on})
         }
+        "dtmf" => {
+            let key = field(c, "key")?;
+            let mut chars = key.chars();
+            let (Some(k), None) = (chars.next(), chars.next()) else {
+                return Err(anyhow!("\"key\" must be one character"));
+            };
+            client.send_dtmf(field(c, "call")?, k)?;
+            json!({"call": field(c, "call")?, "key": key})
+        }
         "call.list" => json!({"calls": client.calls()}),
         "" => return Err(anyhow!("missing \"cmd\"")),
         other => return Err(anyhow!("unknown command {other:?}")),

@@ -92,7 +92,15 @@ pub(crate) enum Command {
     Mute(bool),
     /// Add video (with this configuration) or drop it (`None`): a re-INVITE.
     Video(Option<VideoConfig>),
+    /// Press a key: a SIP INFO `application/dtmf-relay`.
+    Dtmf(char),
 }
+
+/// The keys DTMF carries.
+pub const DTMF_KEYS: &str = "0123456789*#ABCD";
+
+/// How long a key press we send lasts (ms), as jamid's.
+const DTMF_DURATION_MS: u32 = 160;
 
 /// What a call's task needs of its account.
 #[derive(Clone)]
@@ -442,6 +450,13 @@ struct Call {
     reoffer: Option<(MediaSession, Sdp, (bool, bool))>,
     /// When to try a re-INVITE again (after a 491, or while another request is out).
     retry_at: Option<Instant>,
+    /// INFO bodies (content type, body) to send, one request at a time.
+    infos: std::collections::VecDeque<(&'static str, String)>,
+    /// We told the peer that we record the call.
+    told_recording: bool,
+    /// What the peer told us: it records, it muted.
+    peer_recording: bool,
+    peer_muted: bool,
 }
 
 /// How long to wait before another re-INVITE after one crossed the peer's (RFC 3261
@@ -479,6 +494,10 @@ impl Call {
             offer: None,
             reoffer: None,
             retry_at: None,
+            infos: Default::default(),
+            told_recording: false,
+            peer_recording: false,
+            peer_muted: false,
         };
         (call, me)
     }
@@ -515,7 +534,42 @@ impl Call {
             peer_hold: m.peer_hold,
             muted: *self.muted.borrow(),
             video: m.video,
+            peer_recording: self.peer_recording,
+            peer_muted: self.peer_muted,
         });
+    }
+
+    /// Whether this call writes what it receives somewhere (the peer is told, as jamid
+    /// tells its peers).
+    fn records(&self) -> bool {
+        self.options.record_wav.is_some()
+            || self
+                .options
+                .video
+                .as_ref()
+                .is_some_and(|v| v.record_file.is_some())
+    }
+
+    /// Sends the next queued INFO when no other request is out.
+    fn send_infos(&mut self) {
+        while let Some((content_type, body)) = self.infos.front() {
+            match self
+                .dialog
+                .info(content_type, body.as_bytes(), Instant::now())
+            {
+                Ok(()) => {
+                    self.infos.pop_front();
+                }
+                // Another request is out, or our answer is not yet acknowledged: this one
+                // waits for that.
+                Err(DialogError::Pending) => return,
+                Err(_) if self.dialog.state() != dialog::State::Terminated => return,
+                Err(_) => {
+                    self.infos.clear();
+                    return;
+                }
+            }
+        }
     }
 
     /// Sends a re-INVITE when what we want differs from what was agreed and nothing else
@@ -603,6 +657,42 @@ impl Call {
         Ok(())
     }
 
+    /// Acts on the peer's INFO: a key frame asked for, its recording or mute state, a key
+    /// pressed.
+    fn take_info(&mut self, content_type: &str, body: &[u8]) {
+        let body = String::from_utf8_lossy(body);
+        if content_type.eq_ignore_ascii_case(control::DTMF_RELAY) {
+            if let Some((key, _)) =
+                control::parse_dtmf(&body).filter(|(k, _)| DTMF_KEYS.contains(*k))
+            {
+                let _ = self.ctx.events.send(Event::CallDtmf {
+                    call: self.dialog.call_id().to_owned(),
+                    key,
+                });
+            }
+            return;
+        }
+        if !content_type.eq_ignore_ascii_case(control::MEDIA_CONTROL) {
+            return;
+        }
+        match Control::parse(&body) {
+            Some(Control::KeyFrame { .. }) => {
+                if let Some(k) = self.media.as_ref().and_then(|m| m.key_frames.as_ref()) {
+                    let _ = k.send(());
+                }
+            }
+            Some(Control::Recording(on)) if on != self.peer_recording => {
+                self.peer_recording = on;
+                self.media_event();
+            }
+            Some(Control::Mute(on)) if on != self.peer_muted => {
+                self.peer_muted = on;
+                self.media_event();
+            }
+            _ => {}
+        }
+    }
+
     /// Runs the dialog until it ends; the reason.
     async fn run(&mut self) -> String {
         let call = self.dialog.call_id().to_owned();
@@ -681,17 +771,7 @@ impl Call {
                         }
                     }
                     DialogEvent::Info { content_type, body } => {
-                        let keyframe = content_type.eq_ignore_ascii_case(control::MEDIA_CONTROL)
-                            && matches!(
-                                Control::parse(&String::from_utf8_lossy(&body)),
-                                Some(Control::KeyFrame { .. })
-                            );
-                        if keyframe {
-                            if let Some(k) = self.media.as_ref().and_then(|m| m.key_frames.as_ref())
-                            {
-                                let _ = k.send(());
-                            }
-                        }
+                        self.take_info(&content_type, &body)
                     }
                     DialogEvent::Offer { sdp } => {
                         if let Err(e) = self.take_offer(&sdp).await {
@@ -710,6 +790,7 @@ impl Call {
                     _ => {}
                 }
             }
+            self.send_infos();
             if let Err(e) = self.renegotiate_if_wanted().await {
                 let _ = self.dialog.hangup();
                 let _ = self.flush().await;
@@ -741,6 +822,10 @@ impl Call {
                         let state = if self.hold { "hold" } else { "current" };
                         self.ctx.state(&call, &self.peer, state, None);
                         self.media_event();
+                        if self.records() && !self.told_recording {
+                            self.told_recording = true;
+                            self.infos.push_back((control::MEDIA_CONTROL, Control::Recording(true).to_body()));
+                        }
                     }
                     Some(Command::AskKeyFrame) => {
                         let body = Control::KeyFrame { stream: None }.to_body();
@@ -753,8 +838,14 @@ impl Call {
                     }
                     Some(Command::Hold(h)) => self.hold = h,
                     Some(Command::Mute(m)) => {
-                        self.muted.send_replace(m);
+                        if self.muted.send_replace(m) != m {
+                            // jamid tells its peer when it mutes; so do we.
+                            self.infos.push_back((control::MEDIA_CONTROL, Control::Mute(m).to_body()));
+                        }
                         self.media_event();
+                    }
+                    Some(Command::Dtmf(key)) => {
+                        self.infos.push_back((control::DTMF_RELAY, control::dtmf_body(key, DTMF_DURATION_MS)));
                     }
                     Some(Command::Video(v)) => {
                         fresh_recording(v.as_ref());

@@ -473,6 +473,16 @@ impl Client {
         self.call_command(call, call::Command::Video(config))
     }
 
+    /// Presses `key` (`0`-`9`, `*`, `#`, `A`-`D`) in call `call`: a SIP INFO
+    /// `application/dtmf-relay`, as jamid sends and reads them.
+    pub fn send_dtmf(&self, call: &str, key: char) -> Result<()> {
+        let key = key.to_ascii_uppercase();
+        if !call::DTMF_KEYS.contains(key) {
+            return Err(ClientError::Invalid(format!("{key:?} is not a DTMF key")));
+        }
+        self.call_command(call, call::Command::Dtmf(key))
+    }
+
     /// The calls in progress.
     pub fn calls(&self) -> Vec<String> {
         self.inner

@@ -114,7 +114,8 @@ pub enum Event {
     /// A call's media figures, sent when the call ends.
     CallStats(CallStats),
     /// What a call's media are now: sent whenever its media (re)start after an offer and
-    /// answer (the first, or a re-INVITE from either side), and when we mute or unmute.
+    /// answer (the first, or a re-INVITE from either side), when we mute or unmute, and when
+    /// the peer says it records or mutes.
     CallMedia {
         /// The call.
         call: String,
@@ -126,6 +127,17 @@ pub enum Event {
         muted: bool,
         /// A video stream runs.
         video: bool,
+        /// The peer says it records the call (its `recording_state` INFO).
+        peer_recording: bool,
+        /// The peer says it muted its audio (its `mute_state` INFO).
+        peer_muted: bool,
+    },
+    /// The peer pressed a key (a SIP INFO `application/dtmf-relay`).
+    CallDtmf {
+        /// The call.
+        call: String,
+        /// The key: `0`-`9`, `*`, `#`, `A`-`D`.
+        key: char,
     },
     /// A fetched history was refused: nothing of it was merged.
     SyncRefused {
@@ -225,6 +237,7 @@ impl Event {
             Self::CallState { .. } => "call_state",
             Self::CallStats(_) => "call_stats",
             Self::CallMedia { .. } => "call_media",
+            Self::CallDtmf { .. } => "call_dtmf",
         }
     }
 
@@ -293,9 +306,13 @@ impl Event {
                 peer_hold,
                 muted,
                 video,
+                peer_recording,
+                peer_muted,
             } => json!({
-                "call": call, "hold": hold, "peer_hold": peer_hold, "muted": muted, "video": video
+                "call": call, "hold": hold, "peer_hold": peer_hold, "muted": muted, "video": video,
+                "peer_recording": peer_recording, "peer_muted": peer_muted
             }),
+            Self::CallDtmf { call, key } => json!({"call": call, "key": key.to_string()}),
             Self::CallStats(s) => json!({
                 "call": s.call, "codec": s.codec,
                 "tx_packets": s.tx_packets, "tx_bytes": s.tx_bytes,

@@ -139,6 +139,16 @@ trait CallManager {
         to: &str,
         media: &[HashMap<&str, &str>],
     ) -> zbus::Result<String>;
+    #[zbus(name = "playDTMF")]
+    fn play_dtmf(&self, key: &str) -> zbus::Result<()>;
+    #[zbus(name = "muteLocalMedia")]
+    fn mute_local_media(
+        &self,
+        account: &str,
+        call: &str,
+        media_type: &str,
+        mute: bool,
+    ) -> zbus::Result<bool>;
     #[zbus(name = "hold")]
     fn hold(&self, account: &str, call: &str) -> zbus::Result<bool>;
     #[zbus(name = "unhold")]
@@ -830,6 +840,19 @@ impl Jamid {
         } else {
             self.calls.unhold(account, call).await?
         })
+    }
+
+    /// `playDTMF`: presses `key` in jamid's current call (a SIP INFO `dtmf-relay`).
+    pub async fn press_key(&self, key: char) -> Result<()> {
+        Ok(self.calls.play_dtmf(&key.to_string()).await?)
+    }
+
+    /// `muteLocalMedia` of the call's audio: jamid sends silence and tells its peer.
+    pub async fn mute_audio(&self, account: &str, call: &str, mute: bool) -> Result<bool> {
+        Ok(self
+            .calls
+            .mute_local_media(account, call, "MEDIA_TYPE_AUDIO", mute)
+            .await?)
     }
 
     /// `getCallDetails`: the call's details (`CALL_STATE`, `PEER_NUMBER`, ...).
