@@ -941,3 +941,51 @@ async fn re_invites_with_jamid_both_ways() {
         "jamid's tone after the re-INVITEs: {hz} Hz, level {level}"
     );
 }
+
+/// The lab itself, checked with jamid alone: one jamid calls another (which answers by
+/// itself), and each one's speaker then plays the other's microphone tone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jamid_calls_jamid_and_each_hears_the_other() {
+    if !available("jamid_calls_jamid_and_each_hears_the_other") {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let (mut lab, callee, _callee_account, callee_id) =
+        lab_with_jamid("jj-callee", &[("Account.autoAnswer", "true")]).await;
+    const CALLER_TONE: u32 = 880;
+    lab.start_pulseaudio("jj-caller", CALLER_TONE)
+        .await
+        .unwrap();
+    let caller = lab.start_jamid("jj-caller").await.unwrap();
+    caller.set_noise_suppression(false).await.unwrap();
+    let account = caller.add_account(4222, &[]).await.unwrap();
+    caller
+        .wait_registered(&account, Duration::from_secs(120))
+        .await
+        .unwrap();
+    let mark = caller.signals().len();
+    let call = caller.place_call(&account, &callee_id).await.unwrap();
+    caller
+        .wait_signal(mark, Duration::from_secs(90), |s| {
+            is_state(s, Some(&call), "CURRENT")
+        })
+        .await
+        .expect("the caller's call is current");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for (name, tone) in [("jj-callee", CALLER_TONE), ("jj-caller", JAMID_TONE)] {
+        let heard = lab
+            .record_speaker(name, Duration::from_secs(3))
+            .await
+            .unwrap();
+        let (hz, level) = analyse_windows(&heard);
+        assert!(
+            (hz - f64::from(tone)).abs() <= 5.0 && level > 0.01,
+            "{name}'s speaker: {hz:.1} Hz, level {level:.3} (want {tone} Hz)"
+        );
+    }
+    assert!(caller.hang_up(&account, &call).await.unwrap());
+    callee
+        .wait_signal(0, Duration::from_secs(30), |s| is_state(s, None, "OVER"))
+        .await
+        .expect("the callee's call is over");
+}

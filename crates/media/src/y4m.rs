@@ -6,7 +6,7 @@
 //! (`C420`, `C420jpeg`, `C420paldv`, `C420mpeg2`, or no `C` at all), which is what VP8
 //! encodes; anything else is refused with a reason, never a panic.
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Read, Write};
 
 use crate::video::I420Frame;
 
@@ -52,7 +52,7 @@ fn bad(why: impl Into<String>) -> Y4mError {
 /// end of the input.
 fn line(r: &mut impl BufRead) -> Result<Option<Vec<u8>>, Y4mError> {
     let mut out = Vec::new();
-    let n = std::io::Read::take(&mut *r, MAX_LINE as u64 + 1).read_until(b'\n', &mut out)?;
+    let n = r.take(MAX_LINE as u64 + 1).read_until(b'\n', &mut out)?;
     if n == 0 {
         return Ok(None);
     }
@@ -138,10 +138,14 @@ impl<R: BufRead> Y4mReader<R> {
             return Err(bad("a picture without its FRAME line"));
         }
         let (w, h) = (self.header.width, self.header.height);
-        let mut data = vec![0; I420Frame::size(w, h)];
-        self.input
-            .read_exact(&mut data)
-            .map_err(|_| bad("a truncated picture"))?;
+        let size = I420Frame::size(w, h);
+        // Grown as the bytes come: a header that claims a huge picture costs only what the
+        // file really holds.
+        let mut data = Vec::new();
+        (&mut self.input).take(size as u64).read_to_end(&mut data)?;
+        if data.len() != size {
+            return Err(bad("a truncated picture"));
+        }
         Ok(Some(I420Frame {
             width: w,
             height: h,
@@ -291,6 +295,12 @@ mod tests {
                 String::from_utf8_lossy(&c[..c.len().min(40)])
             );
         }
+        // A header that claims the largest picture, then a few bytes: refused, having read
+        // only those.
+        let mut huge = b"YUV4MPEG2 W16383 H16383\nFRAME\n".to_vec();
+        huge.extend([0; 100]);
+        let mut r = Y4mReader::new(&huge[..]).unwrap();
+        assert!(matches!(r.next_frame(), Err(Y4mError::Format(_))));
         // Pictures cut short, or without their FRAME line.
         for body in [&b"FRAME\n\x01\x02"[..], b"FRAMEX\n123456", b"FRAME"] {
             let mut f = b"YUV4MPEG2 W2 H2\n".to_vec();
