@@ -242,6 +242,11 @@ struct Media {
     peer_hold: bool,
 }
 
+/// What a media task gave back, or why it gave nothing.
+fn joined<T>(r: Result<Result<T, MediaError>, tokio::task::JoinError>) -> Result<T, MediaError> {
+    r.map_err(|_| MediaError::Closed)?
+}
+
 /// Adds a later session's figures to an earlier one's.
 fn absorb(
     earlier: Option<(AudioReport, Option<VideoReport>)>,
@@ -386,17 +391,19 @@ fn start_media(
         let until_stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
-        let audio = run_audio(
+        // Audio and video are tasks of their own: encoding or decoding a picture never
+        // holds an audio frame back.
+        let audio = tokio::spawn(run_audio(
             rtp,
             rtcp,
             MediaStream::new(audio_config, Instant::now()),
             audio_run,
             until_stopped(stopped.clone()),
-        );
+        ));
         let now = match video_setup {
             Some((vi, vc, _, send)) => {
                 let (vrtp, vrtcp) = (take(2 * vi)?, take(2 * vi + 1)?);
-                let video = run_video(
+                let video = tokio::spawn(run_video(
                     vrtp,
                     vrtcp,
                     MediaStream::new(vc, Instant::now()),
@@ -405,11 +412,11 @@ fn start_media(
                     key_rx,
                     ask_tx,
                     until_stopped(stopped.clone()),
-                );
+                ));
                 let (a, v) = tokio::join!(audio, video);
-                (a?, Some(v?))
+                (joined(a)?, Some(joined(v)?))
             }
-            None => (audio.await?, None),
+            None => (joined(audio.await)?, None),
         };
         Ok(absorb(earlier, now))
     });
@@ -950,6 +957,7 @@ impl Call {
                         + s.srtp_in.replayed
                         + s.srtp_in.truncated,
                     remote_received: s.remote_received,
+                    rtt_ms: s.rtt.map(|r| r.as_millis() as u64),
                     duration_s: (duration * 10.0).round() / 10.0,
                     video: video.map(|v| VideoCallStats {
                         codec: m.video_codec.clone().unwrap_or_default(),

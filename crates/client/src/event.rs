@@ -181,6 +181,9 @@ pub struct CallStats {
     pub remote_received: Option<u64>,
     /// Seconds the media flowed.
     pub duration_s: f64,
+    /// The round trip of the peer's latest report on our audio (ms), when it echoed one
+    /// of our sender reports.
+    pub rtt_ms: Option<u64>,
     /// The video stream's figures, when video flowed.
     pub video: Option<VideoCallStats>,
 }
@@ -323,6 +326,7 @@ impl Event {
                 "rx_audio_longest_gap_ms": s.rx_audio_longest_gap_ms,
                 "rx_srtp_dropped": s.rx_srtp_dropped,
                 "remote_received": s.remote_received, "duration_s": s.duration_s,
+                "rtt_ms": s.rtt_ms,
                 "video": s.video.as_ref().map(|v| json!({
                     "codec": v.codec, "tx_packets": v.tx_packets, "tx_frames": v.tx_frames,
                     "tx_key_frames": v.tx_key_frames, "rx_packets": v.rx_packets,

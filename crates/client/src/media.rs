@@ -453,8 +453,6 @@ impl Recorder {
     }
 }
 
-/// How often the video pacer sends.
-const PACE: std::time::Duration = std::time::Duration::from_millis(5);
 /// Video packets waiting for the pacer, at most (about a second at 6 Mb/s).
 const MAX_PACED: usize = 600;
 
@@ -463,7 +461,8 @@ const MAX_PACED: usize = 600;
 /// asked for one), the peer's pictures put together, decoded and, when measuring, compared
 /// with the pattern; a lost picture makes the stream ask the peer for a key frame through
 /// `ask_key_frame` (at most once a second); the encoder's bitrate follows the peer's
-/// receiver reports and REMB signals (jamid's rules, [`BitrateController`]). With `send`
+/// receiver reports and REMB signals (jamid's rules, [`BitrateController`]) and the round
+/// trips its reports give (a growing queue on the way brings it down). With `send`
 /// false (held, or the peer takes no video) nothing is encoded; what comes is still taken.
 #[allow(clippy::too_many_arguments)]
 pub async fn run_video(
@@ -512,18 +511,23 @@ pub async fn run_video(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut frame_no = 0u32;
     let mut key_wanted = true;
-    let mut last_ask: Option<Instant> = None;
+    let mut asks = pamoja_media::pacer::KeyFrameRequests::default();
     let mut first_ts: Option<u32> = None;
     let (mut psnr_sum, mut psnr_n) = (0f64, 0u64);
     let mut reports_seen = 0u64;
     let mut asked_open = true;
-    let mut paced: std::collections::VecDeque<Vec<u8>> = std::collections::VecDeque::new();
-    let mut budget = 0f64;
-    let mut pace = tokio::time::interval(PACE);
-    pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Each picture's packets leave at 1.25 times the target bitrate, so a big picture does
+    // not arrive as one burst ahead of the audio on a narrow link; a sender far behind its
+    // link drops what is oldest rather than queue it.
+    let mut pacer = pamoja_media::pacer::Pacer::new(MAX_PACED);
+    let mut next_pace: Option<Instant> = None;
     tokio::pin!(stop);
     loop {
         let rtcp_due = tokio::time::Instant::from_std(stream.poll_timeout());
+        // Packets just queued go at once; then at the pacer's steps.
+        let pace_due = next_pace
+            .filter(|_| !pacer.is_empty())
+            .unwrap_or_else(Instant::now);
         tokio::select! {
             _ = &mut stop => break,
             _ = tick.tick(), if send => {
@@ -543,28 +547,17 @@ pub async fn run_video(
                     for (i, p) in packets.iter().enumerate() {
                         let (duration, marker) = if i == last { (step, true) } else { (0, false) };
                         if let Ok(sp) = stream.send(p, duration, marker, Instant::now()) {
-                            paced.push_back(sp);
+                            pacer.push(sp);
                         }
                     }
                 }
-                // A sender far behind its link drops what is oldest rather than queue it.
-                while paced.len() > MAX_PACED {
-                    paced.pop_front();
-                }
             }
-            _ = pace.tick(), if !paced.is_empty() => {
-                // Spread each picture's packets at 1.25 times the target bitrate, so a big
-                // picture does not arrive as one burst ahead of the audio on a narrow link.
-                budget += controller.bitrate() as f64 * 1.25 / 8.0 * PACE.as_secs_f64();
-                while let Some(p) = paced.front() {
-                    if (p.len() as f64) > budget && budget < 1500.0 {
-                        break;
-                    }
-                    budget -= p.len() as f64;
-                    let p = paced.pop_front().expect("front");
+            _ = tokio::time::sleep_until(pace_due.into()), if !pacer.is_empty() => {
+                let now = Instant::now();
+                while let Some(p) = pacer.poll_transmit(now, controller.bitrate()) {
                     rtp.send(&p).await.map_err(|_| MediaError::Closed)?;
                 }
-                budget = budget.min(3000.0);
+                next_pace = pacer.poll_timeout(now);
             }
             Some(()) = key_frame_asked.recv(), if asked_open => {
                 report.key_frame_requests_received += 1;
@@ -581,8 +574,7 @@ pub async fn run_video(
                 match depacketizer.push(f.sequence, f.timestamp, f.marker, &f.payload) {
                     Depacketized::Pending => {}
                     Depacketized::Lost => {
-                        if last_ask.is_none_or(|t| now.duration_since(t) >= std::time::Duration::from_secs(1)) {
-                            last_ask = Some(now);
+                        if asks.on_loss(now) {
                             report.key_frame_requests_sent += 1;
                             let _ = ask_key_frame.send(());
                         }
@@ -620,6 +612,9 @@ pub async fn run_video(
                         f64::from(s.remote_jitter.unwrap_or(0)) / 90_000.0,
                     );
                     changed |= controller.on_report(s.remote_fraction_lost.unwrap_or(0), jitter, now);
+                    if let Some(rtt) = s.rtt {
+                        changed |= controller.on_rtt(rtt, now);
+                    }
                 }
                 for p in parts {
                     if let pamoja_media::rtcp::Rtcp::Remb { bitrate, .. } = p {

@@ -25,7 +25,12 @@ pub const REMB_INCREASE: u64 = 0x7378;
 const WINDOW: Duration = Duration::from_secs(2);
 const HOLD: Duration = Duration::from_secs(2);
 const LOSS_THRESHOLD: f64 = 5.0;
-const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// The shortest time between two steps up (and between two delay-driven steps down).
+pub const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// Queueing delay (round trip over the lowest seen) past which the link is taken as
+/// over-used.
+pub const DELAY_THRESHOLD: Duration = Duration::from_millis(100);
 
 /// The bitrate controller of one video stream.
 #[derive(Debug, Clone)]
@@ -34,6 +39,8 @@ pub struct BitrateController {
     /// (when, loss in %) of recent receiver reports.
     losses: VecDeque<(Instant, f64)>,
     changed: Option<Instant>,
+    /// The lowest round trip seen: the link's own, without queues.
+    base_rtt: Option<Duration>,
 }
 
 impl BitrateController {
@@ -43,6 +50,7 @@ impl BitrateController {
             bitrate: initial.clamp(MIN_BITRATE, MAX_BITRATE),
             losses: VecDeque::new(),
             changed: None,
+            base_rtt: None,
         }
     }
 
@@ -105,6 +113,23 @@ impl BitrateController {
         }
         if loss < 2.0 && !self.held(now, PROBE_EVERY) {
             return self.set(self.bitrate as f64 * 1.05, now);
+        }
+        false
+    }
+
+    /// A round trip measured from the peer's report (our own delay measurement, in place of
+    /// the REMB a jamid receiver sends only to senders that stamp `abs-send-time`): when it
+    /// exceeds the lowest one seen by more than [`DELAY_THRESHOLD`], packets wait in a queue
+    /// on the way, and the bitrate goes down as jamid's REMB "decrease" would have it (to
+    /// 85 %), at most once a [`PROBE_EVERY`]. Returns whether the bitrate changed.
+    pub fn on_rtt(&mut self, rtt: Duration, now: Instant) -> bool {
+        let base = *self.base_rtt.get_or_insert(rtt);
+        if rtt < base {
+            self.base_rtt = Some(rtt);
+            return false;
+        }
+        if rtt - base > DELAY_THRESHOLD && !self.held(now, PROBE_EVERY) {
+            return self.set(self.bitrate as f64 * 0.85, now);
         }
         false
     }
@@ -189,5 +214,27 @@ mod tests {
         let mut c = BitrateController::new(1_000_000);
         assert!(!c.on_report(8, Duration::ZERO, t0));
         assert_eq!(c.bitrate(), 1_000_000);
+    }
+
+    #[test]
+    fn a_growing_round_trip_brings_the_bitrate_down() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut c = BitrateController::new(1_000_000);
+        // The link's own round trip, then a little wobble: nothing.
+        assert!(!c.on_rtt(ms(40), t0));
+        assert!(!c.on_rtt(ms(90), t0 + ms(500)));
+        assert!(!c.on_rtt(ms(30), t0 + ms(900)));
+        // A queue builds (more than 100 ms over the lowest): down to 85 %, once a second.
+        assert!(c.on_rtt(ms(200), t0 + ms(1000)));
+        assert_eq!(c.bitrate(), 850_000);
+        assert!(!c.on_rtt(ms(250), t0 + ms(1500)));
+        assert!(c.on_rtt(ms(250), t0 + ms(2000)));
+        assert_eq!(c.bitrate(), 722_500);
+        // Never under the floor.
+        for i in 0..100u64 {
+            c.on_rtt(ms(400), t0 + Duration::from_secs(3 + i));
+        }
+        assert_eq!(c.bitrate(), MIN_BITRATE);
     }
 }

@@ -27,6 +27,8 @@
 //!   frames to conceal;
 //! * [`bitrate`]: video bitrate adaptation within 200 kb/s - 6 Mb/s from receiver reports
 //!   and jamid's REMB signals;
+//! * [`pacer`]: a video stream's packets spread over time at its bitrate, and key-frame
+//!   requests at most once a second;
 //! * [`video`]: VP8 encoding and decoding (libvpx) of I420 pictures, a test pattern, PSNR;
 //! * [`vp8`]: VP8 over RTP (RFC 7741): descriptors, frames split into packets and put back
 //!   together, losses turned into key-frame requests;
@@ -48,6 +50,7 @@ pub mod control;
 pub mod dialog;
 pub mod jitter;
 pub mod negotiate;
+pub mod pacer;
 pub mod rtcp;
 pub mod rtp;
 pub mod sdes;

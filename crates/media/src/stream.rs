@@ -31,6 +31,7 @@
 //! Anything malformed, replayed, forged or of an unexpected payload type is dropped and
 //! counted; a peer that changes its SSRC gets fresh reception statistics.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::rtcp::{self, ReportBlock, Rtcp, SenderInfo};
@@ -116,6 +117,10 @@ pub struct StreamStats {
     pub remote_reports: u64,
     /// The peer's latest REMB bitrate, in bit/s.
     pub remote_bitrate: Option<u64>,
+    /// The round-trip time of the peer's latest report that echoes one of our sender
+    /// reports (RFC 3550 6.4.1: from when we sent it, less the delay the peer says it held
+    /// it), measured on our own monotonic clock.
+    pub rtt: Option<Duration>,
     /// RTCP packets (compounds) read.
     pub rtcp_received: u64,
     /// RTP packets dropped before SRTP: too short or not RTP.
@@ -149,6 +154,7 @@ impl StreamStats {
         self.remote_jitter = later.remote_jitter.or(self.remote_jitter);
         self.remote_reports += later.remote_reports;
         self.remote_bitrate = later.remote_bitrate.or(self.remote_bitrate);
+        self.rtt = later.rtt.or(self.rtt);
         self.rtcp_received += later.rtcp_received;
         self.rx_malformed += later.rx_malformed;
         self.rx_wrong_payload_type += later.rx_wrong_payload_type;
@@ -163,6 +169,9 @@ impl StreamStats {
         a.too_many_streams += b.too_many_streams;
     }
 }
+
+/// Our sender reports remembered for round-trip times (about 8 s of them).
+const SENT_REPORTS_KEPT: usize = 8;
 
 /// The RTP session of one stream.
 #[derive(Debug)]
@@ -180,6 +189,9 @@ pub struct MediaStream {
     receiver: Option<ReceiverStats>,
     stats: StreamStats,
     next_rtcp: Instant,
+    /// Our last sender reports: the middle 32 bits of their NTP time (what a peer echoes as
+    /// LSR) and when they went.
+    sent_reports: VecDeque<(u32, Instant)>,
 }
 
 fn random_u32() -> u32 {
@@ -205,6 +217,7 @@ impl MediaStream {
             receiver: None,
             stats: StreamStats::default(),
             next_rtcp: now + RTCP_INTERVAL / 2,
+            sent_reports: VecDeque::new(),
             config,
         }
     }
@@ -315,9 +328,9 @@ impl MediaStream {
                     if let Some(r) = self.receiver.as_mut().filter(|r| r.ssrc() == *ssrc) {
                         r.on_sender_report(info.ntp, now);
                     }
-                    self.on_reports(reports);
+                    self.on_reports(reports, now);
                 }
-                Rtcp::ReceiverReport { reports, .. } => self.on_reports(reports),
+                Rtcp::ReceiverReport { reports, .. } => self.on_reports(reports, now),
                 Rtcp::Remb { bitrate, .. } => self.stats.remote_bitrate = Some(*bitrate),
                 _ => {}
             }
@@ -325,12 +338,21 @@ impl MediaStream {
         parts
     }
 
-    fn on_reports(&mut self, reports: &[ReportBlock]) {
+    fn on_reports(&mut self, reports: &[ReportBlock], now: Instant) {
         if let Some(b) = reports.iter().find(|b| b.ssrc == self.ssrc) {
             self.stats.remote_received = Some(b.received_since(self.first_seq));
             self.stats.remote_fraction_lost = Some(b.fraction_lost);
             self.stats.remote_jitter = Some(b.jitter);
             self.stats.remote_reports += 1;
+            // A block echoing one of our sender reports gives the round trip.
+            if b.last_sr != 0
+                && let Some((_, sent)) = self.sent_reports.iter().find(|(lsr, _)| *lsr == b.last_sr)
+            {
+                let held = Duration::from_secs_f64(f64::from(b.delay_since_last_sr) / 65536.0);
+                if let Some(rtt) = now.saturating_duration_since(*sent).checked_sub(held) {
+                    self.stats.rtt = Some(rtt);
+                }
+            }
         }
     }
 
@@ -359,10 +381,15 @@ impl MediaStream {
                 let rtp_timestamp =
                     ts.wrapping_add((elapsed * f64::from(self.config.clock_rate)) as u32);
                 let unix = wall.duration_since(UNIX_EPOCH).unwrap_or_default();
+                let ntp = ntp_time(unix);
+                self.sent_reports.push_back(((ntp >> 16) as u32, now));
+                while self.sent_reports.len() > SENT_REPORTS_KEPT {
+                    self.sent_reports.pop_front();
+                }
                 Rtcp::SenderReport {
                     ssrc: self.ssrc,
                     info: SenderInfo {
-                        ntp: ntp_time(unix),
+                        ntp,
                         rtp_timestamp,
                         packets: self.stats.tx_packets as u32,
                         octets: self.stats.tx_bytes as u32,
@@ -455,10 +482,14 @@ mod tests {
             }
         ));
         let rr = b.rtcp(now + Duration::from_millis(10), SystemTime::now());
-        a.receive_rtcp(&rr, now);
+        a.receive_rtcp(&rr, now + Duration::from_millis(60));
         let s = a.stats();
         assert_eq!(s.tx_packets, 50);
         assert_eq!(s.remote_received, Some(40));
+        // b's report echoes a's sender report; it comes back 60 ms after it went, b having
+        // held it 10 ms: a 50 ms round trip.
+        let rtt = s.rtt.expect("a round trip").as_secs_f64() * 1e3;
+        assert!((49.0..=51.0).contains(&rtt), "{rtt} ms");
         assert!(s.remote_fraction_lost.unwrap() > 0);
         assert!(a.poll_timeout() > now);
     }

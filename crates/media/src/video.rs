@@ -17,7 +17,9 @@
 //! ```
 //!
 //! The encoder is set up as a call's: real-time deadline at jamid's speed setting
-//! ([`CPU_USED`]), constant bitrate, no lag, error resilient, a key frame at least every few seconds, and its bitrate can change between
+//! ([`CPU_USED`]), constant bitrate with jamid's frame dropping and undershoot, no lag,
+//! error resilient, key frames kept small
+//! ([`MAX_INTRA_BITRATE_PCT`]), a key frame at least every few seconds, and its bitrate can change between
 //! frames (the bitrate controller's decisions). libvpx is reached through `env-libvpx-sys`;
 //! the only `unsafe` code of the crate lives here, each call's contract stated beside it.
 
@@ -88,6 +90,11 @@ pub struct EncodedFrame {
 /// jamid's value, "obtained from testing".
 pub const CPU_USED: i32 = 7;
 
+/// The largest key frame, as a percentage of an average frame's share of the bitrate: a
+/// key frame asked for after a loss stays a few packets long, so that it has a fair chance
+/// of crossing a lossy link whole (WebRTC's encoders cap theirs the same way).
+pub const MAX_INTRA_BITRATE_PCT: u32 = 300;
+
 /// A VP8 encoder for calls.
 pub struct Vp8Encoder {
     ctx: Box<vpx::vpx_codec_ctx_t>,
@@ -128,6 +135,10 @@ impl Vp8Encoder {
         cfg.g_lag_in_frames = 0;
         cfg.g_error_resilient = 1;
         cfg.kf_max_dist = fps * 5;
+        // jamid's: the encoder may drop a picture rather than overshoot its buffer, and
+        // aims a little under its target.
+        cfg.rc_dropframe_thresh = 25;
+        cfg.rc_undershoot_pct = 95;
         cfg.g_threads = 2;
         // SAFETY: as above, a place for the context that init fills in.
         let mut ctx: Box<vpx::vpx_codec_ctx_t> =
@@ -149,6 +160,14 @@ impl Vp8Encoder {
                 &mut *ctx,
                 vpx::vp8e_enc_control_id::VP8E_SET_CPUUSED as i32,
                 CPU_USED as std::os::raw::c_int,
+            )
+        })?;
+        // SAFETY: as above; VP8E_SET_MAX_INTRA_BITRATE_PCT takes one unsigned int.
+        check("max intra bitrate", unsafe {
+            vpx::vpx_codec_control_(
+                &mut *ctx,
+                vpx::vp8e_enc_control_id::VP8E_SET_MAX_INTRA_BITRATE_PCT as i32,
+                MAX_INTRA_BITRATE_PCT as std::os::raw::c_uint,
             )
         })?;
         Ok(Self {
