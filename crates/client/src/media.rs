@@ -253,8 +253,10 @@ pub async fn run_audio(
                     report.longest_gap = report.longest_gap.max(now.duration_since(prev));
                 }
                 last_arrival = Some(now);
-                // A new source starts its own numbering: a buffer of its own.
+                // A new source starts its own numbering: what the old one left is played
+                // out, and the new one gets a buffer of its own.
                 if last_ssrc.is_some_and(|s| s != f.ssrc) {
+                    play_out(&mut jitter, &mut decoder, &mut report, record);
                     jitter = JitterBuffer::new(JITTER_DEPTH, JITTER_MAX);
                 }
                 last_ssrc = Some(f.ssrc);
@@ -269,8 +271,27 @@ pub async fn run_audio(
             }
         }
     }
+    // The end of the stream: what is still buffered is played out.
+    play_out(&mut jitter, &mut decoder, &mut report, record);
     report.stats = stream.stats();
     Ok(report)
+}
+
+/// Decodes every frame a jitter buffer still holds (a stream that ended or changed source).
+fn play_out(
+    jitter: &mut JitterBuffer,
+    decoder: &mut OpusDecoder,
+    report: &mut AudioReport,
+    record: bool,
+) {
+    for (_, payload) in jitter.drain() {
+        if let Ok(pcm) = decoder.decode(Some(&payload)) {
+            report.frames_decoded += 1;
+            if record {
+                report.recorded.extend(pcm);
+            }
+        }
+    }
 }
 
 /// How a video stream runs: a VP8 test pattern out, the peer's VP8 in.

@@ -115,6 +115,15 @@ impl JitterBuffer {
         }
     }
 
+    /// Everything still waiting, in sequence order (the end of a stream: nothing more will
+    /// come to fill the holes). The buffer is empty and filling afterwards.
+    pub fn drain(&mut self) -> Vec<(u32, Vec<u8>)> {
+        self.next = None;
+        let frames = std::mem::take(&mut self.frames);
+        self.stats.played += frames.len() as u64;
+        frames.into_values().collect()
+    }
+
     /// The frame for the next period.
     pub fn pop(&mut self) -> Playout {
         let next = match self.next {
@@ -210,5 +219,18 @@ mod tests {
         // Play resumes at the oldest kept frame.
         assert_eq!(b.pop(), Playout::Frame(0, vec![0; 100]));
         assert_eq!(b.len(), 19);
+    }
+
+    #[test]
+    fn what_is_left_drains_in_order() {
+        let mut j = JitterBuffer::new(3, 10);
+        for seq in [7u16, 5, 6] {
+            j.push(seq, u32::from(seq) * 960, &[seq as u8]);
+        }
+        j.push(9, 9 * 960, &[9]);
+        let left: Vec<u8> = j.drain().into_iter().map(|(_, p)| p[0]).collect();
+        assert_eq!(left, vec![5, 6, 7, 9]);
+        assert!(j.is_empty());
+        assert_eq!(j.pop(), Playout::Filling);
     }
 }
