@@ -85,7 +85,9 @@ impl<R: BufRead> Y4mReader<R> {
         }
         let (mut width, mut height, mut rate) = (None, None, (25, 1));
         for w in words.filter(|w| !w.is_empty()) {
-            let (tag, value) = w.split_at(1);
+            // The tag is one character, which need not be one byte in a bad file.
+            let first = w.chars().next().map_or(0, char::len_utf8);
+            let (tag, value) = w.split_at(first);
             match tag {
                 "W" => width = value.parse::<u32>().ok(),
                 "H" => height = value.parse::<u32>().ok(),
@@ -286,6 +288,7 @@ mod tests {
             b"YUV4MPEG2 W2 H2 F0:0\n",
             b"YUV4MPEG2 W2 H2 Fx\n",
             b"YUV4MPEG2 W2 H2",
+            "YUV4MPEG2 \u{e9}2 W2 H2 C\u{e9}\n".as_bytes(),
             &[b'Y'; 5000],
         ];
         for c in cases {
