@@ -40,6 +40,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::candidate::{Candidate, IceMessage, Kind, TcpType, Transport, foundation, priority};
+use crate::random::{OsRandom, Random};
 use crate::stun::{BINDING, Builder, Class, Message, attr};
 
 /// Which side of the negotiation we are on.
@@ -227,10 +228,15 @@ impl Credentials {
     /// Fresh credentials: 8 and 24 lower-case hex characters, as pjnath writes them, and a
     /// random tie-breaker.
     pub fn random() -> Self {
+        Self::generate(&mut OsRandom)
+    }
+
+    /// Fresh credentials as [`Credentials::random`] makes them, drawn from `random`.
+    pub fn generate(random: &mut dyn Random) -> Self {
         Self {
-            ufrag: random_hex(8),
-            pwd: random_hex(24),
-            tie_breaker: random_u64(),
+            ufrag: random_hex(random, 8),
+            pwd: random_hex(random, 24),
+            tie_breaker: random.next_u64(),
         }
     }
 }
@@ -263,20 +269,15 @@ pub struct Agent {
     all_failed_at: Option<Instant>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
+    random: Box<dyn Random>,
 }
 
-fn random_hex(n: usize) -> String {
+fn random_hex(random: &mut dyn Random, n: usize) -> String {
     let mut b = vec![0u8; n.div_ceil(2)];
-    let _ = aws_lc_rs::rand::fill(&mut b);
+    random.fill(&mut b);
     let mut s: String = b.iter().map(|x| format!("{x:02x}")).collect();
     s.truncate(n);
     s
-}
-
-fn random_u64() -> u64 {
-    let mut b = [0u8; 8];
-    let _ = aws_lc_rs::rand::fill(&mut b);
-    u64::from_be_bytes(b)
 }
 
 /// RFC 8445 §6.1.2.3 pair priority.
@@ -289,7 +290,15 @@ impl Agent {
     /// A new agent with fresh credentials (8 and 24 lower-case hex characters, as pjnath)
     /// and a random tie-breaker.
     pub fn new(role: Role, config: Config) -> Self {
-        Self::for_component(role, config, Credentials::random(), 1)
+        Self::with_random(role, config, OsRandom)
+    }
+
+    /// An agent as [`Agent::new`] makes it, drawing its credentials, tie-breaker,
+    /// transaction ids and timer jitter from `random`: two agents given generators in the
+    /// same state and the same inputs send the same bytes.
+    pub fn with_random(role: Role, config: Config, mut random: impl Random + 'static) -> Self {
+        let credentials = Credentials::generate(&mut random);
+        Self::for_component_with_random(role, config, credentials, 1, random)
     }
 
     /// An agent for `component` (1-256) answering to `credentials`: one of the agents of a
@@ -301,7 +310,20 @@ impl Agent {
         credentials: Credentials,
         component: u32,
     ) -> Self {
+        Self::for_component_with_random(role, config, credentials, component, OsRandom)
+    }
+
+    /// An agent as [`Agent::for_component`] makes it, drawing its transaction ids and timer
+    /// jitter from `random`.
+    pub fn for_component_with_random(
+        role: Role,
+        config: Config,
+        credentials: Credentials,
+        component: u32,
+        random: impl Random + 'static,
+    ) -> Self {
         Self {
+            random: Box::new(random),
             config,
             role,
             component: component.clamp(1, 256),
@@ -638,7 +660,7 @@ impl Agent {
 
     fn schedule_consent(&mut self, now: Instant) {
         let base = self.config.consent_interval.as_millis() as u64;
-        let jitter = random_u64() % (base * 2 / 5 + 1);
+        let jitter = self.random.next_u64() % (base * 2 / 5 + 1);
         self.next_consent = Some(now + Duration::from_millis(base * 4 / 5 + jitter));
     }
 
@@ -663,7 +685,8 @@ impl Agent {
             return;
         };
         let local = &self.locals[self.pairs[pi].local].candidate;
-        let transaction = Builder::random_transaction();
+        let mut transaction = [0u8; 12];
+        self.random.fill(&mut transaction);
         let prflx_priority = priority(
             Kind::Prflx.preference(),
             local.priority >> 8 & 0xFFFF,
@@ -1272,6 +1295,47 @@ mod tests {
         let (c, base) = host("10.0.0.2:6000", Transport::Udp, None);
         b.add_local_candidate(c, base);
         Net::new(a, b)
+    }
+
+    /// Every datagram of a whole UDP negotiation and a minute of consent checks, with
+    /// agents drawing from generators seeded with `seed`.
+    fn seeded_run(seed: u8) -> Vec<Vec<u8>> {
+        use crate::random::SeededRandom;
+        let mut a = Agent::with_random(
+            Role::Controlling,
+            Config::default(),
+            SeededRandom::new([seed; 32]),
+        );
+        let mut b = Agent::with_random(
+            Role::Controlled,
+            Config::default(),
+            SeededRandom::new([seed + 1; 32]),
+        );
+        let (c, base) = host("10.0.0.1:5000", Transport::Udp, None);
+        a.add_local_candidate(c, base);
+        let (c, base) = host("10.0.0.2:6000", Transport::Udp, None);
+        b.add_local_candidate(c, base);
+        let mut net = Net::new(a, b);
+        net.exchange();
+        let mut sent = Vec::new();
+        net.run(
+            Duration::from_secs(60),
+            |t| {
+                sent.push(t.data.clone());
+                true
+            },
+            |_, _| false,
+        );
+        assert!(completed(&net.a, &net.b));
+        sent
+    }
+
+    #[test]
+    fn same_seed_same_bytes() {
+        let first = seeded_run(1);
+        assert!(first.len() > 10, "{} datagrams", first.len());
+        assert_eq!(first, seeded_run(1));
+        assert_ne!(first, seeded_run(3));
     }
 
     #[test]

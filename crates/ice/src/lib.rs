@@ -17,7 +17,8 @@
 //!   pair is selected;
 //! * [`media`]: a call's media session, one UDP component per RTP and RTCP flow of each
 //!   stream, numbered across streams as jamid does;
-//! * [`pipe`]: a byte stream over the message queues of such a driver.
+//! * [`pipe`]: a byte stream over the message queues of such a driver;
+//! * [`random`]: where the state machines' randomness comes from.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -28,6 +29,7 @@ pub mod client;
 pub mod framing;
 pub mod media;
 pub mod pipe;
+pub mod random;
 pub mod session;
 pub mod stun;
 pub mod turn;

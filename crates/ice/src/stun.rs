@@ -10,6 +10,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use aws_lc_rs::hmac;
 
+use crate::random::Random;
+
 /// The magic cookie of every RFC 5389/8489 message.
 pub const MAGIC_COOKIE: u32 = 0x2112_A442;
 /// Header size.
@@ -400,7 +402,7 @@ impl Builder {
     /// A random 96-bit transaction id.
     pub fn random_transaction() -> [u8; 12] {
         let mut t = [0u8; 12];
-        let _ = aws_lc_rs::rand::fill(&mut t);
+        crate::random::OsRandom.fill(&mut t);
         t
     }
 
