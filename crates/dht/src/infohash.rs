@@ -29,8 +29,13 @@ impl InfoHash {
 
     /// A uniformly random id.
     pub fn random() -> Self {
+        Self::random_from(&mut crate::random::OsRandom)
+    }
+
+    /// A uniformly random id drawn from `random`.
+    pub fn random_from(random: &mut dyn crate::random::Random) -> Self {
         let mut out = [0u8; 20];
-        let _ = aws_lc_rs::rand::fill(&mut out);
+        random.fill(&mut out);
         Self(out)
     }
 

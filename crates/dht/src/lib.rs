@@ -8,6 +8,7 @@
 //! * [`value`]: values as OpenDHT packs them (plain, signed, encrypted);
 //! * [`node`]: the sans-IO engine, a state machine fed datagrams and time that returns
 //!   datagrams, timers and events (routing tables, searches, storage, tokens, listen);
+//! * [`random`]: where the engine's randomness comes from (the system, or a seed);
 //! * [`ratelimit`] and [`blacklist`]: what a node refuses to hear;
 //! * [`discovery`]: OpenDHT's LAN peer discovery (multicast);
 //! * [`secure`]: SecureDht's rules: signed values, values encrypted to a key, certificates;
@@ -25,6 +26,7 @@ pub mod json;
 pub mod message;
 pub mod node;
 pub mod proxy;
+pub mod random;
 pub mod ratelimit;
 pub mod routing;
 pub mod runner;

@@ -20,6 +20,7 @@ use crate::message::{
     Body, FRAGMENT_SIZE, FieldReply, Fragment, MAX_INLINE_BYTES, MAX_INLINE_VALUES, Message,
     MessageKind, Method, NodeInfo, ValueEntry, ValueQuery, WANT_V4, WANT_V6,
 };
+use crate::random::{OsRandom, Random};
 use crate::ratelimit::{Limits, RateLimiter};
 use crate::routing::{K, RoutingTable};
 use crate::storage::{DEFAULT_STORAGE_LIMIT, Storage, StoreOutcome, lifetime};
@@ -341,19 +342,25 @@ pub struct Node {
     counters: Counters,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
+    random: Box<dyn Random>,
+    /// An instant and the Unix time then (seconds since the epoch, signed): where Unix time
+    /// is reckoned from, if the caller gave it ([`Node::set_unix_time`]).
+    unix_anchor: Option<(Instant, i128)>,
 }
 
-fn rand_u64() -> u64 {
-    let mut b = [0u8; 8];
-    let _ = aws_lc_rs::rand::fill(&mut b);
-    u64::from_le_bytes(b)
-}
-
-fn unix_now() -> i64 {
+fn system_unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+/// Seconds since the epoch at `t`, negative before it.
+fn unix_secs(t: SystemTime) -> i128 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i128::from(d.as_secs()),
+        Err(e) => -i128::from(e.duration().as_secs()),
+    }
 }
 
 /// OpenDHT treats these source addresses as bogus and drops their packets.
@@ -376,16 +383,31 @@ fn is_martian(addr: &SocketAddr) -> bool {
 impl Node {
     /// A node with `config`.
     pub fn new(config: Config) -> Self {
-        let id = config.id.unwrap_or_else(InfoHash::random);
+        Self::with_random(config, OsRandom)
+    }
+
+    /// A node with `config` drawing its randomness (its id when the config has none, token
+    /// secrets, transaction ids, value ids, timer jitter) from `random`: two nodes given
+    /// generators in the same state, the same Unix time ([`Node::set_unix_time`]) and the
+    /// same inputs send the same bytes.
+    pub fn with_random(config: Config, random: impl Random + 'static) -> Self {
+        let mut random: Box<dyn Random> = Box::new(random);
+        let id = config
+            .id
+            .unwrap_or_else(|| InfoHash::random_from(&mut random));
+        let secrets = [random.next_u64(), random.next_u64()];
+        let next_tid = random.next_u64() as u32;
         Self {
+            random,
+            unix_anchor: None,
             id,
             network: config.network,
             table4: RoutingTable::new(id),
             table6: RoutingTable::new(id),
             storage: Storage::new(config.storage_limit),
-            secrets: [rand_u64(), rand_u64()],
+            secrets,
             next_rotation: None,
-            next_tid: rand_u64() as u32,
+            next_tid,
             pending: HashMap::new(),
             searches: HashMap::new(),
             next_op: 1,
@@ -407,6 +429,25 @@ impl Node {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         }
+    }
+
+    /// Gives the node the Unix time: `unix` is the wall-clock time at `now`. From then on
+    /// the node reckons Unix time (the `created` date of the values it puts, the age of
+    /// values it stores and republishes) as `unix` plus the time passed since `now`, and
+    /// never reads the system clock. Until told, it reads the system clock.
+    pub fn set_unix_time(&mut self, now: Instant, unix: SystemTime) {
+        self.unix_anchor = Some((now, unix_secs(unix)));
+    }
+
+    /// The Unix time at `now`, in seconds: from [`Node::set_unix_time`] if it was called,
+    /// else from the system clock.
+    pub fn unix_time(&self, now: Instant) -> i64 {
+        let Some((at, unix)) = self.unix_anchor else {
+            return system_unix_now();
+        };
+        let after = i128::from(now.saturating_duration_since(at).as_secs());
+        let before = i128::from(at.saturating_duration_since(now).as_secs());
+        (unix + after - before).clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
     }
 
     /// The node id.
@@ -684,7 +725,8 @@ impl Node {
     fn start_maintenance(&mut self, now: Instant) {
         if self.next_maintenance.is_none() {
             self.next_maintenance = Some(now + Duration::from_secs(60));
-            self.next_rotation = Some(now + Duration::from_secs(15 * 60 + rand_u64() % (30 * 60)));
+            self.next_rotation =
+                Some(now + Duration::from_secs(15 * 60 + self.random.next_u64() % (30 * 60)));
         }
     }
 
@@ -773,7 +815,7 @@ impl Node {
     /// [`Event::PutDone`]. The value is also stored locally.
     pub fn put(&mut self, now: Instant, key: InfoHash, mut value: Value) -> OpId {
         if value.id == 0 {
-            value.id = rand_u64().max(1);
+            value.id = self.random.next_u64().max(1);
         }
         self.storage.store(key, value.clone(), now, Duration::ZERO);
         self.start_search(
@@ -781,7 +823,7 @@ impl Node {
             key,
             OpKind::Put {
                 value,
-                created: unix_now(),
+                created: self.unix_time(now),
                 acked: 0,
                 pending: 0,
                 sent: false,
@@ -888,7 +930,7 @@ impl Node {
                 continue;
             }
             let jobs: Vec<(InfoHash, InfoHash, SocketAddr)> = table
-                .refresh_targets()
+                .refresh_targets_from(&mut *self.random)
                 .into_iter()
                 .filter_map(|t| {
                     table
@@ -1297,8 +1339,9 @@ impl Node {
                     Err(error(401, "Put with wrong token"))
                 }
                 Some(k) => {
-                    let created = b.created.unwrap_or_else(unix_now).min(unix_now());
-                    let age = Duration::from_secs(unix_now().saturating_sub(created).max(0) as u64);
+                    let unix = self.unix_time(now);
+                    let created = b.created.unwrap_or(unix).min(unix);
+                    let age = Duration::from_secs(unix.saturating_sub(created).max(0) as u64);
                     let mut replies = Vec::new();
                     let mut bad_id = false;
                     for v in b.values {
@@ -1878,8 +1921,9 @@ impl Node {
             }
         }
         if self.next_rotation.is_some_and(|t| t <= now) {
-            self.secrets = [rand_u64(), self.secrets[0]];
-            self.next_rotation = Some(now + Duration::from_secs(15 * 60 + rand_u64() % (30 * 60)));
+            self.secrets = [self.random.next_u64(), self.secrets[0]];
+            self.next_rotation =
+                Some(now + Duration::from_secs(15 * 60 + self.random.next_u64() % (30 * 60)));
         }
     }
 
@@ -1938,7 +1982,7 @@ impl Node {
                 for (value, expiration) in values {
                     let left = expiration.saturating_duration_since(now);
                     let age = lifetime(value.value_type).saturating_sub(left);
-                    let created = unix_now() - age.as_secs() as i64;
+                    let created = self.unix_time(now) - age.as_secs() as i64;
                     self.counters.republished += 1;
                     self.start_search(
                         now,
@@ -1997,5 +2041,79 @@ mod tests {
         );
         n.handle_timeout(t0 + Duration::from_secs(61));
         assert_eq!(n.storage_counts(), (0, 0));
+    }
+
+    /// Every datagram of two nodes meeting, putting and getting a value, and running their
+    /// timers for an hour, the nodes drawing from generators seeded with `seed`.
+    fn seeded_run(seed: u8) -> Vec<(SocketAddr, Vec<u8>)> {
+        use crate::random::SeededRandom;
+        let t0 = Instant::now();
+        let unix = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let addrs: [SocketAddr; 2] = [
+            "10.0.0.1:4222".parse().unwrap(),
+            "10.0.0.2:4222".parse().unwrap(),
+        ];
+        let mut nodes = [0, 1].map(|i| {
+            let mut n = Node::with_random(Config::default(), SeededRandom::new([seed + i; 32]));
+            n.set_unix_time(t0, unix);
+            n
+        });
+        let mut sent = Vec::new();
+        let mut now = t0;
+        let pump = |nodes: &mut [Node; 2], now: Instant, sent: &mut Vec<(SocketAddr, Vec<u8>)>| {
+            loop {
+                let mut moved = false;
+                for i in 0..2 {
+                    while let Some(t) = nodes[i].poll_transmit() {
+                        moved = true;
+                        if let Some(j) = addrs.iter().position(|a| *a == t.to) {
+                            nodes[j].handle_datagram(now, addrs[i], &t.data);
+                        }
+                        sent.push((t.to, t.data));
+                    }
+                }
+                if !moved {
+                    break;
+                }
+            }
+        };
+        nodes[0].bootstrap(now, addrs[1]);
+        pump(&mut nodes, now, &mut sent);
+        nodes[0].put(now, InfoHash::get(b"key"), Value::new("hello"));
+        pump(&mut nodes, now, &mut sent);
+        nodes[1].get(now, InfoHash::get(b"key"), None);
+        pump(&mut nodes, now, &mut sent);
+        while now < t0 + Duration::from_secs(3600) {
+            let next = nodes.iter().filter_map(Node::poll_timeout).min();
+            now = next.unwrap_or(now).max(now + Duration::from_millis(1));
+            for n in &mut nodes {
+                n.handle_timeout(now);
+            }
+            pump(&mut nodes, now, &mut sent);
+        }
+        assert_eq!(nodes[0].unix_time(now), 1_700_000_000 + 3600);
+        sent
+    }
+
+    #[test]
+    fn same_seed_same_bytes() {
+        let first = seeded_run(1);
+        assert!(first.len() > 10, "{} datagrams", first.len());
+        assert_eq!(first, seeded_run(1));
+        assert_ne!(first, seeded_run(3));
+    }
+
+    #[test]
+    fn unix_time_is_reckoned_from_the_callers_clock() {
+        let t0 = Instant::now();
+        let mut n = Node::with_random(Config::default(), crate::random::SeededRandom::new([0; 32]));
+        n.set_unix_time(
+            t0 + Duration::from_secs(10),
+            UNIX_EPOCH + Duration::from_secs(100),
+        );
+        assert_eq!(n.unix_time(t0 + Duration::from_secs(15)), 105);
+        assert_eq!(n.unix_time(t0), 90);
+        n.set_unix_time(t0, UNIX_EPOCH - Duration::from_secs(5));
+        assert_eq!(n.unix_time(t0 + Duration::from_secs(2)), -3);
     }
 }

@@ -174,6 +174,11 @@ impl RoutingTable {
     /// non-empty one that holds fewer than `K` nodes. Returns, per bucket, a random target id
     /// in its range.
     pub fn refresh_targets(&self) -> Vec<InfoHash> {
+        self.refresh_targets_from(&mut crate::random::OsRandom)
+    }
+
+    /// [`RoutingTable::refresh_targets`], the random ids drawn from `random`.
+    pub fn refresh_targets_from(&self, random: &mut dyn crate::random::Random) -> Vec<InfoHash> {
         let deepest = self
             .buckets
             .iter()
@@ -182,7 +187,7 @@ impl RoutingTable {
         (0..=(deepest + 1).min(159))
             .filter(|&i| self.buckets[i].len() < K)
             .map(|i| {
-                let mut t = InfoHash::random();
+                let mut t = InfoHash::random_from(random);
                 // Keep our first i bits, flip bit i.
                 for bit in 0..=i {
                     let (byte, mask) = (bit / 8, 0x80u8 >> (bit % 8));

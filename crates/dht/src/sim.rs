@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::infohash::InfoHash;
 use crate::node::{Config, Event, Node, OpId};
+use crate::random::SeededRandom;
 use crate::value::Value;
 
 /// A small deterministic PRNG (xorshift) so runs are reproducible.
@@ -63,8 +64,12 @@ pub struct Sim {
     down: HashSet<usize>,
 }
 
+/// The Unix time (seconds) at which a simulation starts, for every node: 2023-11-14.
+pub const SIM_UNIX_START: u64 = 1_700_000_000;
+
 impl Sim {
-    /// `n` nodes, `loss_permille` of datagrams lost, seeded randomness.
+    /// `n` nodes, `loss_permille` of datagrams lost, seeded randomness (the nodes' own too:
+    /// the same seed gives the same run).
     pub fn new(n: usize, loss_permille: u64, seed: u64) -> Self {
         Self::with_config(n, loss_permille, seed, |_| Config::default())
     }
@@ -79,17 +84,26 @@ impl Sim {
         let mut nodes = Vec::new();
         let mut addrs = Vec::new();
         let mut by_addr = HashMap::new();
+        let now = Instant::now();
+        // A fixed wall clock: runs are reproduced byte for byte.
+        let unix = std::time::UNIX_EPOCH + Duration::from_secs(SIM_UNIX_START);
         for i in 0..n {
             // 127.a.b.c: loopback addresses, one per node, never sent to (all in memory).
             let octet = |x: usize| (x % 250) as u8;
             let ip = std::net::Ipv4Addr::new(127, octet(i / 62500), octet(i / 250), octet(i) + 1);
             let addr = SocketAddr::from((ip, 4222));
-            nodes.push(Node::new(config(i)));
+            // Each node's randomness follows from the seed; Unix time moves with virtual time.
+            let mut node_seed = [0u8; 32];
+            node_seed[..8].copy_from_slice(&seed.to_le_bytes());
+            node_seed[8..16].copy_from_slice(&(i as u64).to_le_bytes());
+            let mut node = Node::with_random(config(i), SeededRandom::new(node_seed));
+            node.set_unix_time(now, unix);
+            nodes.push(node);
             by_addr.insert(addr, i);
             addrs.push(addr);
         }
         Self {
-            now: Instant::now(),
+            now,
             nodes,
             addrs,
             by_addr,
