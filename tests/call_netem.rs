@@ -124,7 +124,7 @@ fn video_bitrate_adapts_and_audio_keeps_flowing_on_a_narrow_lossy_link() {
             b.set_settings(Settings {
                 auto_answer: true,
                 ..Settings::default()
-            })
+            }).await
             .unwrap();
             b.set_call_options(CallOptions {
                 source: AudioSource::Tone(660.0, 0.2),

@@ -170,15 +170,15 @@ async fn execute(client: &Client, name: &str, c: &Json) -> Result<Json> {
             json!({"conversation": client.accept_contact(field(c, "from")?).await?})
         }
         "contact.decline" => {
-            client.decline_contact(field(c, "from")?)?;
+            client.decline_contact(field(c, "from")?).await?;
             json!({})
         }
         "contact.remove" => {
-            client.remove_contact(field(c, "id")?, c["ban"].as_bool().unwrap_or(false))?;
+            client.remove_contact(field(c, "id")?, c["ban"].as_bool().unwrap_or(false)).await?;
             json!({})
         }
         "contact.unban" => {
-            client.unban_contact(field(c, "id")?)?;
+            client.unban_contact(field(c, "id")?).await?;
             json!({})
         }
         "contact.list" => {
@@ -207,7 +207,7 @@ async fn execute(client: &Client, name: &str, c: &Json) -> Result<Json> {
             json!({"requests": list})
         }
         "conv.list" => json!({"conversations": client.conversations()}),
-        "conv.create" => json!({"conversation": client.create_group()?}),
+        "conv.create" => json!({"conversation": client.create_group().await?}),
         "conv.invite" => json!({"commit":
             client.invite(field(c, "conversation")?, field(c, "to")?).await?}),
         "conv.accept" => {
@@ -269,7 +269,7 @@ async fn execute(client: &Client, name: &str, c: &Json) -> Result<Json> {
                 // Calls answered automatically send and keep what this command says.
                 client.set_call_options(call_options(c)?);
             }
-            client.set_settings(s.clone())?;
+            client.set_settings(s.clone()).await?;
             json!({"settings": {"read_receipts": s.read_receipts, "typing": s.typing,
                 "display_name": s.display_name, "auto_answer": s.auto_answer}})
         }

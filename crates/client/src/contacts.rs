@@ -248,6 +248,28 @@ impl Contacts {
         Ok(Self { contacts, requests })
     }
 
+    /// Reads both files from their contents (`None`: missing, an empty list).
+    pub fn decode(contacts: Option<&[u8]>, requests: Option<&[u8]>) -> io::Result<Self> {
+        Ok(Self {
+            contacts: match contacts {
+                Some(b) => decode_map(b, Contact::decode)?,
+                None => BTreeMap::new(),
+            },
+            requests: match requests {
+                Some(b) => decode_map(b, PendingRequest::decode)?,
+                None => BTreeMap::new(),
+            },
+        })
+    }
+
+    /// Both files' contents: `contacts`, then `incomingTrustRequests`.
+    pub fn encode(&self) -> (Vec<u8>, Vec<u8>) {
+        (
+            encode_map(&self.contacts, Contact::encode),
+            encode_map(&self.requests, PendingRequest::encode),
+        )
+    }
+
     /// Writes both files into `dir`.
     pub fn save(&self, dir: &Path) -> io::Result<()> {
         write_atomic(

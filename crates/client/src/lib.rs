@@ -2,36 +2,66 @@
 //!
 //! Two people add each other and talk; every device of every member ends up with the same
 //! history, even when they were never online at the same time. This crate composes the
-//! others into that:
+//! others into that, in two halves:
 //!
-//! - [`trust`]: the `TrustRequest` values put at a contact's device inbox on the DHT, to ask
-//!   and to confirm;
-//! - [`contacts`]: the contact list and the pending requests, in jamid's files;
-//! - [`instant`]: the instant messages members exchange over `sip` channels (new-commit
-//!   notices, typing indicators, read receipts, invitations);
-//! - [`presence`]: who is reachable (announced on the DHT) and connected (linked);
-//! - [`client`]: the running account: commands in ([`Client`]'s methods), events out
-//!   ([`Events`]); conversations kept as swarm repositories in the data directory, served over
-//!   `git://` channels and fetched from peers when they announce new commits, each fetched
-//!   history validated before it is merged;
-//! - [`call`]: a task per call: its SIP dialog on the peer's `sip` channel, its media ICE
-//!   session, its audio and video; hold, mute and video added or dropped through
-//!   re-INVITEs; `call_state`, `call_media` and `call_stats` events;
-//! - [`media`]: the I/O edge of a call's media: the media ICE session in SDP, and the Opus
-//!   and VP8 streams pumped over its RTP and RTCP components (tones, WAV and raw video
-//!   files, test patterns as sources; WAV and raw video files, or nothing, as sinks).
+//! - [`core`]: the account as a pure state machine ([`core::Core`]). Inputs in (commands,
+//!   DHT values, channels up and down, bytes of `sip` channels, results of fetches), I/O
+//!   requests ([`core::Io`]) and [`Event`]s out, time passed in, randomness handed in. It
+//!   holds the rules: contacts and trust requests, presence, membership, how notices are
+//!   delivered, when conversations are fetched and from whom, who is served.
+//! - `shell`: [`Client`], one tokio task that owns the core and runs what it asks: the
+//!   DHT runner, the link manager and the inbox, git on the blocking pool, call tasks, the
+//!   data directory's files. It decides nothing.
 //!
-//! The pure modules hold the formats and the rules; [`client`] holds the I/O.
+//! The formats and rules it builds on, each pure: [`trust`] (the `TrustRequest` values),
+//! [`contacts`] (jamid's contact files), [`instant`] (new-commit notices, typing, read
+//! receipts, invitations), [`presence`] (reachable and connected). Calls: [`call`] runs a
+//! task per call (its SIP dialog on the peer's `sip` channel, its media ICE session, its
+//! audio and video), [`media`] pumps Opus and VP8 over RTP.
+//!
+//! # Driving it
+//!
+//! ```no_run
+//! # async fn run(account: pamoja_identity::Account) -> Result<(), pamoja_client::ClientError> {
+//! use pamoja_client::{Client, Config, Event};
+//! let config = Config {
+//!     data_dir: "alice".into(),
+//!     bootstrap: vec!["127.0.0.1:4222".parse().unwrap()],
+//!     ice_addr: "127.0.0.1".parse().unwrap(),
+//! };
+//! let (client, mut events) = Client::start(account, config).await?;
+//! let conversation = client.add_contact("0123456789abcdef0123456789abcdef01234567").await?;
+//! while let Some(event) = events.next().await {
+//!     if let Event::ContactAdded { confirmed: true, .. } = event {
+//!         client.send_message(&conversation, "hello").await?;
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Embedding the core alone (a simulator, another runtime): see [`core`]'s call order.
 
 pub mod call;
-pub mod client;
+mod config;
 pub mod contacts;
+pub mod core;
+mod error;
 pub mod event;
 pub mod instant;
 pub mod media;
 pub mod presence;
+mod shell;
 pub mod trust;
 
 pub use call::CallOptions;
-pub use client::{Client, ClientError, Config, ContactInfo, Events, Settings};
+pub use config::{Config, Settings};
+pub use error::ClientError;
 pub use event::{CallStats, Event, VideoCallStats};
+pub use shell::{Client, ContactInfo, Events};
+
+/// The old module path of the running account.
+pub mod client {
+    pub use crate::config::{Config, Settings};
+    pub use crate::error::ClientError;
+    pub use crate::shell::{Client, ContactInfo, Events};
+}

@@ -73,6 +73,7 @@ async fn a_tone_crosses_a_call() {
         auto_answer: true,
         ..Settings::default()
     })
+    .await
     .unwrap();
     b.set_call_options(CallOptions {
         source: AudioSource::Tone(660.0, 0.2),
@@ -186,6 +187,7 @@ async fn a_video_call_carries_a_test_pattern_and_audio() {
         auto_answer: true,
         ..Settings::default()
     })
+    .await
     .unwrap();
     b.set_call_options(CallOptions {
         source: AudioSource::Tone(660.0, 0.2),
@@ -261,6 +263,7 @@ async fn mute_hold_and_video_through_re_invites() {
         auto_answer: true,
         ..Settings::default()
     })
+    .await
     .unwrap();
     // B takes video when offered; A's first offer has none.
     b.set_call_options(CallOptions {
@@ -426,6 +429,7 @@ async fn video_from_a_file_is_recorded_at_the_other_end() {
         auto_answer: true,
         ..Settings::default()
     })
+    .await
     .unwrap();
     b.set_call_options(CallOptions {
         video: Some(VideoConfig {

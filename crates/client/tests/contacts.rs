@@ -73,6 +73,7 @@ async fn two_accounts_add_each_other_and_talk() {
         display_name: "Ann".into(),
         ..Settings::default()
     })
+    .await
     .unwrap();
 
     let t0 = Instant::now();
@@ -173,6 +174,7 @@ async fn two_accounts_add_each_other_and_talk() {
         read_receipts: false,
         ..Settings::default()
     })
+    .await
     .unwrap();
     assert_eq!(a.set_typing(&conv, true).await.unwrap(), 0);
     assert_eq!(a.set_displayed(&conv, &last).await.unwrap(), 0);

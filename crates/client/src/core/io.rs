@@ -1,0 +1,385 @@
+//! The core's vocabulary: what goes in ([`Input`]) and what it asks the shell to do ([`Io`]).
+//!
+//! Every variant of [`Io`] is one piece of I/O; its result, if it has one, comes back as
+//! the [`Input`] named in its documentation. The shell may run several at once and feed
+//! their results back in any order: the core never assumes an order between two results.
+
+use pamoja_identity::{Certificate, DeviceId, PublicKey};
+use pamoja_swarm::{Message, Mode, Role};
+
+use crate::config::Settings;
+use crate::error::ClientError;
+use crate::trust::TrustRequest;
+
+/// A channel the shell holds, named by a number the shell gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChannelId(pub u64);
+
+/// A command waiting for its reply (see [`Io::Reply`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ticket(pub u64);
+
+/// What the user asks of the account.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// Ask an account to become a contact ([`Reply::Conversation`]).
+    AddContact(String),
+    /// Accept a trust request ([`Reply::Conversation`]).
+    AcceptContact(String),
+    /// Decline a trust request.
+    DeclineContact(String),
+    /// Remove a contact, banning it or not.
+    RemoveContact {
+        /// The contact.
+        id: String,
+        /// Refuse its devices from now on.
+        ban: bool,
+    },
+    /// Lift a ban.
+    UnbanContact(String),
+    /// Replace the settings.
+    SetSettings(Settings),
+    /// Post a text ([`Reply::Commit`]).
+    SendMessage {
+        /// The conversation.
+        conversation: String,
+        /// The text.
+        text: String,
+    },
+    /// Tell the linked members we type, or stopped ([`Reply::Count`]).
+    SetTyping {
+        /// The conversation.
+        conversation: String,
+        /// Typing or not.
+        on: bool,
+    },
+    /// Tell the linked members we displayed a message ([`Reply::Count`]).
+    SetDisplayed {
+        /// The conversation.
+        conversation: String,
+        /// The commit displayed.
+        message: String,
+    },
+    /// Create a group conversation ([`Reply::Conversation`]).
+    CreateGroup,
+    /// Invite an account to a group conversation ([`Reply::Commit`]).
+    Invite {
+        /// The conversation.
+        conversation: String,
+        /// The account invited.
+        id: String,
+    },
+    /// Accept an invitation: the conversation is cloned from the inviter and joined.
+    AcceptConversation(String),
+    /// Leave a conversation.
+    Leave(String),
+    /// Vote an account out of a conversation we administer.
+    RemoveMember {
+        /// The conversation.
+        conversation: String,
+        /// The account.
+        id: String,
+    },
+    /// Call an account: the first device a `sip` channel reaches is called
+    /// ([`Io::PlaceCall`] carries the ticket on).
+    PlaceCall {
+        /// The account called.
+        to: String,
+    },
+}
+
+/// The answer to a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// Done, nothing to say.
+    Done,
+    /// A conversation id.
+    Conversation(String),
+    /// A commit id.
+    Commit(String),
+    /// How many devices were told.
+    Count(usize),
+    /// A call placed: its Call-ID.
+    Call(String),
+}
+
+/// A repository change the core asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GitOp {
+    /// Create a conversation (no id yet: [`GitOutcome::created`] names it).
+    Create {
+        /// Its mode.
+        mode: Mode,
+        /// The one invited (one-to-one conversations).
+        invited: Option<String>,
+    },
+    /// Post a text.
+    Post(String),
+    /// Add a member (the `add` commit).
+    AddMember(String),
+    /// Join a conversation we are invited to.
+    Join,
+    /// Leave it.
+    Leave,
+    /// Vote an account out.
+    VoteBan(String),
+    /// Fetch from a device, validate what came and merge it.
+    Fetch {
+        /// The device (64 hex digits).
+        device: String,
+        /// Its account, when known (left out of the notices that follow).
+        account: Option<String>,
+        /// Its certificate chain when known (else the link must be up, or the
+        /// repository knows the device).
+        chain: Option<Vec<Certificate>>,
+    },
+    /// Clone the conversation from the first of these devices that serves it.
+    Clone {
+        /// The devices' certificate chains.
+        chains: Vec<Vec<Certificate>>,
+    },
+    /// Delete our copy (a clone that does not invite us).
+    Remove,
+}
+
+/// What a repository change did.
+#[derive(Debug, Clone, Default)]
+pub struct GitOutcome {
+    /// The id of a conversation just created.
+    pub created: Option<String>,
+    /// The commits that are new on `main`, oldest first (the whole history for a clone).
+    pub commits: Vec<Message>,
+    /// The members of the conversation now.
+    pub members: Vec<(String, Role)>,
+    /// For a fetch: the new head when `main` moved (a merge commit of ours, or the
+    /// remote head).
+    pub moved_to: Option<String>,
+    /// Devices that failed to serve a clone, and why.
+    pub refused: Vec<(String, String)>,
+}
+
+/// A file of the data directory the core keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateFile {
+    /// `contacts` and `incomingTrustRequests` (jamid's formats).
+    Contacts,
+    /// `settings.json`.
+    Settings,
+    /// `convRequests.json`.
+    ConvRequests,
+}
+
+/// What happened outside the core.
+#[derive(Debug)]
+pub enum Input {
+    /// A command of the user.
+    Command(Ticket, Command),
+    /// Result of [`Io::LookupDevices`]: the device chains announced at an account's key
+    /// (device certificate first).
+    Devices {
+        /// The account.
+        account: String,
+        /// The chains found (possibly none).
+        chains: Vec<Vec<Certificate>>,
+    },
+    /// An announcement of a device of `account` (its short id) was seen; `fresh` when it
+    /// was just put (a listen), not found by a lookup.
+    Announced {
+        /// The account.
+        account: String,
+        /// The device's short id (40 hex digits).
+        device: String,
+        /// Just put.
+        fresh: bool,
+    },
+    /// A channel is up: one a peer opened, or one of [`Io::OpenSip`].
+    ChannelUp {
+        /// The shell's name for it.
+        channel: ChannelId,
+        /// The device at the other end.
+        device: DeviceId,
+        /// Its account, as the link's TLS certificate says (`None`: not known).
+        account: Option<String>,
+        /// The channel's name (`sip`, `git://...`).
+        name: String,
+    },
+    /// [`Io::OpenSip`] failed.
+    ChannelFailed {
+        /// The device.
+        device: DeviceId,
+        /// Why.
+        reason: String,
+    },
+    /// Bytes read on a channel.
+    ChannelData {
+        /// The channel.
+        channel: ChannelId,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// A channel closed (either side).
+    ChannelClosed(ChannelId),
+    /// An instant message from the DHT inbox.
+    Inbox {
+        /// Its id (a message is handled once, whichever way it came).
+        id: String,
+        /// The sender's account.
+        from: String,
+        /// Its device.
+        device: DeviceId,
+        /// Content type.
+        mime: String,
+        /// Body.
+        body: String,
+    },
+    /// A trust request (or confirmation) from the DHT inbox.
+    Trust {
+        /// The sender's account.
+        from: String,
+        /// The sending device's key (DER).
+        device: Vec<u8>,
+        /// The request.
+        request: TrustRequest,
+    },
+    /// A peer fetched from us on a `git://` channel ([`Io::Serve`]).
+    Served {
+        /// The conversation.
+        conversation: String,
+        /// The peer's device.
+        device: DeviceId,
+        /// Its account.
+        account: Option<String>,
+    },
+    /// Result of [`Io::Git`].
+    Git {
+        /// The conversation (the temporary name of a creation is not given).
+        conversation: Option<String>,
+        /// The operation.
+        op: GitOp,
+        /// What it did.
+        result: Result<GitOutcome, ClientError>,
+    },
+    /// Bytes of a clone received so far.
+    Progress {
+        /// The conversation.
+        conversation: String,
+        /// Bytes.
+        bytes: u64,
+    },
+    /// A call started ([`Io::PlaceCall`] or [`Io::IncomingCall`]): its Call-ID.
+    CallStarted(String),
+    /// A call ended.
+    CallEnded(String),
+}
+
+/// What the core asks the shell to do.
+#[derive(Debug)]
+pub enum Io {
+    /// Answer a command.
+    Reply(Ticket, Result<Reply, ClientError>),
+    /// Put our device announcement, certificate and CRL on the DHT.
+    Announce,
+    /// Look up the devices an account announces: [`Input::Devices`].
+    LookupDevices(String),
+    /// Look up an account's announcements: an [`Input::Announced`] each (not fresh).
+    LookupAnnouncements(String),
+    /// Listen to an account's announcements: an [`Input::Announced`] (fresh) each.
+    Listen(String),
+    /// Seal a trust request for a device and put it at its inbox.
+    PutTrust {
+        /// The device's key.
+        device: PublicKey,
+        /// The request.
+        request: TrustRequest,
+    },
+    /// Seal an instant message for a device and put it at its inbox.
+    PutInbox {
+        /// The device's key.
+        device: PublicKey,
+        /// Message id.
+        id: u64,
+        /// Content type.
+        mime: String,
+        /// Body.
+        body: String,
+    },
+    /// Open a `sip` channel to the device of `chain`: [`Input::ChannelUp`] or
+    /// [`Input::ChannelFailed`].
+    OpenSip {
+        /// Device certificate first.
+        chain: Vec<Certificate>,
+    },
+    /// Send bytes on a channel.
+    Send {
+        /// The channel.
+        channel: ChannelId,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// Close a channel.
+    Close(ChannelId),
+    /// Serve a conversation's repository on a `git://` channel: [`Input::Served`] each
+    /// time the peer fetched.
+    Serve {
+        /// The channel.
+        channel: ChannelId,
+        /// The conversation.
+        conversation: String,
+        /// The peer's device.
+        device: DeviceId,
+        /// Its account.
+        account: Option<String>,
+    },
+    /// Change a repository: [`Input::Git`].
+    Git {
+        /// The conversation (`None` for a creation).
+        conversation: Option<String>,
+        /// The change.
+        op: GitOp,
+    },
+    /// Write one of the account's files.
+    Persist {
+        /// Which.
+        file: StateFile,
+        /// Its new content (for [`StateFile::Contacts`]: `contacts`, then
+        /// `incomingTrustRequests` in `extra`).
+        data: Vec<u8>,
+        /// The second file's content, when the state has two.
+        extra: Option<Vec<u8>>,
+    },
+    /// Start a call on a `sip` channel (answer the ticket with its Call-ID):
+    /// [`Input::CallStarted`].
+    PlaceCall {
+        /// The command's ticket.
+        ticket: Ticket,
+        /// The channel.
+        channel: ChannelId,
+        /// The peer's account.
+        peer: String,
+        /// The channel was just opened (jamid needs a moment before an INVITE).
+        fresh: bool,
+    },
+    /// A peer's INVITE: start an incoming call on its channel: [`Input::CallStarted`].
+    IncomingCall {
+        /// The channel.
+        channel: ChannelId,
+        /// The peer's account.
+        peer: String,
+        /// The INVITE.
+        invite: pamoja_channel::sip::SipMessage,
+        /// Answer at once.
+        auto_answer: bool,
+    },
+    /// A SIP message of a call in progress.
+    CallMessage {
+        /// The call's Call-ID.
+        call: String,
+        /// The message.
+        message: pamoja_channel::sip::SipMessage,
+    },
+}
+
+/// Device id of the first certificate of a chain.
+pub(crate) fn device_of(chain: &[Certificate]) -> Option<DeviceId> {
+    chain.first().map(|c| c.public_key().device_id())
+}

@@ -1,0 +1,341 @@
+//! Channels: which ones we accept and serve, how a `sip` channel's requests are answered
+//! and routed (to a call by its Call-ID, an INVITE to a new call, a MESSAGE to the
+//! instant-message rules), and what an instant message does.
+//!
+//! The sender of an instant message on a `sip` channel is the account the link's TLS
+//! certificate authenticated, not the SIP `From` header: a message whose `From` names
+//! another account is dropped.
+
+use pamoja_channel::sip::{self, SipReader, StartLine};
+use pamoja_identity::DeviceId;
+
+use super::{AfterLookup, ChannelId, ConvRequest, Core, Io, is_hex_id};
+use crate::event::Event;
+use crate::instant::Instant as Im;
+
+/// An open channel.
+pub(super) struct Chan {
+    pub(super) device: DeviceId,
+    pub(super) account: Option<String>,
+    /// The SIP reader of a `sip` channel (`None`: a `git://` channel being served).
+    reader: Option<SipReader>,
+}
+
+impl Core {
+    /// The account of a device we know (its `sip` channel, or a lookup).
+    fn account_of_device(&self, device: &DeviceId) -> Option<String> {
+        if let Some(a) = self
+            .sips
+            .get(device)
+            .and_then(|ch| self.channels.get(ch)?.account.clone())
+        {
+            return Some(a);
+        }
+        self.devices
+            .iter()
+            .find(|(_, chains)| {
+                chains
+                    .iter()
+                    .any(|c| c[0].public_key().device_id() == *device)
+            })
+            .map(|(a, _)| a.clone())
+    }
+
+    pub(super) fn on_channel_up(
+        &mut self,
+        channel: ChannelId,
+        device: DeviceId,
+        account: Option<String>,
+        name: &str,
+    ) {
+        let account = account
+            .filter(|a| !a.is_empty())
+            .or_else(|| self.account_of_device(&device));
+        if let Some(a) = &account {
+            if self.contacts.is_banned(a) {
+                tracing::info!("channel {name:?} from banned account {a}: closed");
+                self.io.push_back(Io::Close(channel));
+                return;
+            }
+        }
+        if name == "sip" {
+            self.channels.insert(
+                channel,
+                Chan {
+                    device,
+                    account: account.clone(),
+                    reader: Some(SipReader::default()),
+                },
+            );
+            self.sips.insert(device, channel);
+            if let Some(a) = &account {
+                let change = self.presence.linked(a, &device.to_string(), true, self.now);
+                if let Some(s) = change {
+                    self.events.push_back(Event::Presence {
+                        contact: a.clone(),
+                        status: s.as_str(),
+                    });
+                }
+                // Both sides fetch what they share when a `sip` channel comes up.
+                for conv in self.members.shared_with(a) {
+                    self.fetch(&conv, device, Some(a));
+                }
+            }
+            self.sip_opened(device, channel);
+        } else if let Some(rest) = name.strip_prefix("git://") {
+            let conv = rest.rsplit('/').next().unwrap_or_default().to_owned();
+            let allowed = is_hex_id(&conv, 40)
+                && account
+                    .as_deref()
+                    .is_some_and(|a| self.members.may_read(&conv, a));
+            if !allowed {
+                tracing::info!(
+                    "git channel for {conv:?} from {device} ({account:?}): not a member, closed"
+                );
+                self.io.push_back(Io::Close(channel));
+                return;
+            }
+            self.channels.insert(
+                channel,
+                Chan {
+                    device,
+                    account: account.clone(),
+                    reader: None,
+                },
+            );
+            self.io.push_back(Io::Serve {
+                channel,
+                conversation: conv,
+                device,
+                account,
+            });
+        } else {
+            tracing::info!("channel {name:?} from {device}: not ours, closed");
+            self.io.push_back(Io::Close(channel));
+        }
+    }
+
+    pub(super) fn on_channel_closed(&mut self, channel: ChannelId) {
+        let Some(c) = self.channels.remove(&channel) else {
+            return;
+        };
+        if c.reader.is_none() {
+            return;
+        }
+        if self.sips.get(&c.device) == Some(&channel) {
+            self.sips.remove(&c.device);
+        }
+        if let Some(a) = c.account {
+            let change = self
+                .presence
+                .linked(&a, &c.device.to_string(), false, self.now);
+            if let Some(s) = change {
+                self.events.push_back(Event::Presence {
+                    contact: a,
+                    status: s.as_str(),
+                });
+            }
+        }
+    }
+
+    /// Bytes of a `sip` channel: each request answered 200 (calls answer their own), each
+    /// MESSAGE handled.
+    pub(super) fn on_channel_data(&mut self, channel: ChannelId, data: &[u8]) {
+        let Some(c) = self.channels.get_mut(&channel) else {
+            return;
+        };
+        let Some(reader) = c.reader.as_mut() else {
+            return;
+        };
+        reader.push(data);
+        let mut messages = Vec::new();
+        let mut broken = false;
+        while let Some(m) = reader.next_message() {
+            match m {
+                Ok(m) => messages.push(m),
+                Err(e) => {
+                    tracing::info!("sip channel from {}: {e}", c.device);
+                    broken = true;
+                    break;
+                }
+            }
+        }
+        let (device, account) = (c.device, c.account.clone());
+        for m in messages {
+            let call_id = m.header("Call-ID").unwrap_or_default().to_owned();
+            if self.calls.contains(&call_id) {
+                self.io.push_back(Io::CallMessage {
+                    call: call_id,
+                    message: m,
+                });
+                continue;
+            }
+            // A response is never an instant message's business: it goes to its call (one
+            // we just placed may not be registered yet).
+            let StartLine::Request { method, .. } = &m.start else {
+                if !call_id.is_empty() {
+                    self.io.push_back(Io::CallMessage {
+                        call: call_id,
+                        message: m,
+                    });
+                }
+                continue;
+            };
+            if method == "INVITE" {
+                match &account {
+                    Some(a) => {
+                        self.calls.insert(call_id);
+                        self.io.push_back(Io::IncomingCall {
+                            channel,
+                            peer: a.clone(),
+                            invite: m,
+                            auto_answer: self.settings.auto_answer,
+                        })
+                    }
+                    None => self.io.push_back(Io::Send {
+                        channel,
+                        data: sip::response(&m, 403, "Forbidden").to_bytes(),
+                    }),
+                }
+                continue;
+            }
+            self.io.push_back(Io::Send {
+                channel,
+                data: sip::response(&m, 200, "OK").to_bytes(),
+            });
+            let Some(t) = sip::read_message(&m) else {
+                continue;
+            };
+            if let Some(id) = &t.id {
+                if !self.seen.first_time(id) {
+                    continue;
+                }
+            }
+            let from = match &account {
+                Some(a) if *a != t.from => {
+                    tracing::warn!(
+                        "message on {device}'s link names {} as sender, not {a}: dropped",
+                        t.from
+                    );
+                    continue;
+                }
+                Some(a) => a.clone(),
+                None => t.from.clone(),
+            };
+            self.on_instant(&from, Some(device), &t.content_type, &t.body);
+        }
+        if broken {
+            self.io.push_back(Io::Close(channel));
+        }
+    }
+
+    /// An instant message from account `from` (over SIP from `device`, or the DHT inbox).
+    pub(super) fn on_instant(
+        &mut self,
+        from: &str,
+        device: Option<DeviceId>,
+        mime: &str,
+        body: &str,
+    ) {
+        let Some(m) = Im::decode(mime, body) else {
+            return;
+        };
+        match m {
+            Im::NewCommit {
+                conversation,
+                device: dev,
+                ..
+            } => {
+                if !self.members.holds(&conversation) {
+                    tracing::info!("notice for unknown conversation {conversation}");
+                } else if !self.members.takes_part(&conversation, from) {
+                    tracing::info!("notice for {conversation} from a non-member");
+                } else if let Ok(d) = dev.parse::<DeviceId>() {
+                    self.fetch(&conversation, d, Some(from));
+                }
+            }
+            Im::Composing {
+                conversation,
+                active,
+            } => {
+                if self.settings.typing && self.members.not_banned(&conversation, from) {
+                    self.events.push_back(Event::Typing {
+                        conversation,
+                        from: from.into(),
+                        on: active,
+                    });
+                }
+            }
+            Im::Displayed {
+                conversation,
+                message,
+            } => {
+                if self.settings.read_receipts && self.members.not_banned(&conversation, from) {
+                    self.events.push_back(Event::Displayed {
+                        conversation,
+                        from: from.into(),
+                        message,
+                    });
+                }
+            }
+            Im::Invite {
+                conversation,
+                metadatas,
+            } => {
+                if !is_hex_id(&conversation, 40)
+                    || self.members.holds(&conversation)
+                    || self.contacts.is_banned(from)
+                {
+                    return;
+                }
+                let fresh = self
+                    .conv_requests
+                    .insert(
+                        conversation.clone(),
+                        ConvRequest {
+                            from: from.into(),
+                            metadatas: metadatas.clone(),
+                            received: self.unix,
+                        },
+                    )
+                    .is_none();
+                if fresh {
+                    self.persist_conv_requests();
+                    self.watch(from);
+                    self.events.push_back(Event::ConversationRequest {
+                        conversation,
+                        from: from.into(),
+                        metadatas,
+                    });
+                }
+            }
+            Im::NeedInvite { conversation } => {
+                if self.members.not_banned(&conversation, from) {
+                    let mut metadatas = serde_json::Map::new();
+                    metadatas.insert("mode".into(), serde_json::Value::from("2"));
+                    self.deliver(
+                        from,
+                        Im::Invite {
+                            conversation,
+                            metadatas,
+                        },
+                    );
+                }
+            }
+        }
+        let _ = device;
+    }
+
+    /// Places a call: the devices of `to` are looked up first.
+    pub(super) fn place_call(&mut self, t: super::Ticket, to: &str) {
+        if !is_hex_id(to, 40) {
+            return self.reply(
+                t,
+                Err(crate::error::ClientError::Invalid(format!(
+                    "not a Jami ID: {to:?}"
+                ))),
+            );
+        }
+        self.after_lookup(to, AfterLookup::Call(t));
+    }
+}

@@ -1,0 +1,1055 @@
+//! The I/O edge: one task owns the [`Core`](crate::core::Core) and runs what it asks.
+//!
+//! [`Client::start`] reads the data directory, joins the DHT, starts the link manager and
+//! the inbox, builds the core, and spawns the driver:
+//!
+//! ```text
+//! loop {
+//!     run every Io the core asks for   (DHT, links, channels, git, calls, files)
+//!     hand every event to Events
+//!     wait: an input (a command, a result, a channel's bytes) or the core's timeout
+//!     core.handle(now, unix, input)    or core.handle_timeout(now, unix)
+//! }
+//! ```
+//!
+//! Results of I/O come back to the driver as [`Input`]s on one channel. Nothing here
+//! decides anything about the protocol: it dials, reads, writes and runs git.
+
+mod dht;
+mod git;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use pamoja_channel::link::{
+    Channel, ChannelSender, Dialer, Incoming, Manager, Options, Rendezvous,
+};
+use pamoja_channel::seen::{self, Seen};
+use pamoja_channel::sip::SipMessage;
+use pamoja_channel::tls::Identity;
+use pamoja_dht::securedht::SecureDht;
+use pamoja_dht::{Config as DhtConfig, Runner};
+use pamoja_identity::{Account, DeviceId, PrivateKey};
+use pamoja_swarm::{Role, Signer};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::call::{self, CallOptions};
+use crate::config::{Config, Settings};
+use crate::contacts::{ContactState, Contacts, PendingRequest, write_atomic};
+use crate::core::{
+    ChannelId, Command, Core, CoreConfig, Input, Io, Members, Random, Reply, SeenIds, State,
+    StateFile, Ticket, decode_conv_requests,
+};
+use crate::error::ClientError;
+use crate::event::Event;
+use crate::presence::Status;
+
+type Result<T> = std::result::Result<T, ClientError>;
+
+/// A contact as [`Client::contacts`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactInfo {
+    /// Jami ID.
+    pub id: String,
+    /// Pending, confirmed, banned...
+    pub state: ContactState,
+    /// The one-to-one conversation.
+    pub conversation: String,
+    /// When added, Unix seconds.
+    pub added: i64,
+    /// Presence now.
+    pub presence: Status,
+}
+
+/// The stream of events of a running account.
+pub struct Events(mpsc::UnboundedReceiver<Event>);
+
+impl Events {
+    /// The next event; `None` once the account stopped.
+    pub async fn next(&mut self) -> Option<Event> {
+        self.0.recv().await
+    }
+}
+
+/// The operating system's random generator.
+struct OsRandom;
+
+impl Random for OsRandom {
+    fn fill(&mut self, buf: &mut [u8]) {
+        if aws_lc_rs::rand::fill(buf).is_err() {
+            // Never zeroes: a time-derived fill, and the failure logged.
+            tracing::error!("the system random generator failed");
+            let t = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            for (i, b) in buf.iter_mut().enumerate() {
+                *b = (t >> ((i % 16) * 8)) as u8 ^ (i as u8).wrapping_mul(151);
+            }
+        }
+    }
+}
+
+/// The shared message-id memory (the link manager dedups connection requests with it).
+struct SharedSeen(Arc<Mutex<Seen>>);
+
+impl SeenIds for SharedSeen {
+    fn first_time(&mut self, id: &str) -> bool {
+        self.0
+            .lock()
+            .map(|mut s| s.insert(id).unwrap_or(true))
+            .unwrap_or(true)
+    }
+}
+
+pub(crate) fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A channel the shell holds for the core.
+enum Held {
+    /// A `sip` channel: its writer (in order) and the sender calls use.
+    Sip {
+        writer: mpsc::UnboundedSender<Vec<u8>>,
+        sender: ChannelSender,
+        reader: tokio::task::JoinHandle<()>,
+    },
+    /// A `git://` channel waiting for the core's word.
+    Git(Channel),
+}
+
+/// What the driver and the I/O tasks share.
+pub(crate) struct Shared {
+    core: Mutex<Core>,
+    inputs: mpsc::UnboundedSender<Input>,
+    replies: Mutex<HashMap<Ticket, oneshot::Sender<Result<Reply>>>>,
+    next_ticket: AtomicU64,
+    next_channel: AtomicU64,
+    account: Account,
+    pub(crate) signer: Arc<Signer>,
+    me: String,
+    device: String,
+    pub(crate) data: PathBuf,
+    runner: Arc<Runner>,
+    dht: Arc<SecureDht>,
+    pub(crate) dialer: Dialer,
+    ice_addr: IpAddr,
+    events: mpsc::UnboundedSender<Event>,
+    channels: Mutex<HashMap<ChannelId, Held>>,
+    calls: Mutex<HashMap<String, mpsc::UnboundedSender<call::Command>>>,
+    /// Messages for calls not registered yet (a response racing the call's start).
+    orphans: Mutex<HashMap<String, Vec<SipMessage>>>,
+    call_options: Mutex<CallOptions>,
+    pending_calls: Mutex<HashMap<Ticket, CallOptions>>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+/// A running account. Methods are the commands; [`Events`] brings what happens. Dropping
+/// the client stops every task it started.
+pub struct Client {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if let Ok(t) = self.shared.tasks.lock() {
+            for h in t.iter() {
+                h.abort();
+            }
+        }
+        if let Ok(mut chans) = self.shared.channels.lock() {
+            for (_, h) in chans.drain() {
+                if let Held::Sip { reader, .. } = h {
+                    reader.abort();
+                }
+            }
+        }
+    }
+}
+
+fn accept_channel_name(name: &str) -> bool {
+    name == "sip" || name.starts_with("git://")
+}
+
+fn read_state(data: &std::path::Path) -> Result<State> {
+    let read = |name: &str| std::fs::read(data.join(name)).ok();
+    let contacts = Contacts::decode(
+        read(Contacts::CONTACTS_FILE).as_deref(),
+        read(Contacts::REQUESTS_FILE).as_deref(),
+    )?;
+    let settings = read("settings.json")
+        .map(|b| Settings::from_json(&serde_json::from_slice(&b).unwrap_or_default()))
+        .unwrap_or_default();
+    let conv_requests = read("convRequests.json")
+        .map(|b| decode_conv_requests(&b))
+        .unwrap_or_default();
+    let mut members = Members::default();
+    for id in git::conversation_ids(data) {
+        match git::open(data, &id).and_then(|c| Ok(c.members()?)) {
+            Ok(ms) => members.set(&id, ms),
+            Err(e) => tracing::warn!("conversation {id} not readable: {e}"),
+        }
+    }
+    Ok(State {
+        contacts,
+        settings,
+        conv_requests,
+        members,
+    })
+}
+
+impl Client {
+    /// Starts `account` with the data directory and network of `config`. The archive is
+    /// kept in the data directory (`archive.gz`) when it is not there yet.
+    pub async fn start(account: Account, config: Config) -> Result<(Self, Events)> {
+        let data = config.data_dir.clone();
+        std::fs::create_dir_all(data.join("conversations"))?;
+        let device_key = account
+            .device()
+            .ok_or_else(|| ClientError::Invalid("the archive holds no device key".into()))?;
+        let device_cert = device_key.cert.clone();
+        let device_pkcs8 = device_key.key.to_pkcs8_der().to_vec();
+        let signer = Signer::of(&account, "pamoja")?;
+        let me = account.jami_id().to_string();
+        let device = device_cert.public_key().device_id().to_string();
+        let mut chain = vec![device_cert.clone(), account.account_cert().clone()];
+        chain.extend(account.ca_cert().cloned());
+        let key = || PrivateKey::from_pkcs8_der(&device_pkcs8);
+
+        let state = read_state(&data)?;
+        let banned: Vec<_> = state
+            .contacts
+            .contacts
+            .iter()
+            .filter(|(_, c)| c.is_banned())
+            .filter_map(|(id, _)| id.parse().ok())
+            .collect();
+        let seen = Arc::new(Mutex::new(Seen::open(
+            &data.join("seen"),
+            seen::DEFAULT_CAPACITY,
+        )?));
+
+        let first = *config
+            .bootstrap
+            .first()
+            .ok_or_else(|| ClientError::Invalid("no bootstrap node given".into()))?;
+        let any = if first.is_ipv4() {
+            IpAddr::from([0, 0, 0, 0])
+        } else {
+            IpAddr::from([0u16; 8])
+        };
+        let runner = Runner::bind(SocketAddr::new(any, 0), DhtConfig::default()).await?;
+        for b in &config.bootstrap {
+            runner.bootstrap(*b);
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let s = runner.stats().await?;
+            if s.good4 + s.good6 > 0 {
+                break;
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(ClientError::NoBootstrap(first));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let runner = Arc::new(runner);
+        let dht = Arc::new(SecureDht::new(runner.clone(), key()?, chain.clone()));
+        let mut opts = Options::new(vec![SocketAddr::new(config.ice_addr, 0)]);
+        opts.rendezvous = Rendezvous::Both;
+        opts.seen = Some(seen.clone());
+        opts.accept = accept_channel_name;
+        opts.banned_accounts = banned;
+        let mut manager =
+            Manager::start(dht.clone(), Identity { key: key()?, chain }, opts).await?;
+
+        let core = Core::new(
+            CoreConfig {
+                me: me.clone(),
+                device: device.clone(),
+                ice_addr: config.ice_addr,
+            },
+            state,
+            Box::new(OsRandom),
+            Box::new(SharedSeen(seen)),
+            Instant::now(),
+            unix_now(),
+        );
+        let (events, events_rx) = mpsc::unbounded_channel();
+        let (inputs, mut inputs_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            core: Mutex::new(core),
+            inputs,
+            replies: Mutex::default(),
+            next_ticket: AtomicU64::new(1),
+            next_channel: AtomicU64::new(1),
+            account,
+            signer: Arc::new(signer),
+            me,
+            device,
+            data,
+            runner,
+            dht: dht.clone(),
+            dialer: manager.dialer(),
+            ice_addr: config.ice_addr,
+            events,
+            channels: Mutex::default(),
+            calls: Mutex::default(),
+            orphans: Mutex::default(),
+            call_options: Mutex::default(),
+            pending_calls: Mutex::default(),
+            tasks: Mutex::default(),
+        });
+        dht::announce(&shared).await?;
+        let mut inbox =
+            pamoja_channel::inbox::Inbox::start(dht, device_cert.public_key().clone()).await?;
+
+        let mut tasks = Vec::new();
+        let s = shared.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Some(item) = inbox.next_item().await {
+                dht::on_inbox(&s, item);
+            }
+        }));
+        let s = shared.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Some(incoming) = manager.next_incoming().await {
+                match incoming {
+                    Incoming::Link(mut link) => {
+                        let s = s.clone();
+                        let device = *link.device();
+                        let account = link.account().map(|a| a.to_string());
+                        tokio::spawn(async move {
+                            while let Some(pamoja_channel::link::LinkEvent::Channel(ch)) =
+                                link.next_event().await
+                            {
+                                s.channel_up(device, account.clone(), ch);
+                            }
+                        });
+                    }
+                    Incoming::Channel(device, ch) => s.channel_up(device, None, ch),
+                }
+            }
+        }));
+        {
+            let mut core = shared.lock_core();
+            core.start(Instant::now(), unix_now());
+        }
+        let s = shared.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let timeout = s.drain();
+                let input = match timeout {
+                    Some(at) => {
+                        tokio::select! {
+                            i = inputs_rx.recv() => i,
+                            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(at)) => {
+                                s.lock_core().handle_timeout(Instant::now(), unix_now());
+                                continue;
+                            }
+                        }
+                    }
+                    None => inputs_rx.recv().await,
+                };
+                let Some(input) = input else { return };
+                s.lock_core().handle(Instant::now(), unix_now(), input);
+            }
+        }));
+        if let Ok(mut t) = shared.tasks.lock() {
+            t.extend(tasks);
+        }
+        Ok((Self { shared }, Events(events_rx)))
+    }
+
+    /// Runs a command through the core and waits for its reply.
+    async fn command(&self, c: Command) -> Result<Reply> {
+        let t = Ticket(self.shared.next_ticket.fetch_add(1, Ordering::Relaxed));
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut r) = self.shared.replies.lock() {
+            r.insert(t, tx);
+        }
+        self.shared
+            .inputs
+            .send(Input::Command(t, c))
+            .map_err(|_| ClientError::Stopped)?;
+        rx.await.map_err(|_| ClientError::Stopped)?
+    }
+
+    async fn conversation_reply(&self, c: Command) -> Result<String> {
+        match self.command(c).await? {
+            Reply::Conversation(id) | Reply::Commit(id) | Reply::Call(id) => Ok(id),
+            r => Err(ClientError::Invalid(format!("unexpected reply {r:?}"))),
+        }
+    }
+
+    async fn count_reply(&self, c: Command) -> Result<usize> {
+        match self.command(c).await? {
+            Reply::Count(n) => Ok(n),
+            _ => Ok(0),
+        }
+    }
+
+    /// Calls `to` (a Jami ID): the call's id. Its progress comes as
+    /// [`Event::CallState`] events, its figures as [`Event::CallStats`] when it ends. The
+    /// first device of `to` that a `sip` channel reaches is called.
+    pub async fn place_call(&self, to: &str, options: CallOptions) -> Result<String> {
+        let t = Ticket(self.shared.next_ticket.fetch_add(1, Ordering::Relaxed));
+        if let Ok(mut p) = self.shared.pending_calls.lock() {
+            p.insert(t, options);
+        }
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut r) = self.shared.replies.lock() {
+            r.insert(t, tx);
+        }
+        self.shared
+            .inputs
+            .send(Input::Command(t, Command::PlaceCall { to: to.to_owned() }))
+            .map_err(|_| ClientError::Stopped)?;
+        let r = rx.await.map_err(|_| ClientError::Stopped)?;
+        if let Ok(mut p) = self.shared.pending_calls.lock() {
+            p.remove(&t);
+        }
+        match r? {
+            Reply::Call(id) => Ok(id),
+            r => Err(ClientError::Invalid(format!("unexpected reply {r:?}"))),
+        }
+    }
+
+    /// Answers incoming call `call` with `options`.
+    pub fn answer_call(&self, call: &str, options: CallOptions) -> Result<()> {
+        self.call_command(call, call::Command::Answer(options))
+    }
+
+    /// Hangs up (or cancels, or declines) call `call`.
+    pub fn hang_up(&self, call: &str) -> Result<()> {
+        self.call_command(call, call::Command::HangUp)
+    }
+
+    /// Holds call `call` (`true`: a re-INVITE marks every stream `sendonly` and we stop
+    /// sending) or resumes it (`false`). The media restart once the peer answered and the
+    /// new media ICE session is up; a `call_state` (`hold` or `current`) and a `call_media`
+    /// event say so.
+    pub fn hold(&self, call: &str, hold: bool) -> Result<()> {
+        self.call_command(call, call::Command::Hold(hold))
+    }
+
+    /// Mutes our audio in call `call` (`true`) or unmutes it. Mute is local, as jamid's:
+    /// silence is sent. A `call_media` event follows.
+    pub fn mute(&self, call: &str, muted: bool) -> Result<()> {
+        self.call_command(call, call::Command::Mute(muted))
+    }
+
+    /// Adds video to call `call` (`Some`: a VP8 stream as `config` says, offered in a
+    /// re-INVITE) or drops it (`None`: its section is refused). A `call_media` event says
+    /// whether video runs once the peer answered.
+    pub fn set_video(&self, call: &str, config: Option<crate::media::VideoConfig>) -> Result<()> {
+        self.call_command(call, call::Command::Video(config))
+    }
+
+    /// Presses `key` (`0`-`9`, `*`, `#`, `A`-`D`) in call `call`: a SIP INFO
+    /// `application/dtmf-relay`, as jamid sends and reads them.
+    pub fn send_dtmf(&self, call: &str, key: char) -> Result<()> {
+        let key = key.to_ascii_uppercase();
+        if !call::DTMF_KEYS.contains(key) {
+            return Err(ClientError::Invalid(format!("{key:?} is not a DTMF key")));
+        }
+        self.call_command(call, call::Command::Dtmf(key))
+    }
+
+    /// The calls in progress.
+    pub fn calls(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .shared
+            .calls
+            .lock()
+            .map(|c| c.keys().cloned().collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// How calls answered automatically run (see [`Settings::auto_answer`]).
+    pub fn set_call_options(&self, options: CallOptions) {
+        if let Ok(mut o) = self.shared.call_options.lock() {
+            *o = options;
+        }
+    }
+
+    fn call_command(&self, call: &str, c: call::Command) -> Result<()> {
+        let sender = self
+            .shared
+            .calls
+            .lock()
+            .ok()
+            .and_then(|m| m.get(call).cloned())
+            .ok_or_else(|| ClientError::Invalid(format!("no call {call:?}")))?;
+        sender
+            .send(c)
+            .map_err(|_| ClientError::Invalid(format!("call {call:?} is over")))
+    }
+
+    /// Our Jami ID.
+    pub fn jami_id(&self) -> &str {
+        &self.shared.me
+    }
+
+    /// Our device id (64 hex digits).
+    pub fn device_id(&self) -> &str {
+        &self.shared.device
+    }
+
+    /// The settings now.
+    pub fn settings(&self) -> Settings {
+        self.shared.lock_core().settings().clone()
+    }
+
+    /// Replaces the settings (kept in the data directory).
+    pub async fn set_settings(&self, settings: Settings) -> Result<()> {
+        self.command(Command::SetSettings(settings)).await.map(drop)
+    }
+
+    /// Asks `id` to become a contact: the one-to-one conversation is created (or reused) and a
+    /// trust request with our profile goes to each of its devices (again whenever it comes
+    /// online, until it confirms). Returns the conversation id.
+    pub async fn add_contact(&self, id: &str) -> Result<String> {
+        self.conversation_reply(Command::AddContact(id.to_owned()))
+            .await
+    }
+
+    /// Accepts the trust request of `from`: the contact is confirmed, the confirmation goes
+    /// to its devices, and the conversation is cloned from them and joined. Returns the
+    /// conversation id.
+    pub async fn accept_contact(&self, from: &str) -> Result<String> {
+        self.conversation_reply(Command::AcceptContact(from.to_owned()))
+            .await
+    }
+
+    /// Declines the trust request of `from` (it is forgotten).
+    pub async fn decline_contact(&self, from: &str) -> Result<()> {
+        self.command(Command::DeclineContact(from.to_owned()))
+            .await
+            .map(drop)
+    }
+
+    /// Removes a contact; with `ban`, its devices are refused from now on.
+    pub async fn remove_contact(&self, id: &str, ban: bool) -> Result<()> {
+        self.command(Command::RemoveContact {
+            id: id.to_owned(),
+            ban,
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Lifts a ban on `id`.
+    pub async fn unban_contact(&self, id: &str) -> Result<()> {
+        self.command(Command::UnbanContact(id.to_owned()))
+            .await
+            .map(drop)
+    }
+
+    /// The contact list, with pending requests we made and presence.
+    pub fn contacts(&self) -> Vec<ContactInfo> {
+        let core = self.shared.lock_core();
+        let now = Instant::now();
+        core.contacts()
+            .contacts
+            .iter()
+            .map(|(id, c)| ContactInfo {
+                id: id.clone(),
+                state: c.state(),
+                conversation: c.conversation_id.clone(),
+                added: c.added,
+                presence: core.presence(id, now),
+            })
+            .collect()
+    }
+
+    /// Trust requests waiting for an answer: (sender, conversation, received).
+    pub fn trust_requests(&self) -> Vec<(String, PendingRequest)> {
+        self.shared
+            .lock_core()
+            .contacts()
+            .requests
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// The conversations held (their ids).
+    pub fn conversations(&self) -> Vec<String> {
+        self.shared
+            .lock_core()
+            .members()
+            .conversations()
+            .cloned()
+            .collect()
+    }
+
+    /// The members of a conversation with their roles.
+    pub fn members(&self, conversation: &str) -> Result<Vec<(String, Role)>> {
+        let core = self.shared.lock_core();
+        if !core.members().holds(conversation) {
+            return Err(ClientError::Invalid(format!(
+                "no conversation {conversation}"
+            )));
+        }
+        Ok(core.members().of(conversation))
+    }
+
+    /// Posts `text` to a conversation and tells the members; returns the commit id.
+    pub async fn send_message(&self, conversation: &str, text: &str) -> Result<String> {
+        self.conversation_reply(Command::SendMessage {
+            conversation: conversation.to_owned(),
+            text: text.to_owned(),
+        })
+        .await
+    }
+
+    /// The last `last` messages of a conversation, oldest first.
+    pub fn load(&self, conversation: &str, last: usize) -> Result<Vec<Event>> {
+        let c = git::open(&self.shared.data, conversation)?;
+        let mut ms = c.messages(None, Some(last))?;
+        ms.reverse();
+        Ok(ms
+            .into_iter()
+            .map(|m| crate::core::message_event(conversation, m))
+            .collect())
+    }
+
+    /// Tells the members we are typing in a conversation (or stopped); nothing is sent when
+    /// typing indicators are off. Returns how many devices were told.
+    pub async fn set_typing(&self, conversation: &str, on: bool) -> Result<usize> {
+        self.count_reply(Command::SetTyping {
+            conversation: conversation.to_owned(),
+            on,
+        })
+        .await
+    }
+
+    /// Tells the members we displayed `message`; nothing is sent when read receipts are off.
+    pub async fn set_displayed(&self, conversation: &str, message: &str) -> Result<usize> {
+        self.count_reply(Command::SetDisplayed {
+            conversation: conversation.to_owned(),
+            message: message.to_owned(),
+        })
+        .await
+    }
+
+    /// Creates a group conversation (mode 2, "invites only"); returns its id.
+    pub async fn create_group(&self) -> Result<String> {
+        self.conversation_reply(Command::CreateGroup).await
+    }
+
+    /// Invites `id` to a group conversation: the `add` commit, then the invitation.
+    pub async fn invite(&self, conversation: &str, id: &str) -> Result<String> {
+        self.conversation_reply(Command::Invite {
+            conversation: conversation.to_owned(),
+            id: id.to_owned(),
+        })
+        .await
+    }
+
+    /// Accepts an invitation to a group conversation: cloned from the inviter and joined.
+    pub async fn accept_conversation(&self, conversation: &str) -> Result<()> {
+        self.command(Command::AcceptConversation(conversation.to_owned()))
+            .await
+            .map(drop)
+    }
+
+    /// Leaves a conversation (the `remove` commit about ourselves, then the others are told).
+    pub async fn leave(&self, conversation: &str) -> Result<()> {
+        self.command(Command::Leave(conversation.to_owned()))
+            .await
+            .map(drop)
+    }
+
+    /// Removes `id` from a conversation we administer (a vote, then the ban when the votes
+    /// are enough, as jamid does).
+    pub async fn remove_member(&self, conversation: &str, id: &str) -> Result<()> {
+        self.command(Command::RemoveMember {
+            conversation: conversation.to_owned(),
+            id: id.to_owned(),
+        })
+        .await
+        .map(drop)
+    }
+}
+
+impl Shared {
+    fn lock_core(&self) -> std::sync::MutexGuard<'_, Core> {
+        self.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn input(&self, i: Input) {
+        let _ = self.inputs.send(i);
+    }
+
+    fn spawn(&self, f: impl std::future::Future<Output = ()> + Send + 'static) {
+        let h = tokio::spawn(f);
+        if let Ok(mut t) = self.tasks.lock() {
+            t.retain(|h| !h.is_finished());
+            t.push(h);
+        }
+    }
+
+    /// Runs what the core asks for and hands its events on; its next timeout.
+    fn drain(self: &Arc<Self>) -> Option<Instant> {
+        let (ios, events, timeout) = {
+            let mut core = self.lock_core();
+            let mut ios = Vec::new();
+            while let Some(io) = core.poll_io() {
+                ios.push(io);
+            }
+            let mut events = Vec::new();
+            while let Some(e) = core.poll_event() {
+                events.push(e);
+            }
+            (ios, events, core.poll_timeout())
+        };
+        for e in events {
+            let _ = self.events.send(e);
+        }
+        for io in ios {
+            self.execute(io);
+        }
+        timeout
+    }
+
+    /// A channel is up (a peer's, or one we opened): held for the core.
+    fn channel_up(self: &Arc<Self>, device: DeviceId, account: Option<String>, ch: Channel) {
+        let id = ChannelId(self.next_channel.fetch_add(1, Ordering::Relaxed));
+        let name = ch.name.clone();
+        let held = if name == "sip" {
+            self.hold_sip(id, ch)
+        } else {
+            Held::Git(ch)
+        };
+        if let Ok(mut c) = self.channels.lock() {
+            c.insert(id, held);
+        }
+        self.input(Input::ChannelUp {
+            channel: id,
+            device,
+            account,
+            name,
+        });
+    }
+
+    /// Starts the reader and the writer of a `sip` channel.
+    fn hold_sip(self: &Arc<Self>, id: ChannelId, mut ch: Channel) -> Held {
+        let sender = ch.sender();
+        let (writer, mut queue) = mpsc::unbounded_channel::<Vec<u8>>();
+        let tx = sender.clone();
+        tokio::spawn(async move {
+            while let Some(data) = queue.recv().await {
+                if let Err(e) = tx.send(&data).await {
+                    tracing::info!("sip channel: {e}");
+                    return;
+                }
+            }
+        });
+        let s = Arc::downgrade(self);
+        let reader = tokio::spawn(async move {
+            while let Some(data) = ch.recv().await {
+                let Some(s) = s.upgrade() else { return };
+                s.input(Input::ChannelData { channel: id, data });
+            }
+            if let Some(s) = s.upgrade() {
+                if let Ok(mut c) = s.channels.lock() {
+                    c.remove(&id);
+                }
+                s.input(Input::ChannelClosed(id));
+            }
+        });
+        Held::Sip {
+            writer,
+            sender,
+            reader,
+        }
+    }
+
+    fn sip_sender(&self, ch: ChannelId) -> Option<ChannelSender> {
+        match self.channels.lock().ok()?.get(&ch)? {
+            Held::Sip { sender, .. } => Some(sender.clone()),
+            Held::Git(_) => None,
+        }
+    }
+
+    fn call_context(&self) -> call::Context {
+        call::Context {
+            me: self.me.clone(),
+            device: self
+                .account
+                .device()
+                .map(|d| d.cert.short_device_id().to_string())
+                .unwrap_or_default(),
+            ice_addr: self.ice_addr,
+            events: self.events.clone(),
+        }
+    }
+
+    /// A function that forgets call `id` once its task ends.
+    fn call_done(self: &Arc<Self>) -> impl FnOnce(&str) + Send + 'static {
+        let s = Arc::downgrade(self);
+        move |id: &str| {
+            if let Some(s) = s.upgrade() {
+                if let Ok(mut c) = s.calls.lock() {
+                    c.remove(id);
+                }
+                if let Ok(mut o) = s.orphans.lock() {
+                    o.remove(id);
+                }
+                s.input(Input::CallEnded(id.to_owned()));
+            }
+        }
+    }
+
+    fn call_started(&self, id: String, sender: mpsc::UnboundedSender<call::Command>) {
+        let early = self
+            .orphans
+            .lock()
+            .ok()
+            .and_then(|mut o| o.remove(&id))
+            .unwrap_or_default();
+        for m in early {
+            let _ = sender.send(call::Command::Sip(m));
+        }
+        if let Ok(mut c) = self.calls.lock() {
+            c.insert(id.clone(), sender);
+        }
+        self.input(Input::CallStarted(id));
+    }
+
+    fn resolve(&self, t: Ticket, r: Result<Reply>) {
+        if let Some(tx) = self.replies.lock().ok().and_then(|mut m| m.remove(&t)) {
+            let _ = tx.send(r);
+        }
+    }
+
+    /// Runs one I/O request; anything that waits runs in a task of its own.
+    fn execute(self: &Arc<Self>, io: Io) {
+        match io {
+            Io::Reply(t, r) => self.resolve(t, r),
+            Io::Announce => {
+                let s = self.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = dht::announce(&s).await {
+                        tracing::warn!("announcement not put: {e}");
+                    }
+                });
+            }
+            Io::LookupDevices(account) => {
+                let s = self.clone();
+                tokio::spawn(async move {
+                    let chains = dht::devices_of(&s, &account).await;
+                    s.input(Input::Devices { account, chains });
+                });
+            }
+            Io::LookupAnnouncements(account) => {
+                let s = self.clone();
+                tokio::spawn(async move { dht::announcements(&s, &account).await });
+            }
+            Io::Listen(account) => {
+                let s = self.clone();
+                self.spawn(async move { dht::listen(&s, &account).await });
+            }
+            Io::PutTrust { device, request } => {
+                let s = self.clone();
+                tokio::spawn(async move { dht::put_trust(&s, &device, &request).await });
+            }
+            Io::PutInbox {
+                device,
+                id,
+                mime,
+                body,
+            } => {
+                let s = self.clone();
+                tokio::spawn(async move { dht::put_inbox(&s, &device, id, &mime, &body).await });
+            }
+            Io::OpenSip { chain } => {
+                let s = self.clone();
+                tokio::spawn(async move {
+                    let Some(device) = crate::core::device_of(&chain) else {
+                        return;
+                    };
+                    let account = chain.get(1).map(|c| c.jami_id().to_string());
+                    match s.dialer.channel(&chain, "sip", "").await {
+                        Ok(ch) => s.channel_up(device, account, ch),
+                        Err(e) => s.input(Input::ChannelFailed {
+                            device,
+                            reason: e.to_string(),
+                        }),
+                    }
+                });
+            }
+            Io::Send { channel, data } => {
+                if let Ok(c) = self.channels.lock() {
+                    if let Some(Held::Sip { writer, .. }) = c.get(&channel) {
+                        let _ = writer.send(data);
+                    }
+                }
+            }
+            Io::Close(channel) => {
+                let held = self
+                    .channels
+                    .lock()
+                    .ok()
+                    .and_then(|mut c| c.remove(&channel));
+                match held {
+                    Some(Held::Sip { reader, .. }) => {
+                        reader.abort();
+                        self.input(Input::ChannelClosed(channel));
+                    }
+                    Some(Held::Git(ch)) => {
+                        tokio::spawn(ch.close());
+                    }
+                    None => {}
+                }
+            }
+            Io::Serve {
+                channel,
+                conversation,
+                device,
+                account,
+            } => {
+                let held = self
+                    .channels
+                    .lock()
+                    .ok()
+                    .and_then(|mut c| c.remove(&channel));
+                let Some(Held::Git(ch)) = held else { return };
+                let s = self.clone();
+                tokio::spawn(async move {
+                    let dir = git::conv_dir(&s.data, &conversation);
+                    let inputs = s.inputs.clone();
+                    let conv = conversation.clone();
+                    let served = move |_| {
+                        let _ = inputs.send(Input::Served {
+                            conversation: conv.clone(),
+                            device,
+                            account: account.clone(),
+                        });
+                    };
+                    if let Err(e) =
+                        pamoja_swarm::git::serve_with(&dir, ch.into_stream(), served).await
+                    {
+                        tracing::info!("serving {conversation}: {e}");
+                    }
+                });
+            }
+            Io::Git { conversation, op } => {
+                let s = self.clone();
+                tokio::spawn(async move {
+                    let result = git::run(s.clone(), conversation.clone(), op.clone()).await;
+                    s.input(Input::Git {
+                        conversation,
+                        op,
+                        result,
+                    });
+                });
+            }
+            Io::Persist { file, data, extra } => {
+                let written = match file {
+                    StateFile::Contacts => {
+                        write_atomic(&self.data.join(Contacts::CONTACTS_FILE), &data).and_then(
+                            |_| {
+                                write_atomic(
+                                    &self.data.join(Contacts::REQUESTS_FILE),
+                                    &extra.unwrap_or_default(),
+                                )
+                            },
+                        )
+                    }
+                    StateFile::Settings => write_atomic(&self.data.join("settings.json"), &data),
+                    StateFile::ConvRequests => {
+                        write_atomic(&self.data.join("convRequests.json"), &data)
+                    }
+                };
+                if let Err(e) = written {
+                    tracing::warn!("{file:?} not saved: {e}");
+                }
+            }
+            Io::PlaceCall {
+                ticket,
+                channel,
+                peer,
+                fresh,
+            } => {
+                let options = self
+                    .pending_calls
+                    .lock()
+                    .ok()
+                    .and_then(|mut p| p.remove(&ticket))
+                    .unwrap_or_default();
+                let Some(tx) = self.sip_sender(channel) else {
+                    self.resolve(
+                        ticket,
+                        Err(ClientError::Invalid(format!(
+                            "cannot call {peer}: link closed"
+                        ))),
+                    );
+                    return;
+                };
+                let s = self.clone();
+                tokio::spawn(async move {
+                    let done = s.call_done();
+                    match call::place(s.call_context(), peer, tx, fresh, options, done).await {
+                        Ok((id, sender)) => {
+                            s.call_started(id.clone(), sender);
+                            s.resolve(ticket, Ok(Reply::Call(id)));
+                        }
+                        Err(e) => s.resolve(ticket, Err(ClientError::Invalid(e))),
+                    }
+                });
+            }
+            Io::IncomingCall {
+                channel,
+                peer,
+                invite,
+                auto_answer,
+            } => {
+                let Some(tx) = self.sip_sender(channel) else {
+                    return;
+                };
+                let options = auto_answer.then(|| {
+                    self.call_options
+                        .lock()
+                        .map(|o| o.clone())
+                        .unwrap_or_default()
+                });
+                let s = self.clone();
+                tokio::spawn(async move {
+                    let done = s.call_done();
+                    if let Some((id, sender)) =
+                        call::incoming(s.call_context(), peer, tx, &invite, options, done).await
+                    {
+                        s.call_started(id, sender);
+                    }
+                });
+            }
+            Io::CallMessage { call, message } => {
+                let sender = self.calls.lock().ok().and_then(|c| c.get(&call).cloned());
+                match sender {
+                    Some(tx) => {
+                        let _ = tx.send(call::Command::Sip(message));
+                    }
+                    None => {
+                        if let Ok(mut o) = self.orphans.lock() {
+                            if o.len() < 64 {
+                                o.entry(call).or_default().push(message);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
