@@ -165,7 +165,7 @@ impl ImMessage {
     /// signed, then encrypted (a fresh random value id).
     pub fn seal(&self, from: &PrivateKey, to: &PublicKey) -> Result<Value, InboxError> {
         let mut b = [0u8; 8];
-        let _ = aws_lc_rs::rand::fill(&mut b);
+        aws_lc_rs::rand::fill(&mut b).map_err(|_| SecureError::Key("no randomness".into()))?;
         let v = Value {
             id: u64::from_le_bytes(b).max(1),
             value_type: VALUE_TYPE,

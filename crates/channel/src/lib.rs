@@ -11,6 +11,7 @@
 //!   2026 (long id) keys;
 //! * [`mux`]: the multiplexed socket: msgpack frames, channel requests, accept/decline,
 //!   close, version and beacons, with limits so that a bad peer costs only its link;
+//! * [`random`]: where the multiplexed socket's randomness comes from (`pamoja_ice`'s);
 //! * [`sip`]: MESSAGE requests and their answers as jamid writes and reads them, and a
 //!   reader for the `sip` channel's stream;
 //! * [`tls`]: rustls configurations for both roles, presenting our device chain and checking
@@ -29,6 +30,7 @@ pub mod inbox;
 pub mod link;
 pub mod mux;
 pub mod request;
+pub use pamoja_ice::random;
 pub mod seen;
 pub mod sip;
 pub mod tls;

@@ -51,7 +51,7 @@ impl PeerConnectionRequest {
     /// A new request with a random id.
     pub fn new(ice_msg: String, conn_type: &str) -> Self {
         let mut b = [0u8; 8];
-        let _ = aws_lc_rs::rand::fill(&mut b);
+        crate::random::Random::fill(&mut crate::random::OsRandom, &mut b);
         Self {
             id: u64::from_le_bytes(b) % MAX_ID + 1,
             ice_msg,
@@ -116,7 +116,8 @@ impl PeerConnectionRequest {
         let v = Value {
             id: {
                 let mut b = [0u8; 8];
-                let _ = aws_lc_rs::rand::fill(&mut b);
+                aws_lc_rs::rand::fill(&mut b)
+                    .map_err(|_| SecureError::Key("no randomness".into()))?;
                 u64::from_le_bytes(b).max(1)
             },
             value_type: 0,

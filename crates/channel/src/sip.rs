@@ -205,7 +205,7 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 fn random_hex(bytes: usize) -> String {
     let mut b = vec![0u8; bytes];
-    let _ = aws_lc_rs::rand::fill(&mut b);
+    crate::random::Random::fill(&mut crate::random::OsRandom, &mut b);
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
