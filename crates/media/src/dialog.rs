@@ -23,6 +23,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use pamoja_channel::random::{OsRandom, Random};
 use pamoja_channel::sip::{SipMessage, StartLine, USER_AGENT};
 
 /// A request without any answer ends the call after this long (RFC 3261 timer B).
@@ -146,14 +147,14 @@ pub enum DialogError {
     Pending,
 }
 
-fn random_hex(bytes: usize) -> String {
+fn random_hex(random: &mut dyn Random, bytes: usize) -> String {
     let mut b = vec![0u8; bytes];
-    aws_lc_rs::rand::fill(&mut b).expect("system random generator");
+    random.fill(&mut b);
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn branch() -> String {
-    format!("z9hG4bK{}", random_hex(12))
+fn branch(random: &mut dyn Random) -> String {
+    format!("z9hG4bK{}", random_hex(random, 12))
 }
 
 /// The tag parameter of a From or To value.
@@ -220,6 +221,8 @@ pub struct Dialog {
     offer: Vec<u8>,
     transmit: VecDeque<SipMessage>,
     events: VecDeque<Event>,
+    /// Call-ID, tags and branches come from here.
+    random: Box<dyn Random>,
 }
 
 impl Dialog {
@@ -252,13 +255,28 @@ impl Dialog {
 
     /// Starts a call: the INVITE carrying `sdp` is queued.
     pub fn invite(ep: Endpoint, sdp: &[u8], now: Instant) -> Self {
+        Self::invite_with_random(ep, sdp, now, OsRandom)
+    }
+
+    /// Starts a call as [`Dialog::invite`] does, drawing the Call-ID, tags and branches
+    /// from `random`: two dialogs given generators in the same state and the same inputs
+    /// send the same bytes.
+    pub fn invite_with_random(
+        ep: Endpoint,
+        sdp: &[u8],
+        now: Instant,
+        random: impl Random + 'static,
+    ) -> Self {
+        let mut random: Box<dyn Random> = Box::new(random);
+        let call_id = random_hex(&mut *random, 16);
+        let local_tag = random_hex(&mut *random, 8);
         let local_uri = format!("sip:{}@ring.dht", ep.account);
         let remote_uri = format!("sips:{}@{};transport=tls", ep.peer, ep.remote);
         let mut d = Self {
             caller: true,
             state: State::Calling,
-            call_id: random_hex(16),
-            local_tag: random_hex(8),
+            call_id,
+            local_tag,
             remote_tag: None,
             remote_target: remote_uri.clone(),
             local_uri,
@@ -272,9 +290,11 @@ impl Dialog {
             offer: Vec::new(),
             transmit: VecDeque::new(),
             events: VecDeque::new(),
+            random,
             ep,
         };
-        let req = d.request("INVITE", 1, &branch(), Some(("application/sdp", sdp)));
+        let b = branch(&mut *d.random);
+        let req = d.request("INVITE", 1, &b, Some(("application/sdp", sdp)));
         d.pending_out = Some(PendingOut {
             method: "INVITE".into(),
             cseq: 1,
@@ -292,6 +312,18 @@ impl Dialog {
     /// names another account than the channel's is refused with an error; answer it with
     /// [`refusal`] (403).
     pub fn incoming(ep: Endpoint, invite: &SipMessage, now: Instant) -> Result<Self, DialogError> {
+        Self::incoming_with_random(ep, invite, now, OsRandom)
+    }
+
+    /// Takes an INVITE as [`Dialog::incoming`] does, drawing our tag and branches from
+    /// `random`.
+    pub fn incoming_with_random(
+        ep: Endpoint,
+        invite: &SipMessage,
+        now: Instant,
+        random: impl Random + 'static,
+    ) -> Result<Self, DialogError> {
+        let mut random: Box<dyn Random> = Box::new(random);
         let StartLine::Request { method, .. } = &invite.start else {
             return Err(DialogError::BadInvite("a response"));
         };
@@ -324,7 +356,7 @@ impl Dialog {
             caller: false,
             state: State::Incoming,
             call_id: call_id.to_owned(),
-            local_tag: random_hex(8),
+            local_tag: random_hex(&mut *random, 8),
             remote_tag: tag_of(from).map(str::to_owned),
             local_uri: uri_of(to).to_owned(),
             remote_uri: uri_of(from).to_owned(),
@@ -340,6 +372,7 @@ impl Dialog {
             offer: invite.body.clone(),
             transmit: VecDeque::new(),
             events: VecDeque::new(),
+            random,
             ep,
         };
         let _ = now;
@@ -631,7 +664,8 @@ impl Dialog {
 
     fn in_dialog(&mut self, method: &str, body: Option<(&str, &[u8])>) -> SipMessage {
         self.local_cseq += 1;
-        self.request(method, self.local_cseq, &branch(), body)
+        let b = branch(&mut *self.random);
+        self.request(method, self.local_cseq, &b, body)
     }
 
     /// A response to `req`, our tag on `To` when `tagged`.
@@ -706,7 +740,8 @@ impl Dialog {
         let Some(p) = self.pending_out.clone() else {
             // A retransmitted 200 to an INVITE we already acknowledged: ACK again.
             if method == "INVITE" && (200..300).contains(&code) && self.state == State::Confirmed {
-                let ack = self.ack(cseq, &branch());
+                let b = branch(&mut *self.random);
+                let ack = self.ack(cseq, &b);
                 self.transmit.push_back(ack);
             }
             return;
@@ -746,7 +781,8 @@ impl Dialog {
             if let Some(c) = m.header("Contact") {
                 self.remote_target = uri_of(c).to_owned();
             }
-            let ack = self.ack(cseq, &branch());
+            let b = branch(&mut *self.random);
+            let ack = self.ack(cseq, &b);
             self.transmit.push_back(ack);
             if initial {
                 self.state = State::Confirmed;
@@ -954,6 +990,52 @@ mod tests {
         assert_eq!(events(&mut b), [Event::Confirmed]);
         assert_eq!((a.state(), b.state()), (State::Confirmed, State::Confirmed));
         (a, b)
+    }
+
+    /// The bytes of a whole call, re-INVITE and hang-up included, between dialogs drawing
+    /// from generators seeded with `seed`.
+    fn seeded_call(seed: u8) -> Vec<Vec<u8>> {
+        use pamoja_channel::random::SeededRandom;
+        let now = Instant::now();
+        let (ea, eb) = ends();
+        let mut wire = Vec::new();
+        let mut moved = |from: &mut Dialog, to: &mut Dialog| {
+            while let Some(m) = from.poll_transmit() {
+                let bytes = m.to_bytes();
+                to.handle(&SipMessage::parse(&bytes).unwrap(), now);
+                wire.push(bytes);
+            }
+        };
+        let mut a = Dialog::invite_with_random(ea, b"offer", now, SeededRandom::new([seed; 32]));
+        let inv = a.poll_transmit().unwrap();
+        let mut b =
+            Dialog::incoming_with_random(eb, &inv, now, SeededRandom::new([seed + 1; 32])).unwrap();
+        b.accept(b"answer", now).unwrap();
+        moved(&mut b, &mut a);
+        moved(&mut a, &mut b);
+        b.reinvite(b"hold", now).unwrap();
+        moved(&mut b, &mut a);
+        a.answer_offer(b"held", now).unwrap();
+        moved(&mut a, &mut b);
+        moved(&mut b, &mut a);
+        a.hangup().unwrap();
+        moved(&mut a, &mut b);
+        moved(&mut b, &mut a);
+        assert_eq!(
+            (a.state(), b.state()),
+            (State::Terminated, State::Terminated)
+        );
+        let mut all = vec![inv.to_bytes()];
+        all.extend(wire);
+        all
+    }
+
+    #[test]
+    fn same_seed_same_bytes() {
+        let first = seeded_call(1);
+        assert!(first.len() >= 8, "{} messages", first.len());
+        assert_eq!(first, seeded_call(1));
+        assert_ne!(first, seeded_call(3));
     }
 
     #[test]

@@ -157,7 +157,7 @@ pub fn offer(
 
 fn session_id() -> u64 {
     let mut b = [0u8; 4];
-    aws_lc_rs::rand::fill(&mut b).expect("system random generator");
+    pamoja_channel::random::Random::fill(&mut pamoja_channel::random::OsRandom, &mut b);
     u32::from_be_bytes(b) as u64
 }
 

@@ -93,7 +93,7 @@ impl MasterKey {
     /// Fresh random key and salt.
     pub fn random() -> Self {
         let mut b = [0u8; MASTER_KEY_LEN + MASTER_SALT_LEN];
-        aws_lc_rs::rand::fill(&mut b).expect("system random generator");
+        pamoja_channel::random::Random::fill(&mut pamoja_channel::random::OsRandom, &mut b);
         Self::from_bytes(&b).expect("30 bytes")
     }
 

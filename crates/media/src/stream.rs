@@ -196,7 +196,7 @@ pub struct MediaStream {
 
 fn random_u32() -> u32 {
     let mut b = [0u8; 4];
-    let _ = aws_lc_rs::rand::fill(&mut b);
+    pamoja_channel::random::Random::fill(&mut pamoja_channel::random::OsRandom, &mut b);
     u32::from_be_bytes(b)
 }
 
