@@ -20,6 +20,7 @@
 #![warn(missing_docs)]
 
 pub mod blacklist;
+mod commands;
 pub mod discovery;
 pub mod infohash;
 pub mod json;

@@ -9,58 +9,12 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::commands::Cmd;
+pub use crate::commands::{ListenEvent, NodeStats};
 use crate::infohash::InfoHash;
 use crate::message::ValueQuery;
-use crate::node::{Config, Counters, Event, Node, OpId};
+use crate::node::{Config, Event, Node, OpId};
 use crate::value::Value;
-
-/// What a listen reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ListenEvent {
-    /// A value (present when the listen started, or new).
-    Value(Value),
-    /// A value expired or was removed.
-    Expired(u64),
-}
-
-/// Counters of a running node.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeStats {
-    /// Node id.
-    pub id: InfoHash,
-    /// Good IPv4 nodes known.
-    pub good4: usize,
-    /// IPv4 nodes known.
-    pub nodes4: usize,
-    /// Good IPv6 nodes known.
-    pub good6: usize,
-    /// IPv6 nodes known.
-    pub nodes6: usize,
-    /// Keys stored here.
-    pub keys: usize,
-    /// Values stored here.
-    pub values: usize,
-    /// What the node refused (rate limits, blacklist) and republished.
-    pub counters: Counters,
-}
-
-/// A function run on the node by [`Runner::inspect`].
-type Inspection = Box<dyn FnOnce(&Node, Instant) + Send>;
-
-pub(crate) enum Cmd {
-    Bootstrap(SocketAddr),
-    Get(InfoHash, Option<ValueQuery>, mpsc::UnboundedSender<Value>),
-    Put(InfoHash, Value, oneshot::Sender<usize>),
-    Listen(
-        InfoHash,
-        Option<ValueQuery>,
-        mpsc::UnboundedSender<ListenEvent>,
-        oneshot::Sender<OpId>,
-    ),
-    Cancel(OpId),
-    Stats(oneshot::Sender<NodeStats>),
-    Inspect(Inspection),
-}
 
 enum Sink {
     Get(mpsc::UnboundedSender<Value>),

@@ -18,10 +18,10 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::Value as Json;
 use tokio::sync::mpsc;
 
+use crate::commands::{Cmd, ListenEvent, NodeStats};
 use crate::infohash::InfoHash;
 use crate::json::{from_json, to_json};
 use crate::node::{Counters, OpId};
-use crate::runner::{Cmd, ListenEvent, NodeStats};
 
 type Http = HttpClient<HttpConnector, Full<Bytes>>;
 
