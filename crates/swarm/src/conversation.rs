@@ -13,37 +13,7 @@ use crate::body::Body;
 use crate::validate::{self, Invalid};
 use crate::{Error, Result};
 
-/// The branch every conversation lives on.
-pub const BRANCH: &str = "refs/heads/main";
-
-/// The commit header that carries the signature.
-pub const SIGNATURE_FIELD: &str = "signature";
-
-/// Conversation modes (the initial commit's `mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Two accounts; the initial commit names the invited one.
-    OneToOne = 0,
-    /// Only admins invite (not enforced by jamid 2023).
-    AdminInvitesOnly = 1,
-    /// Members invite (the default of `startConversation`).
-    InvitesOnly = 2,
-    /// Anyone may join.
-    Public = 3,
-}
-
-impl Mode {
-    /// The mode of a number, if it is one jamid 2023 loads.
-    pub fn from_i64(n: i64) -> Option<Self> {
-        Some(match n {
-            0 => Self::OneToOne,
-            1 => Self::AdminInvitesOnly,
-            2 => Self::InvitesOnly,
-            3 => Self::Public,
-            _ => return None,
-        })
-    }
-}
+pub use crate::format::{BRANCH, Mode, SIGNATURE_FIELD};
 
 /// What a device needs to write commits: its key and certificate, its account's chain, and
 /// the name written as author.

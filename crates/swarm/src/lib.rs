@@ -25,6 +25,7 @@ use std::path::PathBuf;
 
 pub mod body;
 pub mod conversation;
+mod format;
 pub mod git;
 pub mod validate;
 

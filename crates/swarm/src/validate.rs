@@ -27,7 +27,7 @@ use pamoja_identity::Certificate;
 use pamoja_identity::key::SignatureHash;
 
 use crate::body::{Body, types};
-use crate::conversation::{Mode, SIGNATURE_FIELD};
+use crate::format::{Mode, SIGNATURE_FIELD};
 
 /// A commit that fails validation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
