@@ -1,0 +1,490 @@
+//! The communicator's rules, several cores wired together in memory: no socket, no sleep,
+//! virtual time (see `core/sim.rs`). These run inside a network namespace with no
+//! interface up.
+
+#[path = "core/sim.rs"]
+mod sim;
+
+use std::time::Duration;
+
+use pamoja_channel::sip::{self, Route};
+use pamoja_client::core::{ChannelId, Command, Input, Io, Reply};
+use pamoja_client::instant::Instant as Im;
+use pamoja_client::{Event, Settings};
+use sim::World;
+
+const A: usize = 0;
+const B: usize = 1;
+const C: usize = 2;
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+fn conversation_of(r: Result<Reply, String>) -> String {
+    match r {
+        Ok(Reply::Conversation(c)) => c,
+        other => panic!("expected a conversation, got {other:?}"),
+    }
+}
+
+/// A asks B, B accepts: the one-to-one conversation both hold.
+fn befriend(w: &mut World, a: usize, b: usize) -> String {
+    let b_id = w.id(b);
+    let conv = conversation_of(w.ask(a, Command::AddContact(b_id)));
+    let a_id = w.id(a);
+    assert!(
+        w.run_until(secs(30), |w| w.nodes[b].saw(
+            |e| matches!(e, Event::TrustRequest { from, conversation, .. } if *from == a_id && *conversation == conv)
+        )),
+        "the trust request arrives"
+    );
+    assert_eq!(
+        conversation_of(w.ask(b, Command::AcceptContact(a_id.clone()))),
+        conv
+    );
+    let b_id = w.id(b);
+    assert!(
+        w.run_until(secs(60), |w| {
+            w.nodes[a].saw(
+                |e| matches!(e, Event::ContactAdded { id, confirmed: true, .. } if *id == b_id),
+            ) && w.nodes[b].saw(
+                |e| matches!(e, Event::ConversationReady { conversation } if *conversation == conv),
+            )
+        }),
+        "confirmed on both sides"
+    );
+    conv
+}
+
+fn send(w: &mut World, n: usize, conv: &str, text: &str) -> String {
+    match w.ask(
+        n,
+        Command::SendMessage {
+            conversation: conv.into(),
+            text: text.into(),
+        },
+    ) {
+        Ok(Reply::Commit(id)) => id,
+        other => panic!("not posted: {other:?}"),
+    }
+}
+
+fn has_text(w: &World, n: usize, conv: &str, text: &str) -> bool {
+    w.nodes[n].texts(conv).iter().any(|t| t == text)
+}
+
+#[test]
+fn contacts_add_accept_and_talk_both_ways() {
+    let mut w = World::new(&["alice", "bob"]);
+    w.online(A);
+    w.online(B);
+    let conv = befriend(&mut w, A, B);
+    send(&mut w, A, &conv, "hello bob");
+    assert!(w.run_until(secs(30), |w| has_text(w, B, &conv, "hello bob")));
+    send(&mut w, B, &conv, "hello alice");
+    assert!(w.run_until(secs(30), |w| has_text(w, A, &conv, "hello alice")));
+    // Each side lists the other as a confirmed contact.
+    let b_id = w.id(B);
+    let c = &w.nodes[A].core.contacts().contacts[&b_id];
+    assert!(c.confirmed);
+    assert_eq!(c.conversation_id, conv);
+}
+
+#[test]
+fn a_declined_request_is_forgotten_and_a_ban_refuses_everything() {
+    let mut w = World::new(&["alice", "bob"]);
+    w.online(A);
+    w.online(B);
+    let b_id = w.id(B);
+    let a_id = w.id(A);
+    conversation_of(w.ask(A, Command::AddContact(b_id.clone())));
+    assert!(w.run_until(secs(30), |w| {
+        w.nodes[B].saw(|e| matches!(e, Event::TrustRequest { .. }))
+    }));
+    assert_eq!(
+        w.ask(B, Command::DeclineContact(a_id.clone())),
+        Ok(Reply::Done)
+    );
+    assert!(w.nodes[B].core.contacts().requests.is_empty());
+    assert!(
+        w.ask(B, Command::DeclineContact(a_id.clone())).is_err(),
+        "nothing left to decline"
+    );
+
+    // Bob bans Alice: her requests are ignored, her channels closed.
+    assert_eq!(
+        w.ask(
+            B,
+            Command::RemoveContact {
+                id: a_id.clone(),
+                ban: true
+            }
+        ),
+        Ok(Reply::Done)
+    );
+    assert_eq!(w.nodes[B].core.banned(), vec![a_id.clone()]);
+    let before = w.nodes[B].events.len();
+    w.command(A, Command::AddContact(b_id.clone()));
+    w.run_until(secs(120), |_| false);
+    assert!(
+        !w.nodes[B].events[before..]
+            .iter()
+            .any(|e| matches!(e, Event::TrustRequest { .. })),
+        "a banned account's request is dropped"
+    );
+    let dev = w.nodes[A].device;
+    w.nodes[B].core.handle(
+        w.now,
+        0,
+        Input::ChannelUp {
+            channel: ChannelId(77),
+            device: dev,
+            account: Some(a_id.clone()),
+            name: "sip".into(),
+        },
+    );
+    assert!(
+        std::iter::from_fn(|| w.nodes[B].core.poll_io())
+            .any(|io| matches!(io, Io::Close(ChannelId(77)))),
+        "a banned account's channel is closed"
+    );
+    // Lifting the ban lets a request through again.
+    assert_eq!(
+        w.ask(B, Command::UnbanContact(a_id.clone())),
+        Ok(Reply::Done)
+    );
+    assert!(w.nodes[B].core.banned().is_empty());
+}
+
+/// Alice's group with Bob and Carol.
+fn group_of_three(w: &mut World) -> String {
+    let conv = conversation_of(w.ask(A, Command::CreateGroup));
+    for n in [B, C] {
+        let id = w.id(n);
+        assert!(matches!(
+            w.ask(
+                A,
+                Command::Invite {
+                    conversation: conv.clone(),
+                    id
+                }
+            ),
+            Ok(Reply::Commit(_))
+        ));
+        assert!(w.run_until(secs(60), |w| w.nodes[n].saw(
+            |e| matches!(e, Event::ConversationRequest { conversation, .. } if *conversation == conv)
+        )));
+        assert_eq!(
+            w.ask(n, Command::AcceptConversation(conv.clone())),
+            Ok(Reply::Done)
+        );
+        assert!(w.run_until(secs(60), |w| w.nodes[n].core.members().holds(&conv)));
+    }
+    let (b, c) = (w.id(B), w.id(C));
+    assert!(w.run_until(secs(60), |w| {
+        w.nodes[A].core.members().takes_part(&conv, &b)
+            && w.nodes[A].core.members().takes_part(&conv, &c)
+    }));
+    conv
+}
+
+#[test]
+fn a_message_reaches_every_member_of_a_group() {
+    let mut w = World::new(&["alice", "bob", "carol"]);
+    for n in [A, B, C] {
+        w.online(n);
+    }
+    let conv = group_of_three(&mut w);
+    send(&mut w, A, &conv, "to all");
+    assert!(w.run_until(secs(60), |w| has_text(w, B, &conv, "to all")
+        && has_text(w, C, &conv, "to all")));
+    send(&mut w, C, &conv, "from carol");
+    assert!(
+        w.run_until(secs(60), |w| has_text(w, A, &conv, "from carol")
+            && has_text(w, B, &conv, "from carol"))
+    );
+    // Each message is reported once on each device.
+    for n in [A, B, C] {
+        let texts = w.nodes[n].texts(&conv);
+        assert_eq!(
+            texts.iter().filter(|t| *t == "to all").count(),
+            1,
+            "{texts:?}"
+        );
+    }
+}
+
+#[test]
+fn an_offline_member_catches_up_through_a_third() {
+    let mut w = World::new(&["alice", "bob", "carol"]);
+    for n in [A, B, C] {
+        w.online(n);
+    }
+    let conv = group_of_three(&mut w);
+    w.offline(C);
+    send(&mut w, A, &conv, "while carol slept");
+    assert!(w.run_until(secs(60), |w| has_text(w, B, &conv, "while carol slept")));
+    // Alice leaves the network before Carol comes back: Bob has the message.
+    w.offline(A);
+    w.online(C);
+    assert!(
+        w.run_until(secs(300), |w| has_text(w, C, &conv, "while carol slept")),
+        "carol fetched from bob"
+    );
+}
+
+#[test]
+fn a_forged_history_is_refused_and_nothing_of_it_merged() {
+    let mut w = World::new(&["alice", "bob"]);
+    w.online(A);
+    w.online(B);
+    let conv = befriend(&mut w, A, B);
+    send(&mut w, A, &conv, "genuine");
+    assert!(w.run_until(secs(30), |w| has_text(w, B, &conv, "genuine")));
+    // Bob's repository gets a commit no device signed, then Bob posts on top of it.
+    let dir = w.nodes[B].dir.join("conversations").join(&conv);
+    sim::forge_commit(&dir, "forged");
+    send(&mut w, B, &conv, "after the forgery");
+    let b_dev = w.nodes[B].device.to_string();
+    assert!(w.run_until(secs(60), |w| {
+        w.nodes[A].saw(|e| matches!(e, Event::SyncRefused { device, .. } if *device == b_dev))
+    }));
+    assert!(!has_text(&w, A, &conv, "forged"));
+    assert!(!has_text(&w, A, &conv, "after the forgery"));
+    let repo = git2::Repository::open(w.nodes[A].dir.join("conversations").join(&conv)).unwrap();
+    let head = repo
+        .revparse_single("main")
+        .unwrap()
+        .peel_to_commit()
+        .unwrap();
+    assert!(!head.message().unwrap_or_default().contains("forged"));
+}
+
+#[test]
+fn typing_and_read_receipts_off_and_on() {
+    let mut w = World::new(&["alice", "bob"]);
+    w.online(A);
+    w.online(B);
+    let conv = befriend(&mut w, A, B);
+    let msg = send(&mut w, A, &conv, "read me");
+    assert!(w.run_until(secs(30), |w| has_text(w, B, &conv, "read me")));
+    // The sip channel is up both ways once they talked.
+    let r = w.ask(
+        B,
+        Command::SetTyping {
+            conversation: conv.clone(),
+            on: true,
+        },
+    );
+    assert_eq!(r, Ok(Reply::Count(1)));
+    let b_id = w.id(B);
+    assert!(w.run_until(secs(5), |w| {
+        w.nodes[A].saw(|e| matches!(e, Event::Typing { from, on: true, .. } if *from == b_id))
+    }));
+    let r = w.ask(
+        B,
+        Command::SetDisplayed {
+            conversation: conv.clone(),
+            message: msg.clone(),
+        },
+    );
+    assert_eq!(r, Ok(Reply::Count(1)));
+    assert!(w.run_until(secs(5), |w| {
+        w.nodes[A].saw(|e| matches!(e, Event::Displayed { message, .. } if *message == msg))
+    }));
+    // Bob turns both off: nothing is sent.
+    let off = Settings {
+        typing: false,
+        read_receipts: false,
+        ..Settings::default()
+    };
+    assert_eq!(w.ask(B, Command::SetSettings(off.clone())), Ok(Reply::Done));
+    assert_eq!(
+        w.ask(
+            B,
+            Command::SetTyping {
+                conversation: conv.clone(),
+                on: false
+            }
+        ),
+        Ok(Reply::Count(0))
+    );
+    assert_eq!(
+        w.ask(
+            B,
+            Command::SetDisplayed {
+                conversation: conv.clone(),
+                message: msg.clone()
+            }
+        ),
+        Ok(Reply::Count(0))
+    );
+    // Alice turns hers off: what she receives is not reported.
+    assert_eq!(w.ask(A, Command::SetSettings(off)), Ok(Reply::Done));
+    assert_eq!(
+        w.ask(B, Command::SetSettings(Settings::default())),
+        Ok(Reply::Done)
+    );
+    let before = w.nodes[A].events.len();
+    assert_eq!(
+        w.ask(
+            B,
+            Command::SetTyping {
+                conversation: conv.clone(),
+                on: true
+            }
+        ),
+        Ok(Reply::Count(1))
+    );
+    w.run_until(secs(5), |_| false);
+    assert!(
+        !w.nodes[A].events[before..]
+            .iter()
+            .any(|e| matches!(e, Event::Typing { .. })),
+        "typing not reported when off"
+    );
+}
+
+#[test]
+fn a_peer_that_vanishes_mid_fetch_is_fetched_from_later() {
+    let mut w = World::new(&["alice", "bob"]);
+    w.online(A);
+    w.online(B);
+    let conv = befriend(&mut w, A, B);
+    send(&mut w, A, &conv, "first");
+    assert!(w.run_until(secs(30), |w| has_text(w, B, &conv, "first")));
+    // Alice posts; Bob's fetch is asked for, and Alice vanishes before serving it.
+    let _ = w.command(
+        A,
+        Command::SendMessage {
+            conversation: conv.clone(),
+            text: "second".into(),
+        },
+    );
+    let asked = w.run_until(secs(30), |w| !w.nodes[A].pending_serve.is_empty());
+    assert!(asked, "bob asked alice for the new commit");
+    w.offline(A);
+    w.run_until(secs(30), |_| false);
+    assert!(!has_text(&w, B, &conv, "second"));
+    // Bob's core is not stuck: when Alice is back, the fetch runs.
+    w.online(A);
+    assert!(w.run_until(secs(300), |w| has_text(w, B, &conv, "second")));
+}
+
+#[test]
+fn a_stranger_is_not_served_a_conversation() {
+    let mut w = World::new(&["alice", "bob", "mallory"]);
+    w.online(A);
+    w.online(B);
+    let conv = befriend(&mut w, A, B);
+    let (m_dev, m_id) = (w.nodes[C].device, w.id(C));
+    let (b_dev, b_id) = (w.nodes[B].device, w.id(B));
+    let name = format!("git://{}/{conv}", w.nodes[A].device);
+    let now = w.now;
+    let core = &mut w.nodes[A].core;
+    core.handle(
+        now,
+        0,
+        Input::ChannelUp {
+            channel: ChannelId(900),
+            device: m_dev,
+            account: Some(m_id),
+            name: name.clone(),
+        },
+    );
+    core.handle(
+        now,
+        0,
+        Input::ChannelUp {
+            channel: ChannelId(901),
+            device: b_dev,
+            account: Some(b_id),
+            name,
+        },
+    );
+    let ios: Vec<Io> = std::iter::from_fn(|| core.poll_io()).collect();
+    assert!(
+        ios.iter().any(|io| matches!(io, Io::Close(ChannelId(900)))),
+        "{ios:?}"
+    );
+    assert!(!ios.iter().any(|io| matches!(
+        io,
+        Io::Serve {
+            channel: ChannelId(900),
+            ..
+        }
+    )));
+    assert!(
+        ios.iter().any(|io| matches!(
+            io,
+            Io::Serve {
+                channel: ChannelId(901),
+                ..
+            }
+        )),
+        "a member is served"
+    );
+}
+
+#[test]
+fn a_message_naming_another_sender_is_dropped() {
+    let mut w = World::new(&["alice", "bob", "carol"]);
+    w.online(A);
+    w.online(B);
+    let conv = befriend(&mut w, A, B);
+    let (b_dev, b_id, c_id, a_id) = (w.nodes[B].device, w.id(B), w.id(C), w.id(A));
+    let now = w.now;
+    let core = &mut w.nodes[A].core;
+    core.handle(
+        now,
+        0,
+        Input::ChannelUp {
+            channel: ChannelId(500),
+            device: b_dev,
+            account: Some(b_id.clone()),
+            name: "sip".into(),
+        },
+    );
+    let typing = |from: &str, id: &str| {
+        let route = Route {
+            from: from.into(),
+            to: a_id.clone(),
+            local: "10.0.0.2:1".parse().unwrap(),
+            remote: "10.0.0.1:1".parse().unwrap(),
+        };
+        let (mime, body) = Im::Composing {
+            conversation: conv.clone(),
+            active: true,
+        }
+        .encode();
+        sip::message(&route, mime, &body, id, 1).to_bytes()
+    };
+    // Bob's link carries a message claiming to be Carol's: dropped.
+    core.handle(
+        now,
+        0,
+        Input::ChannelData {
+            channel: ChannelId(500),
+            data: typing(&c_id, "0000000000000001"),
+        },
+    );
+    // The same from Bob himself is reported.
+    core.handle(
+        now,
+        0,
+        Input::ChannelData {
+            channel: ChannelId(500),
+            data: typing(&b_id, "0000000000000002"),
+        },
+    );
+    let events: Vec<Event> = std::iter::from_fn(|| core.poll_event()).collect();
+    let typing_from: Vec<&String> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Typing { from, .. } => Some(from),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(typing_from, vec![&b_id], "{events:?}");
+}
