@@ -14,7 +14,10 @@
 //! * [`secure`]: SecureDht's rules: signed values, values encrypted to a key, certificates;
 //! * [`securedht`]: a runner with an identity: signed and encrypted puts, checked gets;
 //! * [`runner`]: a tokio UDP runner with an async get/put/listen API;
-//! * [`sim`]: an in-process network of nodes with virtual time, latency and loss.
+//! * [`sim`]: an in-process network of nodes with virtual time, latency and loss;
+//! * `proxy` (with the `proxy` feature, on by default): OpenDHT's REST proxy, server and
+//!   client ([`Runner::proxy`](runner::Runner)); without it the crate needs neither axum nor
+//!   hyper.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -26,6 +29,7 @@ pub mod infohash;
 pub mod json;
 pub mod message;
 pub mod node;
+#[cfg(feature = "proxy")]
 pub mod proxy;
 pub mod random;
 pub mod ratelimit;

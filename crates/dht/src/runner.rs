@@ -95,7 +95,8 @@ impl Runner {
     /// A runner that does everything through the DHT proxy at `url` (`http://host:port`)
     /// instead of a UDP socket: gets, puts, listens and stats are REST requests; there is no
     /// local node (bootstrap does nothing, [`Runner::inspect`] fails), and a put counts as
-    /// stored on one node when the proxy accepted it.
+    /// stored on one node when the proxy accepted it. Only with the `proxy` feature.
+    #[cfg(feature = "proxy")]
     pub fn proxy(url: &str) -> io::Result<Self> {
         let base = crate::proxy::client::parse_url(url)?;
         let id = InfoHash::random();
