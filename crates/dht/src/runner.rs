@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::commands::Cmd;
 pub use crate::commands::{ListenEvent, NodeStats};
@@ -27,6 +27,8 @@ pub struct Runner {
     cmds: mpsc::UnboundedSender<Cmd>,
     local: SocketAddr,
     id: InfoHash,
+    /// Whether the node knows a good node, as the task last saw; `None` in proxy mode.
+    joined: Option<watch::Receiver<bool>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -61,6 +63,9 @@ fn stopped() -> io::Error {
     io::Error::other("DHT runner stopped")
 }
 
+/// How often [`Runner::joined`] asks a proxy for its node's counters.
+const PROXY_JOIN_POLL: Duration = Duration::from_millis(250);
+
 impl Runner {
     /// Binds a UDP socket on `addr` (use a loopback or namespace address in tests) and starts
     /// the node.
@@ -78,11 +83,13 @@ impl Runner {
         let node = Node::new(config);
         let id = node.id();
         let (tx, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(socket, node, rx));
+        let (joined_tx, joined) = watch::channel(false);
+        let task = tokio::spawn(run(socket, node, rx, joined_tx));
         Ok(Self {
             cmds: tx,
             local,
             id,
+            joined: Some(joined),
             task,
         })
     }
@@ -106,6 +113,7 @@ impl Runner {
             cmds: tx,
             local: SocketAddr::from(([0, 0, 0, 0], 0)),
             id,
+            joined: None,
             task,
         })
     }
@@ -186,12 +194,58 @@ impl Runner {
         self.cmds.send(Cmd::Stats(tx)).map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())
     }
+
+    /// Waits until the node knows at least one good node (`good4 + good6 > 0` in
+    /// [`Runner::stats`]): it has joined the network. Returns at once when it already has.
+    ///
+    /// The runner's task signals the moment, nothing is polled; in proxy mode the proxy's
+    /// counters are asked for every 250 ms. Fails with [`io::ErrorKind::TimedOut`] after
+    /// `timeout`, or with an error when the runner stopped.
+    pub async fn joined(&self, timeout: Duration) -> io::Result<()> {
+        let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "no DHT node answered in time");
+        match &self.joined {
+            Some(joined) => {
+                let mut joined = joined.clone();
+                match tokio::time::timeout(timeout, joined.wait_for(|j| *j)).await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(_)) => Err(stopped()),
+                    Err(_) => Err(timed_out()),
+                }
+            }
+            None => {
+                let deadline = tokio::time::Instant::now() + timeout;
+                loop {
+                    let asked = tokio::time::timeout_at(deadline, self.stats()).await;
+                    match asked {
+                        Ok(Ok(s)) if s.good4 + s.good6 > 0 => return Ok(()),
+                        Err(_) => return Err(timed_out()),
+                        // The proxy did not answer or knows no good node yet.
+                        Ok(_) if self.cmds.is_closed() => return Err(stopped()),
+                        Ok(_) => {}
+                    }
+                    if tokio::time::Instant::now() + PROXY_JOIN_POLL > deadline {
+                        return Err(timed_out());
+                    }
+                    tokio::time::sleep(PROXY_JOIN_POLL).await;
+                }
+            }
+        }
+    }
 }
 
-async fn run(socket: UdpSocket, mut node: Node, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
+async fn run(
+    socket: UdpSocket,
+    mut node: Node,
+    mut cmds: mpsc::UnboundedReceiver<Cmd>,
+    joined: watch::Sender<bool>,
+) {
     let mut sinks: HashMap<OpId, Sink> = HashMap::new();
     let mut buf = vec![0u8; 65536];
     loop {
+        // Cheap when joined: the search stops at the first good node.
+        let now = Instant::now();
+        let good = node.routing_nodes().any(|n| n.is_good(now));
+        joined.send_if_modified(|j| std::mem::replace(j, good) != good);
         while let Some(t) = node.poll_transmit() {
             if let Err(e) = socket.send_to(&t.data, t.to).await {
                 tracing::debug!("send to {}: {e}", t.to);

@@ -62,6 +62,7 @@ async fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, 
 async fn proxy_client_through_our_proxy_server() {
     let (nodes, addr) = network(ProxyConfig::default()).await;
     let client = Runner::proxy(&format!("http://{addr}")).unwrap();
+    client.joined(Duration::from_secs(5)).await.unwrap();
     // Node info as OpenDHT's client reads it.
     let stats = client.stats().await.unwrap();
     assert_eq!(stats.id, nodes[0].id());

@@ -35,3 +35,36 @@ async fn an_ipv6_network_on_loopback() {
     let s = nodes[5].stats().await.unwrap();
     assert!(s.good6 > 0 && s.nodes4 == 0, "{s:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joined_is_signalled_once_a_node_answers() {
+    let lone = Runner::bind("127.0.0.1:0".parse().unwrap(), Config::default())
+        .await
+        .unwrap();
+    let err = lone.joined(Duration::from_millis(200)).await.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+
+    let other = Runner::bind("127.0.0.1:0".parse().unwrap(), Config::default())
+        .await
+        .unwrap();
+    other.bootstrap(lone.local_addr());
+    let t0 = std::time::Instant::now();
+    other.joined(Duration::from_secs(10)).await.unwrap();
+    // The answer to the bootstrap ping is enough: far less than a maintenance period.
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    let s = other.stats().await.unwrap();
+    assert!(s.good4 > 0, "{s:?}");
+    // Already joined: at once.
+    other.joined(Duration::ZERO).await.unwrap();
+}
+
+#[cfg(feature = "proxy")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joined_through_an_unreachable_proxy_times_out() {
+    // Nothing listens on port 1.
+    let client = Runner::proxy("http://127.0.0.1:1").unwrap();
+    let t0 = std::time::Instant::now();
+    let err = client.joined(Duration::from_millis(600)).await.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+}
