@@ -2096,6 +2096,12 @@ mod tests {
     }
 
     #[test]
+    fn stays_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Node>();
+    }
+
+    #[test]
     fn same_seed_same_bytes() {
         let first = seeded_run(1);
         assert!(first.len() > 10, "{} datagrams", first.len());

@@ -22,8 +22,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::{digest, hmac};
 
-/// A source of random bytes.
-pub trait Random: Send {
+/// A source of random bytes. `Send` and `Sync`, so that the machines holding one stay so.
+pub trait Random: Send + Sync {
     /// Fills `buf` with random bytes.
     fn fill(&mut self, buf: &mut [u8]);
 

@@ -1031,6 +1031,12 @@ mod tests {
     }
 
     #[test]
+    fn stays_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Dialog>();
+    }
+
+    #[test]
     fn same_seed_same_bytes() {
         let first = seeded_call(1);
         assert!(first.len() >= 8, "{} messages", first.len());
