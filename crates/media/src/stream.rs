@@ -34,6 +34,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use pamoja_channel::random::{OsRandom, Random};
+
 use crate::rtcp::{self, ReportBlock, Rtcp, SenderInfo};
 use crate::rtp::RtpPacket;
 use crate::sdes::Crypto;
@@ -192,27 +194,40 @@ pub struct MediaStream {
     /// Our last sender reports: the middle 32 bits of their NTP time (what a peer echoes as
     /// LSR) and when they went.
     sent_reports: VecDeque<(u32, Instant)>,
+    /// SSRC, sequence and timestamp starts, and report spacing come from here.
+    random: Box<dyn Random>,
 }
 
-fn random_u32() -> u32 {
+fn random_u32(random: &mut dyn Random) -> u32 {
     let mut b = [0u8; 4];
-    pamoja_channel::random::Random::fill(&mut pamoja_channel::random::OsRandom, &mut b);
+    random.fill(&mut b);
     u32::from_be_bytes(b)
 }
 
 impl MediaStream {
     /// A stream with a random SSRC, sequence number and timestamp start.
     pub fn new(config: StreamConfig, now: Instant) -> Self {
-        let r = random_u32();
+        Self::with_random(config, now, OsRandom)
+    }
+
+    /// A stream as [`MediaStream::new`] makes it, drawing its SSRC, sequence number and
+    /// timestamp starts and the spacing of its reports from `random`: two streams given
+    /// generators in the same state and the same inputs send the same bytes.
+    pub fn with_random(config: StreamConfig, now: Instant, random: impl Random + 'static) -> Self {
+        let mut random: Box<dyn Random> = Box::new(random);
+        let r = random_u32(&mut *random);
         // Start low in the sequence space, as FFmpeg does, so the first ROC is 0 for long.
         let first_seq = (r & 0x7fff) as u16;
+        let ssrc = random_u32(&mut *random);
+        let next_ts = random_u32(&mut *random);
         Self {
+            random,
             out: Srtp::new(config.local.suite, &config.local.key),
             inn: Srtp::new(config.remote.suite, &config.remote.key),
-            ssrc: random_u32(),
+            ssrc,
             first_seq,
             next_seq: first_seq,
-            next_ts: random_u32(),
+            next_ts,
             last_sent: None,
             receiver: None,
             stats: StreamStats::default(),
@@ -366,7 +381,8 @@ impl MediaStream {
     /// and our CNAME. `wall` is the current wall-clock time, for the NTP timestamp.
     pub fn rtcp(&mut self, now: Instant, wall: SystemTime) -> Vec<u8> {
         // 0.5 to 1.5 intervals, as RFC 3550 randomises them.
-        let spread = RTCP_INTERVAL.mul_f64(0.5 + f64::from(random_u32() % 1000) / 1000.0);
+        let jitter = random_u32(&mut *self.random) % 1000;
+        let spread = RTCP_INTERVAL.mul_f64(0.5 + f64::from(jitter) / 1000.0);
         self.next_rtcp = now + spread;
         let reports: Vec<ReportBlock> = self
             .receiver
@@ -433,6 +449,44 @@ mod tests {
         let mut cb = StreamConfig::new(104, 48_000, b_key, a_key);
         cb.accept = vec![104, 101];
         (MediaStream::new(ca, now), MediaStream::new(cb, now))
+    }
+
+    /// The packets and reports of two streams with fixed keys, drawing from generators
+    /// seeded with `seed`.
+    fn seeded_streams(seed: u8) -> Vec<Vec<u8>> {
+        use crate::srtp::MasterKey;
+        use pamoja_channel::random::SeededRandom;
+        let key = |b: u8| Crypto {
+            tag: 1,
+            suite: Suite::AesCm128HmacSha1_80,
+            key: MasterKey::from_bytes(&[b; 30]).unwrap(),
+        };
+        let t0 = Instant::now();
+        let wall = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let ca = StreamConfig::new(104, 48_000, key(1), key(2));
+        let cb = StreamConfig::new(104, 48_000, key(2), key(1));
+        let mut a = MediaStream::with_random(ca, t0, SeededRandom::new([seed; 32]));
+        let mut b = MediaStream::with_random(cb, t0, SeededRandom::new([seed + 1; 32]));
+        let mut wire = Vec::new();
+        for i in 0..20u32 {
+            let now = t0 + Duration::from_millis(20 * u64::from(i));
+            let p = a.send(&[i as u8; 80], 960, false, now).unwrap();
+            b.receive(&p, now).unwrap();
+            wire.push(p);
+        }
+        let now = t0 + Duration::from_secs(1);
+        wire.push(a.rtcp(now, wall));
+        wire.push(b.rtcp(now, wall));
+        assert!(a.poll_timeout() > now);
+        wire.push(format!("{:?}", (a.poll_timeout() - now, b.poll_timeout() - now)).into_bytes());
+        wire
+    }
+
+    #[test]
+    fn same_seed_same_bytes() {
+        let first = seeded_streams(1);
+        assert_eq!(first, seeded_streams(1));
+        assert_ne!(first, seeded_streams(3));
     }
 
     #[test]
