@@ -77,10 +77,15 @@ impl Runner {
     /// Starts the node on an already bound socket (for example one created inside a network
     /// namespace).
     pub fn from_std(socket: std::net::UdpSocket, config: Config) -> io::Result<Self> {
+        Self::from_node(socket, Node::new(config))
+    }
+
+    /// Runs `node` on an already bound socket: a node built by the caller, for example with
+    /// its own random source ([`Node::with_random`]) or restored from a saved state.
+    pub fn from_node(socket: std::net::UdpSocket, node: Node) -> io::Result<Self> {
         socket.set_nonblocking(true)?;
         let socket = UdpSocket::from_std(socket)?;
         let local = socket.local_addr()?;
-        let node = Node::new(config);
         let id = node.id();
         let (tx, rx) = mpsc::unbounded_channel();
         let (joined_tx, joined) = watch::channel(false);

@@ -44,9 +44,15 @@ async fn joined_is_signalled_once_a_node_answers() {
     let err = lone.joined(Duration::from_millis(200)).await.unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
 
-    let other = Runner::bind("127.0.0.1:0".parse().unwrap(), Config::default())
-        .await
-        .unwrap();
+    // A node of our own making, with a seeded random source.
+    let node = pamoja_dht::Node::with_random(
+        Config::default(),
+        pamoja_dht::random::SeededRandom::new([5; 32]),
+    );
+    let id = node.id();
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let other = Runner::from_node(socket, node).unwrap();
+    assert_eq!(other.id(), id);
     other.bootstrap(lone.local_addr());
     let t0 = std::time::Instant::now();
     other.joined(Duration::from_secs(10)).await.unwrap();
