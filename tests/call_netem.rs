@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use pamoja::client::media::{AudioSource, VideoConfig};
-use pamoja::client::{CallOptions, CallStats, Client, Config, Event, Events, Settings};
+use pamoja::client::{CallOptions, CallState, CallStats, Client, Config, Event, Events, Settings};
 use pamoja::identity::Account;
 use pamoja_lab::{Nat, NatLab, WAN_SERVER, nat_lab_missing};
 
@@ -31,7 +31,7 @@ fn current(e: &Event) -> Option<()> {
     matches!(
         e,
         Event::CallState {
-            state: "current",
+            state: CallState::Current,
             ..
         }
     )
@@ -114,7 +114,7 @@ fn video_bitrate_adapts_and_audio_keeps_flowing_on_a_narrow_lossy_link() {
     boot_rx.recv_timeout(Duration::from_secs(30)).unwrap();
 
     // B answers by itself; A calls once it knows B's id.
-    let (id_tx, id_rx) = std::sync::mpsc::channel::<String>();
+    let (id_tx, id_rx) = std::sync::mpsc::channel::<pamoja::client::JamiId>();
     let (b_done_tx, b_done_rx) = std::sync::mpsc::channel::<()>();
     let b_addr = pb.addr;
     let b = pb.ns.spawn_inside(move || {
@@ -124,14 +124,15 @@ fn video_bitrate_adapts_and_audio_keeps_flowing_on_a_narrow_lossy_link() {
             b.set_settings(Settings {
                 auto_answer: true,
                 ..Settings::default()
-            }).await
+            })
+            .await
             .unwrap();
             b.set_call_options(CallOptions {
                 source: AudioSource::Tone(660.0, 0.2),
                 video: Some(video()),
                 ..CallOptions::default()
             });
-            id_tx.send(b.jami_id().to_owned()).unwrap();
+            id_tx.send(b.jami_id()).unwrap();
             let s = wait_for(&mut ev, 180, stats).await;
             b_done_tx.send(()).unwrap();
             s

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use pamoja::client::media::{AudioSource, VideoConfig};
-use pamoja::client::{CallOptions, Event};
+use pamoja::client::{CallOptions, CallState, Event};
 use serde_json::{Value as Json, json};
 
 use crate::link::Online;
@@ -86,10 +86,11 @@ async fn call(args: CallArgs) -> Result<Json> {
     let o = &args.online;
     let (client, mut events) =
         crate::client::start(&o.archive, &o.bootstrap, o.ice_addr, &data).await?;
-    let call = client.place_call(&args.to, options).await?;
+    let to: pamoja::client::JamiId = args.to.parse().map_err(|e| anyhow!("--to: {e}"))?;
+    let call = client.place_call(&to, options).await?;
     println!(
         "{}",
-        json!({"event": "call_placed", "call": call, "to": args.to, "video": args.video})
+        json!({"event": "call_placed", "call": call.to_string(), "to": args.to, "video": args.video})
     );
     let mut hang_up_at: Option<tokio::time::Instant> = None;
     let mut reached_current = false;
@@ -106,16 +107,16 @@ async fn call(args: CallArgs) -> Result<Json> {
                 let e = e.ok_or_else(|| anyhow!("the account stopped"))?;
                 match &e {
                     Event::CallState { call: c, state, reason, .. } if *c == call => {
-                        println!("{}", e.to_json());
+                        println!("{}", crate::json::event(&e));
                         match *state {
-                            "current" => {
+                            CallState::Current => {
                                 reached_current = true;
                                 hang_up_at = Some(
                                     tokio::time::Instant::now()
                                         + Duration::from_secs_f64(args.duration),
                                 );
                             }
-                            "ended" => {
+                            CallState::Ended => {
                                 if !reached_current {
                                     bail!(
                                         "the call ended before its media flowed: {}",
@@ -127,7 +128,7 @@ async fn call(args: CallArgs) -> Result<Json> {
                             _ => {}
                         }
                     }
-                    Event::CallStats(s) if s.call == call => stats = Some(e.to_json()),
+                    Event::CallStats(s) if s.call == call => stats = Some(crate::json::event(&e)),
                     _ => {}
                 }
             }

@@ -64,7 +64,8 @@ pub async fn run(
     let (client, mut events) = start(archive, bootstrap, ice_addr, data).await?;
     println!(
         "{}",
-        json!({"event": "ready", "id": client.jami_id(), "device": client.device_id()})
+        json!({"event": "ready", "id": client.jami_id().to_string(),
+            "device": client.device_id().to_string()})
     );
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut stdin_open = true;
@@ -86,7 +87,7 @@ pub async fn run(
                 _ => stdin_open = false,
             },
             ev = events.next() => match ev {
-                Some(e) => println!("{}", e.to_json()),
+                Some(e) => println!("{}", super::json::event(&e)),
                 None => return Ok(()),
             },
             _ = sleep => return Ok(()),
@@ -135,6 +136,17 @@ fn field<'a>(c: &'a Json, name: &str) -> Result<&'a str> {
         .ok_or_else(|| anyhow!("missing string field {name:?}"))
 }
 
+/// A string field read as an id (a Jami ID, a conversation, a message, a call).
+fn id<T>(c: &Json, name: &str) -> Result<T>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    field(c, name)?
+        .parse()
+        .map_err(|e| anyhow!("field {name:?}: {e}"))
+}
+
 /// Runs one command line; the reply object.
 async fn command(client: &Client, line: &str) -> Json {
     let parsed: Result<Json> = serde_json::from_str(line).map_err(|e| anyhow!("not JSON: {e}"));
@@ -165,20 +177,24 @@ async fn command(client: &Client, line: &str) -> Json {
 
 async fn execute(client: &Client, name: &str, c: &Json) -> Result<Json> {
     Ok(match name {
-        "contact.add" => json!({"conversation": client.add_contact(field(c, "to")?).await?}),
+        "contact.add" => {
+            json!({"conversation": client.add_contact(&id(c, "to")?).await?.to_string()})
+        }
         "contact.accept" => {
-            json!({"conversation": client.accept_contact(field(c, "from")?).await?})
+            json!({"conversation": client.accept_contact(&id(c, "from")?).await?.to_string()})
         }
         "contact.decline" => {
-            client.decline_contact(field(c, "from")?).await?;
+            client.decline_contact(&id(c, "from")?).await?;
             json!({})
         }
         "contact.remove" => {
-            client.remove_contact(field(c, "id")?, c["ban"].as_bool().unwrap_or(false)).await?;
+            client
+                .remove_contact(&id(c, "id")?, c["ban"].as_bool().unwrap_or(false))
+                .await?;
             json!({})
         }
         "contact.unban" => {
-            client.unban_contact(field(c, "id")?).await?;
+            client.unban_contact(&id(c, "id")?).await?;
             json!({})
         }
         "contact.list" => {
@@ -186,9 +202,9 @@ async fn execute(client: &Client, name: &str, c: &Json) -> Result<Json> {
                 .contacts()
                 .into_iter()
                 .map(|k| {
-                    json!({"id": k.id, "state": k.state.as_str(),
+                    json!({"id": k.id.to_string(), "state": k.state.as_str(),
                         "confirmed": k.state.as_str() == "confirmed",
-                        "conversation": k.conversation, "added": k.added,
+                        "conversation": k.conversation.to_string(), "added": k.added,
                         "presence": k.presence.as_str()})
                 })
                 .collect();
@@ -199,44 +215,49 @@ async fn execute(client: &Client, name: &str, c: &Json) -> Result<Json> {
                 .trust_requests()
                 .into_iter()
                 .map(|(from, r)| {
-                    json!({"from": from, "conversation": r.conversation_id,
+                    json!({"from": from.to_string(), "conversation": r.conversation_id,
                         "received": r.received,
                         "name": pamoja::client::instant::vcard_name(&r.payload)})
                 })
                 .collect();
             json!({"requests": list})
         }
-        "conv.list" => json!({"conversations": client.conversations()}),
-        "conv.create" => json!({"conversation": client.create_group().await?}),
+        "conv.list" => {
+            let list: Vec<String> = client
+                .conversations()
+                .iter()
+                .map(|c| c.to_string())
+                .collect();
+            json!({"conversations": list})
+        }
+        "conv.create" => json!({"conversation": client.create_group().await?.to_string()}),
         "conv.invite" => json!({"commit":
-            client.invite(field(c, "conversation")?, field(c, "to")?).await?}),
+            client.invite(&id(c, "conversation")?, &id(c, "to")?).await?.to_string()}),
         "conv.accept" => {
-            client
-                .accept_conversation(field(c, "conversation")?)
-                .await?;
+            client.accept_conversation(&id(c, "conversation")?).await?;
             json!({})
         }
         "conv.leave" => {
-            client.leave(field(c, "conversation")?).await?;
+            client.leave(&id(c, "conversation")?).await?;
             json!({})
         }
         "conv.members" => {
             let list: Vec<Json> = client
-                .members(field(c, "conversation")?)?
+                .members(&id(c, "conversation")?)?
                 .into_iter()
-                .map(|(uri, role)| json!({"uri": uri, "role": role.as_str()}))
+                .map(|(uri, role)| json!({"uri": uri.to_string(), "role": role.as_str()}))
                 .collect();
             json!({"members": list})
         }
         "conv.send" => json!({"message":
-            client.send_message(field(c, "conversation")?, field(c, "body")?).await?}),
+            client.send_message(&id(c, "conversation")?, field(c, "body")?).await?.to_string()}),
         "conv.load" => {
             let last = c["last"].as_u64().unwrap_or(50) as usize;
             let msgs: Vec<Json> = client
-                .load(field(c, "conversation")?, last)?
+                .load(&id(c, "conversation")?, last)?
                 .into_iter()
                 .map(|e| {
-                    let mut j = e.to_json();
+                    let mut j = super::json::event(&e);
                     if let Json::Object(m) = &mut j {
                         m.remove("event");
                     }
@@ -249,10 +270,10 @@ async fn execute(client: &Client, name: &str, c: &Json) -> Result<Json> {
             let on = c["on"]
                 .as_bool()
                 .ok_or_else(|| anyhow!("missing boolean field \"on\""))?;
-            json!({"sent": client.set_typing(field(c, "conversation")?, on).await?})
+            json!({"sent": client.set_typing(&id(c, "conversation")?, on).await?})
         }
         "displayed" => json!({"sent":
-            client.set_displayed(field(c, "conversation")?, field(c, "message")?).await?}),
+            client.set_displayed(&id(c, "conversation")?, &id(c, "message")?).await?}),
         "settings" => {
             let mut s: Settings = client.settings();
             if let Some(v) = c["read_receipts"].as_bool() {
@@ -276,31 +297,31 @@ async fn execute(client: &Client, name: &str, c: &Json) -> Result<Json> {
         "call" => {
             let o = call_options(c)?;
             let video = o.video.is_some();
-            let call = client.place_call(field(c, "to")?, o).await?;
+            let call = client.place_call(&id(c, "to")?, o).await?.to_string();
             json!({"call": call, "video": video})
         }
         "answer" => {
-            client.answer_call(field(c, "call")?, call_options(c)?)?;
+            client.answer_call(&id(c, "call")?, call_options(c)?)?;
             json!({"call": field(c, "call")?})
         }
         "hangup" => {
-            client.hang_up(field(c, "call")?)?;
+            client.hang_up(&id(c, "call")?)?;
             json!({"call": field(c, "call")?})
         }
         "hold" | "unhold" => {
-            client.hold(field(c, "call")?, name == "hold")?;
+            client.hold(&id(c, "call")?, name == "hold")?;
             json!({"call": field(c, "call")?, "hold": name == "hold"})
         }
         "mute" => {
             let muted = c["muted"].as_bool().unwrap_or(true);
-            client.mute(field(c, "call")?, muted)?;
+            client.mute(&id(c, "call")?, muted)?;
             json!({"call": field(c, "call")?, "muted": muted})
         }
         "video" => {
             let on = c["video"]
                 .as_bool()
                 .ok_or_else(|| anyhow!("missing boolean field \"video\""))?;
-            client.set_video(field(c, "call")?, call_options(c)?.video.filter(|_| on))?;
+            client.set_video(&id(c, "call")?, call_options(c)?.video.filter(|_| on))?;
             json!({"call": field(c, "call")?, "video": on})
         }
         "dtmf" => {
@@ -309,10 +330,13 @@ async fn execute(client: &Client, name: &str, c: &Json) -> Result<Json> {
             let (Some(k), None) = (chars.next(), chars.next()) else {
                 return Err(anyhow!("\"key\" must be one character"));
             };
-            client.send_dtmf(field(c, "call")?, k)?;
+            client.send_dtmf(&id(c, "call")?, k)?;
             json!({"call": field(c, "call")?, "key": key})
         }
-        "call.list" => json!({"calls": client.calls()}),
+        "call.list" => {
+            let list: Vec<String> = client.calls().iter().map(|c| c.to_string()).collect();
+            json!({"calls": list})
+        }
         "" => return Err(anyhow!("missing \"cmd\"")),
         other => return Err(anyhow!("unknown command {other:?}")),
     })

@@ -29,6 +29,7 @@
 mod call;
 mod client;
 mod conv;
+mod json;
 mod link;
 mod net;
 

@@ -30,7 +30,8 @@ use pamoja_media::sdp::{Codec, Direction, Sdp};
 use pamoja_media::stream::{MediaStream, StreamConfig};
 use tokio::sync::{mpsc, watch};
 
-use crate::event::{CallStats, Event, VideoCallStats};
+use crate::event::{CallState, CallStats, Event, VideoCallStats};
+use crate::id::CallId;
 use crate::media::{
     AudioConfig, AudioReport, AudioSource, MediaError, VideoConfig, VideoReport, candidate_lines,
     remote_ice, rtp_port, run_audio, run_video,
@@ -127,10 +128,14 @@ impl Context {
         }
     }
 
-    fn state(&self, call: &str, peer: &str, state: &'static str, reason: Option<String>) {
+    fn state(&self, call: &str, peer: &str, state: CallState, reason: Option<String>) {
+        let Ok(peer) = peer.parse() else {
+            tracing::warn!("{call}: the peer {peer:?} is no Jami ID");
+            return;
+        };
         let _ = self.events.send(Event::CallState {
-            call: call.to_owned(),
-            peer: peer.to_owned(),
+            call: CallId::trusted(call),
+            peer,
             state,
             reason,
         });
@@ -536,7 +541,7 @@ impl Call {
     fn media_event(&self) {
         let Some(m) = &self.media else { return };
         let _ = self.ctx.events.send(Event::CallMedia {
-            call: self.dialog.call_id().to_owned(),
+            call: CallId::trusted(self.dialog.call_id()),
             hold: self.hold,
             peer_hold: m.peer_hold,
             muted: *self.muted.borrow(),
@@ -673,7 +678,7 @@ impl Call {
                 control::parse_dtmf(&body).filter(|(k, _)| DTMF_KEYS.contains(*k))
             {
                 let _ = self.ctx.events.send(Event::CallDtmf {
-                    call: self.dialog.call_id().to_owned(),
+                    call: CallId::trusted(self.dialog.call_id()),
                     key,
                 });
             }
@@ -708,7 +713,9 @@ impl Call {
             let flushed = self.flush().await;
             while let Some(e) = self.dialog.poll_event() {
                 match e {
-                    DialogEvent::Ringing => self.ctx.state(&call, &self.peer, "ringing", None),
+                    DialogEvent::Ringing => {
+                        self.ctx.state(&call, &self.peer, CallState::Ringing, None)
+                    }
                     DialogEvent::Answered { sdp } => {
                         let Some((session, offer)) = self.offer.take() else {
                             continue;
@@ -730,7 +737,8 @@ impl Call {
                         ) {
                             Ok(m) => {
                                 self.media = Some(m);
-                                self.ctx.state(&call, &self.peer, "connecting", None);
+                                self.ctx
+                                    .state(&call, &self.peer, CallState::Connecting, None);
                             }
                             Err(e) => {
                                 let _ = self.dialog.hangup();
@@ -826,7 +834,11 @@ impl Call {
                         }
                     }
                     Some(Command::MediaUp) => {
-                        let state = if self.hold { "hold" } else { "current" };
+                        let state = if self.hold {
+                            CallState::Hold
+                        } else {
+                            CallState::Current
+                        };
                         self.ctx.state(&call, &self.peer, state, None);
                         self.media_event();
                         if self.records() && !self.told_recording {
@@ -923,8 +935,12 @@ impl Call {
             self.me.clone(),
             None,
         )?);
-        self.ctx
-            .state(self.dialog.call_id(), &self.peer, "connecting", None);
+        self.ctx.state(
+            self.dialog.call_id(),
+            &self.peer,
+            CallState::Connecting,
+            None,
+        );
         Ok(())
     }
 
@@ -942,7 +958,7 @@ impl Call {
                 }
                 let s = &report.stats;
                 let _ = self.ctx.events.send(Event::CallStats(CallStats {
-                    call: call.clone(),
+                    call: CallId::trusted(call.clone()),
                     codec: m.codec,
                     tx_packets: s.tx_packets,
                     tx_bytes: s.tx_bytes,
@@ -978,7 +994,8 @@ impl Call {
                 }));
             }
         }
-        self.ctx.state(&call, &self.peer, "ended", Some(reason));
+        self.ctx
+            .state(&call, &self.peer, CallState::Ended, Some(reason));
     }
 }
 
@@ -1013,7 +1030,7 @@ pub(crate) async fn place(
         if fresh {
             tokio::time::sleep(FRESH_CHANNEL_PAUSE).await;
         }
-        c.ctx.state(&id, &c.peer, "calling", None);
+        c.ctx.state(&id, &c.peer, CallState::Calling, None);
         let reason = c.run().await;
         done(&id);
         c.finish(reason).await;
@@ -1050,7 +1067,7 @@ pub(crate) async fn incoming(
     }
     let id = call.clone();
     tokio::spawn(async move {
-        c.ctx.state(&id, &c.peer, "incoming", None);
+        c.ctx.state(&id, &c.peer, CallState::Incoming, None);
         let reason = c.run().await;
         done(&id);
         c.finish(reason).await;

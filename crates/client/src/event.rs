@@ -1,17 +1,55 @@
 //! What a running account reports.
 
-use serde_json::{Value as Json, json};
+use pamoja_identity::JamiId;
+use pamoja_swarm::Body;
+use serde_json::Value as Json;
 
-/// An event of a running account (see [`crate::Client`]). [`Event::to_json`] gives the
-/// one-line JSON form the `jami run` example prints.
+use crate::id::{CallId, ConversationId, MessageId};
+use crate::presence::Status;
+
+/// Where a call stands (see [`Event::CallState`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CallState {
+    /// Our INVITE is out.
+    Calling,
+    /// The peer rings.
+    Ringing,
+    /// A peer calls us: answer or hang up.
+    Incoming,
+    /// Answered, media ICE running.
+    Connecting,
+    /// Media flowing.
+    Current,
+    /// Media flowing again after a re-INVITE, held by us.
+    Hold,
+    /// Over (the event's `reason` says why).
+    Ended,
+}
+
+impl CallState {
+    /// The lower-case name (`calling`, `ringing`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Calling => "calling",
+            Self::Ringing => "ringing",
+            Self::Incoming => "incoming",
+            Self::Connecting => "connecting",
+            Self::Current => "current",
+            Self::Hold => "hold",
+            Self::Ended => "ended",
+        }
+    }
+}
+
+/// An event of a running account (see [`crate::Client`]).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// Someone asks to become a contact.
     TrustRequest {
         /// Their Jami ID.
-        from: String,
+        from: JamiId,
         /// The one-to-one conversation they created.
-        conversation: String,
+        conversation: ConversationId,
         /// The display name of the profile they sent, if any.
         name: Option<String>,
         /// When it arrived, Unix seconds.
@@ -20,93 +58,90 @@ pub enum Event {
     /// A contact was added, or confirmed by the other side.
     ContactAdded {
         /// The contact's Jami ID.
-        id: String,
+        id: JamiId,
         /// Whether both sides agreed.
         confirmed: bool,
         /// The one-to-one conversation.
-        conversation: String,
+        conversation: ConversationId,
     },
     /// A contact was removed (or banned).
     ContactRemoved {
         /// The contact's Jami ID.
-        id: String,
+        id: JamiId,
         /// Whether banned.
         banned: bool,
     },
     /// An invitation to a group conversation.
     ConversationRequest {
         /// The conversation.
-        conversation: String,
+        conversation: ConversationId,
         /// Who invites.
-        from: String,
+        from: JamiId,
         /// Its details (`title`, `mode`...).
         metadatas: serde_json::Map<String, Json>,
     },
     /// A conversation is here: created, or cloned and joined.
     ConversationReady {
         /// The conversation.
-        conversation: String,
+        conversation: ConversationId,
     },
     /// A new message (commit) of a conversation, ours or fetched.
     Message {
         /// The conversation.
-        conversation: String,
+        conversation: ConversationId,
         /// Commit id.
-        id: String,
+        id: MessageId,
         /// Author's account, when it resolves.
-        author: Option<String>,
+        author: Option<JamiId>,
         /// Author's device.
         device: String,
         /// `text/plain`, `member`, `merge`...
         kind: String,
-        /// The commit's JSON body (`null` for merges).
-        body: Json,
+        /// The commit's body (empty for merges).
+        body: Body,
         /// Commit time, Unix seconds.
         timestamp: i64,
     },
     /// A member is typing, or stopped.
     Typing {
         /// The conversation.
-        conversation: String,
+        conversation: ConversationId,
         /// Who.
-        from: String,
+        from: JamiId,
         /// Typing or not.
         on: bool,
     },
     /// A member displayed a message.
     Displayed {
         /// The conversation.
-        conversation: String,
+        conversation: ConversationId,
         /// Who.
-        from: String,
+        from: JamiId,
         /// The commit displayed.
-        message: String,
+        message: MessageId,
     },
     /// A contact's presence changed.
     Presence {
         /// The contact.
-        contact: String,
-        /// `offline`, `reachable` or `connected`.
-        status: &'static str,
+        contact: JamiId,
+        /// Offline, reachable or connected.
+        status: Status,
     },
     /// Progress of a long transfer (a first clone).
     Progress {
         /// The conversation.
-        conversation: String,
+        conversation: ConversationId,
         /// Bytes received so far.
         bytes: u64,
     },
-    /// A call changed state: `calling` (our INVITE is out), `ringing` (the peer rings),
-    /// `incoming` (a peer calls us; answer or hang up), `connecting` (answered, media ICE
-    /// running), `current` (media flowing), `hold` (media flowing again after a
-    /// re-INVITE, held by us), `ended` (with a reason).
+    /// A call changed state.
     CallState {
         /// The call (its SIP Call-ID).
-        call: String,
+        call: CallId,
         /// The peer's account.
-        peer: String,
+        peer: JamiId,
         /// The new state.
-        state: &'static str,
+        state: CallState,
         /// Why it ended: `local`, `hung_up`, `cancelled`, `busy`, `declined`, `timeout`,
         /// `failed: CODE REASON`, or `media: ...`.
         reason: Option<String>,
@@ -118,7 +153,7 @@ pub enum Event {
     /// the peer says it records or mutes.
     CallMedia {
         /// The call.
-        call: String,
+        call: CallId,
         /// We hold the call (nothing sent).
         hold: bool,
         /// The peer holds it: every section of its SDP says it receives nothing.
@@ -135,14 +170,14 @@ pub enum Event {
     /// The peer pressed a key (a SIP INFO `application/dtmf-relay`).
     CallDtmf {
         /// The call.
-        call: String,
+        call: CallId,
         /// The key: `0`-`9`, `*`, `#`, `A`-`D`.
         key: char,
     },
     /// A fetched history was refused: nothing of it was merged.
     SyncRefused {
         /// The conversation.
-        conversation: String,
+        conversation: ConversationId,
         /// The device fetched from.
         device: String,
         /// Why.
@@ -151,10 +186,10 @@ pub enum Event {
 }
 
 /// A call's media figures (the `call_stats` event).
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CallStats {
     /// The call.
-    pub call: String,
+    pub call: CallId,
     /// The codec we sent with (`opus/48000/2`).
     pub codec: String,
     /// RTP packets sent.
@@ -220,153 +255,4 @@ pub struct VideoCallStats {
     pub bitrate_max_kbps: u64,
     /// Last.
     pub bitrate_last_kbps: u64,
-}
-
-impl Event {
-    /// The event's name (`"event"` in its JSON form).
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::TrustRequest { .. } => "trust_request",
-            Self::ContactAdded { .. } => "contact_added",
-            Self::ContactRemoved { .. } => "contact_removed",
-            Self::ConversationRequest { .. } => "conversation_request",
-            Self::ConversationReady { .. } => "conversation_ready",
-            Self::Message { .. } => "message",
-            Self::Typing { .. } => "typing",
-            Self::Displayed { .. } => "displayed",
-            Self::Presence { .. } => "presence",
-            Self::Progress { .. } => "progress",
-            Self::SyncRefused { .. } => "sync_refused",
-            Self::CallState { .. } => "call_state",
-            Self::CallStats(_) => "call_stats",
-            Self::CallMedia { .. } => "call_media",
-            Self::CallDtmf { .. } => "call_dtmf",
-        }
-    }
-
-    /// One JSON object: `{"event": NAME, ...fields}`.
-    pub fn to_json(&self) -> Json {
-        let mut j = match self {
-            Self::TrustRequest {
-                from,
-                conversation,
-                name,
-                received,
-            } => {
-                json!({"from": from, "conversation": conversation, "name": name, "received": received})
-            }
-            Self::ContactAdded {
-                id,
-                confirmed,
-                conversation,
-            } => json!({"id": id, "confirmed": confirmed, "conversation": conversation}),
-            Self::ContactRemoved { id, banned } => json!({"id": id, "banned": banned}),
-            Self::ConversationRequest {
-                conversation,
-                from,
-                metadatas,
-            } => json!({"conversation": conversation, "from": from, "metadatas": metadatas}),
-            Self::ConversationReady { conversation } => json!({"conversation": conversation}),
-            Self::Message {
-                conversation,
-                id,
-                author,
-                device,
-                kind,
-                body,
-                timestamp,
-            } => json!({"conversation": conversation, "id": id, "author": author,
-                "device": device, "type": kind, "body": body, "timestamp": timestamp}),
-            Self::Typing {
-                conversation,
-                from,
-                on,
-            } => json!({"conversation": conversation, "from": from, "on": on}),
-            Self::Displayed {
-                conversation,
-                from,
-                message,
-            } => json!({"conversation": conversation, "from": from, "message": message}),
-            Self::Presence { contact, status } => json!({"contact": contact, "status": status}),
-            Self::Progress {
-                conversation,
-                bytes,
-            } => json!({"conversation": conversation, "bytes": bytes}),
-            Self::SyncRefused {
-                conversation,
-                device,
-                reason,
-            } => json!({"conversation": conversation, "device": device, "reason": reason}),
-            Self::CallState {
-                call,
-                peer,
-                state,
-                reason,
-            } => json!({"call": call, "peer": peer, "state": state, "reason": reason}),
-            Self::CallMedia {
-                call,
-                hold,
-                peer_hold,
-                muted,
-                video,
-                peer_recording,
-                peer_muted,
-            } => json!({
-                "call": call, "hold": hold, "peer_hold": peer_hold, "muted": muted, "video": video,
-                "peer_recording": peer_recording, "peer_muted": peer_muted
-            }),
-            Self::CallDtmf { call, key } => json!({"call": call, "key": key.to_string()}),
-            Self::CallStats(s) => json!({
-                "call": s.call, "codec": s.codec,
-                "tx_packets": s.tx_packets, "tx_bytes": s.tx_bytes,
-                "rx_packets": s.rx_packets, "rx_bytes": s.rx_bytes,
-                "rx_audio_frames_decoded": s.rx_audio_frames_decoded,
-                "rx_audio_frames_concealed": s.rx_audio_frames_concealed,
-                "rx_lost": s.rx_lost, "rx_jitter_ms": s.rx_jitter_ms,
-                "rx_audio_longest_gap_ms": s.rx_audio_longest_gap_ms,
-                "rx_srtp_dropped": s.rx_srtp_dropped,
-                "remote_received": s.remote_received, "duration_s": s.duration_s,
-                "rtt_ms": s.rtt_ms,
-                "video": s.video.as_ref().map(|v| json!({
-                    "codec": v.codec, "tx_packets": v.tx_packets, "tx_frames": v.tx_frames,
-                    "tx_key_frames": v.tx_key_frames, "rx_packets": v.rx_packets,
-                    "rx_lost": v.rx_lost, "rx_frames_decoded": v.rx_frames_decoded,
-                    "key_frame_requests_sent": v.key_frame_requests_sent,
-                    "key_frame_requests_received": v.key_frame_requests_received,
-                    "psnr_min": v.psnr_min, "psnr_mean": v.psnr_mean,
-                    "bitrate_min_kbps": v.bitrate_min_kbps, "bitrate_max_kbps": v.bitrate_max_kbps,
-                    "bitrate_last_kbps": v.bitrate_last_kbps,
-                })),
-            }),
-        };
-        if let Json::Object(m) = &mut j {
-            m.insert("event".into(), Json::from(self.name()));
-        }
-        j
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn json_form() {
-        let e = Event::Typing {
-            conversation: "c".into(),
-            from: "f".into(),
-            on: true,
-        };
-        assert_eq!(
-            e.to_json(),
-            json!({"event": "typing", "conversation": "c", "from": "f", "on": true})
-        );
-        let e = Event::ContactAdded {
-            id: "a".into(),
-            confirmed: false,
-            conversation: "c".into(),
-        };
-        assert_eq!(e.to_json()["event"], "contact_added");
-        assert_eq!(e.to_json()["confirmed"], false);
-    }
 }

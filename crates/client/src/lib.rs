@@ -30,7 +30,8 @@
 //!     ice_addr: "127.0.0.1".parse().unwrap(),
 //! };
 //! let (client, mut events) = Client::start(account, config).await?;
-//! let conversation = client.add_contact("0123456789abcdef0123456789abcdef01234567").await?;
+//! let bob = "0123456789abcdef0123456789abcdef01234567".parse()?;
+//! let conversation = client.add_contact(&bob).await?;
 //! while let Some(event) = events.next().await {
 //!     if let Event::ContactAdded { confirmed: true, .. } = event {
 //!         client.send_message(&conversation, "hello").await?;
@@ -47,6 +48,7 @@ pub mod contacts;
 pub mod core;
 mod error;
 pub mod event;
+mod id;
 pub mod instant;
 pub mod media;
 pub mod presence;
@@ -56,12 +58,8 @@ pub mod trust;
 pub use call::CallOptions;
 pub use config::{Config, Settings};
 pub use error::ClientError;
-pub use event::{CallStats, Event, VideoCallStats};
-pub use shell::{Client, ContactInfo, Events};
-
-/// The old module path of the running account.
-pub mod client {
-    pub use crate::config::{Config, Settings};
-    pub use crate::error::ClientError;
-    pub use crate::shell::{Client, ContactInfo, Events};
-}
+pub use event::{CallState, CallStats, Event, VideoCallStats};
+pub use id::{CallId, ConversationId, InvalidId, MessageId};
+pub use pamoja_identity::{DeviceId, JamiId};
+pub use presence::Status;
+pub use shell::{Client, Connectivity, ContactInfo, EVENTS_BOUND, Events};

@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use pamoja_client::media::{AudioSource, VideoConfig};
-use pamoja_client::{CallOptions, CallStats, Client, Config, Event, Events, Settings};
+use pamoja_client::{
+    CallId, CallOptions, CallStats, Client, ClientError, Config, Event, Events, JamiId, Settings,
+};
 use pamoja_dht::{Config as DhtConfig, Runner};
 use pamoja_identity::Account;
 use pamoja_media::audio::{analyse_windows, longest_gap_ms, read_wav};
@@ -33,7 +35,7 @@ async fn wait_for<T>(ev: &mut Events, secs: u64, mut pick: impl FnMut(&Event) ->
             .expect("timed out waiting for an event")
             .expect("events ended");
         if matches!(e, Event::CallState { .. } | Event::CallStats(_)) {
-            eprintln!("event: {}", e.to_json());
+            eprintln!("event: {e:?}");
         }
         if let Some(t) = pick(&e) {
             return t;
@@ -41,14 +43,14 @@ async fn wait_for<T>(ev: &mut Events, secs: u64, mut pick: impl FnMut(&Event) ->
     }
 }
 
-fn state_of<'a>(e: &'a Event, want: &str) -> Option<(&'a str, Option<&'a str>)> {
+fn state_of<'a>(e: &'a Event, want: &str) -> Option<(&'a CallId, Option<&'a str>)> {
     match e {
         Event::CallState {
             call,
             state,
             reason,
             ..
-        } if *state == want => Some((call.as_str(), reason.as_deref())),
+        } if state.as_str() == want => Some((call, reason.as_deref())),
         _ => None,
     }
 }
@@ -82,7 +84,7 @@ async fn a_tone_crosses_a_call() {
     });
     let call = a
         .place_call(
-            b.jami_id(),
+            &b.jami_id(),
             CallOptions {
                 source: AudioSource::Tone(440.0, 0.3),
                 ..CallOptions::default()
@@ -142,7 +144,7 @@ async fn a_declined_call_ends_on_both_sides() {
     let (a, mut a_ev) = start(a_dir.path(), boot.local_addr()).await;
     let (b, mut b_ev) = start(b_dir.path(), boot.local_addr()).await;
     let call = a
-        .place_call(b.jami_id(), CallOptions::default())
+        .place_call(&b.jami_id(), CallOptions::default())
         .await
         .unwrap();
     wait_for(&mut a_ev, 60, |e| state_of(e, "ringing").map(|_| ())).await;
@@ -163,12 +165,14 @@ async fn a_declined_call_ends_on_both_sides() {
     .await;
     assert_eq!(reason.as_deref(), Some("local"));
     // Unknown calls and bad ids are errors, not panics.
-    assert!(a.hang_up("no-such-call").is_err());
-    assert!(
-        a.place_call("not-an-id", CallOptions::default())
-            .await
-            .is_err()
-    );
+    assert!(a.hang_up(&"no-such-call".parse().unwrap()).is_err());
+    assert!("not-an-id".parse::<JamiId>().is_err());
+    // An account with no device on the DHT cannot be reached.
+    let nobody: JamiId = "00000000000000000000000000000000000000aa".parse().unwrap();
+    assert!(matches!(
+        a.place_call(&nobody, CallOptions::default()).await,
+        Err(ClientError::Unreachable { .. })
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,7 +200,7 @@ async fn a_video_call_carries_a_test_pattern_and_audio() {
     });
     let call = a
         .place_call(
-            b.jami_id(),
+            &b.jami_id(),
             CallOptions {
                 source: AudioSource::Tone(440.0, 0.3),
                 video: Some(video),
@@ -274,7 +278,7 @@ async fn mute_hold_and_video_through_re_invites() {
     });
     let call = a
         .place_call(
-            b.jami_id(),
+            &b.jami_id(),
             CallOptions {
                 source: AudioSource::Tone(440.0, 0.3),
                 ..CallOptions::default()
@@ -440,7 +444,7 @@ async fn video_from_a_file_is_recorded_at_the_other_end() {
     });
     let call = a
         .place_call(
-            b.jami_id(),
+            &b.jami_id(),
             CallOptions {
                 video: Some(VideoConfig {
                     source_file: Some(source),

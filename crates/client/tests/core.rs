@@ -10,7 +10,7 @@ use std::time::Duration;
 use pamoja_channel::sip::{self, Route};
 use pamoja_client::core::{ChannelId, Command, Input, Io, Reply};
 use pamoja_client::instant::Instant as Im;
-use pamoja_client::{Event, Settings};
+use pamoja_client::{ConversationId, Event, JamiId, MessageId, Settings};
 use sim::World;
 
 const A: usize = 0;
@@ -21,7 +21,7 @@ fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
-fn conversation_of(r: Result<Reply, String>) -> String {
+fn conversation_of(r: Result<Reply, String>) -> ConversationId {
     match r {
         Ok(Reply::Conversation(c)) => c,
         other => panic!("expected a conversation, got {other:?}"),
@@ -29,7 +29,7 @@ fn conversation_of(r: Result<Reply, String>) -> String {
 }
 
 /// A asks B, B accepts: the one-to-one conversation both hold.
-fn befriend(w: &mut World, a: usize, b: usize) -> String {
+fn befriend(w: &mut World, a: usize, b: usize) -> ConversationId {
     let b_id = w.id(b);
     let conv = conversation_of(w.ask(a, Command::AddContact(b_id)));
     let a_id = w.id(a);
@@ -40,7 +40,7 @@ fn befriend(w: &mut World, a: usize, b: usize) -> String {
         "the trust request arrives"
     );
     assert_eq!(
-        conversation_of(w.ask(b, Command::AcceptContact(a_id.clone()))),
+        conversation_of(w.ask(b, Command::AcceptContact(a_id))),
         conv
     );
     let b_id = w.id(b);
@@ -57,11 +57,11 @@ fn befriend(w: &mut World, a: usize, b: usize) -> String {
     conv
 }
 
-fn send(w: &mut World, n: usize, conv: &str, text: &str) -> String {
+fn send(w: &mut World, n: usize, conv: &ConversationId, text: &str) -> MessageId {
     match w.ask(
         n,
         Command::SendMessage {
-            conversation: conv.into(),
+            conversation: conv.clone(),
             text: text.into(),
         },
     ) {
@@ -70,7 +70,7 @@ fn send(w: &mut World, n: usize, conv: &str, text: &str) -> String {
     }
 }
 
-fn has_text(w: &World, n: usize, conv: &str, text: &str) -> bool {
+fn has_text(w: &World, n: usize, conv: &ConversationId, text: &str) -> bool {
     w.nodes[n].texts(conv).iter().any(|t| t == text)
 }
 
@@ -86,9 +86,9 @@ fn contacts_add_accept_and_talk_both_ways() {
     assert!(w.run_until(secs(30), |w| has_text(w, A, &conv, "hello alice")));
     // Each side lists the other as a confirmed contact.
     let b_id = w.id(B);
-    let c = &w.nodes[A].core.contacts().contacts[&b_id];
+    let c = &w.nodes[A].core.contacts().contacts[&b_id.to_string()];
     assert!(c.confirmed);
-    assert_eq!(c.conversation_id, conv);
+    assert_eq!(c.conversation_id, conv.as_str());
 }
 
 #[test]
@@ -98,17 +98,17 @@ fn a_declined_request_is_forgotten_and_a_ban_refuses_everything() {
     w.online(B);
     let b_id = w.id(B);
     let a_id = w.id(A);
-    conversation_of(w.ask(A, Command::AddContact(b_id.clone())));
+    conversation_of(w.ask(A, Command::AddContact(b_id)));
     assert!(w.run_until(secs(30), |w| {
         w.nodes[B].saw(|e| matches!(e, Event::TrustRequest { .. }))
     }));
     assert_eq!(
-        w.ask(B, Command::DeclineContact(a_id.clone())),
+        w.ask(B, Command::DeclineContact(a_id)),
         Ok(Reply::Done)
     );
     assert!(w.nodes[B].core.contacts().requests.is_empty());
     assert!(
-        w.ask(B, Command::DeclineContact(a_id.clone())).is_err(),
+        w.ask(B, Command::DeclineContact(a_id)).is_err(),
         "nothing left to decline"
     );
 
@@ -117,15 +117,15 @@ fn a_declined_request_is_forgotten_and_a_ban_refuses_everything() {
         w.ask(
             B,
             Command::RemoveContact {
-                id: a_id.clone(),
+                id: a_id,
                 ban: true
             }
         ),
         Ok(Reply::Done)
     );
-    assert_eq!(w.nodes[B].core.banned(), vec![a_id.clone()]);
+    assert_eq!(w.nodes[B].core.banned(), vec![a_id.to_string()]);
     let before = w.nodes[B].events.len();
-    w.command(A, Command::AddContact(b_id.clone()));
+    w.command(A, Command::AddContact(b_id));
     w.run_until(secs(120), |_| false);
     assert!(
         !w.nodes[B].events[before..]
@@ -140,7 +140,7 @@ fn a_declined_request_is_forgotten_and_a_ban_refuses_everything() {
         Input::ChannelUp {
             channel: ChannelId(77),
             device: dev,
-            account: Some(a_id.clone()),
+            account: Some(a_id.to_string()),
             name: "sip".into(),
         },
     );
@@ -151,14 +151,14 @@ fn a_declined_request_is_forgotten_and_a_ban_refuses_everything() {
     );
     // Lifting the ban lets a request through again.
     assert_eq!(
-        w.ask(B, Command::UnbanContact(a_id.clone())),
+        w.ask(B, Command::UnbanContact(a_id)),
         Ok(Reply::Done)
     );
     assert!(w.nodes[B].core.banned().is_empty());
 }
 
 /// Alice's group with Bob and Carol.
-fn group_of_three(w: &mut World) -> String {
+fn group_of_three(w: &mut World) -> ConversationId {
     let conv = conversation_of(w.ask(A, Command::CreateGroup));
     for n in [B, C] {
         let id = w.id(n);
@@ -179,12 +179,18 @@ fn group_of_three(w: &mut World) -> String {
             w.ask(n, Command::AcceptConversation(conv.clone())),
             Ok(Reply::Done)
         );
-        assert!(w.run_until(secs(60), |w| w.nodes[n].core.members().holds(&conv)));
+        assert!(w.run_until(secs(60), |w| w.nodes[n].core.members().holds(conv.as_str())));
     }
     let (b, c) = (w.id(B), w.id(C));
     assert!(w.run_until(secs(60), |w| {
-        w.nodes[A].core.members().takes_part(&conv, &b)
-            && w.nodes[A].core.members().takes_part(&conv, &c)
+        w.nodes[A]
+            .core
+            .members()
+            .takes_part(conv.as_str(), &b.to_string())
+            && w.nodes[A]
+                .core
+                .members()
+                .takes_part(conv.as_str(), &c.to_string())
     }));
     conv
 }
@@ -243,7 +249,7 @@ fn a_forged_history_is_refused_and_nothing_of_it_merged() {
     send(&mut w, A, &conv, "genuine");
     assert!(w.run_until(secs(30), |w| has_text(w, B, &conv, "genuine")));
     // Bob's repository gets a commit no device signed, then Bob posts on top of it.
-    let dir = w.nodes[B].dir.join("conversations").join(&conv);
+    let dir = w.nodes[B].dir.join("conversations").join(conv.as_str());
     sim::forge_commit(&dir, "forged");
     send(&mut w, B, &conv, "after the forgery");
     let b_dev = w.nodes[B].device.to_string();
@@ -252,7 +258,8 @@ fn a_forged_history_is_refused_and_nothing_of_it_merged() {
     }));
     assert!(!has_text(&w, A, &conv, "forged"));
     assert!(!has_text(&w, A, &conv, "after the forgery"));
-    let repo = git2::Repository::open(w.nodes[A].dir.join("conversations").join(&conv)).unwrap();
+    let repo =
+        git2::Repository::open(w.nodes[A].dir.join("conversations").join(conv.as_str())).unwrap();
     let head = repo
         .revparse_single("main")
         .unwrap()
@@ -389,7 +396,7 @@ fn a_stranger_is_not_served_a_conversation() {
         Input::ChannelUp {
             channel: ChannelId(900),
             device: m_dev,
-            account: Some(m_id),
+            account: Some(m_id.to_string()),
             name: name.clone(),
         },
     );
@@ -399,7 +406,7 @@ fn a_stranger_is_not_served_a_conversation() {
         Input::ChannelUp {
             channel: ChannelId(901),
             device: b_dev,
-            account: Some(b_id),
+            account: Some(b_id.to_string()),
             name,
         },
     );
@@ -442,19 +449,19 @@ fn a_message_naming_another_sender_is_dropped() {
         Input::ChannelUp {
             channel: ChannelId(500),
             device: b_dev,
-            account: Some(b_id.clone()),
+            account: Some(b_id.to_string()),
             name: "sip".into(),
         },
     );
     let typing = |from: &str, id: &str| {
         let route = Route {
             from: from.into(),
-            to: a_id.clone(),
+            to: a_id.to_string(),
             local: "10.0.0.2:1".parse().unwrap(),
             remote: "10.0.0.1:1".parse().unwrap(),
         };
         let (mime, body) = Im::Composing {
-            conversation: conv.clone(),
+            conversation: conv.to_string(),
             active: true,
         }
         .encode();
@@ -466,7 +473,7 @@ fn a_message_naming_another_sender_is_dropped() {
         0,
         Input::ChannelData {
             channel: ChannelId(500),
-            data: typing(&c_id, "0000000000000001"),
+            data: typing(&c_id.to_string(), "0000000000000001"),
         },
     );
     // The same from Bob himself is reported.
@@ -475,11 +482,11 @@ fn a_message_naming_another_sender_is_dropped() {
         0,
         Input::ChannelData {
             channel: ChannelId(500),
-            data: typing(&b_id, "0000000000000002"),
+            data: typing(&b_id.to_string(), "0000000000000002"),
         },
     );
     let events: Vec<Event> = std::iter::from_fn(|| core.poll_event()).collect();
-    let typing_from: Vec<&String> = events
+    let typing_from: Vec<&JamiId> = events
         .iter()
         .filter_map(|e| match e {
             Event::Typing { from, .. } => Some(from),

@@ -341,7 +341,7 @@ impl Certificate {
         };
         let tbs = x509_cert::TbsCertificate {
             version: x509_cert::Version::V3,
-            serial_number: SerialNumber::new(&random_serial()).map_err(enc)?,
+            serial_number: SerialNumber::new(&random_serial()?).map_err(enc)?,
             signature: rsa_algorithm(CERT_SIGNATURE_HASH),
             issuer: issuer_name,
             validity,
@@ -423,12 +423,13 @@ fn name_attr(name: &Name, oid: ObjectIdentifier) -> Option<String> {
 }
 
 /// A positive 8-byte serial (first byte 0x01..=0x7f keeps the DER INTEGER at 8 bytes).
-fn random_serial() -> [u8; 8] {
+fn random_serial() -> Result<[u8; 8]> {
     let mut s = [0u8; 8];
-    // The system RNG does not fail on Linux; a zero serial would still be valid DER.
-    let _ = aws_lc_rs::rand::fill(&mut s);
+    // Serials must not repeat: without the system generator, no certificate.
+    aws_lc_rs::rand::fill(&mut s)
+        .map_err(|_| Error::Key("the system random generator failed".into()))?;
     s[0] = (s[0] & 0x7f).max(1);
-    s
+    Ok(s)
 }
 
 /// The complete DER TLV of the first element inside the outer SEQUENCE.

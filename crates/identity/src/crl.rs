@@ -162,7 +162,8 @@ impl RevocationList {
             Some(n) => increment(&n),
             None => {
                 let mut n = [0u8; 8];
-                let _ = aws_lc_rs::rand::fill(&mut n);
+                aws_lc_rs::rand::fill(&mut n)
+                    .map_err(|_| Error::Key("the system random generator failed".into()))?;
                 n[0] = (n[0] & 0x7f).max(1);
                 n.to_vec()
             }

@@ -52,5 +52,5 @@ pub use cert::Certificate;
 pub use chain::verify_device_chain;
 pub use crl::RevocationList;
 pub use error::{ChainError, Error, Result};
-pub use id::{DeviceId, JamiId, ShortDeviceId};
+pub use id::{DeviceId, JamiId, ParseIdError, ShortDeviceId};
 pub use key::{PrivateKey, PublicKey, SignatureHash};

@@ -3,7 +3,7 @@
 
 use pamoja_swarm::Mode;
 
-use super::{AfterGit, AfterLookup, Core, GitOp, Io, Reply, StateFile, Ticket, is_hex_id};
+use super::{AfterGit, AfterLookup, Core, GitOp, Io, Reply, StateFile, Ticket, cid};
 use crate::contacts::PendingRequest;
 use crate::error::ClientError;
 use crate::event::Event;
@@ -31,11 +31,8 @@ impl Core {
     }
 
     pub(super) fn add_contact(&mut self, t: Ticket, id: &str) {
-        if !is_hex_id(id, 40) || id == self.me {
-            return self.reply(
-                t,
-                Err(ClientError::Invalid(format!("not a contact id: {id}"))),
-            );
+        if id == self.me {
+            return self.reply(t, Err(ClientError::SelfContact));
         }
         let existing = self
             .contacts
@@ -60,52 +57,50 @@ impl Core {
     pub(super) fn contact_added(&mut self, t: Ticket, id: &str, conversation: &str) {
         self.contacts.add(id, conversation, self.unix);
         self.persist_contacts();
-        self.events.push_back(Event::ContactAdded {
-            id: id.into(),
+        self.emit_for(id, |id| Event::ContactAdded {
+            id,
             confirmed: false,
-            conversation: conversation.into(),
+            conversation: cid(conversation),
         });
         self.events.push_back(Event::ConversationReady {
-            conversation: conversation.into(),
+            conversation: cid(conversation),
         });
         self.watch(id);
         self.after_lookup(id, AfterLookup::TrustRequest(conversation.to_owned()));
-        self.reply(t, Ok(Reply::Conversation(conversation.to_owned())));
+        self.reply(t, Ok(Reply::Conversation(cid(conversation))));
     }
 
     pub(super) fn accept_contact(&mut self, t: Ticket, from: &str) {
         let Some(req) = self.contacts.requests.get(from).cloned() else {
-            return self.reply(
-                t,
-                Err(ClientError::Invalid(format!(
-                    "no trust request from {from}"
-                ))),
-            );
+            return self.no_request(t, from);
         };
         let conversation = req.conversation_id.clone();
         self.contacts.confirm(from, &conversation, self.unix);
         self.persist_contacts();
-        self.events.push_back(Event::ContactAdded {
-            id: from.into(),
+        self.emit_for(from, |id| Event::ContactAdded {
+            id,
             confirmed: true,
-            conversation: conversation.clone(),
+            conversation: cid(&conversation),
         });
         self.watch(from);
         self.after_lookup(from, AfterLookup::Confirm(conversation.clone()));
         if !self.members.holds(&conversation) {
             self.after_lookup(from, AfterLookup::Clone(conversation.clone(), 0));
         }
-        self.reply(t, Ok(Reply::Conversation(conversation)));
+        self.reply(t, Ok(Reply::Conversation(cid(&conversation))));
+    }
+
+    fn no_request(&mut self, t: Ticket, from: &str) {
+        let e = match from.parse() {
+            Ok(id) => ClientError::NoTrustRequest(id),
+            Err(_) => ClientError::InvalidId(crate::id::InvalidId::account(from)),
+        };
+        self.reply(t, Err(e));
     }
 
     pub(super) fn decline_contact(&mut self, t: Ticket, from: &str) {
         if self.contacts.requests.remove(from).is_none() {
-            return self.reply(
-                t,
-                Err(ClientError::Invalid(format!(
-                    "no trust request from {from}"
-                ))),
-            );
+            return self.no_request(t, from);
         }
         self.persist_contacts();
         self.reply(t, Ok(Reply::Done));
@@ -114,10 +109,7 @@ impl Core {
     pub(super) fn remove_contact(&mut self, t: Ticket, id: &str, ban: bool) {
         self.contacts.remove(id, ban, self.unix);
         self.persist_contacts();
-        self.events.push_back(Event::ContactRemoved {
-            id: id.into(),
-            banned: ban,
-        });
+        self.emit_for(id, |id| Event::ContactRemoved { id, banned: ban });
         if ban {
             // Its links go down now; the link layer refuses it from now on (the shell
             // passes bans on).
@@ -164,10 +156,10 @@ impl Core {
             if self.contacts.active(from).is_some_and(|c| !c.confirmed) {
                 self.contacts.confirm(from, &t.conversation_id, now);
                 self.persist_contacts();
-                self.events.push_back(Event::ContactAdded {
-                    id: from.into(),
+                self.emit_for(from, |id| Event::ContactAdded {
+                    id,
                     confirmed: true,
-                    conversation: t.conversation_id,
+                    conversation: cid(&t.conversation_id),
                 });
             }
         } else if let Some(c) = self.contacts.active(from) {
@@ -193,9 +185,9 @@ impl Core {
             self.contacts.requests.insert(from.to_owned(), r.clone());
             self.persist_contacts();
             self.watch(from);
-            self.events.push_back(Event::TrustRequest {
-                from: from.into(),
-                conversation: r.conversation_id,
+            self.emit_for(from, |from| Event::TrustRequest {
+                from,
+                conversation: cid(&r.conversation_id),
                 name: instant::vcard_name(&r.payload),
                 received: r.received,
             });

@@ -122,14 +122,16 @@ impl Core {
             self.keep_undelivered(&w.account, m);
         }
         for t in w.calls {
-            self.reply(
-                t,
-                Err(crate::error::ClientError::Invalid(format!(
-                    "cannot call {}: link: {reason}",
-                    w.account
-                ))),
-            );
+            self.unreachable(t, &w.account, format!("link: {reason}"));
         }
+    }
+
+    fn unreachable(&mut self, t: Ticket, account: &str, reason: String) {
+        let e = match account.parse() {
+            Ok(account) => crate::error::ClientError::Unreachable { account, reason },
+            Err(_) => crate::error::ClientError::InvalidId(crate::id::InvalidId::account(account)),
+        };
+        self.reply(t, Err(e));
     }
 
     /// Sends `m` on a `sip` channel as a SIP MESSAGE.
@@ -197,12 +199,7 @@ impl Core {
             }
         }
         let Some(chain) = chains.first() else {
-            return self.reply(
-                t,
-                Err(crate::error::ClientError::Invalid(format!(
-                    "cannot call {account}: no device found"
-                ))),
-            );
+            return self.unreachable(t, account, "no device found".into());
         };
         let device = chain[0].public_key().device_id();
         self.ensure_sip(chain, account);

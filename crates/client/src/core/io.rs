@@ -4,11 +4,12 @@
 //! the [`Input`] named in its documentation. The shell may run several at once and feed
 //! their results back in any order: the core never assumes an order between two results.
 
-use pamoja_identity::{Certificate, DeviceId, PublicKey};
+use pamoja_identity::{Certificate, DeviceId, JamiId, PublicKey};
 use pamoja_swarm::{Message, Mode, Role};
 
 use crate::config::Settings;
 use crate::error::ClientError;
+use crate::id::{CallId, ConversationId, MessageId};
 use crate::trust::TrustRequest;
 
 /// A channel the shell holds, named by a number the shell gives it.
@@ -23,68 +24,68 @@ pub struct Ticket(pub u64);
 #[derive(Debug, Clone)]
 pub enum Command {
     /// Ask an account to become a contact ([`Reply::Conversation`]).
-    AddContact(String),
+    AddContact(JamiId),
     /// Accept a trust request ([`Reply::Conversation`]).
-    AcceptContact(String),
+    AcceptContact(JamiId),
     /// Decline a trust request.
-    DeclineContact(String),
+    DeclineContact(JamiId),
     /// Remove a contact, banning it or not.
     RemoveContact {
         /// The contact.
-        id: String,
+        id: JamiId,
         /// Refuse its devices from now on.
         ban: bool,
     },
     /// Lift a ban.
-    UnbanContact(String),
+    UnbanContact(JamiId),
     /// Replace the settings.
     SetSettings(Settings),
     /// Post a text ([`Reply::Commit`]).
     SendMessage {
         /// The conversation.
-        conversation: String,
+        conversation: ConversationId,
         /// The text.
         text: String,
     },
     /// Tell the linked members we type, or stopped ([`Reply::Count`]).
     SetTyping {
         /// The conversation.
-        conversation: String,
+        conversation: ConversationId,
         /// Typing or not.
         on: bool,
     },
     /// Tell the linked members we displayed a message ([`Reply::Count`]).
     SetDisplayed {
         /// The conversation.
-        conversation: String,
+        conversation: ConversationId,
         /// The commit displayed.
-        message: String,
+        message: MessageId,
     },
     /// Create a group conversation ([`Reply::Conversation`]).
     CreateGroup,
     /// Invite an account to a group conversation ([`Reply::Commit`]).
     Invite {
         /// The conversation.
-        conversation: String,
+        conversation: ConversationId,
         /// The account invited.
-        id: String,
+        id: JamiId,
     },
     /// Accept an invitation: the conversation is cloned from the inviter and joined.
-    AcceptConversation(String),
+    AcceptConversation(ConversationId),
     /// Leave a conversation.
-    Leave(String),
+    Leave(ConversationId),
     /// Vote an account out of a conversation we administer.
     RemoveMember {
         /// The conversation.
-        conversation: String,
+        conversation: ConversationId,
         /// The account.
-        id: String,
+        id: JamiId,
     },
     /// Call an account: the first device a `sip` channel reaches is called
-    /// ([`Io::PlaceCall`] carries the ticket on).
+    /// ([`Io::PlaceCall`] carries the ticket on; the shell answers [`Reply::Call`]).
     PlaceCall {
         /// The account called.
-        to: String,
+        to: JamiId,
     },
 }
 
@@ -93,14 +94,14 @@ pub enum Command {
 pub enum Reply {
     /// Done, nothing to say.
     Done,
-    /// A conversation id.
-    Conversation(String),
-    /// A commit id.
-    Commit(String),
+    /// A conversation.
+    Conversation(ConversationId),
+    /// A commit.
+    Commit(MessageId),
     /// How many devices were told.
     Count(usize),
-    /// A call placed: its Call-ID.
-    Call(String),
+    /// A call placed.
+    Call(CallId),
 }
 
 /// A repository change the core asks for.

@@ -42,7 +42,9 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use pamoja_identity::{Certificate, DeviceId};
+use pamoja_identity::{Certificate, DeviceId, JamiId};
+
+use crate::id::ConversationId;
 use serde_json::{Value as Json, json};
 
 pub(crate) use io::device_of;
@@ -223,6 +225,11 @@ pub struct Core {
     events: VecDeque<Event>,
 }
 
+/// A conversation id the core holds or checked.
+pub(crate) fn cid(s: &str) -> ConversationId {
+    ConversationId::trusted(s.to_ascii_lowercase())
+}
+
 /// Whether `s` is `len` hex digits.
 pub(crate) fn is_hex_id(s: &str, len: usize) -> bool {
     s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit())
@@ -342,7 +349,7 @@ impl Core {
                 conversation,
                 bytes,
             } => self.events.push_back(Event::Progress {
-                conversation,
+                conversation: cid(&conversation),
                 bytes,
             }),
             Input::CallStarted(id) => {
@@ -374,10 +381,7 @@ impl Core {
                         self.io.push_back(Io::LookupAnnouncements(id));
                     }
                     for (contact, s) in self.presence.tick(now) {
-                        self.events.push_back(Event::Presence {
-                            contact,
-                            status: s.as_str(),
-                        });
+                        self.emit_for(&contact, |contact| Event::Presence { contact, status: s });
                     }
                     self.timers.push((now + PRESENCE_EVERY, Timer::Presence));
                 }
@@ -573,10 +577,7 @@ impl Core {
         let change = self.presence.announced(account, device, now);
         let status = self.presence.status(account, now);
         if let Some(s) = change {
-            self.events.push_back(Event::Presence {
-                contact: account.into(),
-                status: s.as_str(),
-            });
+            self.emit_for(account, |contact| Event::Presence { contact, status: s });
         }
         if change == Some(Status::Reachable) || (fresh && status == Status::Reachable) {
             self.catch_up(account);
@@ -606,6 +607,15 @@ impl Core {
             }
         }
         self.after_lookup(account, AfterLookup::CatchUp);
+    }
+
+    /// Emits the event `f` makes of `account`'s typed id (an account string that is not
+    /// a Jami ID is logged and nothing is emitted).
+    fn emit_for(&mut self, account: &str, f: impl FnOnce(JamiId) -> Event) {
+        match account.parse::<JamiId>() {
+            Ok(id) => self.events.push_back(f(id)),
+            Err(e) => tracing::warn!("event about {account:?} dropped: {e}"),
+        }
     }
 
     fn emit_messages(&mut self, conversation: &str, ms: Vec<pamoja_swarm::Message>) {
@@ -663,18 +673,13 @@ pub fn decode_conv_requests(b: &[u8]) -> BTreeMap<String, ConvRequest> {
 
 /// The event of a message.
 pub(crate) fn message_event(conversation: &str, m: pamoja_swarm::Message) -> Event {
-    let body = if m.kind == "merge" {
-        Json::Null
-    } else {
-        serde_json::from_str(&m.body.encode()).unwrap_or(Json::Null)
-    };
     Event::Message {
-        conversation: conversation.into(),
-        id: m.id,
-        author: m.author,
+        conversation: cid(conversation),
+        id: crate::id::MessageId::trusted(m.id),
+        author: m.author.and_then(|a| a.parse().ok()),
         device: m.device,
         kind: m.kind,
-        body,
+        body: m.body,
         timestamp: m.timestamp,
     }
 }

@@ -9,29 +9,34 @@ use pamoja_swarm::{Mode, Role};
 
 use super::{
     AfterGit, AfterLookup, CLONE_TRIES, Command, Core, GitOp, GitOutcome, Io, Reply, Ticket, Timer,
-    message_event,
+    cid, message_event,
 };
 use crate::error::ClientError;
 use crate::event::Event;
+use crate::id::MessageId;
 use crate::instant::Instant as Im;
 
 impl Core {
     pub(super) fn command(&mut self, t: Ticket, c: Command) {
         match c {
-            Command::AddContact(id) => self.add_contact(t, &id),
-            Command::AcceptContact(from) => self.accept_contact(t, &from),
-            Command::DeclineContact(from) => self.decline_contact(t, &from),
-            Command::RemoveContact { id, ban } => self.remove_contact(t, &id, ban),
-            Command::UnbanContact(id) => self.unban_contact(t, &id),
+            Command::AddContact(id) => self.add_contact(t, &id.to_string()),
+            Command::AcceptContact(from) => self.accept_contact(t, &from.to_string()),
+            Command::DeclineContact(from) => self.decline_contact(t, &from.to_string()),
+            Command::RemoveContact { id, ban } => self.remove_contact(t, &id.to_string(), ban),
+            Command::UnbanContact(id) => self.unban_contact(t, &id.to_string()),
             Command::SetSettings(s) => {
                 self.settings = s;
                 self.persist_settings();
                 self.reply(t, Ok(Reply::Done));
             }
-            Command::SendMessage { conversation, text } => {
-                self.change(t, &conversation, GitOp::Post(text), AfterGit::Commit(t))
-            }
+            Command::SendMessage { conversation, text } => self.change(
+                t,
+                conversation.as_str(),
+                GitOp::Post(text),
+                AfterGit::Commit(t),
+            ),
             Command::SetTyping { conversation, on } => {
+                let conversation = conversation.to_string();
                 let n = if !self.settings.typing {
                     Ok(Reply::Count(0))
                 } else if !self.members.holds(&conversation) {
@@ -49,6 +54,7 @@ impl Core {
                 conversation,
                 message,
             } => {
+                let (conversation, message) = (conversation.to_string(), message.to_string());
                 let n = if !self.settings.read_receipts {
                     Ok(Reply::Count(0))
                 } else if !self.members.holds(&conversation) {
@@ -70,40 +76,31 @@ impl Core {
                 },
                 Some(AfterGit::Group(t)),
             ),
-            Command::Invite { conversation, id } => {
-                if !super::is_hex_id(&id, 40) {
-                    return self.reply(
-                        t,
-                        Err(ClientError::Invalid(format!("not an account id: {id}"))),
-                    );
-                }
-                self.change(
-                    t,
-                    &conversation,
-                    GitOp::AddMember(id.clone()),
-                    AfterGit::Invited(t, id),
-                )
-            }
-            Command::AcceptConversation(conversation) => {
-                let Some(req) = self.conv_requests.remove(&conversation) else {
-                    return self.reply(
-                        t,
-                        Err(ClientError::Invalid(format!(
-                            "no invitation to {conversation}"
-                        ))),
-                    );
+            Command::Invite { conversation, id } => self.change(
+                t,
+                conversation.as_str(),
+                GitOp::AddMember(id.to_string()),
+                AfterGit::Invited(t, id.to_string()),
+            ),
+            Command::AcceptConversation(id) => {
+                let Some(req) = self.conv_requests.remove(id.as_str()) else {
+                    return self.reply(t, Err(ClientError::NoInvitation(id)));
                 };
+                let conversation = id.to_string();
                 self.persist_conv_requests();
                 self.after_lookup(&req.from, AfterLookup::Clone(conversation, 0));
                 self.reply(t, Ok(Reply::Done));
             }
             Command::Leave(conversation) => {
-                self.change(t, &conversation, GitOp::Leave, AfterGit::Done(t))
+                self.change(t, conversation.as_str(), GitOp::Leave, AfterGit::Done(t))
             }
-            Command::RemoveMember { conversation, id } => {
-                self.change(t, &conversation, GitOp::VoteBan(id), AfterGit::Done(t))
-            }
-            Command::PlaceCall { to } => self.place_call(t, &to),
+            Command::RemoveMember { conversation, id } => self.change(
+                t,
+                conversation.as_str(),
+                GitOp::VoteBan(id.to_string()),
+                AfterGit::Done(t),
+            ),
+            Command::PlaceCall { to } => self.after_lookup(&to.to_string(), AfterLookup::Call(t)),
         }
     }
 
@@ -237,9 +234,9 @@ impl Core {
                     }
                     Some(AfterGit::Group(t)) => {
                         self.events.push_back(Event::ConversationReady {
-                            conversation: id.clone(),
+                            conversation: cid(&id),
                         });
-                        self.reply(t, Ok(Reply::Conversation(id)));
+                        self.reply(t, Ok(Reply::Conversation(cid(&id))));
                     }
                     _ => {}
                 }
@@ -263,7 +260,7 @@ impl Core {
                 if let ClientError::Refused(reason) = e {
                     tracing::warn!("history of {conv} from {device} refused: {reason}");
                     self.events.push_back(Event::SyncRefused {
-                        conversation: conv,
+                        conversation: cid(&conv),
                         device,
                         reason,
                     });
@@ -280,7 +277,7 @@ impl Core {
                     Ok(o) => {
                         for (device, reason) in &o.refused {
                             self.events.push_back(Event::SyncRefused {
-                                conversation: conv.clone(),
+                                conversation: cid(&conv),
                                 device: device.clone(),
                                 reason: reason.clone(),
                             });
@@ -291,7 +288,7 @@ impl Core {
                         if let ClientError::CloneRefused(refused) = e {
                             for (device, reason) in refused {
                                 self.events.push_back(Event::SyncRefused {
-                                    conversation: conv.clone(),
+                                    conversation: cid(&conv),
                                     device,
                                     reason,
                                 });
@@ -336,9 +333,10 @@ impl Core {
                     self.notify(&conv, id, None);
                 }
                 match then {
-                    Some(AfterGit::Commit(t)) => {
-                        self.reply(t, Ok(Reply::Commit(last.unwrap_or_default())))
-                    }
+                    Some(AfterGit::Commit(t)) => self.reply(
+                        t,
+                        Ok(Reply::Commit(MessageId::trusted(last.unwrap_or_default()))),
+                    ),
                     Some(AfterGit::Invited(t, id)) => {
                         self.watch(&id);
                         let mut metadatas = serde_json::Map::new();
@@ -350,7 +348,10 @@ impl Core {
                                 metadatas,
                             },
                         );
-                        self.reply(t, Ok(Reply::Commit(last.unwrap_or_default())))
+                        self.reply(
+                            t,
+                            Ok(Reply::Commit(MessageId::trusted(last.unwrap_or_default()))),
+                        )
                     }
                     Some(AfterGit::Done(t)) => self.reply(t, Ok(Reply::Done)),
                     _ => {}
@@ -391,7 +392,7 @@ impl Core {
     /// the history, oldest first. Its members are watched.
     fn conversation_ready(&mut self, conversation: &str, history: Vec<pamoja_swarm::Message>) {
         self.events.push_back(Event::ConversationReady {
-            conversation: conversation.into(),
+            conversation: cid(conversation),
         });
         for m in history {
             self.events.push_back(message_event(conversation, m));
@@ -405,5 +406,5 @@ impl Core {
 }
 
 fn no_conversation(id: &str) -> ClientError {
-    ClientError::Invalid(format!("no conversation {id}"))
+    ClientError::UnknownConversation(cid(id))
 }

@@ -9,7 +9,7 @@
 use pamoja_channel::sip::{self, SipReader, StartLine};
 use pamoja_identity::DeviceId;
 
-use super::{AfterLookup, ChannelId, ConvRequest, Core, Io, is_hex_id};
+use super::{ChannelId, ConvRequest, Core, Io, cid, is_hex_id};
 use crate::event::Event;
 use crate::instant::Instant as Im;
 
@@ -71,10 +71,7 @@ impl Core {
             if let Some(a) = &account {
                 let change = self.presence.linked(a, &device.to_string(), true, self.now);
                 if let Some(s) = change {
-                    self.events.push_back(Event::Presence {
-                        contact: a.clone(),
-                        status: s.as_str(),
-                    });
+                    self.emit_for(a, |contact| Event::Presence { contact, status: s });
                 }
                 // Both sides fetch what they share when a `sip` channel comes up.
                 for conv in self.members.shared_with(a) {
@@ -130,10 +127,7 @@ impl Core {
                 .presence
                 .linked(&a, &c.device.to_string(), false, self.now);
             if let Some(s) = change {
-                self.events.push_back(Event::Presence {
-                    contact: a,
-                    status: s.as_str(),
-                });
+                self.emit_for(&a, |contact| Event::Presence { contact, status: s });
             }
         }
     }
@@ -259,9 +253,9 @@ impl Core {
                 active,
             } => {
                 if self.settings.typing && self.members.not_banned(&conversation, from) {
-                    self.events.push_back(Event::Typing {
-                        conversation,
-                        from: from.into(),
+                    self.emit_for(from, |from| Event::Typing {
+                        conversation: cid(&conversation),
+                        from,
                         on: active,
                     });
                 }
@@ -271,11 +265,14 @@ impl Core {
                 message,
             } => {
                 if self.settings.read_receipts && self.members.not_banned(&conversation, from) {
-                    self.events.push_back(Event::Displayed {
-                        conversation,
-                        from: from.into(),
-                        message,
-                    });
+                    match message.parse::<crate::id::MessageId>() {
+                        Ok(message) => self.emit_for(from, |from| Event::Displayed {
+                            conversation: cid(&conversation),
+                            from,
+                            message,
+                        }),
+                        Err(e) => tracing::info!("read receipt from {from}: {e}"),
+                    }
                 }
             }
             Im::Invite {
@@ -302,9 +299,9 @@ impl Core {
                 if fresh {
                     self.persist_conv_requests();
                     self.watch(from);
-                    self.events.push_back(Event::ConversationRequest {
-                        conversation,
-                        from: from.into(),
+                    self.emit_for(from, |from| Event::ConversationRequest {
+                        conversation: cid(&conversation),
+                        from,
                         metadatas,
                     });
                 }
@@ -324,18 +321,5 @@ impl Core {
             }
         }
         let _ = device;
-    }
-
-    /// Places a call: the devices of `to` are looked up first.
-    pub(super) fn place_call(&mut self, t: super::Ticket, to: &str) {
-        if !is_hex_id(to, 40) {
-            return self.reply(
-                t,
-                Err(crate::error::ClientError::Invalid(format!(
-                    "not a Jami ID: {to:?}"
-                ))),
-            );
-        }
-        self.after_lookup(to, AfterLookup::Call(t));
     }
 }

@@ -36,7 +36,7 @@ pub(super) async fn announce(s: &Shared) -> io::Result<()> {
         ..Value::default()
     };
     secure::sign(&mut ann, s.account.account_key()).map_err(io::Error::other)?;
-    let key = key_of(&s.me)?;
+    let key = key_of(&s.me.to_string())?;
     s.runner.put(key, ann).await?;
     if let Some(crl) = s.account.crl() {
         let mut data = Vec::new();

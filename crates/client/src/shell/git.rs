@@ -32,7 +32,7 @@ pub(super) fn conv_dir(data: &Path, id: &str) -> PathBuf {
 /// Opens a conversation we hold.
 pub(super) fn open(data: &Path, id: &str) -> Result<Conversation> {
     if !is_hex_id(id, 40) || !conv_dir(data, id).join(".git").exists() {
-        return Err(ClientError::Invalid(format!("no conversation {id}")));
+        return Err(ClientError::UnknownConversation(crate::core::cid(id)));
     }
     Ok(Conversation::open(&conv_dir(data, id))?)
 }
@@ -93,7 +93,7 @@ pub(super) async fn run(
         | GitOp::VoteBan(_)
         | GitOp::Remove => {
             let conv =
-                conversation.ok_or_else(|| ClientError::Invalid("no conversation".into()))?;
+                conversation.ok_or(ClientError::Io(io::Error::other("no conversation named")))?;
             blocking(move || commit(&data, &signer, &conv, op)).await
         }
         GitOp::Fetch {
@@ -102,12 +102,12 @@ pub(super) async fn run(
             chain,
         } => {
             let conv =
-                conversation.ok_or_else(|| ClientError::Invalid("no conversation".into()))?;
+                conversation.ok_or(ClientError::Io(io::Error::other("no conversation named")))?;
             fetch(&shared, &conv, &device, chain).await
         }
         GitOp::Clone { chains } => {
             let conv =
-                conversation.ok_or_else(|| ClientError::Invalid("no conversation".into()))?;
+                conversation.ok_or(ClientError::Io(io::Error::other("no conversation named")))?;
             clone(&shared, &conv, chains).await
         }
     }
@@ -154,18 +154,14 @@ async fn fetch(
     let name = format!("git://{device}/{conv}");
     let dev: DeviceId = device
         .parse()
-        .map_err(|_| ClientError::Invalid(format!("bad device {device}")))?;
+        .map_err(|_| ClientError::UnknownDevice(device.to_owned()))?;
     let ch = match shared.dialer.open_linked(&dev, &name).await {
         Ok(ch) => ch,
         Err(_) => {
-            let chain = chain.or(known).ok_or_else(|| {
-                ClientError::Invalid(format!("no certificate for device {device}"))
-            })?;
-            shared
-                .dialer
-                .channel(&chain, &name, "")
-                .await
-                .map_err(|e| ClientError::Io(io::Error::other(format!("link: {e}"))))?
+            let chain = chain
+                .or(known)
+                .ok_or_else(|| ClientError::UnknownDevice(device.to_owned()))?;
+            shared.dialer.channel(&chain, &name, "").await?
         }
     };
     let mut stream = ch.into_stream();

@@ -33,9 +33,9 @@ use pamoja_channel::sip::SipMessage;
 use pamoja_channel::tls::Identity;
 use pamoja_dht::securedht::SecureDht;
 use pamoja_dht::{Config as DhtConfig, Runner};
-use pamoja_identity::{Account, DeviceId, PrivateKey};
+use pamoja_identity::{Account, DeviceId, JamiId, PrivateKey};
 use pamoja_swarm::{Role, Signer};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::call::{self, CallOptions};
 use crate::config::{Config, Settings};
@@ -46,6 +46,7 @@ use crate::core::{
 };
 use crate::error::ClientError;
 use crate::event::Event;
+use crate::id::{CallId, ConversationId, MessageId};
 use crate::presence::Status;
 
 type Result<T> = std::result::Result<T, ClientError>;
@@ -54,25 +55,49 @@ type Result<T> = std::result::Result<T, ClientError>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContactInfo {
     /// Jami ID.
-    pub id: String,
+    pub id: JamiId,
     /// Pending, confirmed, banned...
     pub state: ContactState,
     /// The one-to-one conversation.
-    pub conversation: String,
+    pub conversation: ConversationId,
     /// When added, Unix seconds.
     pub added: i64,
     /// Presence now.
     pub presence: Status,
 }
 
-/// The stream of events of a running account.
-pub struct Events(mpsc::UnboundedReceiver<Event>);
+/// How many events wait for the application before the account waits for it.
+pub const EVENTS_BOUND: usize = 4096;
+
+/// The stream of events of a running account (bounded: an account whose events are not
+/// read waits). Also a [`Stream`](futures_util::Stream).
+pub struct Events(mpsc::Receiver<Event>);
 
 impl Events {
     /// The next event; `None` once the account stopped.
     pub async fn next(&mut self) -> Option<Event> {
         self.0.recv().await
     }
+}
+
+impl futures_util::Stream for Events {
+    type Item = Event;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Event>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+/// What a running account is connected to (see [`Client::connectivity`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Connectivity {
+    /// DHT nodes known good.
+    pub dht_nodes: usize,
+    /// `sip` channels up (devices linked).
+    pub sip_links: usize,
 }
 
 /// The operating system's random generator.
@@ -134,8 +159,8 @@ pub(crate) struct Shared {
     next_channel: AtomicU64,
     account: Account,
     pub(crate) signer: Arc<Signer>,
-    me: String,
-    device: String,
+    me: JamiId,
+    device: DeviceId,
     pub(crate) data: PathBuf,
     runner: Arc<Runner>,
     dht: Arc<SecureDht>,
@@ -149,6 +174,8 @@ pub(crate) struct Shared {
     call_options: Mutex<CallOptions>,
     pending_calls: Mutex<HashMap<Ticket, CallOptions>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    connectivity: watch::Sender<Connectivity>,
+    stop: tokio::sync::Notify,
 }
 
 /// A running account. Methods are the commands; [`Events`] brings what happens. Dropping
@@ -206,19 +233,16 @@ fn read_state(data: &std::path::Path) -> Result<State> {
 }
 
 impl Client {
-    /// Starts `account` with the data directory and network of `config`. The archive is
-    /// kept in the data directory (`archive.gz`) when it is not there yet.
+    /// Starts `account` with the data directory and network of `config`.
     pub async fn start(account: Account, config: Config) -> Result<(Self, Events)> {
         let data = config.data_dir.clone();
         std::fs::create_dir_all(data.join("conversations"))?;
-        let device_key = account
-            .device()
-            .ok_or_else(|| ClientError::Invalid("the archive holds no device key".into()))?;
+        let device_key = account.device().ok_or(ClientError::NoDeviceKey)?;
         let device_cert = device_key.cert.clone();
         let device_pkcs8 = device_key.key.to_pkcs8_der().to_vec();
         let signer = Signer::of(&account, "pamoja")?;
-        let me = account.jami_id().to_string();
-        let device = device_cert.public_key().device_id().to_string();
+        let me = account.jami_id();
+        let device = device_cert.public_key().device_id();
         let mut chain = vec![device_cert.clone(), account.account_cert().clone()];
         chain.extend(account.ca_cert().cloned());
         let key = || PrivateKey::from_pkcs8_der(&device_pkcs8);
@@ -239,7 +263,7 @@ impl Client {
         let first = *config
             .bootstrap
             .first()
-            .ok_or_else(|| ClientError::Invalid("no bootstrap node given".into()))?;
+            .ok_or(ClientError::NoBootstrapGiven)?;
         let any = if first.is_ipv4() {
             IpAddr::from([0, 0, 0, 0])
         } else {
@@ -272,8 +296,8 @@ impl Client {
 
         let core = Core::new(
             CoreConfig {
-                me: me.clone(),
-                device: device.clone(),
+                me: me.to_string(),
+                device: device.to_string(),
                 ice_addr: config.ice_addr,
             },
             state,
@@ -282,8 +306,10 @@ impl Client {
             Instant::now(),
             unix_now(),
         );
-        let (events, events_rx) = mpsc::unbounded_channel();
+        let (events_out, events_rx) = mpsc::channel(EVENTS_BOUND);
+        let (events, mut events_in) = mpsc::unbounded_channel();
         let (inputs, mut inputs_rx) = mpsc::unbounded_channel();
+        let (connectivity, _) = watch::channel(Connectivity::default());
         let shared = Arc::new(Shared {
             core: Mutex::new(core),
             inputs,
@@ -306,6 +332,8 @@ impl Client {
             call_options: Mutex::default(),
             pending_calls: Mutex::default(),
             tasks: Mutex::default(),
+            connectivity,
+            stop: tokio::sync::Notify::new(),
         });
         dht::announce(&shared).await?;
         let mut inbox =
@@ -338,34 +366,100 @@ impl Client {
                 }
             }
         }));
-        {
-            let mut core = shared.lock_core();
-            core.start(Instant::now(), unix_now());
-        }
         let s = shared.clone();
         tasks.push(tokio::spawn(async move {
             loop {
-                let timeout = s.drain();
-                let input = match timeout {
-                    Some(at) => {
-                        tokio::select! {
-                            i = inputs_rx.recv() => i,
-                            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(at)) => {
-                                s.lock_core().handle_timeout(Instant::now(), unix_now());
-                                continue;
-                            }
-                        }
-                    }
-                    None => inputs_rx.recv().await,
+                let dht_nodes = match s.runner.stats().await {
+                    Ok(st) => st.good4 + st.good6,
+                    Err(_) => 0,
                 };
-                let Some(input) = input else { return };
-                s.lock_core().handle(Instant::now(), unix_now(), input);
+                let sip_links = s
+                    .channels
+                    .lock()
+                    .map(|c| c.values().filter(|h| matches!(h, Held::Sip { .. })).count())
+                    .unwrap_or(0);
+                let now = Connectivity {
+                    dht_nodes,
+                    sip_links,
+                };
+                s.connectivity.send_if_modified(|c| {
+                    let changed = *c != now;
+                    *c = now;
+                    changed
+                });
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }));
+        shared.lock_core().start(Instant::now(), unix_now());
+        let s = shared.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let (events, timeout) = s.drain();
+                for e in events {
+                    // Backpressure: an application that does not read its events holds
+                    // the account (bounded queue), rather than memory growing.
+                    if events_out.send(e).await.is_err() {
+                        tracing::debug!("events dropped: nobody listens");
+                    }
+                }
+                let sleep = async {
+                    match timeout {
+                        Some(at) => {
+                            tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await
+                        }
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    i = inputs_rx.recv() => match i {
+                        Some(input) => s.lock_core().handle(Instant::now(), unix_now(), input),
+                        None => return,
+                    },
+                    Some(e) = events_in.recv() => {
+                        let _ = events_out.send(e).await;
+                    }
+                    _ = sleep => s.lock_core().handle_timeout(Instant::now(), unix_now()),
+                    _ = s.stop.notified() => return,
+                }
             }
         }));
         if let Ok(mut t) = shared.tasks.lock() {
             t.extend(tasks);
         }
         Ok((Self { shared }, Events(events_rx)))
+    }
+
+    /// Stops the account: calls in progress are hung up (waiting up to two seconds for
+    /// their ends to go out), links and tasks end. Events end after the last one.
+    pub async fn shutdown(self) {
+        let calls: Vec<_> = self
+            .shared
+            .calls
+            .lock()
+            .map(|c| c.values().cloned().collect())
+            .unwrap_or_default();
+        for c in &calls {
+            let _ = c.send(call::Command::HangUp);
+        }
+        let deadline = tokio::time::Instant::now() + call::LINGER;
+        while !calls.is_empty()
+            && tokio::time::Instant::now() < deadline
+            && !self
+                .shared
+                .calls
+                .lock()
+                .map(|c| c.is_empty())
+                .unwrap_or(true)
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.shared.stop.notify_one();
+        // Drop aborts the tasks and closes the channels.
+    }
+
+    /// What the account is connected to now, and each change.
+    pub fn connectivity(&self) -> watch::Receiver<Connectivity> {
+        self.shared.connectivity.subscribe()
     }
 
     /// Runs a command through the core and waits for its reply.
@@ -382,24 +476,35 @@ impl Client {
         rx.await.map_err(|_| ClientError::Stopped)?
     }
 
-    async fn conversation_reply(&self, c: Command) -> Result<String> {
+    async fn done(&self, c: Command) -> Result<()> {
+        self.command(c).await.map(drop)
+    }
+
+    async fn conversation_reply(&self, c: Command) -> Result<ConversationId> {
         match self.command(c).await? {
-            Reply::Conversation(id) | Reply::Commit(id) | Reply::Call(id) => Ok(id),
-            r => Err(ClientError::Invalid(format!("unexpected reply {r:?}"))),
+            Reply::Conversation(id) => Ok(id),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    async fn commit_reply(&self, c: Command) -> Result<MessageId> {
+        match self.command(c).await? {
+            Reply::Commit(id) => Ok(id),
+            r => Err(unexpected(r)),
         }
     }
 
     async fn count_reply(&self, c: Command) -> Result<usize> {
         match self.command(c).await? {
             Reply::Count(n) => Ok(n),
-            _ => Ok(0),
+            r => Err(unexpected(r)),
         }
     }
 
-    /// Calls `to` (a Jami ID): the call's id. Its progress comes as
-    /// [`Event::CallState`] events, its figures as [`Event::CallStats`] when it ends. The
-    /// first device of `to` that a `sip` channel reaches is called.
-    pub async fn place_call(&self, to: &str, options: CallOptions) -> Result<String> {
+    /// Calls `to`: the call's id. Its progress comes as [`Event::CallState`] events, its
+    /// figures as [`Event::CallStats`] when it ends. The first device of `to` that a `sip`
+    /// channel reaches is called.
+    pub async fn place_call(&self, to: &JamiId, options: CallOptions) -> Result<CallId> {
         let t = Ticket(self.shared.next_ticket.fetch_add(1, Ordering::Relaxed));
         if let Ok(mut p) = self.shared.pending_calls.lock() {
             p.insert(t, options);
@@ -410,7 +515,7 @@ impl Client {
         }
         self.shared
             .inputs
-            .send(Input::Command(t, Command::PlaceCall { to: to.to_owned() }))
+            .send(Input::Command(t, Command::PlaceCall { to: *to }))
             .map_err(|_| ClientError::Stopped)?;
         let r = rx.await.map_err(|_| ClientError::Stopped)?;
         if let Ok(mut p) = self.shared.pending_calls.lock() {
@@ -418,17 +523,17 @@ impl Client {
         }
         match r? {
             Reply::Call(id) => Ok(id),
-            r => Err(ClientError::Invalid(format!("unexpected reply {r:?}"))),
+            r => Err(unexpected(r)),
         }
     }
 
     /// Answers incoming call `call` with `options`.
-    pub fn answer_call(&self, call: &str, options: CallOptions) -> Result<()> {
+    pub fn answer_call(&self, call: &CallId, options: CallOptions) -> Result<()> {
         self.call_command(call, call::Command::Answer(options))
     }
 
     /// Hangs up (or cancels, or declines) call `call`.
-    pub fn hang_up(&self, call: &str) -> Result<()> {
+    pub fn hang_up(&self, call: &CallId) -> Result<()> {
         self.call_command(call, call::Command::HangUp)
     }
 
@@ -436,40 +541,44 @@ impl Client {
     /// sending) or resumes it (`false`). The media restart once the peer answered and the
     /// new media ICE session is up; a `call_state` (`hold` or `current`) and a `call_media`
     /// event say so.
-    pub fn hold(&self, call: &str, hold: bool) -> Result<()> {
+    pub fn hold(&self, call: &CallId, hold: bool) -> Result<()> {
         self.call_command(call, call::Command::Hold(hold))
     }
 
     /// Mutes our audio in call `call` (`true`) or unmutes it. Mute is local, as jamid's:
     /// silence is sent. A `call_media` event follows.
-    pub fn mute(&self, call: &str, muted: bool) -> Result<()> {
+    pub fn mute(&self, call: &CallId, muted: bool) -> Result<()> {
         self.call_command(call, call::Command::Mute(muted))
     }
 
     /// Adds video to call `call` (`Some`: a VP8 stream as `config` says, offered in a
     /// re-INVITE) or drops it (`None`: its section is refused). A `call_media` event says
     /// whether video runs once the peer answered.
-    pub fn set_video(&self, call: &str, config: Option<crate::media::VideoConfig>) -> Result<()> {
+    pub fn set_video(
+        &self,
+        call: &CallId,
+        config: Option<crate::media::VideoConfig>,
+    ) -> Result<()> {
         self.call_command(call, call::Command::Video(config))
     }
 
     /// Presses `key` (`0`-`9`, `*`, `#`, `A`-`D`) in call `call`: a SIP INFO
     /// `application/dtmf-relay`, as jamid sends and reads them.
-    pub fn send_dtmf(&self, call: &str, key: char) -> Result<()> {
+    pub fn send_dtmf(&self, call: &CallId, key: char) -> Result<()> {
         let key = key.to_ascii_uppercase();
         if !call::DTMF_KEYS.contains(key) {
-            return Err(ClientError::Invalid(format!("{key:?} is not a DTMF key")));
+            return Err(ClientError::NotDtmf(key));
         }
         self.call_command(call, call::Command::Dtmf(key))
     }
 
     /// The calls in progress.
-    pub fn calls(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
+    pub fn calls(&self) -> Vec<CallId> {
+        let mut v: Vec<CallId> = self
             .shared
             .calls
             .lock()
-            .map(|c| c.keys().cloned().collect())
+            .map(|c| c.keys().map(|k| CallId::trusted(k.clone())).collect())
             .unwrap_or_default();
         v.sort();
         v
@@ -482,27 +591,27 @@ impl Client {
         }
     }
 
-    fn call_command(&self, call: &str, c: call::Command) -> Result<()> {
+    fn call_command(&self, call: &CallId, c: call::Command) -> Result<()> {
         let sender = self
             .shared
             .calls
             .lock()
             .ok()
-            .and_then(|m| m.get(call).cloned())
-            .ok_or_else(|| ClientError::Invalid(format!("no call {call:?}")))?;
+            .and_then(|m| m.get(call.as_str()).cloned())
+            .ok_or_else(|| ClientError::NoCall(call.clone()))?;
         sender
             .send(c)
-            .map_err(|_| ClientError::Invalid(format!("call {call:?} is over")))
+            .map_err(|_| ClientError::CallOver(call.clone()))
     }
 
     /// Our Jami ID.
-    pub fn jami_id(&self) -> &str {
-        &self.shared.me
+    pub fn jami_id(&self) -> JamiId {
+        self.shared.me
     }
 
-    /// Our device id (64 hex digits).
-    pub fn device_id(&self) -> &str {
-        &self.shared.device
+    /// Our device id.
+    pub fn device_id(&self) -> DeviceId {
+        self.shared.device
     }
 
     /// The settings now.
@@ -512,47 +621,35 @@ impl Client {
 
     /// Replaces the settings (kept in the data directory).
     pub async fn set_settings(&self, settings: Settings) -> Result<()> {
-        self.command(Command::SetSettings(settings)).await.map(drop)
+        self.done(Command::SetSettings(settings)).await
     }
 
-    /// Asks `id` to become a contact: the one-to-one conversation is created (or reused) and a
-    /// trust request with our profile goes to each of its devices (again whenever it comes
-    /// online, until it confirms). Returns the conversation id.
-    pub async fn add_contact(&self, id: &str) -> Result<String> {
-        self.conversation_reply(Command::AddContact(id.to_owned()))
-            .await
+    /// Asks `id` to become a contact: the one-to-one conversation is created (or reused)
+    /// and a trust request with our profile goes to each of its devices (again whenever it
+    /// comes online, until it confirms).
+    pub async fn add_contact(&self, id: &JamiId) -> Result<ConversationId> {
+        self.conversation_reply(Command::AddContact(*id)).await
     }
 
     /// Accepts the trust request of `from`: the contact is confirmed, the confirmation goes
-    /// to its devices, and the conversation is cloned from them and joined. Returns the
-    /// conversation id.
-    pub async fn accept_contact(&self, from: &str) -> Result<String> {
-        self.conversation_reply(Command::AcceptContact(from.to_owned()))
-            .await
+    /// to its devices, and the conversation is cloned from them and joined.
+    pub async fn accept_contact(&self, from: &JamiId) -> Result<ConversationId> {
+        self.conversation_reply(Command::AcceptContact(*from)).await
     }
 
     /// Declines the trust request of `from` (it is forgotten).
-    pub async fn decline_contact(&self, from: &str) -> Result<()> {
-        self.command(Command::DeclineContact(from.to_owned()))
-            .await
-            .map(drop)
+    pub async fn decline_contact(&self, from: &JamiId) -> Result<()> {
+        self.done(Command::DeclineContact(*from)).await
     }
 
-    /// Removes a contact; with `ban`, its devices are refused from now on.
-    pub async fn remove_contact(&self, id: &str, ban: bool) -> Result<()> {
-        self.command(Command::RemoveContact {
-            id: id.to_owned(),
-            ban,
-        })
-        .await
-        .map(drop)
+    /// Removes a contact; with `ban`, its channels close and its requests are dropped.
+    pub async fn remove_contact(&self, id: &JamiId, ban: bool) -> Result<()> {
+        self.done(Command::RemoveContact { id: *id, ban }).await
     }
 
     /// Lifts a ban on `id`.
-    pub async fn unban_contact(&self, id: &str) -> Result<()> {
-        self.command(Command::UnbanContact(id.to_owned()))
-            .await
-            .map(drop)
+    pub async fn unban_contact(&self, id: &JamiId) -> Result<()> {
+        self.done(Command::UnbanContact(*id)).await
     }
 
     /// The contact list, with pending requests we made and presence.
@@ -562,125 +659,140 @@ impl Client {
         core.contacts()
             .contacts
             .iter()
-            .map(|(id, c)| ContactInfo {
-                id: id.clone(),
-                state: c.state(),
-                conversation: c.conversation_id.clone(),
-                added: c.added,
-                presence: core.presence(id, now),
+            .filter_map(|(id, c)| {
+                Some(ContactInfo {
+                    id: id.parse().ok()?,
+                    state: c.state(),
+                    conversation: c.conversation_id.parse().ok()?,
+                    added: c.added,
+                    presence: core.presence(id, now),
+                })
             })
             .collect()
     }
 
-    /// Trust requests waiting for an answer: (sender, conversation, received).
-    pub fn trust_requests(&self) -> Vec<(String, PendingRequest)> {
+    /// Trust requests waiting for an answer, by sender.
+    pub fn trust_requests(&self) -> Vec<(JamiId, PendingRequest)> {
         self.shared
             .lock_core()
             .contacts()
             .requests
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .filter_map(|(k, v)| Some((k.parse().ok()?, v.clone())))
             .collect()
     }
 
-    /// The conversations held (their ids).
-    pub fn conversations(&self) -> Vec<String> {
+    /// The conversations held.
+    pub fn conversations(&self) -> Vec<ConversationId> {
         self.shared
             .lock_core()
             .members()
             .conversations()
-            .cloned()
+            .filter_map(|c| c.parse().ok())
             .collect()
     }
 
     /// The members of a conversation with their roles.
-    pub fn members(&self, conversation: &str) -> Result<Vec<(String, Role)>> {
+    pub fn members(&self, conversation: &ConversationId) -> Result<Vec<(JamiId, Role)>> {
         let core = self.shared.lock_core();
-        if !core.members().holds(conversation) {
-            return Err(ClientError::Invalid(format!(
-                "no conversation {conversation}"
-            )));
+        if !core.members().holds(conversation.as_str()) {
+            return Err(ClientError::UnknownConversation(conversation.clone()));
         }
-        Ok(core.members().of(conversation))
+        Ok(core
+            .members()
+            .of(conversation.as_str())
+            .into_iter()
+            .filter_map(|(u, r)| Some((u.parse().ok()?, r)))
+            .collect())
     }
 
     /// Posts `text` to a conversation and tells the members; returns the commit id.
-    pub async fn send_message(&self, conversation: &str, text: &str) -> Result<String> {
-        self.conversation_reply(Command::SendMessage {
-            conversation: conversation.to_owned(),
+    pub async fn send_message(
+        &self,
+        conversation: &ConversationId,
+        text: &str,
+    ) -> Result<MessageId> {
+        self.commit_reply(Command::SendMessage {
+            conversation: conversation.clone(),
             text: text.to_owned(),
         })
         .await
     }
 
     /// The last `last` messages of a conversation, oldest first.
-    pub fn load(&self, conversation: &str, last: usize) -> Result<Vec<Event>> {
-        let c = git::open(&self.shared.data, conversation)?;
+    pub fn load(&self, conversation: &ConversationId, last: usize) -> Result<Vec<Event>> {
+        let c = git::open(&self.shared.data, conversation.as_str())?;
         let mut ms = c.messages(None, Some(last))?;
         ms.reverse();
         Ok(ms
             .into_iter()
-            .map(|m| crate::core::message_event(conversation, m))
+            .map(|m| crate::core::message_event(conversation.as_str(), m))
             .collect())
     }
 
     /// Tells the members we are typing in a conversation (or stopped); nothing is sent when
     /// typing indicators are off. Returns how many devices were told.
-    pub async fn set_typing(&self, conversation: &str, on: bool) -> Result<usize> {
+    pub async fn set_typing(&self, conversation: &ConversationId, on: bool) -> Result<usize> {
         self.count_reply(Command::SetTyping {
-            conversation: conversation.to_owned(),
+            conversation: conversation.clone(),
             on,
         })
         .await
     }
 
-    /// Tells the members we displayed `message`; nothing is sent when read receipts are off.
-    pub async fn set_displayed(&self, conversation: &str, message: &str) -> Result<usize> {
+    /// Tells the members we displayed `message`; nothing is sent when read receipts are
+    /// off. Returns how many devices were told.
+    pub async fn set_displayed(
+        &self,
+        conversation: &ConversationId,
+        message: &MessageId,
+    ) -> Result<usize> {
         self.count_reply(Command::SetDisplayed {
-            conversation: conversation.to_owned(),
-            message: message.to_owned(),
+            conversation: conversation.clone(),
+            message: message.clone(),
         })
         .await
     }
 
-    /// Creates a group conversation (mode 2, "invites only"); returns its id.
-    pub async fn create_group(&self) -> Result<String> {
+    /// Creates a group conversation (mode 2, "invites only").
+    pub async fn create_group(&self) -> Result<ConversationId> {
         self.conversation_reply(Command::CreateGroup).await
     }
 
     /// Invites `id` to a group conversation: the `add` commit, then the invitation.
-    pub async fn invite(&self, conversation: &str, id: &str) -> Result<String> {
-        self.conversation_reply(Command::Invite {
-            conversation: conversation.to_owned(),
-            id: id.to_owned(),
+    pub async fn invite(&self, conversation: &ConversationId, id: &JamiId) -> Result<MessageId> {
+        self.commit_reply(Command::Invite {
+            conversation: conversation.clone(),
+            id: *id,
         })
         .await
     }
 
     /// Accepts an invitation to a group conversation: cloned from the inviter and joined.
-    pub async fn accept_conversation(&self, conversation: &str) -> Result<()> {
-        self.command(Command::AcceptConversation(conversation.to_owned()))
+    pub async fn accept_conversation(&self, conversation: &ConversationId) -> Result<()> {
+        self.done(Command::AcceptConversation(conversation.clone()))
             .await
-            .map(drop)
     }
 
-    /// Leaves a conversation (the `remove` commit about ourselves, then the others are told).
-    pub async fn leave(&self, conversation: &str) -> Result<()> {
-        self.command(Command::Leave(conversation.to_owned()))
-            .await
-            .map(drop)
+    /// Leaves a conversation (the `remove` commit about ourselves, then the others are
+    /// told).
+    pub async fn leave(&self, conversation: &ConversationId) -> Result<()> {
+        self.done(Command::Leave(conversation.clone())).await
     }
 
     /// Removes `id` from a conversation we administer (a vote, then the ban when the votes
     /// are enough, as jamid does).
-    pub async fn remove_member(&self, conversation: &str, id: &str) -> Result<()> {
-        self.command(Command::RemoveMember {
-            conversation: conversation.to_owned(),
-            id: id.to_owned(),
+    pub async fn remove_member(&self, conversation: &ConversationId, id: &JamiId) -> Result<()> {
+        self.done(Command::RemoveMember {
+            conversation: conversation.clone(),
+            id: *id,
         })
         .await
-        .map(drop)
     }
+}
+
+fn unexpected(r: Reply) -> ClientError {
+    ClientError::Io(std::io::Error::other(format!("unexpected reply {r:?}")))
 }
 
 impl Shared {
@@ -700,8 +812,8 @@ impl Shared {
         }
     }
 
-    /// Runs what the core asks for and hands its events on; its next timeout.
-    fn drain(self: &Arc<Self>) -> Option<Instant> {
+    /// Runs what the core asks for; its events and its next timeout.
+    fn drain(self: &Arc<Self>) -> (Vec<Event>, Option<Instant>) {
         let (ios, events, timeout) = {
             let mut core = self.lock_core();
             let mut ios = Vec::new();
@@ -714,13 +826,10 @@ impl Shared {
             }
             (ios, events, core.poll_timeout())
         };
-        for e in events {
-            let _ = self.events.send(e);
-        }
         for io in ios {
             self.execute(io);
         }
-        timeout
+        (events, timeout)
     }
 
     /// A channel is up (a peer's, or one we opened): held for the core.
@@ -785,7 +894,7 @@ impl Shared {
 
     fn call_context(&self) -> call::Context {
         call::Context {
-            me: self.me.clone(),
+            me: self.me.to_string(),
             device: self
                 .account
                 .device()
@@ -990,12 +1099,14 @@ impl Shared {
                     .and_then(|mut p| p.remove(&ticket))
                     .unwrap_or_default();
                 let Some(tx) = self.sip_sender(channel) else {
-                    self.resolve(
-                        ticket,
-                        Err(ClientError::Invalid(format!(
-                            "cannot call {peer}: link closed"
-                        ))),
-                    );
+                    let e = match peer.parse() {
+                        Ok(account) => ClientError::Unreachable {
+                            account,
+                            reason: "link closed".into(),
+                        },
+                        Err(_) => ClientError::InvalidId(crate::id::InvalidId::account(&peer)),
+                    };
+                    self.resolve(ticket, Err(e));
                     return;
                 };
                 let s = self.clone();
@@ -1004,9 +1115,9 @@ impl Shared {
                     match call::place(s.call_context(), peer, tx, fresh, options, done).await {
                         Ok((id, sender)) => {
                             s.call_started(id.clone(), sender);
-                            s.resolve(ticket, Ok(Reply::Call(id)));
+                            s.resolve(ticket, Ok(Reply::Call(CallId::trusted(id))));
                         }
-                        Err(e) => s.resolve(ticket, Err(ClientError::Invalid(e))),
+                        Err(e) => s.resolve(ticket, Err(ClientError::Call(e))),
                     }
                 });
             }

@@ -11,12 +11,12 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use pamoja_client::ClientError;
 use pamoja_client::Event;
 use pamoja_client::core::{
     ChannelId, Command, Core, CoreConfig, GitOp, GitOutcome, Input, Io, Members, Random, Reply,
     SeenIds, State, Ticket,
 };
+use pamoja_client::{ClientError, ConversationId, JamiId};
 use pamoja_identity::{Account, Certificate, DeviceId};
 use pamoja_swarm::{Conversation, Pulled, Signer};
 
@@ -73,12 +73,12 @@ pub struct PendingFetch {
 }
 
 impl Node {
-    pub fn jami_id(&self) -> String {
-        self.account.jami_id().to_string()
+    pub fn jami_id(&self) -> JamiId {
+        self.account.jami_id()
     }
 
     /// The text bodies of the messages reported for `conv`, in order.
-    pub fn texts(&self, conv: &str) -> Vec<String> {
+    pub fn texts(&self, conv: &ConversationId) -> Vec<String> {
         self.events
             .iter()
             .filter_map(|e| match e {
@@ -88,7 +88,7 @@ impl Node {
                     body,
                     ..
                 } if conversation == conv && kind == "text/plain" => {
-                    body["body"].as_str().map(str::to_owned)
+                    body.get("body").map(str::to_owned)
                 }
                 _ => None,
             })
@@ -122,7 +122,7 @@ pub struct World {
 }
 
 fn io_err(e: impl std::fmt::Display) -> ClientError {
-    ClientError::Invalid(e.to_string())
+    ClientError::Io(std::io::Error::other(e.to_string()))
 }
 
 impl World {
@@ -194,8 +194,13 @@ impl World {
         self.unix0 + (self.now - self.start).as_secs() as i64
     }
 
-    pub fn id(&self, n: usize) -> String {
+    pub fn id(&self, n: usize) -> JamiId {
         self.nodes[n].jami_id()
+    }
+
+    /// The account id of node `n` as the core's strings hold it.
+    fn account(&self, n: usize) -> String {
+        self.nodes[n].jami_id().to_string()
     }
 
     /// Node `n` goes online: its core starts (anew after being offline, with what its
@@ -225,7 +230,7 @@ impl World {
         };
         let settings = node.core.settings().clone();
         let config = CoreConfig {
-            me: node.jami_id(),
+            me: node.jami_id().to_string(),
             device: node.device.to_string(),
             ice_addr: IpAddr::from([10, 0, 0, n as u8 + 1]),
         };
@@ -385,7 +390,7 @@ impl World {
                     .insert(t, r.map_err(|e| e.to_string()));
             }
             Io::Announce => {
-                let me = self.id(n);
+                let me = self.account(n);
                 let short = self.nodes[n].chain[0].short_device_id().to_string();
                 let list = self.announced.entry(me.clone()).or_default();
                 if !list.contains(&n) {
@@ -434,7 +439,7 @@ impl World {
                 }
             }
             Io::PutTrust { device, request } => {
-                let from = self.id(n);
+                let from = self.account(n);
                 let input = Input::Trust {
                     from,
                     device: self.nodes[n].chain[0].public_key().spki_der().to_vec(),
@@ -450,7 +455,7 @@ impl World {
             } => {
                 let input = Input::Inbox {
                     id: format!("{id:016x}"),
-                    from: self.id(n),
+                    from: self.account(n),
                     device: self.nodes[n].device,
                     mime,
                     body,
@@ -462,7 +467,7 @@ impl World {
                 match self.node_of_device(&device) {
                     Some(b) if self.nodes[b].online => {
                         let (x, y) = self.link(n, b);
-                        let (a_id, b_id) = (self.id(n), self.id(b));
+                        let (a_id, b_id) = (self.account(n), self.account(b));
                         let a_dev = self.nodes[n].device;
                         self.queue.push_back((
                             b,
@@ -518,7 +523,7 @@ impl World {
                     self.nodes[n].channels.remove(&channel);
                     let result = self.transfer(p.client, n, &p.conversation, &p.op);
                     if result.is_ok() {
-                        let (dev, acc) = (self.nodes[p.client].device, self.id(p.client));
+                        let (dev, acc) = (self.nodes[p.client].device, self.account(p.client));
                         self.queue.push_back((
                             n,
                             Input::Served {
@@ -604,7 +609,7 @@ impl World {
         // The serving core sees a `git://` channel from us and decides.
         let (_x, y) = self.link(n, b);
         let name = format!("git://{}/{conv}", self.nodes[b].device);
-        let (dev, acc) = (self.nodes[n].device, self.id(n));
+        let (dev, acc) = (self.nodes[n].device, self.account(n));
         self.nodes[b].pending_serve.insert(
             y,
             PendingFetch {
