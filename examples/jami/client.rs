@@ -36,11 +36,7 @@ pub async fn start(
         .ok_or_else(|| anyhow!("cannot resolve {bootstrap}"))?;
     let ice_addr = match ice_addr {
         Some(a) => a,
-        None => {
-            let probe = std::net::UdpSocket::bind((IpAddr::from([0, 0, 0, 0]), 0))?;
-            probe.connect(boot)?;
-            probe.local_addr()?.ip()
-        }
+        None => pamoja::client::net::local_addr_towards(boot)?,
     };
     Ok(Client::start(
         account,

@@ -24,14 +24,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use pamoja::channel::inbox::Inbox;
-use pamoja::channel::link::{Channel, LinkEvent, Manager, Options, Rendezvous};
-use pamoja::channel::seen::{self, Seen};
+use pamoja::channel::link::{Channel, LinkEvent, Manager};
+use pamoja::channel::seen::Seen;
 use pamoja::channel::sip::{self, Route, SipReader, StartLine};
-use pamoja::channel::tls::Identity;
+use pamoja::client::net;
+use pamoja::dht::Runner;
 use pamoja::dht::securedht::SecureDht;
-use pamoja::dht::{Config, InfoHash, Runner, Value, secure};
-use pamoja::identity::announce::DeviceAnnouncement;
-use pamoja::identity::{Account, Certificate, PrivateKey};
+use pamoja::identity::{Account, Certificate, JamiId};
 use serde_json::{Value as Json, json};
 use tokio::sync::mpsc;
 
@@ -104,85 +103,27 @@ async fn online(o: &Online) -> Result<Device> {
         .ok_or_else(|| anyhow!("cannot resolve {}", o.bootstrap))?;
     let ice_addr = match o.ice_addr {
         Some(a) => a,
-        None => {
-            // The local address the system would use towards the bootstrap node.
-            let probe = std::net::UdpSocket::bind((IpAddr::from([0, 0, 0, 0]), 0))?;
-            probe.connect(bootstrap)?;
-            probe.local_addr()?.ip()
-        }
+        None => net::local_addr_towards(bootstrap)?,
     };
-    let any = if bootstrap.is_ipv4() {
-        IpAddr::from([0, 0, 0, 0])
-    } else {
-        IpAddr::from([0u16; 8])
-    };
-    let runner = Runner::bind(SocketAddr::new(any, 0), Config::default())
-        .await
-        .context("cannot open the DHT socket")?;
-    runner.bootstrap(bootstrap);
-    // The runner asks again after 10 s when the first ping goes unanswered.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while runner.stats().await?.good4 + runner.stats().await?.good6 == 0 {
-        if tokio::time::Instant::now() > deadline {
-            bail!("no DHT node answered at {bootstrap}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let runner = Arc::new(runner);
-    let device = account
-        .device()
-        .ok_or_else(|| anyhow!("the archive holds no device key"))?;
-    let mut chain = vec![device.cert.clone(), account.account_cert().clone()];
-    chain.extend(account.ca_cert().cloned());
-    let key = || PrivateKey::from_pkcs8_der(device.key.to_pkcs8_der());
-    let dht = Arc::new(SecureDht::new(runner.clone(), key()?, chain.clone()));
-    dht.publish_certificate().await?;
-    // Our device, announced under the account (signed by the account key).
-    let mut ann = Value {
-        id: 1,
-        data: DeviceAnnouncement::new(device.cert.public_key()).pack(),
-        ..Value::default()
-    };
-    secure::sign(&mut ann, account.account_key())?;
-    let id: InfoHash = account
-        .jami_id()
-        .to_string()
-        .parse()
-        .map_err(|_| anyhow!("bad id"))?;
-    runner.put(id, ann).await?;
-    // The account's revocation list, where peers look for it (as jamid publishes it).
-    if let Some(crl) = account.crl() {
-        let mut data = Vec::new();
-        pamoja::identity::msgpack::bin(&mut data, crl.der());
-        runner
-            .put(
-                id,
-                Value {
-                    id: 2,
-                    data,
-                    ..Value::default()
-                },
-            )
-            .await?;
-    }
     // Request ids and message ids, remembered together across runs (as jamid does).
-    let mut seen_path = o.archive.clone().into_os_string();
-    seen_path.push(".seen");
-    let seen: SeenIds = Arc::new(Mutex::new(
-        Seen::open(std::path::Path::new(&seen_path), seen::DEFAULT_CAPACITY)
-            .with_context(|| format!("cannot open {}", seen_path.to_string_lossy()))?,
-    ));
-    let mut opts = Options::new(vec![SocketAddr::new(ice_addr, 0)]);
-    opts.rendezvous = Rendezvous::Both;
-    opts.seen = Some(seen.clone());
-    let manager = Manager::start(dht.clone(), Identity { key: key()?, chain }, opts).await?;
+    let online = net::go_online(
+        &account,
+        net::OnlineOptions {
+            bootstrap: vec![bootstrap],
+            ice_addr,
+            seen_file: Some(net::seen_file_beside(&o.archive)),
+            accept: |name| name == "sip",
+            banned: Vec::new(),
+        },
+    )
+    .await?;
     Ok(Device {
         account,
-        runner,
-        dht,
-        manager,
+        runner: online.runner,
+        dht: online.dht,
+        manager: online.manager,
         ice_addr,
-        seen,
+        seen: online.seen,
     })
 }
 
@@ -300,43 +241,6 @@ async fn run(args: RunArgs) -> Result<()> {
     }
 }
 
-/// The device chains the account `to` announces, checked against its Jami ID.
-async fn devices_of(d: &Device, to: InfoHash) -> Result<Vec<Vec<Certificate>>> {
-    let mut found = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while found.is_empty() && tokio::time::Instant::now() < deadline {
-        for v in d.runner.get(to).await? {
-            let Ok(owner) = secure::verify(&v) else {
-                continue;
-            };
-            if secure::key_id(&owner) != to {
-                continue;
-            }
-            let Ok(ann) = DeviceAnnouncement::unpack(&v.data) else {
-                continue;
-            };
-            let Ok(short) = ann.dev.to_string().parse::<InfoHash>() else {
-                continue;
-            };
-            if let Some(chain) = d.dht.find_certificate(short).await? {
-                if chain
-                    .get(1)
-                    .is_some_and(|a| a.jami_id().to_string() == to.to_string())
-                    && !found
-                        .iter()
-                        .any(|c: &Vec<Certificate>| c[0].der() == chain[0].der())
-                {
-                    found.push(chain);
-                }
-            }
-        }
-        if found.is_empty() {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
-    Ok(found)
-}
-
 async fn send_to_device(d: &Device, chain: &[Certificate], to: &str, text: &str) -> Result<()> {
     let mut ch = d.manager.channel(chain, "sip", "text/plain").await?;
     let route = Route {
@@ -363,12 +267,12 @@ async fn send_to_device(d: &Device, chain: &[Certificate], to: &str, text: &str)
 }
 
 async fn send(args: SendArgs) -> Result<Json> {
-    let to: InfoHash = args
+    let to: JamiId = args
         .to
         .parse()
         .map_err(|_| anyhow!("--to must be a Jami ID (40 hex digits)"))?;
     let d = online(&args.online).await?;
-    let chains = devices_of(&d, to).await?;
+    let chains = net::devices_of(&d.runner, &d.dht, &to, Duration::from_secs(10)).await;
     if chains.is_empty() {
         bail!("no device of {to} found on the DHT");
     }

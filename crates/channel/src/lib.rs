@@ -22,7 +22,23 @@
 //!   (or again after a restart) is reported once;
 //! * [`link`]: the tokio edge: a manager that meets devices on the DHT, runs ICE over TCP
 //!   (`pamoja-ice`) and TLS, and hands out links whose channels are byte pipes.
-
+//!
+//! # The drive loop
+//!
+//! A link's multiplexed socket is [`mux::Mux`], a state machine over the TLS stream's bytes;
+//! [`link`] runs one per link in a tokio task:
+//!
+//! ```text
+//! let mut mux = Mux::with_random(limits, OsRandom);
+//! let ch = mux.open("sip")?;                           // or accept/decline what the peer opens
+//! loop {
+//!     while let Some(bytes) = mux.poll_transmit() { tls.write_all(&bytes) }
+//!     while let Some(e) = mux.poll_event() { /* channel opened, data, closed */ }
+//!     // wait for TLS bytes, or until mux.poll_timeout() (beacons)
+//!     mux.handle_bytes(&bytes_read);
+//!     mux.handle_timeout(now);
+//! }
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

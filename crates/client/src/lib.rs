@@ -51,6 +51,7 @@ pub mod event;
 mod id;
 pub mod instant;
 pub mod media;
+pub mod net;
 pub mod presence;
 mod shell;
 pub mod trust;

@@ -102,10 +102,7 @@ fn a_declined_request_is_forgotten_and_a_ban_refuses_everything() {
     assert!(w.run_until(secs(30), |w| {
         w.nodes[B].saw(|e| matches!(e, Event::TrustRequest { .. }))
     }));
-    assert_eq!(
-        w.ask(B, Command::DeclineContact(a_id)),
-        Ok(Reply::Done)
-    );
+    assert_eq!(w.ask(B, Command::DeclineContact(a_id)), Ok(Reply::Done));
     assert!(w.nodes[B].core.contacts().requests.is_empty());
     assert!(
         w.ask(B, Command::DeclineContact(a_id)).is_err(),
@@ -150,10 +147,7 @@ fn a_declined_request_is_forgotten_and_a_ban_refuses_everything() {
         "a banned account's channel is closed"
     );
     // Lifting the ban lets a request through again.
-    assert_eq!(
-        w.ask(B, Command::UnbanContact(a_id)),
-        Ok(Reply::Done)
-    );
+    assert_eq!(w.ask(B, Command::UnbanContact(a_id)), Ok(Reply::Done));
     assert!(w.nodes[B].core.banned().is_empty());
 }
 

@@ -18,7 +18,25 @@
 //! * `proxy` (with the `proxy` feature, on by default): OpenDHT's REST proxy, server and
 //!   client ([`Runner::proxy`](runner::Runner)); without it the crate needs neither axum nor
 //!   hyper.
-
+//!
+//! # The drive loop
+//!
+//! [`Node`](node::Node) is the OpenDHT engine without a socket or a clock; [`Runner`] is the
+//! tokio task that gives it one UDP socket, and [`sim`] gives many of them virtual time:
+//!
+//! ```text
+//! let mut node = Node::with_random(config, OsRandom);
+//! node.set_unix_time(now, SystemTime::now());          // values carry Unix time
+//! node.bootstrap(now, bootstrap_addr);
+//! let op = node.get(now, key, None);                   // put, listen, cancel alike
+//! loop {
+//!     while let Some(t) = node.poll_transmit() { socket.send_to(&t.data, t.to) }
+//!     while let Some(e) = node.poll_event() { /* values, done, listen pushes */ }
+//!     // wait for a datagram, or until node.poll_timeout()
+//!     node.handle_datagram(now, from, &datagram);
+//!     node.handle_timeout(now);
+//! }
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -19,7 +19,25 @@
 //!   stream, numbered across streams as jamid does;
 //! * [`pipe`]: a byte stream over the message queues of such a driver;
 //! * [`random`]: where the state machines' randomness comes from.
-
+//!
+//! # The drive loop
+//!
+//! The agent does no I/O and reads no clock; a driver (the tokio one in [`session`], or a
+//! test with virtual time) moves bytes and time through it:
+//!
+//! ```text
+//! let mut agent = Agent::with_random(Role::Controlling, config, OsRandom);
+//! agent.add_local_candidate(candidate, base);          // each gathered candidate
+//! agent.set_remote(now, &remote_description);          // from the peer's ICE message
+//! loop {
+//!     while let Some(t) = agent.poll_transmit() { /* send t.data from t.local to t.remote */ }
+//!     while let Some(e) = agent.poll_event() { /* selected pair, failed, data... */ }
+//!     // wait for a datagram or frame, or until agent.poll_timeout()
+//!     agent.handle_input(now, ...);                     // bytes that came in
+//!     agent.handle_timeout(now);                        // the timer fired
+//! }
+//! ```
+//! The STUN and TURN clients in [`client`] follow the same contract.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

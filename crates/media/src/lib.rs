@@ -39,7 +39,24 @@
 //!
 //! Everything read from a peer is parsed without panicking: a malformed packet is a `None`
 //! or an error, and costs nothing else.
-
+//!
+//! # The drive loop
+//!
+//! A call's dialog and each of its streams are state machines; pamoja-client's call task
+//! drives them with the `sip` channel, the media ICE components and the clock:
+//!
+//! ```text
+//! let mut dialog = Dialog::invite_with_random(endpoint, offer_sdp, now, OsRandom);
+//! loop {
+//!     while let Some(m) = dialog.poll_transmit() { sip_channel.send(m.to_bytes()) }
+//!     while let Some(e) = dialog.poll_event() { /* ringing, answered (SDP), offer, info, ended */ }
+//!     // wait for a SIP message, or until dialog.poll_timeout()
+//!     dialog.handle(&message, now);
+//!     dialog.handle_timeout(now);
+//! }
+//! // Once answered: negotiate::answered(offer, answer) gives each stream its codecs and
+//! // keys; a MediaStream protects what an encoder makes and unprotects what comes in.
+//! ```
 // The one exception is `video`, the libvpx bindings' callers.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]

@@ -17,7 +17,21 @@
 //! * [`git`]: the git smart protocol (upload-pack, and fetch) over any byte stream, as
 //!   conversations travel on `git://` channels.
 //!
-
+//!
+//! # Driving a fetch
+//!
+//! The git protocol is two state machines, [`git::Fetch`] (the client) and
+//! [`git::UploadPack`] (the server), fed with the bytes of any stream; [`git::fetch`],
+//! [`git::clone`] and [`git::serve`] drive them over an async stream. A fetched history is
+//! taken in only after it validates:
+//!
+//! ```text
+//! let head = git::fetch(&dir, &mut stream, conversation, device).await?;  // objects in
+//! match Conversation::open(&dir)?.pull(&signer, head)? {                 // validated here
+//!     Pulled::UpToDate => {}
+//!     Pulled::FastForward | Pulled::Merged(_) => { /* new messages: messages(..) */ }
+//! }
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -141,6 +141,9 @@ pub enum GitOp {
     },
     /// Delete our copy (a clone that does not invite us).
     Remove,
+    /// Read the whole history, oldest first (after a clone, once the conversation is
+    /// ready).
+    History,
 }
 
 /// What a repository change did.
@@ -148,7 +151,8 @@ pub enum GitOp {
 pub struct GitOutcome {
     /// The id of a conversation just created.
     pub created: Option<String>,
-    /// The commits that are new on `main`, oldest first (the whole history for a clone).
+    /// The commits that are new on `main`, oldest first (the whole history for
+    /// [`GitOp::History`]).
     pub commits: Vec<Message>,
     /// The members of the conversation now.
     pub members: Vec<(String, Role)>,

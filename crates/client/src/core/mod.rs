@@ -83,12 +83,6 @@ pub trait SeenIds: Send {
     fn first_time(&mut self, id: &str) -> bool;
 }
 
-impl SeenIds for pamoja_channel::seen::Seen {
-    fn first_time(&mut self, id: &str) -> bool {
-        self.insert(id).unwrap_or(true)
-    }
-}
-
 /// Who the account is and where it runs.
 #[derive(Debug, Clone)]
 pub struct CoreConfig {
@@ -179,8 +173,6 @@ enum AfterGit {
         /// Tries so far.
         tries: u32,
     },
-    /// A join after a clone: the history cloned, announced once joined.
-    JoinAfterClone(Vec<pamoja_swarm::Message>),
 }
 
 /// The communicator's rules, without I/O. See the [module documentation](self) for the

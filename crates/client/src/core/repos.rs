@@ -9,7 +9,7 @@ use pamoja_swarm::{Mode, Role};
 
 use super::{
     AfterGit, AfterLookup, CLONE_TRIES, Command, Core, GitOp, GitOutcome, Io, Reply, Ticket, Timer,
-    cid, message_event,
+    cid,
 };
 use crate::error::ClientError;
 use crate::event::Event;
@@ -302,16 +302,14 @@ impl Core {
             }
             (GitOp::Join, Ok(o)) => {
                 let conv = conversation.unwrap_or_default();
-                let mut history = match then {
-                    Some(AfterGit::JoinAfterClone(h)) => h,
-                    _ => Vec::new(),
-                };
-                let join = o.commits.last().map(|m| m.id.clone());
-                history.extend(o.commits);
-                self.conversation_ready(&conv, history);
-                if let Some(id) = join {
+                self.conversation_ready(&conv);
+                if let Some(id) = o.commits.last().map(|m| m.id.clone()) {
                     self.notify(&conv, &id, None);
                 }
+            }
+            (GitOp::History, Ok(o)) => {
+                let conv = conversation.unwrap_or_default();
+                self.emit_messages(&conv, o.commits);
             }
             (GitOp::Join, Err(e)) => {
                 tracing::warn!("join of {conversation:?}: {e}");
@@ -371,16 +369,12 @@ impl Core {
     }
 
     /// A clone came: joined when we are only invited, removed when we are not even that.
-    fn after_clone(&mut self, conversation: &str, o: GitOutcome) {
+    fn after_clone(&mut self, conversation: &str, _o: GitOutcome) {
         match self.members.role(conversation, &self.me) {
             Some(Role::Invited) => {
-                self.git(
-                    Some(conversation.to_owned()),
-                    GitOp::Join,
-                    Some(AfterGit::JoinAfterClone(o.commits)),
-                );
+                self.git(Some(conversation.to_owned()), GitOp::Join, None);
             }
-            Some(Role::Admin | Role::Member) => self.conversation_ready(conversation, o.commits),
+            Some(Role::Admin | Role::Member) => self.conversation_ready(conversation),
             _ => {
                 tracing::warn!("cloned {conversation}, where we are not invited");
                 self.git(Some(conversation.to_owned()), GitOp::Remove, None);
@@ -389,14 +383,12 @@ impl Core {
     }
 
     /// Ready as soon as it is validated and joined (as jamid's conversationReady); then
-    /// the history, oldest first. Its members are watched.
-    fn conversation_ready(&mut self, conversation: &str, history: Vec<pamoja_swarm::Message>) {
+    /// the history is read and reported, oldest first. Its members are watched.
+    fn conversation_ready(&mut self, conversation: &str) {
         self.events.push_back(Event::ConversationReady {
             conversation: cid(conversation),
         });
-        for m in history {
-            self.events.push_back(message_event(conversation, m));
-        }
+        self.git(Some(conversation.to_owned()), GitOp::History, None);
         for (uri, r) in self.members.of(conversation) {
             if r != Role::Banned {
                 self.watch(&uri);

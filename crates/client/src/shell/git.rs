@@ -86,6 +86,20 @@ pub(super) async fn run(
             })
             .await
         }
+        GitOp::History => {
+            let conv =
+                conversation.ok_or(ClientError::Io(io::Error::other("no conversation named")))?;
+            blocking(move || {
+                let c = open(&data, &conv)?;
+                let mut commits = c.messages(None, None)?;
+                commits.reverse();
+                Ok(GitOutcome {
+                    commits,
+                    ..GitOutcome::default()
+                })
+            })
+            .await
+        }
         GitOp::Post(_)
         | GitOp::AddMember(_)
         | GitOp::Join
@@ -241,10 +255,7 @@ async fn clone(
                 let (data, conv) = (shared.data.clone(), conv.to_owned());
                 return blocking(move || {
                     let c = open(&data, &conv)?;
-                    let mut commits = c.messages(None, None)?;
-                    commits.reverse();
                     Ok(GitOutcome {
-                        commits,
                         members: c.members()?,
                         refused,
                         ..GitOutcome::default()

@@ -19,21 +19,18 @@ mod dht;
 mod git;
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use pamoja_channel::link::{
-    Channel, ChannelSender, Dialer, Incoming, Manager, Options, Rendezvous,
-};
-use pamoja_channel::seen::{self, Seen};
+use pamoja_channel::link::{Channel, ChannelSender, Dialer, Incoming};
+use pamoja_channel::seen::Seen;
 use pamoja_channel::sip::SipMessage;
-use pamoja_channel::tls::Identity;
+use pamoja_dht::Runner;
 use pamoja_dht::securedht::SecureDht;
-use pamoja_dht::{Config as DhtConfig, Runner};
-use pamoja_identity::{Account, DeviceId, JamiId, PrivateKey};
+use pamoja_identity::{Account, DeviceId, JamiId};
 use pamoja_swarm::{Role, Signer};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -237,15 +234,14 @@ impl Client {
     pub async fn start(account: Account, config: Config) -> Result<(Self, Events)> {
         let data = config.data_dir.clone();
         std::fs::create_dir_all(data.join("conversations"))?;
-        let device_key = account.device().ok_or(ClientError::NoDeviceKey)?;
-        let device_cert = device_key.cert.clone();
-        let device_pkcs8 = device_key.key.to_pkcs8_der().to_vec();
+        let device_cert = account
+            .device()
+            .ok_or(ClientError::NoDeviceKey)?
+            .cert
+            .clone();
         let signer = Signer::of(&account, "pamoja")?;
         let me = account.jami_id();
         let device = device_cert.public_key().device_id();
-        let mut chain = vec![device_cert.clone(), account.account_cert().clone()];
-        chain.extend(account.ca_cert().cloned());
-        let key = || PrivateKey::from_pkcs8_der(&device_pkcs8);
 
         let state = read_state(&data)?;
         let banned: Vec<_> = state
@@ -255,44 +251,24 @@ impl Client {
             .filter(|(_, c)| c.is_banned())
             .filter_map(|(id, _)| id.parse().ok())
             .collect();
-        let seen = Arc::new(Mutex::new(Seen::open(
-            &data.join("seen"),
-            seen::DEFAULT_CAPACITY,
-        )?));
-
-        let first = *config
-            .bootstrap
-            .first()
-            .ok_or(ClientError::NoBootstrapGiven)?;
-        let any = if first.is_ipv4() {
-            IpAddr::from([0, 0, 0, 0])
-        } else {
-            IpAddr::from([0u16; 8])
-        };
-        let runner = Runner::bind(SocketAddr::new(any, 0), DhtConfig::default()).await?;
-        for b in &config.bootstrap {
-            runner.bootstrap(*b);
-        }
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let s = runner.stats().await?;
-            if s.good4 + s.good6 > 0 {
-                break;
-            }
-            if tokio::time::Instant::now() > deadline {
-                return Err(ClientError::NoBootstrap(first));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let runner = Arc::new(runner);
-        let dht = Arc::new(SecureDht::new(runner.clone(), key()?, chain.clone()));
-        let mut opts = Options::new(vec![SocketAddr::new(config.ice_addr, 0)]);
-        opts.rendezvous = Rendezvous::Both;
-        opts.seen = Some(seen.clone());
-        opts.accept = accept_channel_name;
-        opts.banned_accounts = banned;
-        let mut manager =
-            Manager::start(dht.clone(), Identity { key: key()?, chain }, opts).await?;
+        let online = crate::net::go_online(
+            &account,
+            crate::net::OnlineOptions {
+                bootstrap: config.bootstrap.clone(),
+                ice_addr: config.ice_addr,
+                seen_file: Some(data.join("seen")),
+                accept: accept_channel_name,
+                banned,
+            },
+        )
+        .await?;
+        let crate::net::Online {
+            runner,
+            dht,
+            mut manager,
+            seen,
+            ..
+        } = online;
 
         let core = Core::new(
             CoreConfig {
@@ -335,7 +311,6 @@ impl Client {
             connectivity,
             stop: tokio::sync::Notify::new(),
         });
-        dht::announce(&shared).await?;
         let mut inbox =
             pamoja_channel::inbox::Inbox::start(dht, device_cert.public_key().clone()).await?;
 

@@ -738,6 +738,14 @@ fn local_change(
         return Ok(GitOutcome::default());
     }
     let c = Conversation::open(&dir)?;
+    if *op == GitOp::History {
+        let mut commits = c.messages(None, None)?;
+        commits.reverse();
+        return Ok(GitOutcome {
+            commits,
+            ..GitOutcome::default()
+        });
+    }
     let ids = match op {
         GitOp::Post(t) => vec![c.post(&node.signer, t)?],
         GitOp::AddMember(id) => vec![c.add_member(&node.signer, id)?],
