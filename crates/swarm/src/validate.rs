@@ -21,9 +21,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use git2::{Commit, Delta, DiffOptions, Oid, Repository, Sort, Tree};
 use pamoja_identity::Certificate;
+use pamoja_identity::key::PublicKey;
 use pamoja_identity::key::SignatureHash;
 
 use crate::body::{Body, types};
@@ -65,7 +68,20 @@ struct Step<'a> {
 
 /// Checks the commits reachable from `tip` and not from `base` (every commit when `base` is
 /// `None`), oldest first; returns how many were checked, or the first invalid one.
+///
+/// The rules are checked in that order on this thread; the RSA signatures of a long history
+/// are verified on other threads meanwhile, and the first invalid commit is reported as a
+/// check of one commit after the other would report it.
 pub fn history(repo: &Repository, base: Option<Oid>, tip: Oid) -> Result<usize, Invalid> {
+    Ok(walk(repo, base, tip)?.0)
+}
+
+/// [`history`], and the first commit walked (the conversation's root when `base` is `None`).
+pub(crate) fn walk(
+    repo: &Repository,
+    base: Option<Oid>,
+    tip: Oid,
+) -> Result<(usize, Oid), Invalid> {
     let mut walk = repo.revwalk().map_err(Invalid::other)?;
     walk.push(tip).map_err(Invalid::other)?;
     if let Some(b) = base {
@@ -73,19 +89,131 @@ pub fn history(repo: &Repository, base: Option<Oid>, tip: Oid) -> Result<usize, 
     }
     walk.set_sorting(Sort::TOPOLOGICAL | Sort::REVERSE)
         .map_err(Invalid::other)?;
-    let root = root_of(repo, tip).map_err(Invalid::other)?;
-    let mut certs = Certs::default();
-    let mut n = 0;
-    for id in walk {
-        let id = id.map_err(Invalid::other)?;
-        let c = repo.find_commit(id).map_err(Invalid::other)?;
-        check_commit(repo, &c, &root, &mut certs).map_err(|reason| Invalid {
-            commit: id.to_string(),
-            reason,
-        })?;
-        n += 1;
+    // A topological walk reads the whole graph before it gives its first commit: the errors
+    // come then, as they came from `root_of`'s walk before any commit was checked.
+    let ids: Vec<Oid> = walk.collect::<Result<_, _>>().map_err(Invalid::other)?;
+    let root = match (base, ids.first()) {
+        // The same walk as `root_of`'s: the same first commit.
+        (None, Some(first)) => repo.find_commit(*first).map_err(Invalid::other)?,
+        _ => root_of(repo, tip).map_err(Invalid::other)?,
+    };
+    let first = ids.first().copied().unwrap_or(tip);
+    let workers = if ids.len() >= PARALLEL_FROM {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(8)) - 1
+    } else {
+        0
+    };
+    if workers == 0 {
+        // One commit after the other, each signature verified in its turn.
+        let mut certs = Certs::default();
+        for id in &ids {
+            let signed = repo.extract_signature(id, Some(SIGNATURE_FIELD));
+            let c = repo.find_commit(*id).map_err(Invalid::other)?;
+            let mut verify = |job: Job| job.check();
+            check_commit(repo, &c, signed, &root, &mut certs, &mut verify).map_err(|reason| {
+                Invalid {
+                    commit: id.to_string(),
+                    reason,
+                }
+            })?;
+        }
+        return Ok((ids.len(), first));
     }
-    Ok(n)
+    let bad = AtomicUsize::new(usize::MAX);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Job)>(QUEUE);
+    let rx = Mutex::new(rx);
+    // Verifies queued signatures until the queue closes; `bad` keeps the first that fails.
+    let work = || {
+        loop {
+            let Ok((at, job)) = rx.lock().map_err(drop).and_then(|r| r.recv().map_err(drop)) else {
+                return;
+            };
+            if at < bad.load(Ordering::Relaxed) && job.check().is_err() {
+                bad.fetch_min(at, Ordering::Relaxed);
+            }
+        }
+    };
+    let stopped = std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(work);
+        }
+        let mut certs = Certs::default();
+        let mut stopped = None;
+        for (at, id) in ids.iter().enumerate() {
+            if bad.load(Ordering::Relaxed) < at {
+                break;
+            }
+            let signed = repo.extract_signature(id, Some(SIGNATURE_FIELD));
+            let c = match repo.find_commit(*id) {
+                Ok(c) => c,
+                Err(e) => {
+                    stopped = Some((at, Invalid::other(e)));
+                    break;
+                }
+            };
+            // Queued when a worker can take it, else verified here.
+            let mut verify = |job: Job| {
+                if let Err(std::sync::mpsc::TrySendError::Full((_, job))) = tx.try_send((at, job)) {
+                    if job.check().is_err() {
+                        bad.fetch_min(at, Ordering::Relaxed);
+                    }
+                }
+                Ok(())
+            };
+            if let Err(reason) = check_commit(repo, &c, signed, &root, &mut certs, &mut verify) {
+                stopped = Some((
+                    at,
+                    Invalid {
+                        commit: id.to_string(),
+                        reason,
+                    },
+                ));
+                break;
+            }
+        }
+        drop(tx);
+        work();
+        stopped
+    });
+    // A commit fails on its signature before its rules (and the rules that come before its
+    // signature never queue it).
+    let bad = bad.into_inner();
+    match stopped {
+        Some((at, _)) if bad <= at => Err(bad_signature(ids[bad])),
+        Some((_, e)) => Err(e),
+        None if bad < ids.len() => Err(bad_signature(ids[bad])),
+        None => Ok((ids.len(), first)),
+    }
+}
+
+/// Histories from this many commits have their signatures verified on several threads.
+const PARALLEL_FROM: usize = 64;
+
+/// Signatures waiting for a worker, at most.
+const QUEUE: usize = 256;
+
+fn bad_signature(id: Oid) -> Invalid {
+    Invalid {
+        commit: id.to_string(),
+        reason: BAD_SIGNATURE.into(),
+    }
+}
+
+const BAD_SIGNATURE: &str = "bad signature";
+
+/// A commit's signature to verify: the author device's key, the signed bytes, the signature.
+struct Job {
+    key: PublicKey,
+    signed: Vec<u8>,
+    sig: Vec<u8>,
+}
+
+impl Job {
+    fn check(&self) -> Check {
+        self.key
+            .verify(SignatureHash::Sha512, &self.signed, &self.sig)
+            .map_err(|_| BAD_SIGNATURE.to_string())
+    }
 }
 
 /// The root commit of `tip`'s history.
@@ -189,6 +317,10 @@ fn changed(
     old: Option<&Tree>,
     new: &Tree,
 ) -> Result<Vec<(String, Delta)>, String> {
+    if old.is_some_and(|o| o.id() == new.id()) {
+        // The same tree: nothing differs (a message commit), no diff to set up.
+        return Ok(Vec::new());
+    }
     let mut opts = DiffOptions::new();
     opts.include_typechange(true);
     let diff = repo
@@ -207,7 +339,17 @@ fn changed(
         .collect())
 }
 
-fn check_commit(repo: &Repository, c: &Commit, root: &Commit, certs: &mut Certs) -> Check {
+/// Checks commit `c`, whose signature header and signed bytes are `signed`; its signature
+/// goes to `verify` (which may check it later) after the checks of its author and before
+/// the rules.
+fn check_commit(
+    repo: &Repository,
+    c: &Commit,
+    signed: Result<(git2::Buf, git2::Buf), git2::Error>,
+    root: &Commit,
+    certs: &mut Certs,
+    verify: &mut dyn FnMut(Job) -> Check,
+) -> Check {
     let device = c.author().email().unwrap_or("").to_owned();
     let tree = c.tree().map_err(|e| e.to_string())?;
     let message = c.message().unwrap_or("");
@@ -232,14 +374,14 @@ fn check_commit(repo: &Repository, c: &Commit, root: &Commit, certs: &mut Certs)
         &tree
     };
     let (dev, uri) = valid_user(repo, user_tree, &device, c.time().seconds(), certs)?;
-    let (sig, signed) = repo
-        .extract_signature(&c.id(), Some(SIGNATURE_FIELD))
-        .map_err(|_| "unsigned commit".to_string())?;
+    let (sig, signed) = signed.map_err(|_| "unsigned commit".to_string())?;
     let sig = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &*sig)
         .map_err(|_| "the signature is not base64".to_string())?;
-    dev.public_key()
-        .verify(SignatureHash::Sha512, &signed, &sig)
-        .map_err(|_| "bad signature".to_string())?;
+    verify(Job {
+        key: dev.public_key().clone(),
+        signed: signed.to_vec(),
+        sig,
+    })?;
 
     let files = changed(repo, ptree.as_ref(), &tree)?;
     let Some(p) = ptree else {

@@ -626,3 +626,68 @@ fn only_admins_invite_when_the_mode_says_so() {
     let id = c.add_member(&b, &carol.jami_id().to_string()).unwrap();
     rejected(&c, id, "only an admin invites");
 }
+
+/// In a long history (signatures verified on several threads), the first invalid commit is
+/// reported, and a commit with a bad signature fails on its signature before its rules.
+#[test]
+fn a_long_history_reports_its_first_invalid_commit() {
+    let (alice, bob, _) = accounts();
+    let a_dev = alice.device().unwrap().cert.device_id().to_string();
+    let key = |acc: &Account| {
+        PrivateKey::from_pkcs8_der(acc.device().unwrap().key.to_pkcs8_der()).unwrap()
+    };
+    let (good, forged) = (key(alice), key(bob));
+    let text = Body::text("forged", None).encode();
+    let extra: &[(&str, Option<&[u8]>)] = &[("data.bin", Some(b"x"))];
+    // `n` valid messages by alice on top of `h`.
+    let posts = |r: &Repository, mut h: Oid, n: usize| {
+        for _ in 0..n {
+            h = forge(r, &[h], &a_dev, &[], &text, Some(&good));
+        }
+        h
+    };
+    type Step<'a> = Box<dyn Fn(Oid) -> Oid + 'a>;
+    let cases: [(&str, usize); 3] = [
+        ("bad signature", 0),
+        ("may not change data.bin", 1),
+        ("bad signature", 2),
+    ];
+    for (why, case) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, _, _) = group(dir.path());
+        let r = c.repo();
+        let h = posts(r, c.head().unwrap(), 40);
+        let (first, second): (Step, Step) = match case {
+            // A bad signature, then a rule broken.
+            0 => (
+                Box::new(|h| forge(r, &[h], &a_dev, &[], &text, Some(&forged))),
+                Box::new(|h| forge(r, &[h], &a_dev, extra, &text, Some(&good))),
+            ),
+            // A rule broken, then a bad signature.
+            1 => (
+                Box::new(|h| forge(r, &[h], &a_dev, extra, &text, Some(&good))),
+                Box::new(|h| forge(r, &[h], &a_dev, &[], &text, Some(&forged))),
+            ),
+            // Both on one commit, then both on another.
+            _ => (
+                Box::new(|h| forge(r, &[h], &a_dev, extra, &text, Some(&forged))),
+                Box::new(|h| forge(r, &[h], &a_dev, extra, &text, Some(&forged))),
+            ),
+        };
+        let bad = first(h);
+        let h = posts(r, bad, 5);
+        let h = second(h);
+        posts(r, h, 40);
+        rejected(&c, bad, why);
+    }
+    // A bad signature at the end of a long history.
+    let dir = tempfile::tempdir().unwrap();
+    let (c, _, _) = group(dir.path());
+    let h = posts(c.repo(), c.head().unwrap(), 70);
+    let bad = forge(c.repo(), &[h], &a_dev, &[], &text, Some(&forged));
+    rejected(&c, bad, "bad signature");
+    assert_eq!(
+        pamoja_swarm::validate::history(c.repo(), None, h).unwrap(),
+        75
+    );
+}
