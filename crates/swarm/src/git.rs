@@ -423,11 +423,12 @@ where
     let result = async {
         let head = fetch(dir, stream, conversation, device).await?;
         let repo = Repository::open(dir)?;
-        crate::validate::history(&repo, None, head).map_err(Error::Rejected)?;
+        // The first commit of the validated walk is the root, the conversation's id.
+        let (_, root) = crate::validate::walk(&repo, None, head).map_err(Error::Rejected)?;
         let commit = repo.find_commit(head)?;
         repo.reference(crate::conversation::BRANCH, head, true, "clone")?;
         let c = crate::Conversation::open(dir)?;
-        if c.id()? != conversation {
+        if root.to_string() != conversation {
             return Err(Error::Protocol("another conversation came".into()));
         }
         repo.checkout_tree(
