@@ -177,6 +177,8 @@ fn send_pack(repo: &Repository, want: Oid, haves: &[Oid]) -> Result<Vec<u8>> {
         }
     }
     let mut pb = repo.packbuilder()?;
+    // The delta search on every core (0: as many threads as the machine has).
+    pb.set_threads(0);
     pb.insert_walk(&mut walk)?;
     let mut buf = git2::Buf::new();
     pb.write_buf(&mut buf)?;
