@@ -256,6 +256,8 @@ pub struct Fetch {
     state: FetchState,
     head: Option<Oid>,
     pack: Vec<u8>,
+    /// Pack bytes received so far, taken or not.
+    received: usize,
 }
 
 impl Fetch {
@@ -271,6 +273,7 @@ impl Fetch {
                 state: FetchState::Refs,
                 head: None,
                 pack: Vec::new(),
+                received: 0,
             },
             pkt(&req),
         )
@@ -324,9 +327,10 @@ impl Fetch {
                     if line.starts_with(b"ACK ") || line.starts_with(b"NAK") => {}
                 (Phase::Pack(_), Pkt::Data(line)) => match line.first() {
                     Some(1) => {
-                        if self.pack.len() + line.len() > MAX_PACK {
+                        if self.received + line.len() > MAX_PACK {
                             return Err(Error::Protocol("pack over 256 MiB".into()));
                         }
+                        self.received += line.len() - 1;
                         self.pack.extend_from_slice(&line[1..]);
                     }
                     Some(2) => {}
@@ -352,6 +356,13 @@ impl Fetch {
     pub fn state(&self) -> &FetchState {
         &self.state
     }
+
+    /// The pack bytes received since the last call, which the fetch then no longer holds
+    /// (the pack of [`FetchState::Done`] is what came after): a driver can index a pack while
+    /// it arrives.
+    pub fn take_pack(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.pack)
+    }
 }
 
 /// Fetches `main` of conversation `conversation` from device `device` over `stream` into
@@ -376,12 +387,17 @@ where
     stream.write_all(&first).await?;
     stream.flush().await?;
     let mut buf = vec![0u8; 64 * 1024];
+    let odb = repo.odb()?;
+    // The pack is indexed as it arrives; dropped unfinished, it leaves nothing.
+    let mut writer = None;
     loop {
         if let FetchState::Done(head, pack) = f.state() {
             let head = *head;
             if let Some(pack) = pack {
-                let odb = repo.odb()?;
-                let mut w = odb.packwriter()?;
+                let mut w = match writer.take() {
+                    Some(w) => w,
+                    None => odb.packwriter()?,
+                };
                 std::io::Write::write_all(&mut w, pack)?;
                 w.commit()?;
             }
@@ -398,6 +414,14 @@ where
         if !out.is_empty() {
             stream.write_all(&out).await?;
             stream.flush().await?;
+        }
+        let part = f.take_pack();
+        if !part.is_empty() {
+            let w = match &mut writer {
+                Some(w) => w,
+                None => writer.insert(odb.packwriter()?),
+            };
+            std::io::Write::write_all(w, &part)?;
         }
     }
 }
@@ -509,6 +533,48 @@ mod tests {
         assert_eq!(&first[..5], b"\x01PACK");
         assert!(out.ends_with(FLUSH));
         assert_eq!(up.served, vec![root]);
+    }
+
+    #[test]
+    fn a_pack_taken_as_it_arrives_is_the_whole_pack() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(dir.path()).unwrap();
+        let sig = git2::Signature::now("t", "t").unwrap();
+        let tree = repo
+            .find_tree(repo.index().unwrap().write_tree().unwrap())
+            .unwrap();
+        let mut head = repo
+            .commit(Some("HEAD"), &sig, &sig, "{}", &tree, &[])
+            .unwrap();
+        for i in 0..50 {
+            let parent = repo.find_commit(head).unwrap();
+            head = repo
+                .commit(Some("HEAD"), &sig, &sig, &format!("{i}"), &tree, &[&parent])
+                .unwrap();
+        }
+        // The server's answers to one fetch, fed to the client in small pieces.
+        let (mut whole, first) = Fetch::start("c", "d");
+        let mut up = UploadPack::default();
+        let refs = up.handle(&repo, &first).unwrap();
+        let request = whole.handle(&refs, &[], |_| false).unwrap();
+        let answer = up.handle(&repo, &request).unwrap();
+        let (mut parts, _) = Fetch::start("c", "d");
+        parts.handle(&refs, &[], |_| false).unwrap();
+        whole.handle(&answer, &[], |_| false).unwrap();
+        let mut taken = Vec::new();
+        for piece in answer.chunks(7) {
+            parts.handle(piece, &[], |_| false).unwrap();
+            taken.extend(parts.take_pack());
+        }
+        let (FetchState::Done(h1, Some(p1)), FetchState::Done(h2, Some(rest))) =
+            (whole.state(), parts.state())
+        else {
+            panic!("not done")
+        };
+        taken.extend_from_slice(rest);
+        assert_eq!((*h1, *h2), (head, head));
+        assert!(p1.starts_with(b"PACK"));
+        assert_eq!(&taken, p1);
     }
 
     #[test]
