@@ -115,6 +115,24 @@ pub enum Pulled {
     Merged(Oid),
 }
 
+/// The accounts of device certificates already read, by the id of the tree entry holding
+/// them: the messages of a long history read each device's certificate once.
+#[derive(Default)]
+struct Authors(std::collections::HashMap<Oid, Option<String>>);
+
+impl Authors {
+    /// [`validate::account_of_device`].
+    fn of(&mut self, repo: &Repository, tree: &git2::Tree, device: &str) -> Option<String> {
+        let entry = tree
+            .get_path(Path::new(&format!("devices/{device}.crt")))
+            .ok()?;
+        self.0
+            .entry(entry.id())
+            .or_insert_with(|| validate::account_of_device(repo, tree, device))
+            .clone()
+    }
+}
+
 /// A conversation repository.
 pub struct Conversation {
     repo: Repository,
@@ -465,6 +483,7 @@ impl Conversation {
     /// `limit`, starting at `from` (inclusive) or at the head.
     pub fn messages(&self, from: Option<Oid>, limit: Option<usize>) -> Result<Vec<Message>> {
         let start = from.map_or_else(|| self.head(), Ok)?;
+        let mut authors = Authors::default();
         if let Some(n) = limit {
             // The newest page of a linear stretch of history is that stretch, whatever the
             // rest of the graph: no need to sort the whole history (which a topological
@@ -477,11 +496,11 @@ impl Conversation {
                 }
                 match commit.parent_count() {
                     0 => {
-                        out.push(self.message(commit.id())?);
+                        out.push(self.message_with(commit.id(), &mut authors)?);
                         return Ok(out);
                     }
                     1 => {
-                        out.push(self.message(commit.id())?);
+                        out.push(self.message_with(commit.id(), &mut authors)?);
                         c = Some(commit.parent(0)?);
                     }
                     // A merge within the page: the full walk decides the order.
@@ -500,7 +519,7 @@ impl Conversation {
             if limit.is_some_and(|n| out.len() >= n) {
                 break;
             }
-            out.push(self.message(id?)?);
+            out.push(self.message_with(id?, &mut authors)?);
         }
         Ok(out)
     }
@@ -508,6 +527,7 @@ impl Conversation {
     /// Up to `n` messages before commit `id` (exclusive), in display order: the page that
     /// follows one that ended at `id`.
     pub fn messages_before(&self, id: Oid, n: usize) -> Result<Vec<Message>> {
+        let mut authors = Authors::default();
         let mut walk = self.repo.revwalk()?;
         walk.push(self.head()?)?;
         walk.set_sorting(Sort::TOPOLOGICAL | Sort::TIME)?;
@@ -519,7 +539,7 @@ impl Conversation {
                 if out.len() >= n {
                     break;
                 }
-                out.push(self.message(c)?);
+                out.push(self.message_with(c, &mut authors)?);
             } else if c == id {
                 seen = true;
             }
@@ -532,6 +552,12 @@ impl Conversation {
 
     /// One commit as a message.
     pub fn message(&self, id: Oid) -> Result<Message> {
+        self.message_with(id, &mut Authors::default())
+    }
+
+    /// [`Conversation::message`], the authors of device certificates already read kept in
+    /// `authors`.
+    fn message_with(&self, id: Oid, authors: &mut Authors) -> Result<Message> {
         let c = self.repo.find_commit(id)?;
         let device = c.author().email().unwrap_or("").to_owned();
         let text = c.message().unwrap_or("");
@@ -543,7 +569,7 @@ impl Conversation {
         };
         Ok(Message {
             id: id.to_string(),
-            author: validate::account_of_device(&self.repo, &c.tree()?, &device),
+            author: authors.of(&self.repo, &c.tree()?, &device),
             kind: if merge {
                 "merge".into()
             } else {
