@@ -12,7 +12,8 @@
 //! * `fetch`: [`git::fetch`] into a fresh repository (pack built, sent, indexed);
 //! * `validate`: [`validate::history`] of the fetched history;
 //! * `checkout`: the work tree and index written from the head's tree;
-//! * `members`, `messages`: [`Conversation::members`], [`Conversation::messages`] of all.
+//! * `members`: the clone opened again and [`Conversation::members`] read;
+//! * `messages`: [`Conversation::messages`] of all, on that fresh repository.
 //!
 //! `cargo run --release -p pamoja-swarm --example clone_10k [RUNS]`
 
@@ -100,10 +101,10 @@ async fn main() {
     .collect();
     for run in 0..runs {
         // The whole clone.
-        let dir = scratch.path().join(format!("clone{run}"));
+        let cloned = scratch.path().join(format!("clone{run}"));
         let t = Instant::now();
         let c = with_server(&src, async |s| {
-            git::clone(&dir, s, &conv, &device).await.expect("clone")
+            git::clone(&cloned, s, &conv, &device).await.expect("clone")
         })
         .await;
         times[0].1.push(ms(t));
@@ -152,8 +153,10 @@ async fn main() {
         index.write().unwrap();
         times[4].1.push(ms(t));
 
-        // Reading the clone.
+        // Reading the clone, opened again as a client does.
+        drop(c);
         let t = Instant::now();
+        let c = Conversation::open(&cloned).expect("open");
         let m = c.members().expect("members");
         times[5].1.push(ms(t));
         assert_eq!(m.len(), 2);
