@@ -21,8 +21,9 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use git2::{Commit, Delta, DiffOptions, Oid, Repository, Sort, Tree};
 use pamoja_identity::Certificate;
@@ -203,7 +204,7 @@ const BAD_SIGNATURE: &str = "bad signature";
 
 /// A commit's signature to verify: the author device's key, the signed bytes, the signature.
 struct Job {
-    key: PublicKey,
+    key: Arc<PublicKey>,
     signed: Vec<u8>,
     sig: Vec<u8>,
 }
@@ -256,6 +257,20 @@ struct Certs {
     parsed: HashMap<Oid, Option<Certificate>>,
     /// (device blob, account blob) pairs whose signature checked out.
     verified: HashSet<(Oid, Oid)>,
+    /// The users found valid in a tree (but for the time), by tree and device: the commits
+    /// that keep their parent's tree look their author up once.
+    users: HashMap<(Oid, String), User>,
+}
+
+/// A device found in a tree, its chain checked.
+#[derive(Clone)]
+struct User {
+    /// The device key.
+    key: Arc<PublicKey>,
+    /// Its account.
+    uri: String,
+    /// When the device certificate, then the account certificate, expire.
+    until: (SystemTime, SystemTime),
 }
 
 impl Certs {
@@ -277,7 +292,31 @@ fn valid_user(
     device: &str,
     time: i64,
     certs: &mut Certs,
-) -> Result<(Certificate, String), String> {
+) -> Result<(Arc<PublicKey>, String), String> {
+    let key = (tree.id(), device.to_owned());
+    let user = match certs.users.get(&key) {
+        Some(u) => u.clone(),
+        None => {
+            let u = user_in(repo, tree, device, certs)?;
+            certs.users.insert(key, u.clone());
+            u
+        }
+    };
+    let at = UNIX_EPOCH + std::time::Duration::from_secs(time.max(0) as u64);
+    if user.until.0 < at || user.until.1 < at {
+        return Err("a certificate had expired at the commit time".into());
+    }
+    Ok((user.key, user.uri))
+}
+
+/// [`valid_user`] but for the time: the device certificate at its place in `tree`, the
+/// account certificate of a member or admin, the device's signed by the account's.
+fn user_in(
+    repo: &Repository,
+    tree: &Tree,
+    device: &str,
+    certs: &mut Certs,
+) -> Result<User, String> {
     let path = format!("devices/{device}.crt");
     let (dev_blob, dev) = certs
         .first(repo, tree, &path)
@@ -304,11 +343,11 @@ fn valid_user(
             .map_err(|_| format!("device {device} is not signed by account {uri}"))?;
         certs.verified.insert((dev_blob, acc_blob));
     }
-    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(time.max(0) as u64);
-    if dev.not_after() < at || acc.not_after() < at {
-        return Err("a certificate had expired at the commit time".into());
-    }
-    Ok((dev, uri))
+    Ok(User {
+        key: Arc::new(dev.public_key().clone()),
+        uri,
+        until: (dev.not_after(), acc.not_after()),
+    })
 }
 
 /// Paths that differ between `old` (or nothing) and `new`, binary files included.
@@ -373,12 +412,12 @@ fn check_commit(
     } else {
         &tree
     };
-    let (dev, uri) = valid_user(repo, user_tree, &device, c.time().seconds(), certs)?;
+    let (key, uri) = valid_user(repo, user_tree, &device, c.time().seconds(), certs)?;
     let (sig, signed) = signed.map_err(|_| "unsigned commit".to_string())?;
     let sig = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &*sig)
         .map_err(|_| "the signature is not base64".to_string())?;
     verify(Job {
-        key: dev.public_key().clone(),
+        key,
         signed: signed.to_vec(),
         sig,
     })?;
