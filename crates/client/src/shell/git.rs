@@ -180,15 +180,23 @@ async fn fetch(
     };
     let mut stream = ch.into_stream();
     let dir = conv_dir(&data, conv);
-    let remote = tokio::time::timeout(
-        FETCH_LIMIT,
-        pamoja_swarm::git::fetch(&dir, &mut stream, conv, device),
-    )
-    .await
-    .map_err(|_| ClientError::Io(io::Error::new(io::ErrorKind::TimedOut, "fetch timed out")))??;
-    drop(stream);
-    let (signer, conv) = (shared.signer.clone(), conv.to_owned());
+    let (signer, conv, device) = (shared.signer.clone(), conv.to_owned(), device.to_owned());
+    // The git exchange and the validation run on the blocking pool: libgit2 works there
+    // without holding a reactor thread.
+    let handle = tokio::runtime::Handle::current();
     blocking(move || {
+        let remote = handle
+            .block_on(async {
+                tokio::time::timeout(
+                    FETCH_LIMIT,
+                    pamoja_swarm::git::fetch(&dir, &mut stream, &conv, &device),
+                )
+                .await
+            })
+            .map_err(|_| {
+                ClientError::Io(io::Error::new(io::ErrorKind::TimedOut, "fetch timed out"))
+            })??;
+        drop(stream);
         let c = open(&data, &conv)?;
         let pulled = c
             .pull(&signer, remote)
@@ -248,10 +256,17 @@ async fn clone(
                 });
             }),
         };
-        match pamoja_swarm::git::clone(&dir, &mut stream, conv, &dev).await {
-            Ok(c) => {
-                drop(c);
-                drop(stream);
+        let handle = tokio::runtime::Handle::current();
+        let (c2, d2, dir2) = (conv.to_owned(), dev.clone(), dir.clone());
+        let cloned = tokio::task::spawn_blocking(move || {
+            let r = handle.block_on(pamoja_swarm::git::clone(&dir2, &mut stream, &c2, &d2));
+            drop(stream);
+            r.map(drop)
+        })
+        .await
+        .map_err(|e| ClientError::Io(io::Error::other(e)))?;
+        match cloned {
+            Ok(()) => {
                 let (data, conv) = (shared.data.clone(), conv.to_owned());
                 return blocking(move || {
                     let c = open(&data, &conv)?;
