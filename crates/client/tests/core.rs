@@ -655,3 +655,67 @@ fn a_declined_call_and_crossing_re_invites() {
         last_media(&w, B, &call)
     );
 }
+
+#[test]
+fn garbage_on_a_sip_channel_costs_that_channel_only() {
+    let mut w = World::new(&["alice", "bob"]);
+    w.online(A);
+    w.online(B);
+    let conv = befriend(&mut w, A, B);
+    let (b_dev, b_id, a_id) = (w.nodes[B].device, w.id(B), w.id(A));
+    // A valid MESSAGE, then cut, mangled and random versions of it, each on a fresh
+    // channel from Bob's device.
+    let route = Route {
+        from: b_id.to_string(),
+        to: a_id.to_string(),
+        local: "10.0.0.2:1".parse().unwrap(),
+        remote: "10.0.0.1:1".parse().unwrap(),
+    };
+    let (mime, body) = Im::Composing {
+        conversation: conv.to_string(),
+        active: true,
+    }
+    .encode();
+    let good = sip::message(&route, mime, &body, "00000000000000aa", 1).to_bytes();
+    let mut seed = 7u64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for round in 0..2000u64 {
+        let mut data = good.clone();
+        match round % 4 {
+            0 => data.truncate((next() % data.len() as u64) as usize),
+            1 => {
+                for _ in 0..(1 + next() % 8) {
+                    let i = (next() % data.len() as u64) as usize;
+                    data[i] = next() as u8;
+                }
+            }
+            2 => data = (0..(next() % 300)).map(|_| next() as u8).collect(),
+            _ => {
+                let i = (next() % data.len() as u64) as usize;
+                data.splice(
+                    i..i,
+                    b"Content-Length: 99999999999999999999\r\n".iter().copied(),
+                );
+            }
+        }
+        let ch = ChannelId(10_000 + round);
+        let up = Input::ChannelUp {
+            channel: ch,
+            device: b_dev,
+            account: Some(b_id.to_string()),
+            name: "sip".into(),
+        };
+        w.inject(A, up);
+        w.inject(A, Input::ChannelData { channel: ch, data });
+        w.inject(A, Input::ChannelClosed(ch));
+    }
+    w.settle();
+    // The account still works: Bob's message comes through.
+    send(&mut w, B, &conv, "still here");
+    assert!(w.run_until(secs(30), |w| has_text(w, A, &conv, "still here")));
+}

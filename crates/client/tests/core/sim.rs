@@ -278,6 +278,11 @@ impl World {
         }
     }
 
+    /// Hands an input to node `n` (after those already waiting).
+    pub fn inject(&mut self, n: usize, input: Input) {
+        self.queue.push_back((n, input));
+    }
+
     /// Runs a command on node `n`; its ticket.
     pub fn command(&mut self, n: usize, c: Command) -> Ticket {
         let t = Ticket(self.next_ticket);
