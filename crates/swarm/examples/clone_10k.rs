@@ -5,7 +5,9 @@
 //! The source conversation is written once (about 20 s) and kept under
 //! `target/swarm-clone-10k/` between runs; delete that directory to write it again.
 //!
-//! Printed, each the median of `RUNS` runs (in milliseconds):
+//! Printed, each the median of `RUNS` runs (in milliseconds of wall clock, then of CPU time
+//! of the whole process, at the kernel's tick: the CPU time does not depend on what else
+//! runs on the machine):
 //!
 //! * `clone`: [`git::clone`] as a whole (transfer, validation, checkout);
 //! * `pack`: the server building the pack alone (in the clone, it overlaps the transfer);
@@ -31,8 +33,33 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn ms(t: Instant) -> f64 {
-    t.elapsed().as_secs_f64() * 1e3
+/// Process CPU time (user and system, every thread) in milliseconds, from
+/// `/proc/self/stat` (at the kernel's tick, usually 10 ms); 0 where it cannot be read.
+fn cpu_ms() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime and stime are 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    f.iter().sum::<f64>() * 10.0
+}
+
+/// A start: wall clock and CPU time.
+struct Mark(Instant, f64);
+
+impl Mark {
+    fn now() -> Self {
+        Self(Instant::now(), cpu_ms())
+    }
+
+    /// Wall and CPU milliseconds since the start.
+    fn since(&self) -> (f64, f64) {
+        (self.0.elapsed().as_secs_f64() * 1e3, cpu_ms() - self.1)
+    }
 }
 
 /// The cached source conversation; written when missing.
@@ -93,7 +120,7 @@ async fn main() {
     let device = "0".repeat(64);
     let scratch = tempfile::tempdir().expect("scratch");
 
-    let mut times: Vec<(&str, Vec<f64>)> = [
+    let mut times: Vec<(&str, Vec<(f64, f64)>)> = [
         "clone", "pack", "fetch", "validate", "checkout", "members", "messages",
     ]
     .into_iter()
@@ -102,12 +129,12 @@ async fn main() {
     for run in 0..runs {
         // The whole clone.
         let cloned = scratch.path().join(format!("clone{run}"));
-        let t = Instant::now();
+        let t = Mark::now();
         let c = with_server(&src, async |s| {
             git::clone(&cloned, s, &conv, &device).await.expect("clone")
         })
         .await;
-        times[0].1.push(ms(t));
+        times[0].1.push(t.since());
         assert_eq!(c.head().unwrap(), head);
 
         // The server's share: the pack alone.
@@ -116,9 +143,9 @@ async fn main() {
         let mut req = git::pkt(format!("want {head}\n").as_bytes());
         req.extend_from_slice(git::FLUSH);
         req.extend(git::pkt(b"done\n"));
-        let t = Instant::now();
+        let t = Mark::now();
         let out = up.handle(&repo, &req).expect("pack");
-        times[1].1.push(ms(t));
+        times[1].1.push(t.since());
         if run == 0 {
             eprintln!("clone_10k: the pack is {} KiB", out.len() / 1024);
         }
@@ -128,18 +155,18 @@ async fn main() {
         let mut opts = git2::RepositoryInitOptions::new();
         opts.initial_head("main");
         let repo = Repository::init_opts(&dir, &opts).expect("init");
-        let t = Instant::now();
+        let t = Mark::now();
         let got = with_server(&src, async |s| {
             git::fetch(&dir, s, &conv, &device).await.expect("fetch")
         })
         .await;
-        times[2].1.push(ms(t));
+        times[2].1.push(t.since());
         assert_eq!(got, head);
-        let t = Instant::now();
+        let t = Mark::now();
         let n = validate::history(&repo, None, head).expect("valid");
-        times[3].1.push(ms(t));
+        times[3].1.push(t.since());
         assert_eq!(n, POSTS + 1);
-        let t = Instant::now();
+        let t = Mark::now();
         let commit = repo.find_commit(head).unwrap();
         repo.reference(pamoja_swarm::conversation::BRANCH, head, true, "clone")
             .unwrap();
@@ -151,31 +178,33 @@ async fn main() {
         let mut index = repo.index().unwrap();
         index.read_tree(&commit.tree().unwrap()).unwrap();
         index.write().unwrap();
-        times[4].1.push(ms(t));
+        times[4].1.push(t.since());
 
         // Reading the clone, opened again as a client does.
         drop(c);
-        let t = Instant::now();
+        let t = Mark::now();
         let c = Conversation::open(&cloned).expect("open");
         let m = c.members().expect("members");
-        times[5].1.push(ms(t));
+        times[5].1.push(t.since());
         assert_eq!(m.len(), 2);
-        let t = Instant::now();
+        let t = Mark::now();
         let all = c.messages(None, None).expect("messages");
-        times[6].1.push(ms(t));
+        times[6].1.push(t.since());
         assert_eq!(all.len(), POSTS + 1);
         assert!(all.iter().all(|m| m.author.is_some()));
         eprintln!(
             "clone_10k: run {run}: {}",
             times
                 .iter()
-                .map(|(n, v)| format!("{n} {:.0}", v[run]))
+                .map(|(n, v)| format!("{n} {:.0}/{:.0}", v[run].0, v[run].1))
                 .collect::<Vec<_>>()
                 .join(", ")
         );
     }
-    println!("median of {runs} runs, ms:");
+    println!("median of {runs} runs, ms (wall, then CPU of every thread):");
     for (n, v) in times {
-        println!("  {n:>9} {:>8.1}", median(v));
+        let wall = median(v.iter().map(|x| x.0).collect());
+        let cpu = median(v.iter().map(|x| x.1).collect());
+        println!("  {n:>9} {wall:>8.1} {cpu:>8.0}");
     }
 }
