@@ -1,6 +1,8 @@
 //! A conversation's repository, as jamid keeps it: a non-bare git repository on `main`, whose
 //! work tree holds the members' certificates, written one signed commit at a time.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -118,15 +120,16 @@ pub enum Pulled {
 /// The accounts of device certificates already read, by the id of the tree entry holding
 /// them: the messages of a long history read each device's certificate once.
 #[derive(Default)]
-struct Authors(std::collections::HashMap<Oid, Option<String>>);
+struct Authors(RefCell<HashMap<Oid, Option<String>>>);
 
 impl Authors {
     /// [`validate::account_of_device`].
-    fn of(&mut self, repo: &Repository, tree: &git2::Tree, device: &str) -> Option<String> {
+    fn of(&self, repo: &Repository, tree: &git2::Tree, device: &str) -> Option<String> {
         let entry = tree
             .get_path(Path::new(&format!("devices/{device}.crt")))
             .ok()?;
         self.0
+            .borrow_mut()
             .entry(entry.id())
             .or_insert_with(|| validate::account_of_device(repo, tree, device))
             .clone()
@@ -136,6 +139,8 @@ impl Authors {
 /// A conversation repository.
 pub struct Conversation {
     repo: Repository,
+    /// The authors of the messages read so far, by device certificate.
+    authors: Authors,
 }
 
 fn unix_now() -> i64 {
@@ -161,7 +166,10 @@ impl Conversation {
         let mut opts = RepositoryInitOptions::new();
         opts.initial_head("main");
         let repo = Repository::init_opts(dir, &opts)?;
-        let c = Self { repo };
+        let c = Self {
+            repo,
+            authors: Authors::default(),
+        };
         let chain: Vec<&Certificate> = signer.account_chain.iter().collect();
         c.write_file(
             &format!("admins/{}.crt", signer.account_id()),
@@ -186,6 +194,7 @@ impl Conversation {
     pub fn open(dir: &Path) -> Result<Self> {
         Ok(Self {
             repo: Repository::open(dir)?,
+            authors: Authors::default(),
         })
     }
 
@@ -483,7 +492,6 @@ impl Conversation {
     /// `limit`, starting at `from` (inclusive) or at the head.
     pub fn messages(&self, from: Option<Oid>, limit: Option<usize>) -> Result<Vec<Message>> {
         let start = from.map_or_else(|| self.head(), Ok)?;
-        let mut authors = Authors::default();
         if let Some(n) = limit {
             // The newest page of a linear stretch of history is that stretch, whatever the
             // rest of the graph: no need to sort the whole history (which a topological
@@ -496,11 +504,11 @@ impl Conversation {
                 }
                 match commit.parent_count() {
                     0 => {
-                        out.push(self.message_with(commit.id(), &mut authors)?);
+                        out.push(self.message(commit.id())?);
                         return Ok(out);
                     }
                     1 => {
-                        out.push(self.message_with(commit.id(), &mut authors)?);
+                        out.push(self.message(commit.id())?);
                         c = Some(commit.parent(0)?);
                     }
                     // A merge within the page: the full walk decides the order.
@@ -519,7 +527,7 @@ impl Conversation {
             if limit.is_some_and(|n| out.len() >= n) {
                 break;
             }
-            out.push(self.message_with(id?, &mut authors)?);
+            out.push(self.message(id?)?);
         }
         Ok(out)
     }
@@ -527,7 +535,6 @@ impl Conversation {
     /// Up to `n` messages before commit `id` (exclusive), in display order: the page that
     /// follows one that ended at `id`.
     pub fn messages_before(&self, id: Oid, n: usize) -> Result<Vec<Message>> {
-        let mut authors = Authors::default();
         let mut walk = self.repo.revwalk()?;
         walk.push(self.head()?)?;
         walk.set_sorting(Sort::TOPOLOGICAL | Sort::TIME)?;
@@ -539,7 +546,7 @@ impl Conversation {
                 if out.len() >= n {
                     break;
                 }
-                out.push(self.message_with(c, &mut authors)?);
+                out.push(self.message(c)?);
             } else if c == id {
                 seen = true;
             }
@@ -552,12 +559,6 @@ impl Conversation {
 
     /// One commit as a message.
     pub fn message(&self, id: Oid) -> Result<Message> {
-        self.message_with(id, &mut Authors::default())
-    }
-
-    /// [`Conversation::message`], the authors of device certificates already read kept in
-    /// `authors`.
-    fn message_with(&self, id: Oid, authors: &mut Authors) -> Result<Message> {
         let c = self.repo.find_commit(id)?;
         let device = c.author().email().unwrap_or("").to_owned();
         let text = c.message().unwrap_or("");
@@ -569,7 +570,7 @@ impl Conversation {
         };
         Ok(Message {
             id: id.to_string(),
-            author: authors.of(&self.repo, &c.tree()?, &device),
+            author: self.authors.of(&self.repo, &c.tree()?, &device),
             kind: if merge {
                 "merge".into()
             } else {
