@@ -136,7 +136,8 @@ pub(crate) fn walk(
     };
     let stopped = std::thread::scope(|s| {
         for _ in 0..workers {
-            s.spawn(work);
+            // A worker that cannot start leaves its share to this thread.
+            let _ = std::thread::Builder::new().spawn_scoped(s, work);
         }
         let mut certs = Certs::default();
         let mut stopped = None;
