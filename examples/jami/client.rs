@@ -297,31 +297,27 @@ async fn execute(client: &Client, name: &str, c: &Json) -> Result<Json> {
             json!({"call": call, "video": video})
         }
         "answer" => {
-            client
-                .answer_call(&id(c, "call")?, call_options(c)?)
-                .await?;
+            client.answer_call(&id(c, "call")?, call_options(c)?)?;
             json!({"call": field(c, "call")?})
         }
         "hangup" => {
-            client.hang_up(&id(c, "call")?).await?;
+            client.hang_up(&id(c, "call")?)?;
             json!({"call": field(c, "call")?})
         }
         "hold" | "unhold" => {
-            client.hold(&id(c, "call")?, name == "hold").await?;
+            client.hold(&id(c, "call")?, name == "hold")?;
             json!({"call": field(c, "call")?, "hold": name == "hold"})
         }
         "mute" => {
             let muted = c["muted"].as_bool().unwrap_or(true);
-            client.mute(&id(c, "call")?, muted).await?;
+            client.mute(&id(c, "call")?, muted)?;
             json!({"call": field(c, "call")?, "muted": muted})
         }
         "video" => {
             let on = c["video"]
                 .as_bool()
                 .ok_or_else(|| anyhow!("missing boolean field \"video\""))?;
-            client
-                .set_video(&id(c, "call")?, call_options(c)?.video.filter(|_| on))
-                .await?;
+            client.set_video(&id(c, "call")?, call_options(c)?.video.filter(|_| on))?;
             json!({"call": field(c, "call")?, "video": on})
         }
         "dtmf" => {
@@ -330,7 +326,7 @@ async fn execute(client: &Client, name: &str, c: &Json) -> Result<Json> {
             let (Some(k), None) = (chars.next(), chars.next()) else {
                 return Err(anyhow!("\"key\" must be one character"));
             };
-            client.send_dtmf(&id(c, "call")?, k).await?;
+            client.send_dtmf(&id(c, "call")?, k)?;
             json!({"call": field(c, "call")?, "key": key})
         }
         "call.list" => {

@@ -89,7 +89,12 @@ impl Core {
             self.send_im(channel, &w.account, m);
         }
         for t in w.calls {
-            self.place_on(t, channel, &w.account, true);
+            self.io.push_back(Io::PlaceCall {
+                ticket: t,
+                channel,
+                peer: w.account.clone(),
+                fresh: true,
+            });
         }
     }
 
@@ -184,7 +189,12 @@ impl Core {
         for chain in chains {
             let device = chain[0].public_key().device_id();
             if let Some(ch) = self.sips.get(&device).copied() {
-                self.place_on(t, ch, account, false);
+                self.io.push_back(Io::PlaceCall {
+                    ticket: t,
+                    channel: ch,
+                    peer: account.to_owned(),
+                    fresh: false,
+                });
                 return;
             }
         }
