@@ -482,7 +482,7 @@ const MAX_PACED: usize = 600;
 /// asked for one), the peer's pictures put together, decoded and, when measuring, compared
 /// with the pattern; a lost picture makes the stream ask the peer for a key frame through
 /// `ask_key_frame` (at most once a second); the encoder's bitrate follows the peer's
-/// receiver reports and REMB signals (jamid's rules, [`BitrateController`]) and the round
+/// receiver reports and REMB signals (jamid's rules, [`BitrateController`](pamoja_media::bitrate::BitrateController)) and the round
 /// trips its reports give (a growing queue on the way brings it down). With `send`
 /// false (held, or the peer takes no video) nothing is encoded; what comes is still taken.
 #[allow(clippy::too_many_arguments)]
