@@ -313,12 +313,18 @@ pub fn message(
 /// The `200 OK` (or another final answer) to `request`: Via, From, To (with a tag), Call-ID
 /// and CSeq copied back.
 pub fn response(request: &SipMessage, code: u16, reason: &str) -> SipMessage {
+    response_with_tag(request, code, reason, &random_hex(8))
+}
+
+/// [`response`] with the `To` tag given (for a caller that draws its own randomness): it is
+/// added when the request's `To` has none.
+pub fn response_with_tag(request: &SipMessage, code: u16, reason: &str, tag: &str) -> SipMessage {
     let mut headers = Vec::new();
     for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
         for (n, v) in &request.headers {
             if long_name(n).eq_ignore_ascii_case(name) {
                 let v = if name == "To" && !v.contains(";tag=") {
-                    format!("{v};tag={}", random_hex(8))
+                    format!("{v};tag={tag}")
                 } else {
                     v.clone()
                 };

@@ -8,7 +8,8 @@
 //! * [`value`]: values as OpenDHT packs them (plain, signed, encrypted);
 //! * [`node`]: the sans-IO engine, a state machine fed datagrams and time that returns
 //!   datagrams, timers and events (routing tables, searches, storage, tokens, listen);
-//! * [`random`]: where the engine's randomness comes from (the system, or a seed);
+//! * [`random`]: where the engine's randomness comes from (the system, or a seed; the
+//!   same types as pamoja-ice's);
 //! * [`ratelimit`] and [`blacklist`]: what a node refuses to hear;
 //! * [`discovery`]: OpenDHT's LAN peer discovery (multicast);
 //! * [`secure`]: SecureDht's rules: signed values, values encrypted to a key, certificates;
@@ -49,7 +50,8 @@ pub mod message;
 pub mod node;
 #[cfg(feature = "proxy")]
 pub mod proxy;
-pub mod random;
+/// Where the engine's randomness comes from: the same source as pamoja-ice's agent.
+pub use pamoja_ice::random;
 pub mod ratelimit;
 pub mod routing;
 pub mod runner;

@@ -3,7 +3,7 @@
 //! The agent draws credentials, tie-breakers, transaction ids and timer jitter from a
 //! [`Random`] given at construction, as quinn-proto takes a seed: [`OsRandom`] in
 //! production, [`SeededRandom`] where a run must be reproduced byte for byte (tests,
-//! simulations, fuzzing).
+//! simulations, fuzzing). pamoja-dht's node takes the same source (`pamoja_dht::random`).
 //!
 //! ```
 //! use pamoja_ice::random::{Random, SeededRandom};

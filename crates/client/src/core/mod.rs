@@ -50,6 +50,7 @@ use serde_json::{Value as Json, json};
 pub(crate) use io::device_of;
 pub use io::{ChannelId, Command, GitOp, GitOutcome, Input, Io, Reply, StateFile, Ticket};
 pub use members::Members;
+pub use sip::accepts_channel;
 
 use crate::config::Settings;
 use crate::contacts::Contacts;

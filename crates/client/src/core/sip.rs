@@ -21,7 +21,18 @@ pub(super) struct Chan {
     reader: Option<SipReader>,
 }
 
+/// Whether a channel a peer opens is accepted at all: `sip` and `git://` (which
+/// conversation, and whether the peer may read it, is decided when it is up).
+pub fn accepts_channel(name: &str) -> bool {
+    name == "sip" || name.starts_with("git://")
+}
+
 impl Core {
+    /// A SIP tag from the core's randomness.
+    fn sip_tag(&mut self) -> String {
+        format!("{:016x}", self.random_u64())
+    }
+
     /// The account of a device we know (its `sip` channel, or a lookup).
     fn account_of_device(&self, device: &DeviceId) -> Option<String> {
         if let Some(a) = self
@@ -186,16 +197,20 @@ impl Core {
                             auto_answer: self.settings.auto_answer,
                         })
                     }
-                    None => self.io.push_back(Io::Send {
-                        channel,
-                        data: sip::response(&m, 403, "Forbidden").to_bytes(),
-                    }),
+                    None => {
+                        let tag = self.sip_tag();
+                        self.io.push_back(Io::Send {
+                            channel,
+                            data: sip::response_with_tag(&m, 403, "Forbidden", &tag).to_bytes(),
+                        })
+                    }
                 }
                 continue;
             }
+            let tag = self.sip_tag();
             self.io.push_back(Io::Send {
                 channel,
-                data: sip::response(&m, 200, "OK").to_bytes(),
+                data: sip::response_with_tag(&m, 200, "OK", &tag).to_bytes(),
             });
             let Some(t) = sip::read_message(&m) else {
                 continue;

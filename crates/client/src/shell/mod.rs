@@ -198,10 +198,6 @@ impl Drop for Client {
     }
 }
 
-fn accept_channel_name(name: &str) -> bool {
-    name == "sip" || name.starts_with("git://")
-}
-
 fn read_state(data: &std::path::Path) -> Result<State> {
     let read = |name: &str| std::fs::read(data.join(name)).ok();
     let contacts = Contacts::decode(
@@ -257,7 +253,7 @@ impl Client {
                 bootstrap: config.bootstrap.clone(),
                 ice_addr: config.ice_addr,
                 seen_file: Some(data.join("seen")),
-                accept: accept_channel_name,
+                accept: crate::core::accepts_channel,
                 banned,
             },
         )
