@@ -276,6 +276,21 @@ pub fn message(
     message_id: &str,
     unix_now: u64,
 ) -> SipMessage {
+    message_with_random(route, content_type, body, message_id, unix_now, &mut |b| {
+        random_hex(b)
+    })
+}
+
+/// [`message`], its Via branch, From tag and Call-ID drawn from `hex` (which gives `n`
+/// random bytes as lowercase hex), for a caller that draws its own randomness.
+pub fn message_with_random(
+    route: &Route,
+    content_type: &str,
+    body: &str,
+    message_id: &str,
+    unix_now: u64,
+    hex: &mut dyn FnMut(usize) -> String,
+) -> SipMessage {
     let Route {
         from,
         to,
@@ -291,15 +306,15 @@ pub fn message(
         headers: vec![
             (
                 "Via".into(),
-                format!("SIP/2.0/TLS {local};rport;branch=z9hG4bK{}", random_hex(12)),
+                format!("SIP/2.0/TLS {local};rport;branch=z9hG4bK{}", hex(12)),
             ),
             ("Max-Forwards".into(), "70".into()),
             (
                 "From".into(),
-                format!("<sip:{from}@ring.dht>;tag={}", random_hex(8)),
+                format!("<sip:{from}@ring.dht>;tag={}", hex(8)),
             ),
             ("To".into(), format!("<{target}>")),
-            ("Call-ID".into(), random_hex(16)),
+            ("Call-ID".into(), hex(16)),
             ("CSeq".into(), "1 MESSAGE".into()),
             ("Date".into(), ctime(unix_now)),
             ("Message-ID".into(), message_id.into()),

@@ -552,3 +552,62 @@ fn garbage_on_a_sip_channel_costs_that_channel_only() {
     send(&mut w, B, &conv, "still here");
     assert!(w.run_until(secs(30), |w| has_text(w, A, &conv, "still here")));
 }
+
+#[test]
+fn the_same_seed_and_inputs_give_the_same_bytes() {
+    use pamoja_client::core::{Core, CoreConfig, State};
+    let w = World::new(&["alice", "bob"]);
+    let (a_id, b_id, b_dev) = (w.id(A), w.id(B), w.nodes[B].device);
+    // One request whose To has no tag: each answer adds one.
+    let route = Route {
+        from: b_id.to_string(),
+        to: a_id.to_string(),
+        local: "10.0.0.2:1".parse().unwrap(),
+        remote: "10.0.0.1:1".parse().unwrap(),
+    };
+    let request = sip::message(&route, "text/plain", "hi", "00000000000000ab", 1).to_bytes();
+    let run = |seed: u64| -> Vec<Vec<u8>> {
+        let config = CoreConfig {
+            me: a_id.to_string(),
+            device: w.nodes[A].device.to_string(),
+            ice_addr: "10.0.0.1".parse().unwrap(),
+        };
+        let mut core = Core::new(
+            config,
+            State::default(),
+            Box::new(sim::Seeded(seed)),
+            Box::new(sim::SeenSet::default()),
+            w.now,
+            1_800_000_000,
+        );
+        let ch = ChannelId(1);
+        core.handle(
+            w.now,
+            1_800_000_000,
+            Input::ChannelUp {
+                channel: ch,
+                device: b_dev,
+                account: Some(b_id.to_string()),
+                name: "sip".into(),
+            },
+        );
+        core.handle(
+            w.now,
+            1_800_000_000,
+            Input::ChannelData {
+                channel: ch,
+                data: request.clone(),
+            },
+        );
+        std::iter::from_fn(|| core.poll_io())
+            .filter_map(|io| match io {
+                Io::Send { data, .. } => Some(data),
+                _ => None,
+            })
+            .collect()
+    };
+    let (one, again, other) = (run(5), run(5), run(6));
+    assert!(!one.is_empty(), "the request is answered");
+    assert_eq!(one, again, "no randomness but the source handed in");
+    assert_ne!(one, other, "the tag comes from that source");
+}

@@ -144,7 +144,13 @@ impl Core {
             remote: std::net::SocketAddr::new(self.ice_addr, 0),
         };
         let id = format!("{:016x}", self.random_u64());
-        let msg = sip::message(&route, mime, &body, &id, self.unix.max(0) as u64);
+        let unix = self.unix.max(0) as u64;
+        let random = &mut self.random;
+        let msg = sip::message_with_random(&route, mime, &body, &id, unix, &mut |n| {
+            let mut b = vec![0u8; n];
+            random.fill(&mut b);
+            hex::encode(b)
+        });
         self.io.push_back(Io::Send {
             channel,
             data: msg.to_bytes(),

@@ -21,7 +21,7 @@ use pamoja_identity::{Account, Certificate, DeviceId};
 use pamoja_swarm::{Conversation, Pulled, Signer};
 
 /// A seeded generator (splitmix64): the same seed, the same run.
-pub struct Seeded(u64);
+pub struct Seeded(pub u64);
 
 impl Random for Seeded {
     fn fill(&mut self, buf: &mut [u8]) {
