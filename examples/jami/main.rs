@@ -368,8 +368,34 @@ fn run(cli: Cli) -> Result<Value> {
     }
 }
 
+/// Logs to stderr as `RUST_LOG` asks: a level (`warn`, `debug`) or targets with levels
+/// (`pamoja_client=debug,pamoja_swarm=debug,warn`). Unset, nothing is logged, so an error is
+/// still the one line on stderr the command line contract promises. Standard output stays
+/// JSON.
+fn init_logs() {
+    use tracing_subscriber::{filter::Targets, prelude::*};
+    let wanted = std::env::var("RUST_LOG").unwrap_or_default();
+    let filter = match wanted.parse::<Targets>() {
+        Ok(f) if !wanted.trim().is_empty() => f,
+        Ok(_) => return,
+        Err(e) => {
+            eprintln!("jami: RUST_LOG {wanted:?} not understood ({e}); logging warnings");
+            Targets::new().with_default(tracing_subscriber::filter::LevelFilter::WARN)
+        }
+    };
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(false),
+        )
+        .with(filter)
+        .init();
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logs();
     match run(cli) {
         Ok(v) => {
             if !v.is_null() {

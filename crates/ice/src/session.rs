@@ -514,6 +514,12 @@ fn spawn_framed(
                 Ok(0) | Err(_) => break,
                 Ok(n) => d.push(&buf[..n]),
             }
+            // Acknowledge at once. A peer whose socket keeps Nagle's algorithm on (jamid's)
+            // holds a small write until its previous one is acknowledged; with the kernel's
+            // delayed acknowledgements that is 40 ms whenever we have nothing to send back,
+            // e.g. between jamid's answer to our new-commit notice and its fetch request.
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            let _ = r.as_ref().set_quickack(true);
             while let Some(f) = d.next_frame() {
                 let sink = if is_stun(&f) {
                     None

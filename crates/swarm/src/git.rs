@@ -221,11 +221,18 @@ where
             return Ok(server.served);
         }
         let before = server.served.len();
+        let start = std::time::Instant::now();
         let out = server.handle(&repo, &buf[..n])?;
         if !out.is_empty() {
             stream.write_all(&out).await?;
             stream.flush().await?;
         }
+        tracing::debug!(
+            "git serve {}: read {n} bytes, answered {} bytes in {:?}",
+            dir.display(),
+            out.len(),
+            start.elapsed()
+        );
         for o in &server.served[before..] {
             served(*o);
         }

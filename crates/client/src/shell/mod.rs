@@ -807,6 +807,7 @@ impl Shared {
     fn channel_up(self: &Arc<Self>, device: DeviceId, account: Option<String>, ch: Channel) {
         let id = ChannelId(self.next_channel.fetch_add(1, Ordering::Relaxed));
         let name = ch.name.clone();
+        tracing::debug!("channel {name:?} of {device} up as {id:?}");
         let held = if name == "sip" {
             self.hold_sip(id, ch)
         } else {
@@ -840,6 +841,7 @@ impl Shared {
         let reader = tokio::spawn(async move {
             while let Some(data) = ch.recv().await {
                 let Some(s) = s.upgrade() else { return };
+                tracing::debug!("sip: {} bytes in on {id:?}", data.len());
                 s.input(Input::ChannelData { channel: id, data });
             }
             if let Some(s) = s.upgrade() {
@@ -971,6 +973,7 @@ impl Shared {
                 });
             }
             Io::Send { channel, data } => {
+                tracing::debug!("sip: {} bytes out on {channel:?}", data.len());
                 if let Ok(c) = self.channels.lock() {
                     if let Some(Held::Sip { writer, .. }) = c.get(&channel) {
                         let _ = writer.send(data);
@@ -1006,6 +1009,7 @@ impl Shared {
                     .ok()
                     .and_then(|mut c| c.remove(&channel));
                 let Some(Held::Git(ch)) = held else { return };
+                tracing::debug!("serving {conversation} to {device} on {channel:?}");
                 let s = self.clone();
                 tokio::spawn(async move {
                     let dir = git::conv_dir(&s.data, &conversation);
