@@ -383,7 +383,10 @@ impl Client {
                 };
                 tokio::select! {
                     i = inputs_rx.recv() => match i {
-                        Some(input) => s.lock_core().handle(Instant::now(), unix_now(), input),
+                        Some(input) => {
+                            tracing::trace!("input {}", short(&input));
+                            s.lock_core().handle(Instant::now(), unix_now(), input)
+                        }
                         None => return,
                     },
                     Some(e) = events_in.recv() => {
@@ -918,6 +921,7 @@ impl Shared {
 
     /// Runs one I/O request; anything that waits runs in a task of its own.
     fn execute(self: &Arc<Self>, io: Io) {
+        tracing::trace!("io {}", short(&io));
         match io {
             Io::Reply(t, r) => self.resolve(t, r),
             Io::Announce => {
@@ -1138,4 +1142,18 @@ impl Shared {
             }
         }
     }
+}
+
+/// The start of a value's debug form, for trace logs.
+fn short(v: &impl std::fmt::Debug) -> String {
+    let mut s = format!("{v:?}");
+    if s.len() > 200 {
+        let mut end = 200;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+    s
 }
