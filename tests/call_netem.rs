@@ -165,7 +165,7 @@ fn video_bitrate_adapts_and_audio_keeps_flowing_on_a_narrow_lossy_link() {
                 .unwrap();
             // The links are narrow now: let the bitrate controllers work.
             tokio::time::sleep(Duration::from_secs(20)).await;
-            a.hang_up(&id).unwrap();
+            a.hang_up(&id).await.unwrap();
             wait_for(&mut ev, 30, stats).await
         })
     });

@@ -134,9 +134,9 @@ async fn call(args: CallArgs) -> Result<Json> {
             }
             _ = hang_up => {
                 hang_up_at = None;
-                client.hang_up(&call)?;
+                client.hang_up(&call).await?;
             }
-            _ = tokio::signal::ctrl_c() => client.hang_up(&call)?,
+            _ = tokio::signal::ctrl_c() => client.hang_up(&call).await?,
         }
     }
 }

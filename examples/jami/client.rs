@@ -297,27 +297,31 @@ async fn execute(client: &Client, name: &str, c: &Json) -> Result<Json> {
             json!({"call": call, "video": video})
         }
         "answer" => {
-            client.answer_call(&id(c, "call")?, call_options(c)?)?;
+            client
+                .answer_call(&id(c, "call")?, call_options(c)?)
+                .await?;
             json!({"call": field(c, "call")?})
         }
         "hangup" => {
-            client.hang_up(&id(c, "call")?)?;
+            client.hang_up(&id(c, "call")?).await?;
             json!({"call": field(c, "call")?})
         }
         "hold" | "unhold" => {
-            client.hold(&id(c, "call")?, name == "hold")?;
+            client.hold(&id(c, "call")?, name == "hold").await?;
             json!({"call": field(c, "call")?, "hold": name == "hold"})
         }
         "mute" => {
             let muted = c["muted"].as_bool().unwrap_or(true);
-            client.mute(&id(c, "call")?, muted)?;
+            client.mute(&id(c, "call")?, muted).await?;
             json!({"call": field(c, "call")?, "muted": muted})
         }
         "video" => {
             let on = c["video"]
                 .as_bool()
                 .ok_or_else(|| anyhow!("missing boolean field \"video\""))?;
-            client.set_video(&id(c, "call")?, call_options(c)?.video.filter(|_| on))?;
+            client
+                .set_video(&id(c, "call")?, call_options(c)?.video.filter(|_| on))
+                .await?;
             json!({"call": field(c, "call")?, "video": on})
         }
         "dtmf" => {
@@ -326,7 +330,7 @@ async fn execute(client: &Client, name: &str, c: &Json) -> Result<Json> {
             let (Some(k), None) = (chars.next(), chars.next()) else {
                 return Err(anyhow!("\"key\" must be one character"));
             };
-            client.send_dtmf(&id(c, "call")?, k)?;
+            client.send_dtmf(&id(c, "call")?, k).await?;
             json!({"call": field(c, "call")?, "key": key})
         }
         "call.list" => {

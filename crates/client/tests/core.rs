@@ -8,9 +8,10 @@ mod sim;
 use std::time::Duration;
 
 use pamoja_channel::sip::{self, Route};
+use pamoja_client::core::calls::CallCommand;
 use pamoja_client::core::{ChannelId, Command, Input, Io, Reply};
 use pamoja_client::instant::Instant as Im;
-use pamoja_client::{ConversationId, Event, JamiId, MessageId, Settings};
+use pamoja_client::{CallId, CallState, ConversationId, Event, JamiId, MessageId, Settings};
 use sim::World;
 
 const A: usize = 0;
@@ -489,6 +490,172 @@ fn a_message_naming_another_sender_is_dropped() {
         .collect();
     assert_eq!(typing_from, vec![&b_id], "{events:?}");
 }
+
+fn call_of(r: Result<Reply, String>) -> CallId {
+    match r {
+        Ok(Reply::Call(c)) => c,
+        other => panic!("expected a call, got {other:?}"),
+    }
+}
+
+fn state_seen(w: &World, n: usize, call: &CallId, want: CallState) -> bool {
+    w.nodes[n].saw(
+        |e| matches!(e, Event::CallState { call: c, state, .. } if c == call && *state == want),
+    )
+}
+
+fn last_media(w: &World, n: usize, call: &CallId) -> Option<(bool, bool, bool)> {
+    w.nodes[n].events.iter().rev().find_map(|e| match e {
+        Event::CallMedia {
+            call: c,
+            hold,
+            peer_hold,
+            video,
+            ..
+        } if c == call => Some((*hold, *peer_hold, *video)),
+        _ => None,
+    })
+}
+
+/// Alice calls Bob, who answers: the call, current on both sides.
+fn answered_call(w: &mut World, video: bool) -> CallId {
+    let b = w.id(B);
+    let call = call_of(w.ask(
+        A,
+        Command::PlaceCall {
+            to: b,
+            video,
+            records: false,
+        },
+    ));
+    assert!(w.run_until(secs(10), |w| state_seen(w, B, &call, CallState::Incoming)));
+    assert!(
+        state_seen(w, A, &call, CallState::Ringing)
+            || w.run_until(secs(5), |w| state_seen(w, A, &call, CallState::Ringing))
+    );
+    let r = w.ask(
+        B,
+        Command::Call(
+            call.clone(),
+            CallCommand::Answer {
+                video,
+                records: false,
+            },
+        ),
+    );
+    assert_eq!(r, Ok(Reply::Done));
+    assert!(w.run_until(secs(10), |w| {
+        state_seen(w, A, &call, CallState::Current) && state_seen(w, B, &call, CallState::Current)
+    }));
+    call
+}
+
+#[test]
+fn a_call_is_answered_held_resumed_and_hung_up() {
+    let mut w = World::new(&["alice", "bob"]);
+    w.online(A);
+    w.online(B);
+    befriend(&mut w, A, B);
+    let call = answered_call(&mut w, false);
+    assert_eq!(w.nodes[A].core.calls(), vec![call.clone()]);
+    assert_eq!(w.nodes[B].core.calls(), vec![call.clone()]);
+    // One offer and answer: one media start each side.
+    assert_eq!(w.nodes[A].media_starts.len(), 1);
+    assert_eq!(w.nodes[B].media_starts.len(), 1);
+
+    // Alice holds: a re-INVITE, new media on both sides, Bob sees the peer hold.
+    let r = w.ask(A, Command::Call(call.clone(), CallCommand::Hold(true)));
+    assert_eq!(r, Ok(Reply::Done));
+    assert!(w.run_until(secs(10), |w| last_media(w, B, &call)
+        == Some((false, true, false))
+        && state_seen(w, A, &call, CallState::Hold)));
+    assert_eq!(
+        w.nodes[A].media_starts.last().map(|m| m.1),
+        Some(true),
+        "our streams held"
+    );
+    // Resumed.
+    w.ask(A, Command::Call(call.clone(), CallCommand::Hold(false)))
+        .unwrap();
+    assert!(w.run_until(secs(10), |w| last_media(w, B, &call)
+        == Some((false, false, false))));
+    assert_eq!(w.nodes[A].media_starts.len(), 3);
+
+    // Video added by Bob, then a key press and mute from Alice.
+    w.ask(B, Command::Call(call.clone(), CallCommand::Video(true)))
+        .unwrap();
+    w.ask(A, Command::Call(call.clone(), CallCommand::Video(true)))
+        .unwrap();
+    assert!(
+        w.run_until(secs(20), |w| last_media(w, A, &call).is_some_and(|m| m.2)
+            && last_media(w, B, &call).is_some_and(|m| m.2))
+    );
+    w.ask(A, Command::Call(call.clone(), CallCommand::Dtmf('7')))
+        .unwrap();
+    assert!(w.run_until(secs(5), |w| {
+        w.nodes[B].saw(|e| matches!(e, Event::CallDtmf { key: '7', .. }))
+    }));
+    w.ask(A, Command::Call(call.clone(), CallCommand::Mute(true)))
+        .unwrap();
+    assert!(w.run_until(secs(5), |w| w.nodes[B].saw(|e| matches!(
+        e,
+        Event::CallMedia {
+            peer_muted: true,
+            ..
+        }
+    ))));
+
+    // Alice hangs up: ended on both sides, for each its reason.
+    w.ask(A, Command::Call(call.clone(), CallCommand::HangUp))
+        .unwrap();
+    let ended = |w: &World, n: usize, why: &str| {
+        w.nodes[n].saw(|e| matches!(e, Event::CallState { call: c, state: CallState::Ended, reason: Some(r), .. } if *c == call && r == why))
+    };
+    assert!(w.run_until(secs(10), |w| ended(w, A, "local") && ended(w, B, "hung_up")));
+    assert!(w.nodes[A].core.calls().is_empty() && w.nodes[B].core.calls().is_empty());
+    assert!(
+        w.ask(A, Command::Call(call, CallCommand::HangUp)).is_err(),
+        "no such call any more"
+    );
+}
+
+#[test]
+fn a_declined_call_and_crossing_re_invites() {
+    let mut w = World::new(&["alice", "bob"]);
+    w.online(A);
+    w.online(B);
+    befriend(&mut w, A, B);
+    // Bob declines.
+    let b = w.id(B);
+    let call = call_of(w.ask(
+        A,
+        Command::PlaceCall {
+            to: b,
+            video: false,
+            records: false,
+        },
+    ));
+    assert!(w.run_until(secs(10), |w| state_seen(w, B, &call, CallState::Incoming)));
+    w.ask(B, Command::Call(call.clone(), CallCommand::HangUp))
+        .unwrap();
+    assert!(w.run_until(secs(10), |w| w.nodes[A].saw(|e| matches!(e,
+        Event::CallState { call: c, state: CallState::Ended, reason: Some(r), .. } if *c == call && r == "declined"))));
+
+    // Glare: both hold at the same instant; the re-INVITEs cross (491) and are tried again
+    // after RFC 3261's random waits, until both holds are agreed.
+    let call = answered_call(&mut w, false);
+    w.command(A, Command::Call(call.clone(), CallCommand::Hold(true)));
+    w.command(B, Command::Call(call.clone(), CallCommand::Hold(true)));
+    assert!(
+        w.run_until(secs(30), |w| last_media(w, A, &call)
+            .is_some_and(|m| m.0 && m.1)
+            && last_media(w, B, &call).is_some_and(|m| m.0 && m.1)),
+        "both held: {:?} {:?}",
+        last_media(&w, A, &call),
+        last_media(&w, B, &call)
+    );
+}
+
 #[test]
 fn garbage_on_a_sip_channel_costs_that_channel_only() {
     let mut w = World::new(&["alice", "bob"]);
@@ -570,6 +737,7 @@ fn the_same_seed_and_inputs_give_the_same_bytes() {
         let config = CoreConfig {
             me: a_id.to_string(),
             device: w.nodes[A].device.to_string(),
+            short_device: w.nodes[A].chain[0].short_device_id().to_string(),
             ice_addr: "10.0.0.1".parse().unwrap(),
         };
         let mut core = Core::new(

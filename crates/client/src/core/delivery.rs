@@ -89,12 +89,7 @@ impl Core {
             self.send_im(channel, &w.account, m);
         }
         for t in w.calls {
-            self.io.push_back(Io::PlaceCall {
-                ticket: t,
-                channel,
-                peer: w.account.clone(),
-                fresh: true,
-            });
+            self.place_on(t, channel, &w.account, true);
         }
     }
 
@@ -195,12 +190,7 @@ impl Core {
         for chain in chains {
             let device = chain[0].public_key().device_id();
             if let Some(ch) = self.sips.get(&device).copied() {
-                self.io.push_back(Io::PlaceCall {
-                    ticket: t,
-                    channel: ch,
-                    peer: account.to_owned(),
-                    fresh: false,
-                });
+                self.place_on(t, ch, account, false);
                 return;
             }
         }

@@ -9,7 +9,11 @@ use pamoja_swarm::{Message, Mode, Role};
 
 use crate::config::Settings;
 use crate::error::ClientError;
+use crate::event::CallStats;
 use crate::id::{CallId, ConversationId, MessageId};
+use pamoja_media::negotiate::Negotiated;
+
+use super::calls::{CallCommand, GatherId, LocalMedia, MediaNews};
 use crate::trust::TrustRequest;
 
 /// A channel the shell holds, named by a number the shell gives it.
@@ -82,10 +86,23 @@ pub enum Command {
         id: JamiId,
     },
     /// Call an account: the first device a `sip` channel reaches is called
-    /// ([`Io::PlaceCall`] carries the ticket on; the shell answers [`Reply::Call`]).
+    /// ([`Reply::Call`]).
     PlaceCall {
         /// The account called.
         to: JamiId,
+        /// With video.
+        video: bool,
+        /// We record what we receive (the peer is told).
+        records: bool,
+    },
+    /// A command about a call in progress ([`Reply::Done`]).
+    Call(CallId, CallCommand),
+    /// What calls answered automatically send: video or not, recorded or not.
+    AutoAnswerMedia {
+        /// With video.
+        video: bool,
+        /// Recorded.
+        records: bool,
     },
 }
 
@@ -271,10 +288,27 @@ pub enum Input {
         /// Bytes.
         bytes: u64,
     },
-    /// A call started ([`Io::PlaceCall`] or [`Io::IncomingCall`]): its Call-ID.
-    CallStarted(String),
-    /// A call ended.
-    CallEnded(String),
+    /// Result of [`Io::GatherMedia`] (`None`: no session could be gathered).
+    MediaGathered {
+        /// The session.
+        gather: GatherId,
+        /// What it offers.
+        local: Option<LocalMedia>,
+    },
+    /// News of a call's media.
+    CallMedia {
+        /// The call.
+        call: CallId,
+        /// What happened.
+        news: MediaNews,
+    },
+    /// Result of [`Io::StopMedia`]: the media's figures (`None`: none ran).
+    CallReport {
+        /// The call.
+        call: CallId,
+        /// The figures.
+        stats: Option<CallStats>,
+    },
 }
 
 /// What the core asks the shell to do.
@@ -352,36 +386,57 @@ pub enum Io {
         /// The second file's content, when the state has two.
         extra: Option<Vec<u8>>,
     },
-    /// Start a call on a `sip` channel (answer the ticket with its Call-ID):
-    /// [`Input::CallStarted`].
-    PlaceCall {
-        /// The command's ticket.
-        ticket: Ticket,
-        /// The channel.
-        channel: ChannelId,
-        /// The peer's account.
-        peer: String,
-        /// The channel was just opened (jamid needs a moment before an INVITE).
-        fresh: bool,
+    /// Gather a media session (UDP ICE, `components` components): [`Input::MediaGathered`].
+    GatherMedia {
+        /// Its name.
+        gather: GatherId,
+        /// Two per section (RTP and RTCP).
+        components: u32,
+        /// The ICE role: controlling (the offerer) or controlled.
+        controlling: bool,
     },
-    /// A peer's INVITE: start an incoming call on its channel: [`Input::CallStarted`].
-    IncomingCall {
-        /// The channel.
-        channel: ChannelId,
+    /// Start a call's media on a gathered session: ICE, then the streams; the previous
+    /// media of the call run until the new ICE session is up. [`Input::CallMedia`] says
+    /// when they are up, or failed.
+    StartMedia {
+        /// The call.
+        call: CallId,
+        /// The session.
+        gather: GatherId,
+        /// The offer and answer.
+        negotiated: Negotiated,
+        /// We hold the call: nothing is sent.
+        hold: bool,
+        /// A video stream runs.
+        video: bool,
+    },
+    /// Stop a call's media: [`Input::CallReport`].
+    StopMedia(CallId),
+    /// A gathered session is not needed.
+    DropMedia(GatherId),
+    /// The peer asks for a key frame of our video.
+    KeyFrame(CallId),
+    /// Mute our audio in a call, or not.
+    SetMuted {
+        /// The call.
+        call: CallId,
+        /// Muted.
+        muted: bool,
+    },
+    /// A call exists (the media options of the command that placed it, by its ticket, or
+    /// of auto-answer, apply).
+    CallStarted {
+        /// The call.
+        call: CallId,
         /// The peer's account.
         peer: String,
-        /// The INVITE.
-        invite: pamoja_channel::sip::SipMessage,
-        /// Answer at once.
+        /// Answered automatically.
         auto_answer: bool,
+        /// The command that placed it.
+        ticket: Option<Ticket>,
     },
-    /// A SIP message of a call in progress.
-    CallMessage {
-        /// The call's Call-ID.
-        call: String,
-        /// The message.
-        message: pamoja_channel::sip::SipMessage,
-    },
+    /// A call is over and reported: its media state can go.
+    CallEnded(CallId),
 }
 
 /// Device id of the first certificate of a chain.

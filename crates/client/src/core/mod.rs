@@ -31,6 +31,7 @@
 //! Every [`Io`] that has a result names the [`Input`] that brings it; results may come in
 //! any order, and I/O that never answers costs only what waits on it.
 
+pub mod calls;
 mod contacts;
 mod delivery;
 mod io;
@@ -91,6 +92,8 @@ pub struct CoreConfig {
     pub me: String,
     /// Our device id (64 hex digits).
     pub device: String,
+    /// Our device's short id (40 hex digits), as SIP `Contact` headers name it.
+    pub short_device: String,
     /// The address our SIP messages name.
     pub ice_addr: IpAddr,
 }
@@ -205,8 +208,18 @@ pub struct Core {
     opening: HashMap<DeviceId, delivery::Waiting>,
     /// Notices that could not be delivered, per (account, conversation).
     undelivered: BTreeMap<(String, String), Im>,
-    /// Calls in progress (Call-IDs).
-    calls: HashSet<String>,
+    /// Calls in progress, by Call-ID.
+    calls: HashMap<String, calls::Call>,
+    /// Media sessions being gathered, and what for.
+    gathers: HashMap<calls::GatherId, calls::Purpose>,
+    next_gather: u64,
+    /// Calls being placed: video and recording, by ticket.
+    placing: HashMap<Ticket, (bool, bool)>,
+    placing_records: HashMap<Ticket, bool>,
+    /// What calls answered automatically send: video, recorded.
+    auto_answer_media: (bool, bool),
+    /// Our device's short id (SIP `Contact`).
+    short_device: String,
     /// Conversations with a repository change under way, and the changes waiting.
     busy: HashMap<String, VecDeque<(GitOp, Option<AfterGit>)>>,
     /// Commands waiting for a repository change, by conversation (in order).
@@ -258,7 +271,13 @@ impl Core {
             sips: HashMap::new(),
             opening: HashMap::new(),
             undelivered: BTreeMap::new(),
-            calls: HashSet::new(),
+            calls: HashMap::new(),
+            gathers: HashMap::new(),
+            next_gather: 0,
+            placing: HashMap::new(),
+            placing_records: HashMap::new(),
+            auto_answer_media: (false, false),
+            short_device: config.short_device,
             busy: HashMap::new(),
             after_git: HashMap::new(),
             creating: VecDeque::new(),
@@ -345,12 +364,9 @@ impl Core {
                 conversation: cid(&conversation),
                 bytes,
             }),
-            Input::CallStarted(id) => {
-                self.calls.insert(id);
-            }
-            Input::CallEnded(id) => {
-                self.calls.remove(&id);
-            }
+            Input::MediaGathered { gather, local } => self.media_gathered(gather, local),
+            Input::CallMedia { call, news } => self.call_media(call.as_str(), news),
+            Input::CallReport { call, stats } => self.call_report(call.as_str(), stats),
         }
     }
 
@@ -361,6 +377,7 @@ impl Core {
             .into_iter()
             .partition(|(t, _)| *t <= now);
         self.timers = later;
+        self.calls_timeout(now);
         for (_, timer) in due {
             match timer {
                 Timer::Announce => {
@@ -411,7 +428,11 @@ impl Core {
 
     /// When [`Core::handle_timeout`] is due next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.iter().map(|(t, _)| *t).min()
+        let timers = self.timers.iter().map(|(t, _)| *t).min();
+        [timers, self.calls_poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn tick(&mut self, now: Instant, unix: i64) {
@@ -452,8 +473,12 @@ impl Core {
     }
 
     /// The calls in progress.
-    pub fn calls(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.calls.iter().cloned().collect();
+    pub fn calls(&self) -> Vec<crate::id::CallId> {
+        let mut v: Vec<_> = self
+            .calls
+            .keys()
+            .map(|k| crate::id::CallId::trusted(k.clone()))
+            .collect();
         v.sort();
         v
     }

@@ -100,7 +100,21 @@ impl Core {
                 GitOp::VoteBan(id.to_string()),
                 AfterGit::Done(t),
             ),
-            Command::PlaceCall { to } => self.after_lookup(&to.to_string(), AfterLookup::Call(t)),
+            Command::PlaceCall { to, video, records } => {
+                self.placing.insert(t, (video, records));
+                self.after_lookup(&to.to_string(), AfterLookup::Call(t));
+            }
+            Command::Call(call, cmd) => {
+                let r = self
+                    .call_command(call.as_str(), cmd)
+                    .map(|()| Reply::Done)
+                    .map_err(|()| ClientError::NoCall(call));
+                self.reply(t, r);
+            }
+            Command::AutoAnswerMedia { video, records } => {
+                self.auto_answer_media = (video, records);
+                self.reply(t, Ok(Reply::Done));
+            }
         }
     }
 

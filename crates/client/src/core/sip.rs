@@ -168,34 +168,19 @@ impl Core {
         let (device, account) = (c.device, c.account.clone());
         for m in messages {
             let call_id = m.header("Call-ID").unwrap_or_default().to_owned();
-            if self.calls.contains(&call_id) {
-                self.io.push_back(Io::CallMessage {
-                    call: call_id,
-                    message: m,
-                });
+            if self.is_call(&call_id) {
+                self.call_message(&call_id, &m);
                 continue;
             }
-            // A response is never an instant message's business: it goes to its call (one
-            // we just placed may not be registered yet).
+            // A response to no call of ours (a MESSAGE's 200 OK) needs nothing.
             let StartLine::Request { method, .. } = &m.start else {
-                if !call_id.is_empty() {
-                    self.io.push_back(Io::CallMessage {
-                        call: call_id,
-                        message: m,
-                    });
-                }
                 continue;
             };
             if method == "INVITE" {
                 match &account {
                     Some(a) => {
-                        self.calls.insert(call_id);
-                        self.io.push_back(Io::IncomingCall {
-                            channel,
-                            peer: a.clone(),
-                            invite: m,
-                            auto_answer: self.settings.auto_answer,
-                        })
+                        let a = a.clone();
+                        self.incoming_call(channel, &a, &m);
                     }
                     None => {
                         let tag = self.sip_tag();

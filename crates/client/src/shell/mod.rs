@@ -25,9 +25,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use pamoja_channel::link::{Channel, ChannelSender, Dialer, Incoming};
+use pamoja_channel::link::{Channel, Dialer, Incoming};
 use pamoja_channel::seen::Seen;
-use pamoja_channel::sip::SipMessage;
 use pamoja_dht::Runner;
 use pamoja_dht::securedht::SecureDht;
 use pamoja_identity::{Account, DeviceId, JamiId};
@@ -37,6 +36,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::call::{self, CallOptions};
 use crate::config::{Config, Settings};
 use crate::contacts::{ContactState, Contacts, PendingRequest, write_atomic};
+use crate::core::calls::{CallCommand, GatherId, MediaNews};
 use crate::core::{
     ChannelId, Command, Core, CoreConfig, Input, Io, Members, Random, Reply, SeenIds, State,
     StateFile, Ticket, decode_conv_requests,
@@ -45,6 +45,7 @@ use crate::error::ClientError;
 use crate::event::Event;
 use crate::id::{CallId, ConversationId, MessageId};
 use crate::presence::Status;
+use pamoja_ice::media::MediaSession;
 
 type Result<T> = std::result::Result<T, ClientError>;
 
@@ -140,11 +141,20 @@ enum Held {
     /// A `sip` channel: its writer (in order) and the sender calls use.
     Sip {
         writer: mpsc::UnboundedSender<Vec<u8>>,
-        sender: ChannelSender,
         reader: tokio::task::JoinHandle<()>,
     },
     /// A `git://` channel waiting for the core's word.
     Git(Channel),
+}
+
+/// The media side of a call, held by the shell.
+struct CallMedia {
+    /// What it sends and keeps.
+    options: CallOptions,
+    /// Our audio muted (silence sent).
+    muted: watch::Sender<bool>,
+    /// Its streams, once started.
+    media: Option<call::Media>,
 }
 
 /// What the driver and the I/O tasks share.
@@ -163,11 +173,12 @@ pub(crate) struct Shared {
     dht: Arc<SecureDht>,
     pub(crate) dialer: Dialer,
     ice_addr: IpAddr,
-    events: mpsc::UnboundedSender<Event>,
     channels: Mutex<HashMap<ChannelId, Held>>,
-    calls: Mutex<HashMap<String, mpsc::UnboundedSender<call::Command>>>,
-    /// Messages for calls not registered yet (a response racing the call's start).
-    orphans: Mutex<HashMap<String, Vec<SipMessage>>>,
+    /// The media side of each call: its options, mute switch, running streams.
+    call_media: Mutex<HashMap<String, CallMedia>>,
+    /// Media sessions gathered for the core, by its name for them.
+    gathers: Mutex<HashMap<GatherId, MediaSession>>,
+    /// What calls answered automatically send and keep.
     call_options: Mutex<CallOptions>,
     pending_calls: Mutex<HashMap<Ticket, CallOptions>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -270,6 +281,7 @@ impl Client {
             CoreConfig {
                 me: me.to_string(),
                 device: device.to_string(),
+                short_device: device_cert.short_device_id().to_string(),
                 ice_addr: config.ice_addr,
             },
             state,
@@ -279,7 +291,6 @@ impl Client {
             unix_now(),
         );
         let (events_out, events_rx) = mpsc::channel(EVENTS_BOUND);
-        let (events, mut events_in) = mpsc::unbounded_channel();
         let (inputs, mut inputs_rx) = mpsc::unbounded_channel();
         let (connectivity, _) = watch::channel(Connectivity::default());
         let shared = Arc::new(Shared {
@@ -297,10 +308,9 @@ impl Client {
             dht: dht.clone(),
             dialer: manager.dialer(),
             ice_addr: config.ice_addr,
-            events,
             channels: Mutex::default(),
-            calls: Mutex::default(),
-            orphans: Mutex::default(),
+            call_media: Mutex::default(),
+            gathers: Mutex::default(),
             call_options: Mutex::default(),
             pending_calls: Mutex::default(),
             tasks: Mutex::default(),
@@ -389,9 +399,6 @@ impl Client {
                         }
                         None => return,
                     },
-                    Some(e) = events_in.recv() => {
-                        let _ = events_out.send(e).await;
-                    }
                     _ = sleep => s.lock_core().handle_timeout(Instant::now(), unix_now()),
                     _ = s.stop.notified() => return,
                 }
@@ -406,25 +413,12 @@ impl Client {
     /// Stops the account: calls in progress are hung up (waiting up to two seconds for
     /// their ends to go out), links and tasks end. Events end after the last one.
     pub async fn shutdown(self) {
-        let calls: Vec<_> = self
-            .shared
-            .calls
-            .lock()
-            .map(|c| c.values().cloned().collect())
-            .unwrap_or_default();
+        let calls = self.calls();
         for c in &calls {
-            let _ = c.send(call::Command::HangUp);
+            let _ = self.hang_up(c).await;
         }
-        let deadline = tokio::time::Instant::now() + call::LINGER;
-        while !calls.is_empty()
-            && tokio::time::Instant::now() < deadline
-            && !self
-                .shared
-                .calls
-                .lock()
-                .map(|c| c.is_empty())
-                .unwrap_or(true)
-        {
+        let deadline = tokio::time::Instant::now() + call::LINGER + Duration::from_secs(1);
+        while !self.calls().is_empty() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         self.shared.stop.notify_one();
@@ -480,6 +474,7 @@ impl Client {
     /// channel reaches is called.
     pub async fn place_call(&self, to: &JamiId, options: CallOptions) -> Result<CallId> {
         let t = Ticket(self.shared.next_ticket.fetch_add(1, Ordering::Relaxed));
+        let (video, records) = (options.video.is_some(), call::records(&options));
         if let Ok(mut p) = self.shared.pending_calls.lock() {
             p.insert(t, options);
         }
@@ -489,7 +484,14 @@ impl Client {
         }
         self.shared
             .inputs
-            .send(Input::Command(t, Command::PlaceCall { to: *to }))
+            .send(Input::Command(
+                t,
+                Command::PlaceCall {
+                    to: *to,
+                    video,
+                    records,
+                },
+            ))
             .map_err(|_| ClientError::Stopped)?;
         let r = rx.await.map_err(|_| ClientError::Stopped)?;
         if let Ok(mut p) = self.shared.pending_calls.lock() {
@@ -501,81 +503,91 @@ impl Client {
         }
     }
 
+    /// Sets the media options of a call (video recording started afresh).
+    fn set_call_media(&self, call: &CallId, f: impl FnOnce(&mut CallOptions)) -> Result<()> {
+        let mut m = self
+            .shared
+            .call_media
+            .lock()
+            .map_err(|_| ClientError::Stopped)?;
+        let c = m
+            .get_mut(call.as_str())
+            .ok_or_else(|| ClientError::NoCall(call.clone()))?;
+        f(&mut c.options);
+        call::fresh_recording(c.options.video.as_ref());
+        Ok(())
+    }
+
+    async fn call_command(&self, call: &CallId, c: CallCommand) -> Result<()> {
+        self.done(Command::Call(call.clone(), c)).await
+    }
+
     /// Answers incoming call `call` with `options`.
-    pub fn answer_call(&self, call: &CallId, options: CallOptions) -> Result<()> {
-        self.call_command(call, call::Command::Answer(options))
+    pub async fn answer_call(&self, call: &CallId, options: CallOptions) -> Result<()> {
+        let (video, records) = (options.video.is_some(), call::records(&options));
+        self.set_call_media(call, |o| *o = options)?;
+        self.call_command(call, CallCommand::Answer { video, records })
+            .await
     }
 
     /// Hangs up (or cancels, or declines) call `call`.
-    pub fn hang_up(&self, call: &CallId) -> Result<()> {
-        self.call_command(call, call::Command::HangUp)
+    pub async fn hang_up(&self, call: &CallId) -> Result<()> {
+        self.call_command(call, CallCommand::HangUp).await
     }
 
     /// Holds call `call` (`true`: a re-INVITE marks every stream `sendonly` and we stop
     /// sending) or resumes it (`false`). The media restart once the peer answered and the
     /// new media ICE session is up; a `call_state` (`hold` or `current`) and a `call_media`
     /// event say so.
-    pub fn hold(&self, call: &CallId, hold: bool) -> Result<()> {
-        self.call_command(call, call::Command::Hold(hold))
+    pub async fn hold(&self, call: &CallId, hold: bool) -> Result<()> {
+        self.call_command(call, CallCommand::Hold(hold)).await
     }
 
     /// Mutes our audio in call `call` (`true`) or unmutes it. Mute is local, as jamid's:
-    /// silence is sent. A `call_media` event follows.
-    pub fn mute(&self, call: &CallId, muted: bool) -> Result<()> {
-        self.call_command(call, call::Command::Mute(muted))
+    /// silence is sent, and the peer is told. A `call_media` event follows.
+    pub async fn mute(&self, call: &CallId, muted: bool) -> Result<()> {
+        self.call_command(call, CallCommand::Mute(muted)).await
     }
 
     /// Adds video to call `call` (`Some`: a VP8 stream as `config` says, offered in a
     /// re-INVITE) or drops it (`None`: its section is refused). A `call_media` event says
     /// whether video runs once the peer answered.
-    pub fn set_video(
+    pub async fn set_video(
         &self,
         call: &CallId,
         config: Option<crate::media::VideoConfig>,
     ) -> Result<()> {
-        self.call_command(call, call::Command::Video(config))
+        let on = config.is_some();
+        self.set_call_media(call, |o| o.video = config)?;
+        self.call_command(call, CallCommand::Video(on)).await
     }
 
     /// Presses `key` (`0`-`9`, `*`, `#`, `A`-`D`) in call `call`: a SIP INFO
     /// `application/dtmf-relay`, as jamid sends and reads them.
-    pub fn send_dtmf(&self, call: &CallId, key: char) -> Result<()> {
+    pub async fn send_dtmf(&self, call: &CallId, key: char) -> Result<()> {
         let key = key.to_ascii_uppercase();
         if !call::DTMF_KEYS.contains(key) {
             return Err(ClientError::NotDtmf(key));
         }
-        self.call_command(call, call::Command::Dtmf(key))
+        self.call_command(call, CallCommand::Dtmf(key)).await
     }
 
     /// The calls in progress.
     pub fn calls(&self) -> Vec<CallId> {
-        let mut v: Vec<CallId> = self
-            .shared
-            .calls
-            .lock()
-            .map(|c| c.keys().map(|k| CallId::trusted(k.clone())).collect())
-            .unwrap_or_default();
-        v.sort();
-        v
+        self.shared.lock_core().calls()
     }
 
     /// How calls answered automatically run (see [`Settings::auto_answer`]).
     pub fn set_call_options(&self, options: CallOptions) {
+        let (video, records) = (options.video.is_some(), call::records(&options));
         if let Ok(mut o) = self.shared.call_options.lock() {
             *o = options;
         }
-    }
-
-    fn call_command(&self, call: &CallId, c: call::Command) -> Result<()> {
-        let sender = self
-            .shared
-            .calls
-            .lock()
-            .ok()
-            .and_then(|m| m.get(call.as_str()).cloned())
-            .ok_or_else(|| ClientError::NoCall(call.clone()))?;
-        sender
-            .send(c)
-            .map_err(|_| ClientError::CallOver(call.clone()))
+        let t = Ticket(self.shared.next_ticket.fetch_add(1, Ordering::Relaxed));
+        let _ = self.shared.inputs.send(Input::Command(
+            t,
+            Command::AutoAnswerMedia { video, records },
+        ));
     }
 
     /// Our Jami ID.
@@ -854,63 +866,57 @@ impl Shared {
                 s.input(Input::ChannelClosed(id));
             }
         });
-        Held::Sip {
-            writer,
-            sender,
-            reader,
-        }
+        Held::Sip { writer, reader }
     }
 
-    fn sip_sender(&self, ch: ChannelId) -> Option<ChannelSender> {
-        match self.channels.lock().ok()?.get(&ch)? {
-            Held::Sip { sender, .. } => Some(sender.clone()),
-            Held::Git(_) => None,
-        }
-    }
-
-    fn call_context(&self) -> call::Context {
-        call::Context {
-            me: self.me.to_string(),
-            device: self
-                .account
-                .device()
-                .map(|d| d.cert.short_device_id().to_string())
-                .unwrap_or_default(),
-            ice_addr: self.ice_addr,
-            events: self.events.clone(),
-        }
-    }
-
-    /// A function that forgets call `id` once its task ends.
-    fn call_done(self: &Arc<Self>) -> impl FnOnce(&str) + Send + 'static {
-        let s = Arc::downgrade(self);
-        move |id: &str| {
-            if let Some(s) = s.upgrade() {
-                if let Ok(mut c) = s.calls.lock() {
-                    c.remove(id);
-                }
-                if let Ok(mut o) = s.orphans.lock() {
-                    o.remove(id);
-                }
-                s.input(Input::CallEnded(id.to_owned()));
+    /// Starts a call's media on a gathered session; their news go to the core.
+    fn start_media(
+        self: &Arc<Self>,
+        call: CallId,
+        gather: GatherId,
+        negotiated: &pamoja_media::negotiate::Negotiated,
+        hold: bool,
+        video: bool,
+    ) {
+        let session = self.gathers.lock().ok().and_then(|mut g| g.remove(&gather));
+        let (news, mut news_rx) = mpsc::unbounded_channel();
+        let s = self.clone();
+        let c = call.clone();
+        tokio::spawn(async move {
+            while let Some(n) = news_rx.recv().await {
+                s.input(Input::CallMedia {
+                    call: c.clone(),
+                    news: n,
+                });
+            }
+        });
+        let Some(session) = session else {
+            let _ = news.send(MediaNews::Failed("no media session".into()));
+            return;
+        };
+        let Ok(mut m) = self.call_media.lock() else {
+            return;
+        };
+        let Some(cm) = m.get_mut(call.as_str()) else {
+            let _ = news.send(MediaNews::Failed("no such call".into()));
+            return;
+        };
+        let previous = cm.media.take();
+        match call::start(
+            session,
+            negotiated,
+            &cm.options,
+            hold,
+            video,
+            cm.muted.subscribe(),
+            news.clone(),
+            previous,
+        ) {
+            Ok(media) => cm.media = Some(media),
+            Err(e) => {
+                let _ = news.send(MediaNews::Failed(e));
             }
         }
-    }
-
-    fn call_started(&self, id: String, sender: mpsc::UnboundedSender<call::Command>) {
-        let early = self
-            .orphans
-            .lock()
-            .ok()
-            .and_then(|mut o| o.remove(&id))
-            .unwrap_or_default();
-        for m in early {
-            let _ = sender.send(call::Command::Sip(m));
-        }
-        if let Ok(mut c) = self.calls.lock() {
-            c.insert(id.clone(), sender);
-        }
-        self.input(Input::CallStarted(id));
     }
 
     fn resolve(&self, t: Ticket, r: Result<Reply>) {
@@ -1065,79 +1071,109 @@ impl Shared {
                     tracing::warn!("{file:?} not saved: {e}");
                 }
             }
-            Io::PlaceCall {
-                ticket,
-                channel,
-                peer,
-                fresh,
+            Io::GatherMedia {
+                gather,
+                components,
+                controlling,
             } => {
-                let options = self
-                    .pending_calls
+                let s = self.clone();
+                tokio::spawn(async move {
+                    let local = match call::gather(s.ice_addr, components, controlling).await {
+                        Ok((session, local)) => {
+                            if let Ok(mut g) = s.gathers.lock() {
+                                g.insert(gather, session);
+                            }
+                            Some(local)
+                        }
+                        Err(e) => {
+                            tracing::warn!("no media session: {e}");
+                            None
+                        }
+                    };
+                    s.input(Input::MediaGathered { gather, local });
+                });
+            }
+            Io::DropMedia(g) => {
+                if let Ok(mut gs) = self.gathers.lock() {
+                    gs.remove(&g);
+                }
+            }
+            Io::StartMedia {
+                call,
+                gather,
+                negotiated,
+                hold,
+                video,
+            } => self.start_media(call, gather, &negotiated, hold, video),
+            Io::StopMedia(call) => {
+                let media = self
+                    .call_media
                     .lock()
                     .ok()
-                    .and_then(|mut p| p.remove(&ticket))
-                    .unwrap_or_default();
-                let Some(tx) = self.sip_sender(channel) else {
-                    let e = match peer.parse() {
-                        Ok(account) => ClientError::Unreachable {
-                            account,
-                            reason: "link closed".into(),
-                        },
-                        Err(_) => ClientError::InvalidId(crate::id::InvalidId::account(&peer)),
-                    };
-                    self.resolve(ticket, Err(e));
-                    return;
-                };
+                    .and_then(|mut m| m.get_mut(call.as_str()).and_then(|c| c.media.take()));
                 let s = self.clone();
                 tokio::spawn(async move {
-                    let done = s.call_done();
-                    match call::place(s.call_context(), peer, tx, fresh, options, done).await {
-                        Ok((id, sender)) => {
-                            s.call_started(id.clone(), sender);
-                            s.resolve(ticket, Ok(Reply::Call(CallId::trusted(id))));
-                        }
-                        Err(e) => s.resolve(ticket, Err(ClientError::Call(e))),
-                    }
+                    let stats = match media {
+                        Some(m) => call::stop(&call, m).await,
+                        None => None,
+                    };
+                    s.input(Input::CallReport { call, stats });
                 });
             }
-            Io::IncomingCall {
-                channel,
-                peer,
-                invite,
+            Io::KeyFrame(call) => {
+                if let Ok(m) = self.call_media.lock() {
+                    if let Some(k) = m
+                        .get(call.as_str())
+                        .and_then(|c| c.media.as_ref())
+                        .and_then(|m| m.key_frames.as_ref())
+                    {
+                        let _ = k.send(());
+                    }
+                }
+            }
+            Io::SetMuted { call, muted } => {
+                if let Ok(m) = self.call_media.lock() {
+                    if let Some(c) = m.get(call.as_str()) {
+                        c.muted.send_replace(muted);
+                    }
+                }
+            }
+            Io::CallStarted {
+                call,
+                peer: _,
                 auto_answer,
+                ticket,
             } => {
-                let Some(tx) = self.sip_sender(channel) else {
-                    return;
-                };
-                let options = auto_answer.then(|| {
-                    self.call_options
+                let placed = ticket.and_then(|t| {
+                    self.pending_calls
+                        .lock()
+                        .ok()
+                        .and_then(|mut p| p.remove(&t))
+                });
+                let options = match placed {
+                    Some(o) => o,
+                    None if auto_answer => self
+                        .call_options
                         .lock()
                         .map(|o| o.clone())
-                        .unwrap_or_default()
-                });
-                let s = self.clone();
-                tokio::spawn(async move {
-                    let done = s.call_done();
-                    if let Some((id, sender)) =
-                        call::incoming(s.call_context(), peer, tx, &invite, options, done).await
-                    {
-                        s.call_started(id, sender);
-                    }
-                });
+                        .unwrap_or_default(),
+                    None => CallOptions::default(),
+                };
+                call::fresh_recording(options.video.as_ref());
+                if let Ok(mut m) = self.call_media.lock() {
+                    m.insert(
+                        call.to_string(),
+                        CallMedia {
+                            options,
+                            muted: watch::channel(false).0,
+                            media: None,
+                        },
+                    );
+                }
             }
-            Io::CallMessage { call, message } => {
-                let sender = self.calls.lock().ok().and_then(|c| c.get(&call).cloned());
-                match sender {
-                    Some(tx) => {
-                        let _ = tx.send(call::Command::Sip(message));
-                    }
-                    None => {
-                        if let Ok(mut o) = self.orphans.lock() {
-                            if o.len() < 64 {
-                                o.entry(call).or_default().push(message);
-                            }
-                        }
-                    }
+            Io::CallEnded(call) => {
+                if let Ok(mut m) = self.call_media.lock() {
+                    m.remove(call.as_str());
                 }
             }
         }
