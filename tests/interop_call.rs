@@ -985,15 +985,21 @@ async fn jamid_calls_jamid_and_each_hears_the_other() {
         .expect("the caller's call is current");
     tokio::time::sleep(Duration::from_secs(2)).await;
     for (name, tone) in [("jj-callee", CALLER_TONE), ("jj-caller", JAMID_TONE)] {
-        let heard = lab
-            .record_speaker(name, Duration::from_secs(3))
-            .await
-            .unwrap();
-        let (hz, level) = analyse_windows(&heard);
-        assert!(
-            (hz - f64::from(tone)).abs() <= 5.0 && level > 0.01,
-            "{name}'s speaker: {hz:.1} Hz, level {level:.3} (want {tone} Hz)"
-        );
+        // jamid's audio sometimes starts a few seconds after CURRENT: up to three
+        // recordings of 3 s, the tone must be in one of them.
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            let heard = lab
+                .record_speaker(name, Duration::from_secs(3))
+                .await
+                .unwrap();
+            let (hz, level) = analyse_windows(&heard);
+            got.push(format!("{hz:.1} Hz, level {level:.3}"));
+            if (hz - f64::from(tone)).abs() <= 5.0 && level > 0.01 {
+                break;
+            }
+            assert!(got.len() < 3, "{name}'s speaker: {got:?} (want {tone} Hz)");
+        }
     }
     assert!(caller.hang_up(&account, &call).await.unwrap());
     callee
