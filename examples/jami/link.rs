@@ -142,8 +142,16 @@ fn first_time(seen: &SeenIds, id: Option<&str>) -> bool {
     }
 }
 
-/// Reads SIP from a channel: answers each request 200 and reports its MESSAGEs.
-async fn serve_sip(mut ch: Channel, device: String, out: mpsc::Sender<Json>, seen: SeenIds) {
+/// Reads SIP from a channel: answers each request 200 and reports its MESSAGEs, each from
+/// the account the link authenticated (`account`; a MESSAGE naming another sender is
+/// dropped, as the client drops it).
+async fn serve_sip(
+    mut ch: Channel,
+    device: String,
+    account: Option<String>,
+    out: mpsc::Sender<Json>,
+    seen: SeenIds,
+) {
     let mut reader = SipReader::default();
     while let Some(data) = ch.recv().await {
         reader.push(&data);
@@ -159,7 +167,18 @@ async fn serve_sip(mut ch: Channel, device: String, out: mpsc::Sender<Json>, see
             {
                 return;
             }
-            if let Some(t) = sip::read_message(&m) {
+            let read = match &account {
+                Some(a) => sip::read_message_from(&m, a),
+                None => sip::read_message(&m).map(Ok),
+            };
+            if let Some(read) = read {
+                let t = match read {
+                    Ok(t) => t,
+                    Err(e) => {
+                        tracing::warn!("{device}: {e}: dropped");
+                        continue;
+                    }
+                };
                 if !first_time(&seen, t.id.as_deref()) {
                     continue;
                 }
@@ -200,6 +219,7 @@ async fn run(args: RunArgs) -> Result<()> {
             link = device.manager.accept() => {
                 let Some(mut link) = link else { return Ok(()) };
                 let id = link.device().to_string();
+                let account = link.account().map(ToString::to_string);
                 let out = tx.clone();
                 let seen = seen.clone();
                 tokio::spawn(async move {
@@ -211,7 +231,13 @@ async fn run(args: RunArgs) -> Result<()> {
                                 announced = true;
                                 let _ = out.send(json!({"event": "connected", "device": id})).await;
                             }
-                            tokio::spawn(serve_sip(ch, id.clone(), out.clone(), seen.clone()));
+                            tokio::spawn(serve_sip(
+                                ch,
+                                id.clone(),
+                                account.clone(),
+                                out.clone(),
+                                seen.clone(),
+                            ));
                         }
                     }
                 });

@@ -3,10 +3,14 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-/// The `jami` example binary.
+/// The `jami` example binary; `PAMOJA_JAMI_BIN` names another build of it (to measure an
+/// earlier version side by side, e.g. in `benches/client_lab.rs`).
 #[allow(dead_code)]
 pub fn jami_bin() -> PathBuf {
-    example_bin("jami")
+    match std::env::var_os("PAMOJA_JAMI_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => example_bin("jami"),
+    }
 }
 
 /// An example binary, built (or brought up to date) once per test run with the same profile.

@@ -377,6 +377,34 @@ pub fn read_message(m: &SipMessage) -> Option<TextMessage> {
     })
 }
 
+/// A MESSAGE whose `From` names another account than the one its link authenticated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("message names {claimed} as its sender on a link of {authenticated}")]
+pub struct ForgedSender {
+    /// The account the `From` header names.
+    pub claimed: String,
+    /// The account the link's TLS certificate chain proved.
+    pub authenticated: String,
+}
+
+/// [`read_message`] on a link whose peer proved it holds account `authenticated`: the
+/// sender is that account. A `From` naming another account is an error, not a message:
+/// otherwise any linked device could speak in anyone's name. `None`: not a MESSAGE.
+pub fn read_message_from(
+    m: &SipMessage,
+    authenticated: &str,
+) -> Option<Result<TextMessage, ForgedSender>> {
+    let t = read_message(m)?;
+    Some(if t.from == authenticated {
+        Ok(t)
+    } else {
+        Err(ForgedSender {
+            claimed: t.from,
+            authenticated: authenticated.to_owned(),
+        })
+    })
+}
+
 /// Splits a `sip` channel's bytes into messages.
 #[derive(Debug, Default)]
 pub struct SipReader {
@@ -542,5 +570,24 @@ mod tests {
         assert_eq!(ctime(0), "Thu Jan  1 00:00:00 1970");
         assert_eq!(ctime(1_675_697_663), "Mon Feb  6 15:34:23 2023");
         assert_eq!(ctime(1_795_392_000), "Mon Nov 23 00:00:00 2026");
+    }
+
+    #[test]
+    fn a_message_is_from_the_linked_account_only() {
+        let alice = "a".repeat(40);
+        let mallory = "b".repeat(40);
+        let route = Route {
+            from: alice.clone(),
+            to: "c".repeat(40),
+            local: "10.0.0.1:1".parse().unwrap(),
+            remote: "10.0.0.2:1".parse().unwrap(),
+        };
+        let m = message(&route, "text/plain", "hi", "0000000000000001", 1);
+        let t = read_message_from(&m, &alice).unwrap().unwrap();
+        assert_eq!((t.from.as_str(), t.body.as_str()), (alice.as_str(), "hi"));
+        let forged = read_message_from(&m, &mallory).unwrap().unwrap_err();
+        assert_eq!((forged.claimed, forged.authenticated), (alice, mallory));
+        let ok = response(&m, 200, "OK");
+        assert!(read_message_from(&ok, "x").is_none());
     }
 }

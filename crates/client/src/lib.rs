@@ -8,16 +8,18 @@
 //!   DHT values, channels up and down, bytes of `sip` channels, results of fetches), I/O
 //!   requests ([`core::Io`]) and [`Event`]s out, time passed in, randomness handed in. It
 //!   holds the rules: contacts and trust requests, presence, membership, how notices are
-//!   delivered, when conversations are fetched and from whom, who is served.
+//!   delivered, when conversations are fetched and from whom, who is served, and each
+//!   call's SIP dialog (offer and answer, hold, mute, video, re-INVITEs and their glare,
+//!   DTMF and other INFOs).
 //! - `shell`: [`Client`], one tokio task that owns the core and runs what it asks: the
-//!   DHT runner, the link manager and the inbox, git on the blocking pool, call tasks, the
+//!   DHT runner, the link manager and the inbox, git on the blocking pool, call media, the
 //!   data directory's files. It decides nothing.
 //!
 //! The formats and rules it builds on, each pure: [`trust`] (the `TrustRequest` values),
 //! [`contacts`] (jamid's contact files), [`instant`] (new-commit notices, typing, read
-//! receipts, invitations), [`presence`] (reachable and connected). Calls: [`call`] runs a
-//! task per call (its SIP dialog on the peer's `sip` channel, its media ICE session, its
-//! audio and video), [`media`] pumps Opus and VP8 over RTP.
+//! receipts, invitations), [`presence`] (reachable and connected). Call media, for the
+//! shell: [`call`] gathers a media ICE session and runs the streams an offer and answer
+//! agreed on it, [`media`] pumps Opus and VP8 over RTP.
 //!
 //! # Driving it
 //!

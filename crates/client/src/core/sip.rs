@@ -197,25 +197,24 @@ impl Core {
                 channel,
                 data: sip::response_with_tag(&m, 200, "OK", &tag).to_bytes(),
             });
-            let Some(t) = sip::read_message(&m) else {
-                continue;
+            let read = match &account {
+                Some(a) => sip::read_message_from(&m, a),
+                None => sip::read_message(&m).map(Ok),
+            };
+            let t = match read {
+                None => continue,
+                Some(Ok(t)) => t,
+                Some(Err(e)) => {
+                    tracing::warn!("{device}: {e}: dropped");
+                    continue;
+                }
             };
             if let Some(id) = &t.id {
                 if !self.seen.first_time(id) {
                     continue;
                 }
             }
-            let from = match &account {
-                Some(a) if *a != t.from => {
-                    tracing::warn!(
-                        "message on {device}'s link names {} as sender, not {a}: dropped",
-                        t.from
-                    );
-                    continue;
-                }
-                Some(a) => a.clone(),
-                None => t.from.clone(),
-            };
+            let from = t.from.clone();
             self.on_instant(&from, Some(device), &t.content_type, &t.body);
         }
         if broken {
