@@ -138,7 +138,7 @@ fn a_declined_request_is_forgotten_and_a_ban_refuses_everything() {
         Input::ChannelUp {
             channel: ChannelId(77),
             device: dev,
-            account: Some(a_id.to_string()),
+            account: Some(a_id),
             name: "sip".into(),
         },
     );
@@ -391,7 +391,7 @@ fn a_stranger_is_not_served_a_conversation() {
         Input::ChannelUp {
             channel: ChannelId(900),
             device: m_dev,
-            account: Some(m_id.to_string()),
+            account: Some(m_id),
             name: name.clone(),
         },
     );
@@ -401,7 +401,7 @@ fn a_stranger_is_not_served_a_conversation() {
         Input::ChannelUp {
             channel: ChannelId(901),
             device: b_dev,
-            account: Some(b_id.to_string()),
+            account: Some(b_id),
             name,
         },
     );
@@ -444,7 +444,7 @@ fn a_message_naming_another_sender_is_dropped() {
         Input::ChannelUp {
             channel: ChannelId(500),
             device: b_dev,
-            account: Some(b_id.to_string()),
+            account: Some(b_id),
             name: "sip".into(),
         },
     );
@@ -707,7 +707,7 @@ fn garbage_on_a_sip_channel_costs_that_channel_only() {
         let up = Input::ChannelUp {
             channel: ch,
             device: b_dev,
-            account: Some(b_id.to_string()),
+            account: Some(b_id),
             name: "sip".into(),
         };
         w.inject(A, up);
@@ -755,7 +755,7 @@ fn the_same_seed_and_inputs_give_the_same_bytes() {
             Input::ChannelUp {
                 channel: ch,
                 device: b_dev,
-                account: Some(b_id.to_string()),
+                account: Some(b_id),
                 name: "sip".into(),
             },
         );

@@ -358,6 +358,10 @@ impl Core {
     /// A peer's INVITE on a `sip` channel: a new call that rings (answered at once with
     /// auto-answer).
     pub(super) fn incoming_call(&mut self, channel: ChannelId, peer: &str, invite: &SipMessage) {
+        let Some(peer_id) = super::jid(peer) else {
+            tracing::info!("INVITE from {peer:?}: not an account");
+            return;
+        };
         let rnd = self.seeded();
         let mut d = match Dialog::incoming_with_random(self.endpoint(peer), invite, self.now, rnd) {
             Ok(d) => d,
@@ -401,7 +405,7 @@ impl Core {
         );
         self.io.push_back(Io::CallStarted {
             call: CallId::trusted(&id),
-            peer: peer.to_owned(),
+            peer: peer_id,
             auto_answer: auto,
             ticket: None,
         });
@@ -583,6 +587,14 @@ impl Core {
                 fresh,
                 video,
             } => {
+                let peer_id = match peer.parse::<pamoja_identity::JamiId>() {
+                    Ok(p) => p,
+                    Err(e) => {
+                        self.io.push_back(Io::DropMedia(g));
+                        self.reply(ticket, Err(crate::error::ClientError::BadAccountId(e)));
+                        return;
+                    }
+                };
                 let sections = first_sections(video);
                 let offer =
                     negotiate::offer(&local(addr, &lm, &sections, false, true), port, lines);
@@ -622,7 +634,7 @@ impl Core {
                 );
                 self.io.push_back(Io::CallStarted {
                     call: CallId::trusted(&id),
-                    peer,
+                    peer: peer_id,
                     auto_answer: false,
                     ticket: Some(ticket),
                 });

@@ -45,7 +45,7 @@ impl Core {
                 None,
                 GitOp::Create {
                     mode: Mode::OneToOne,
-                    invited: Some(id.to_owned()),
+                    invited: super::jid(id),
                 },
                 Some(AfterGit::ContactConversation(t, id.to_owned())),
             ),

@@ -4,7 +4,7 @@
 //! the [`Input`] named in its documentation. The shell may run several at once and feed
 //! their results back in any order: the core never assumes an order between two results.
 
-use pamoja_identity::{Certificate, DeviceId, JamiId, PublicKey};
+use pamoja_identity::{Certificate, DeviceId, JamiId, PublicKey, ShortDeviceId};
 use pamoja_swarm::{Message, Mode, Role};
 
 use crate::config::Settings;
@@ -129,24 +129,24 @@ pub enum GitOp {
         /// Its mode.
         mode: Mode,
         /// The one invited (one-to-one conversations).
-        invited: Option<String>,
+        invited: Option<JamiId>,
     },
     /// Post a text.
     Post(String),
     /// Add a member (the `add` commit).
-    AddMember(String),
+    AddMember(JamiId),
     /// Join a conversation we are invited to.
     Join,
     /// Leave it.
     Leave,
     /// Vote an account out.
-    VoteBan(String),
+    VoteBan(JamiId),
     /// Fetch from a device, validate what came and merge it.
     Fetch {
-        /// The device (64 hex digits).
-        device: String,
+        /// The device.
+        device: DeviceId,
         /// Its account, when known (left out of the notices that follow).
-        account: Option<String>,
+        account: Option<JamiId>,
         /// Its certificate chain when known (else the link must be up, or the
         /// repository knows the device).
         chain: Option<Vec<Certificate>>,
@@ -167,7 +167,7 @@ pub enum GitOp {
 #[derive(Debug, Clone, Default)]
 pub struct GitOutcome {
     /// The id of a conversation just created.
-    pub created: Option<String>,
+    pub created: Option<ConversationId>,
     /// The commits that are new on `main`, oldest first (the whole history for
     /// [`GitOp::History`]).
     pub commits: Vec<Message>,
@@ -175,7 +175,7 @@ pub struct GitOutcome {
     pub members: Vec<(String, Role)>,
     /// For a fetch: the new head when `main` moved (a merge commit of ours, or the
     /// remote head).
-    pub moved_to: Option<String>,
+    pub moved_to: Option<MessageId>,
     /// Devices that failed to serve a clone, and why.
     pub refused: Vec<(String, String)>,
 }
@@ -200,7 +200,7 @@ pub enum Input {
     /// (device certificate first).
     Devices {
         /// The account.
-        account: String,
+        account: JamiId,
         /// The chains found (possibly none).
         chains: Vec<Vec<Certificate>>,
     },
@@ -208,9 +208,9 @@ pub enum Input {
     /// was just put (a listen), not found by a lookup.
     Announced {
         /// The account.
-        account: String,
-        /// The device's short id (40 hex digits).
-        device: String,
+        account: JamiId,
+        /// The device's short id.
+        device: ShortDeviceId,
         /// Just put.
         fresh: bool,
     },
@@ -221,7 +221,7 @@ pub enum Input {
         /// The device at the other end.
         device: DeviceId,
         /// Its account, as the link's TLS certificate says (`None`: not known).
-        account: Option<String>,
+        account: Option<JamiId>,
         /// The channel's name (`sip`, `git://...`).
         name: String,
     },
@@ -246,7 +246,7 @@ pub enum Input {
         /// Its id (a message is handled once, whichever way it came).
         id: String,
         /// The sender's account.
-        from: String,
+        from: JamiId,
         /// Its device.
         device: DeviceId,
         /// Content type.
@@ -257,7 +257,7 @@ pub enum Input {
     /// A trust request (or confirmation) from the DHT inbox.
     Trust {
         /// The sender's account.
-        from: String,
+        from: JamiId,
         /// The sending device's key (DER).
         device: Vec<u8>,
         /// The request.
@@ -266,16 +266,16 @@ pub enum Input {
     /// A peer fetched from us on a `git://` channel ([`Io::Serve`]).
     Served {
         /// The conversation.
-        conversation: String,
+        conversation: ConversationId,
         /// The peer's device.
         device: DeviceId,
         /// Its account.
-        account: Option<String>,
+        account: Option<JamiId>,
     },
     /// Result of [`Io::Git`].
     Git {
         /// The conversation (the temporary name of a creation is not given).
-        conversation: Option<String>,
+        conversation: Option<ConversationId>,
         /// The operation.
         op: GitOp,
         /// What it did.
@@ -284,7 +284,7 @@ pub enum Input {
     /// Bytes of a clone received so far.
     Progress {
         /// The conversation.
-        conversation: String,
+        conversation: ConversationId,
         /// Bytes.
         bytes: u64,
     },
@@ -319,11 +319,11 @@ pub enum Io {
     /// Put our device announcement, certificate and CRL on the DHT.
     Announce,
     /// Look up the devices an account announces: [`Input::Devices`].
-    LookupDevices(String),
+    LookupDevices(JamiId),
     /// Look up an account's announcements: an [`Input::Announced`] each (not fresh).
-    LookupAnnouncements(String),
+    LookupAnnouncements(JamiId),
     /// Listen to an account's announcements: an [`Input::Announced`] (fresh) each.
-    Listen(String),
+    Listen(JamiId),
     /// Seal a trust request for a device and put it at its inbox.
     PutTrust {
         /// The device's key.
@@ -363,16 +363,16 @@ pub enum Io {
         /// The channel.
         channel: ChannelId,
         /// The conversation.
-        conversation: String,
+        conversation: ConversationId,
         /// The peer's device.
         device: DeviceId,
         /// Its account.
-        account: Option<String>,
+        account: Option<JamiId>,
     },
     /// Change a repository: [`Input::Git`].
     Git {
         /// The conversation (`None` for a creation).
-        conversation: Option<String>,
+        conversation: Option<ConversationId>,
         /// The change.
         op: GitOp,
     },
@@ -429,7 +429,7 @@ pub enum Io {
         /// The call.
         call: CallId,
         /// The peer's account.
-        peer: String,
+        peer: JamiId,
         /// Answered automatically.
         auto_answer: bool,
         /// The command that placed it.

@@ -305,18 +305,18 @@ impl Core {
         self.tick(now, unix);
         match input {
             Input::Command(t, c) => self.command(t, c),
-            Input::Devices { account, chains } => self.on_devices(&account, chains),
+            Input::Devices { account, chains } => self.on_devices(&account.to_string(), chains),
             Input::Announced {
                 account,
                 device,
                 fresh,
-            } => self.on_announced(&account, &device, fresh),
+            } => self.on_announced(&account.to_string(), &device.to_string(), fresh),
             Input::ChannelUp {
                 channel,
                 device,
                 account,
                 name,
-            } => self.on_channel_up(channel, device, account, &name),
+            } => self.on_channel_up(channel, device, account.map(|a| a.to_string()), &name),
             Input::ChannelFailed { device, reason } => self.on_channel_failed(device, &reason),
             Input::ChannelData { channel, data } => self.on_channel_data(channel, &data),
             Input::ChannelClosed(ch) => self.on_channel_closed(ch),
@@ -328,14 +328,14 @@ impl Core {
                 body,
             } => {
                 if self.seen.first_time(&id) {
-                    self.on_instant(&from, Some(device), &mime, &body);
+                    self.on_instant(&from.to_string(), Some(device), &mime, &body);
                 }
             }
             Input::Trust {
                 from,
                 device,
                 request,
-            } => self.on_trust(&from, device, request),
+            } => self.on_trust(&from.to_string(), device, request),
             Input::Served {
                 conversation,
                 device,
@@ -346,9 +346,9 @@ impl Core {
                 self.timers.push((
                     now + FETCH_BACK_AFTER,
                     Timer::FetchBack {
-                        conversation,
+                        conversation: conversation.to_string(),
                         device,
-                        account,
+                        account: account.map(|a| a.to_string()),
                     },
                 ));
             }
@@ -356,12 +356,12 @@ impl Core {
                 conversation,
                 op,
                 result,
-            } => self.on_git(conversation, op, result),
+            } => self.on_git(conversation.map(|c| c.to_string()), op, result),
             Input::Progress {
                 conversation,
                 bytes,
             } => self.events.push_back(Event::Progress {
-                conversation: cid(&conversation),
+                conversation,
                 bytes,
             }),
             Input::MediaGathered { gather, local } => self.media_gathered(gather, local),
@@ -387,7 +387,7 @@ impl Core {
                 Timer::Presence => {
                     let mut watched: Vec<String> = self.watched.iter().cloned().collect();
                     watched.sort();
-                    for id in watched {
+                    for id in watched.iter().filter_map(|w| jid(w)) {
                         self.io.push_back(Io::LookupAnnouncements(id));
                     }
                     for (contact, s) in self.presence.tick(now) {
@@ -511,10 +511,11 @@ impl Core {
 
     /// Listens to the announcements of `id`, for presence (once per account).
     fn watch(&mut self, id: &str) {
-        if id == self.me || !is_hex_id(id, 40) || !self.watched.insert(id.to_owned()) {
+        let Some(j) = jid(id) else { return };
+        if id == self.me || !self.watched.insert(id.to_owned()) {
             return;
         }
-        self.io.push_back(Io::Listen(id.to_owned()));
+        self.io.push_back(Io::Listen(j));
     }
 
     /// Asks for `account`'s devices, with `then` to do once they are known.
@@ -522,8 +523,12 @@ impl Core {
         match self.lookups.get_mut(account) {
             Some(waiting) => waiting.push(then),
             None => {
+                let Some(j) = jid(account) else {
+                    tracing::info!("no devices to look up for {account:?}: not an account id");
+                    return;
+                };
                 self.lookups.insert(account.to_owned(), vec![then]);
-                self.io.push_back(Io::LookupDevices(account.to_owned()));
+                self.io.push_back(Io::LookupDevices(j));
             }
         }
     }
@@ -687,6 +692,11 @@ pub fn decode_conv_requests(b: &[u8]) -> BTreeMap<String, ConvRequest> {
             ))
         })
         .collect()
+}
+
+/// An account id the core holds as text, typed for [`Io`] (`None`: not an account id).
+pub(crate) fn jid(s: &str) -> Option<JamiId> {
+    s.parse().ok()
 }
 
 /// The event of a message.

@@ -79,7 +79,7 @@ impl Core {
             Command::Invite { conversation, id } => self.change(
                 t,
                 conversation.as_str(),
-                GitOp::AddMember(id.to_string()),
+                GitOp::AddMember(id),
                 AfterGit::Invited(t, id.to_string()),
             ),
             Command::AcceptConversation(id) => {
@@ -97,7 +97,7 @@ impl Core {
             Command::RemoveMember { conversation, id } => self.change(
                 t,
                 conversation.as_str(),
-                GitOp::VoteBan(id.to_string()),
+                GitOp::VoteBan(id),
                 AfterGit::Done(t),
             ),
             Command::PlaceCall { to, video, records } => {
@@ -154,7 +154,7 @@ impl Core {
                     .or_default()
                     .push_back(then);
                 self.io.push_back(Io::Git {
-                    conversation: Some(conv),
+                    conversation: Some(cid(&conv)),
                     op,
                 });
             }
@@ -174,8 +174,8 @@ impl Core {
         self.git(
             Some(conversation.to_owned()),
             GitOp::Fetch {
-                device: device.to_string(),
-                account: account.map(str::to_owned),
+                device,
+                account: account.and_then(super::jid),
                 chain,
             },
             None,
@@ -228,7 +228,7 @@ impl Core {
                         .or_default()
                         .push_back(then);
                     self.io.push_back(Io::Git {
-                        conversation: Some(conv.clone()),
+                        conversation: Some(cid(conv)),
                         op,
                     });
                 }
@@ -240,7 +240,9 @@ impl Core {
         }
         match (op, result) {
             (GitOp::Create { .. }, Ok(o)) => {
-                let Some(id) = o.created.clone() else { return };
+                let Some(id) = o.created.as_ref().map(ToString::to_string) else {
+                    return;
+                };
                 self.members.set(&id, o.members);
                 match then {
                     Some(AfterGit::ContactConversation(t, contact)) => {
@@ -266,7 +268,8 @@ impl Core {
                 // Our head moved: tell the other members we have it, so that one who was
                 // offline when it was posted gets it from us.
                 if let Some(head) = o.moved_to {
-                    self.notify(&conv, &head, account.as_deref());
+                    let account = account.map(|a| a.to_string());
+                    self.notify(&conv, head.as_str(), account.as_deref());
                 }
             }
             (GitOp::Fetch { device, .. }, Err(e)) => {
@@ -275,7 +278,7 @@ impl Core {
                     tracing::warn!("history of {conv} from {device} refused: {reason}");
                     self.events.push_back(Event::SyncRefused {
                         conversation: cid(&conv),
-                        device,
+                        device: device.to_string(),
                         reason,
                     });
                 } else {

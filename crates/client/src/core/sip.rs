@@ -113,9 +113,9 @@ impl Core {
             );
             self.io.push_back(Io::Serve {
                 channel,
-                conversation: conv,
+                conversation: cid(&conv),
                 device,
-                account,
+                account: account.as_deref().and_then(super::jid),
             });
         } else {
             tracing::info!("channel {name:?} from {device}: not ours, closed");

@@ -7,7 +7,7 @@ use std::time::Duration;
 use pamoja_channel::inbox::{ImMessage, InboxItem, inbox_key};
 use pamoja_dht::InfoHash;
 use pamoja_dht::runner::ListenEvent;
-use pamoja_identity::{Certificate, PublicKey};
+use pamoja_identity::{Certificate, JamiId, PublicKey, ShortDeviceId};
 
 use super::{Shared, unix_now};
 use crate::core::Input;
@@ -22,39 +22,32 @@ pub(super) async fn announce(s: &Shared) -> io::Result<()> {
 }
 
 /// The device chains account `id` announces; waits up to [`LOOKUP_WAIT`] for the first.
-pub(super) async fn devices_of(s: &Shared, id: &str) -> Vec<Vec<Certificate>> {
-    match id.parse() {
-        Ok(account) => net::devices_of(&s.runner, &s.dht, &account, LOOKUP_WAIT).await,
-        Err(_) => Vec::new(),
-    }
+pub(super) async fn devices_of(s: &Shared, id: &JamiId) -> Vec<Vec<Certificate>> {
+    net::devices_of(&s.runner, &s.dht, id, LOOKUP_WAIT).await
 }
 
 /// Looks up an account's announcements (presence).
-pub(super) async fn announcements(s: &Shared, account: &str) {
-    let Ok(id) = account.parse() else { return };
-    for short in net::announced_devices(&s.runner, &id).await {
+pub(super) async fn announcements(s: &Shared, account: &JamiId) {
+    for device in net::announced_devices(&s.runner, account).await {
         s.input(Input::Announced {
-            account: account.to_owned(),
-            device: short.to_string(),
+            account: *account,
+            device: ShortDeviceId::from_bytes(device.0),
             fresh: false,
         });
     }
 }
 
 /// Listens to an account's announcements for as long as the account runs.
-pub(super) async fn listen(s: &Arc<Shared>, account: &str) {
-    let Ok(id) = account.parse::<pamoja_identity::JamiId>() else {
-        return;
-    };
-    let Ok(mut listen) = s.runner.listen(InfoHash(*id.as_bytes()), None).await else {
+pub(super) async fn listen(s: &Arc<Shared>, account: &JamiId) {
+    let Ok(mut listen) = s.runner.listen(InfoHash(*account.as_bytes()), None).await else {
         return;
     };
     while let Some(ev) = listen.next().await {
         if let ListenEvent::Value(v) = ev {
-            if let Some(short) = net::announced_device(&v, &id) {
+            if let Some(device) = net::announced_device(&v, account) {
                 s.input(Input::Announced {
-                    account: account.to_owned(),
-                    device: short.to_string(),
+                    account: *account,
+                    device: ShortDeviceId::from_bytes(device.0),
                     fresh: true,
                 });
             }
@@ -91,7 +84,7 @@ pub(super) fn on_inbox(s: &Shared, item: InboxItem) {
         InboxItem::Message(r) => {
             s.input(Input::Inbox {
                 id: r.message.message_id(),
-                from: r.from.to_string(),
+                from: r.from,
                 device: r.device,
                 mime: r.message.content_type().to_owned(),
                 body: r.message.msg.clone(),
@@ -100,7 +93,7 @@ pub(super) fn on_inbox(s: &Shared, item: InboxItem) {
         InboxItem::Value(d) if d.value.value_type == trust::VALUE_TYPE => {
             match TrustRequest::decode(&d.value.data) {
                 Ok(request) => s.input(Input::Trust {
-                    from: d.from.to_string(),
+                    from: d.from,
                     device: d.owner.spki_der().to_vec(),
                     request,
                 }),

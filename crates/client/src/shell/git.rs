@@ -15,6 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use super::Shared;
 use crate::core::{GitOp, GitOutcome, Input, is_hex_id};
 use crate::error::ClientError;
+use crate::id::{ConversationId, MessageId};
 use crate::instant;
 
 /// Longest a fetch may take (a first clone has no limit).
@@ -60,9 +61,10 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 /// Runs a change of `conversation` (`None`: a creation).
 pub(super) async fn run(
     shared: Arc<Shared>,
-    conversation: Option<String>,
+    conversation: Option<ConversationId>,
     op: GitOp,
 ) -> Result<GitOutcome> {
+    let conversation = conversation.map(|c| c.as_str().to_owned());
     let data = shared.data.clone();
     let signer = shared.signer.clone();
     match op {
@@ -73,13 +75,14 @@ pub(super) async fn run(
                 let tmp = data
                     .join("conversations")
                     .join(format!(".new-{}", hex::encode(r)));
+                let invited = invited.map(|i| i.to_string());
                 let c = Conversation::create(&tmp, &signer, mode, invited.as_deref())?;
                 let id = c.id()?;
                 let members = c.members()?;
                 drop(c);
                 std::fs::rename(&tmp, conv_dir(&data, &id))?;
                 Ok(GitOutcome {
-                    created: Some(id),
+                    created: Some(crate::core::cid(&id)),
                     members,
                     ..GitOutcome::default()
                 })
@@ -136,10 +139,10 @@ fn commit(data: &Path, signer: &Signer, conv: &str, op: GitOp) -> Result<GitOutc
     let c = open(data, conv)?;
     let ids = match &op {
         GitOp::Post(text) => vec![c.post(signer, text)?],
-        GitOp::AddMember(id) => vec![c.add_member(signer, id)?],
+        GitOp::AddMember(id) => vec![c.add_member(signer, &id.to_string())?],
         GitOp::Join => vec![c.join(signer)?],
         GitOp::Leave => vec![c.leave(signer)?],
-        GitOp::VoteBan(id) => c.vote_ban(signer, id)?,
+        GitOp::VoteBan(id) => c.vote_ban(signer, &id.to_string())?,
         _ => Vec::new(),
     };
     let commits = ids
@@ -157,19 +160,17 @@ fn commit(data: &Path, signer: &Signer, conv: &str, op: GitOp) -> Result<GitOutc
 async fn fetch(
     shared: &Arc<Shared>,
     conv: &str,
-    device: &str,
+    dev: &DeviceId,
     chain: Option<Vec<pamoja_identity::Certificate>>,
 ) -> Result<GitOutcome> {
     let data = shared.data.clone();
+    let device = dev.to_string();
     let c = open(&data, conv)?;
     let before = c.head()?;
-    let known = c.device_chain(device);
+    let known = c.device_chain(&device);
     drop(c);
     let name = format!("git://{device}/{conv}");
-    let dev: DeviceId = device
-        .parse()
-        .map_err(|_| ClientError::UnknownDevice(device.to_owned()))?;
-    let ch = match shared.dialer.open_linked(&dev, &name).await {
+    let ch = match shared.dialer.open_linked(dev, &name).await {
         Ok(ch) => ch,
         Err(_) => {
             let chain = chain
@@ -180,7 +181,7 @@ async fn fetch(
     };
     let mut stream = ch.into_stream();
     let dir = conv_dir(&data, conv);
-    let (signer, conv, device) = (shared.signer.clone(), conv.to_owned(), device.to_owned());
+    let (signer, conv) = (shared.signer.clone(), conv.to_owned());
     // The git exchange and the validation run on the blocking pool: libgit2 works there
     // without holding a reactor thread.
     let handle = tokio::runtime::Handle::current();
@@ -203,8 +204,8 @@ async fn fetch(
             .map_err(|e| ClientError::Refused(e.to_string()))?;
         let moved_to = match pulled {
             Pulled::UpToDate => None,
-            Pulled::Merged(id) => Some(id.to_string()),
-            Pulled::FastForward => Some(remote.to_string()),
+            Pulled::Merged(id) => Some(MessageId::trusted(id.to_string())),
+            Pulled::FastForward => Some(MessageId::trusted(remote.to_string())),
         };
         let commits = if moved_to.is_some() {
             new_commits(&c, before)
@@ -251,7 +252,7 @@ async fn clone(
             next: PROGRESS_STEP,
             report: Box::new(move |bytes| {
                 let _ = inputs.send(Input::Progress {
-                    conversation: c2.clone(),
+                    conversation: crate::core::cid(&c2),
                     bytes,
                 });
             }),

@@ -334,12 +334,12 @@ impl Client {
                     Incoming::Link(mut link) => {
                         let s = s.clone();
                         let device = *link.device();
-                        let account = link.account().map(|a| a.to_string());
+                        let account = link.account().copied();
                         tokio::spawn(async move {
                             while let Some(pamoja_channel::link::LinkEvent::Channel(ch)) =
                                 link.next_event().await
                             {
-                                s.channel_up(device, account.clone(), ch);
+                                s.channel_up(device, account, ch);
                             }
                         });
                     }
@@ -819,7 +819,7 @@ impl Shared {
     }
 
     /// A channel is up (a peer's, or one we opened): held for the core.
-    fn channel_up(self: &Arc<Self>, device: DeviceId, account: Option<String>, ch: Channel) {
+    fn channel_up(self: &Arc<Self>, device: DeviceId, account: Option<JamiId>, ch: Channel) {
         let id = ChannelId(self.next_channel.fetch_add(1, Ordering::Relaxed));
         let name = ch.name.clone();
         tracing::debug!("channel {name:?} of {device} up as {id:?}");
@@ -972,7 +972,7 @@ impl Shared {
                     let Some(device) = crate::core::device_of(&chain) else {
                         return;
                     };
-                    let account = chain.get(1).map(|c| c.jami_id().to_string());
+                    let account = chain.get(1).map(|c| c.jami_id());
                     match s.dialer.channel(&chain, "sip", "").await {
                         Ok(ch) => s.channel_up(device, account, ch),
                         Err(e) => s.input(Input::ChannelFailed {
@@ -1022,14 +1022,14 @@ impl Shared {
                 tracing::debug!("serving {conversation} to {device} on {channel:?}");
                 let s = self.clone();
                 tokio::spawn(async move {
-                    let dir = git::conv_dir(&s.data, &conversation);
+                    let dir = git::conv_dir(&s.data, conversation.as_str());
                     let inputs = s.inputs.clone();
                     let conv = conversation.clone();
                     let served = move |_| {
                         let _ = inputs.send(Input::Served {
                             conversation: conv.clone(),
                             device,
-                            account: account.clone(),
+                            account,
                         });
                     };
                     if let Err(e) =

@@ -402,7 +402,7 @@ impl World {
             }
             Io::Announce => {
                 let me = self.account(n);
-                let short = self.nodes[n].chain[0].short_device_id().to_string();
+                let short = self.nodes[n].chain[0].short_device_id();
                 let list = self.announced.entry(me.clone()).or_default();
                 if !list.contains(&n) {
                     list.push(n);
@@ -411,8 +411,8 @@ impl World {
                     self.queue.push_back((
                         l,
                         Input::Announced {
-                            account: me.clone(),
-                            device: short.clone(),
+                            account: me.parse().unwrap(),
+                            device: short,
                             fresh: true,
                         },
                     ));
@@ -420,7 +420,7 @@ impl World {
             }
             Io::LookupDevices(account) => {
                 let chains = self
-                    .node_of_account(&account)
+                    .node_of_account(&account.to_string())
                     .into_iter()
                     .map(|i| self.nodes[i].chain.clone())
                     .collect();
@@ -430,27 +430,27 @@ impl World {
             Io::LookupAnnouncements(account) | Io::Listen(account) => {
                 // Announcements live ten minutes on the DHT: an offline device's is still
                 // found for a while, as here (the tests run shorter than that).
-                for i in self.node_of_account(&account) {
+                for i in self.node_of_account(&account.to_string()) {
                     if !self.nodes[i].online {
                         continue;
                     }
-                    let short = self.nodes[i].chain[0].short_device_id().to_string();
+                    let short = self.nodes[i].chain[0].short_device_id();
                     self.queue.push_back((
                         n,
                         Input::Announced {
-                            account: account.clone(),
+                            account,
                             device: short,
                             fresh: false,
                         },
                     ));
                 }
-                let l = self.listeners.entry(account).or_default();
+                let l = self.listeners.entry(account.to_string()).or_default();
                 if !l.contains(&n) {
                     l.push(n);
                 }
             }
             Io::PutTrust { device, request } => {
-                let from = self.account(n);
+                let from = self.account(n).parse().unwrap();
                 let input = Input::Trust {
                     from,
                     device: self.nodes[n].chain[0].public_key().spki_der().to_vec(),
@@ -466,7 +466,7 @@ impl World {
             } => {
                 let input = Input::Inbox {
                     id: format!("{id:016x}"),
-                    from: self.account(n),
+                    from: self.account(n).parse().unwrap(),
                     device: self.nodes[n].device,
                     mime,
                     body,
@@ -478,7 +478,10 @@ impl World {
                 match self.node_of_device(&device) {
                     Some(b) if self.nodes[b].online => {
                         let (x, y) = self.link(n, b);
-                        let (a_id, b_id) = (self.account(n), self.account(b));
+                        let (a_id, b_id) = (
+                            self.account(n).parse().unwrap(),
+                            self.account(b).parse().unwrap(),
+                        );
                         let a_dev = self.nodes[n].device;
                         self.queue.push_back((
                             b,
@@ -538,16 +541,16 @@ impl World {
                         self.queue.push_back((
                             n,
                             Input::Served {
-                                conversation: p.conversation.clone(),
+                                conversation: p.conversation.parse().unwrap(),
                                 device: dev,
-                                account: Some(acc),
+                                account: Some(acc.parse().unwrap()),
                             },
                         ));
                     }
                     self.git_done(p.client, Some(p.conversation), p.op, result);
                 }
             }
-            Io::Git { conversation, op } => self.git(n, conversation, op),
+            Io::Git { conversation, op } => self.git(n, conversation.map(|c| c.to_string()), op),
             Io::Persist { file, data, extra } => {
                 use pamoja_client::core::StateFile;
                 let dir = &self.nodes[n].dir;
@@ -623,7 +626,7 @@ impl World {
         self.queue.push_back((
             n,
             Input::Git {
-                conversation,
+                conversation: conversation.map(|c| c.parse().unwrap()),
                 op,
                 result,
             },
@@ -638,11 +641,7 @@ impl World {
     /// serving node's core accepted the channel.
     fn git(&mut self, n: usize, conversation: Option<String>, op: GitOp) {
         let target = match &op {
-            GitOp::Fetch { device, .. } => device
-                .parse::<DeviceId>()
-                .ok()
-                .and_then(|d| self.node_of_device(&d))
-                .map(|b| vec![b]),
+            GitOp::Fetch { device, .. } => self.node_of_device(device).map(|b| vec![b]),
             GitOp::Clone { chains } => Some(
                 chains
                     .iter()
@@ -676,7 +675,7 @@ impl World {
             Input::ChannelUp {
                 channel: y,
                 device: dev,
-                account: Some(acc),
+                account: Some(acc.parse().unwrap()),
                 name,
             },
         ));
@@ -717,8 +716,8 @@ impl World {
                     .map_err(|e| ClientError::Refused(e.to_string()))?;
                 let moved_to = match pulled {
                     Pulled::UpToDate => None,
-                    Pulled::Merged(id) => Some(id.to_string()),
-                    Pulled::FastForward => Some(remote.to_string()),
+                    Pulled::Merged(id) => Some(id.to_string().parse().unwrap()),
+                    Pulled::FastForward => Some(remote.to_string().parse().unwrap()),
                 };
                 let mut commits = Vec::new();
                 if moved_to.is_some() {
@@ -774,13 +773,14 @@ fn local_change(
     let convs = node.dir.join("conversations");
     if let GitOp::Create { mode, invited } = op {
         let tmp = convs.join(".new");
+        let invited = invited.map(|i| i.to_string());
         let c = Conversation::create(&tmp, &node.signer, *mode, invited.as_deref())?;
         let id = c.id()?;
         let members = c.members()?;
         drop(c);
         std::fs::rename(&tmp, convs.join(&id))?;
         return Ok(GitOutcome {
-            created: Some(id),
+            created: Some(id.parse().unwrap()),
             members,
             ..GitOutcome::default()
         });
@@ -801,10 +801,10 @@ fn local_change(
     }
     let ids = match op {
         GitOp::Post(t) => vec![c.post(&node.signer, t)?],
-        GitOp::AddMember(id) => vec![c.add_member(&node.signer, id)?],
+        GitOp::AddMember(id) => vec![c.add_member(&node.signer, &id.to_string())?],
         GitOp::Join => vec![c.join(&node.signer)?],
         GitOp::Leave => vec![c.leave(&node.signer)?],
-        GitOp::VoteBan(id) => c.vote_ban(&node.signer, id)?,
+        GitOp::VoteBan(id) => c.vote_ban(&node.signer, &id.to_string())?,
         _ => Vec::new(),
     };
     let commits = ids
