@@ -341,6 +341,7 @@ impl Account {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::archive;
     use crate::error::ChainError;
 
     #[test]
@@ -357,6 +358,25 @@ mod tests {
             ]
         );
         let first = acc.device().unwrap().id();
+        // `{:?}` shows no secret: neither the archive's key texts nor any piece of them.
+        let shown = format!("{acc:?} {:?}", acc.archive());
+        assert!(shown.contains(archive::KEY_ACCOUNT_KEY), "{shown}");
+        for key in [
+            archive::KEY_ACCOUNT_KEY,
+            archive::KEY_CA_KEY,
+            archive::KEY_DEVICE_KEY,
+            archive::KEY_ETH_KEY,
+        ] {
+            let secret = acc
+                .archive()
+                .get_str(key)
+                .unwrap_or_else(|| panic!("{key}"));
+            assert!(secret.len() > 40, "{key}");
+            for piece in secret.as_bytes().chunks(24).filter(|c| c.len() == 24) {
+                let piece = std::str::from_utf8(piece).unwrap();
+                assert!(!shown.contains(piece), "{key} shows in {{:?}}");
+            }
+        }
         acc.verify_device(&acc.device().unwrap().cert, SystemTime::now())
             .unwrap();
         let (text, sig) = acc.receipt().unwrap();

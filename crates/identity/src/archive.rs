@@ -43,9 +43,34 @@ pub const MAX_JSON_LEN: u64 = 64 * 1024 * 1024;
 const GZIP_MAGIC: [u8; 3] = [0x1f, 0x8b, 0x08];
 
 /// An account archive: the JSON object, with typed accessors for the keys Jami defines.
-#[derive(Debug, Clone, PartialEq, Default)]
+///
+/// It holds private keys: its `Debug` form names the keys present and shows no value, and
+/// every text it holds is overwritten with zeros when it is dropped.
+#[derive(Clone, PartialEq, Default)]
 pub struct Archive {
     json: Map<String, Value>,
+}
+
+impl std::fmt::Debug for Archive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Archive")
+            .field("keys", &self.json.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Archive {
+    fn drop(&mut self) {
+        fn wipe(v: &mut Value) {
+            match v {
+                Value::String(s) => zeroize::Zeroize::zeroize(s),
+                Value::Array(a) => a.iter_mut().for_each(wipe),
+                Value::Object(o) => o.values_mut().for_each(wipe),
+                _ => {}
+            }
+        }
+        self.json.values_mut().for_each(wipe);
+    }
 }
 
 impl Archive {

@@ -68,6 +68,12 @@ impl EthKey {
     }
 }
 
+impl Drop for EthKey {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.secret);
+    }
+}
+
 impl std::fmt::Debug for EthKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "EthKey({})", self.address_hex())

@@ -132,6 +132,14 @@ impl PrivateKey {
     }
 }
 
+impl Drop for PrivateKey {
+    /// The PKCS#8 copy is overwritten with zeros (aws-lc clears the key pair's own memory
+    /// when it frees it).
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.pkcs8);
+    }
+}
+
 impl fmt::Debug for PrivateKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PrivateKey")
