@@ -160,6 +160,7 @@ async fn main() {
             git::fetch(&dir, s, &conv, &device).await.expect("fetch")
         })
         .await;
+        git::admit(&repo, &git::quarantine_dir(&repo, head)).expect("admit");
         times[2].1.push(t.since());
         assert_eq!(got, head);
         let t = Mark::now();

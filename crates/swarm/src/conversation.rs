@@ -583,17 +583,49 @@ impl Conversation {
         })
     }
 
-    /// Takes in the history that ends at `remote` (fetched objects, e.g. under
-    /// `refs/remotes/<device>/main`): every commit of it that we do not have is validated
-    /// first, and nothing changes when one fails. Then, as jamid: nothing to do, a
-    /// fast-forward, or a signed merge commit `Merge commit '<remote>'` (a conflict on
-    /// `profile.vcf` takes the side whose head id sorts last; any other conflict refuses).
+    /// Takes in the history that ends at `remote` (objects of the repository, or fetched
+    /// into [`crate::git::quarantine_dir`] by [`crate::git::fetch`]): every commit of it
+    /// that we do not have is validated first, and nothing changes when one fails (the
+    /// quarantined objects are deleted; accepted, they move into the object database).
+    /// Then, as jamid: nothing to do, a fast-forward, or a signed merge commit `Merge commit
+    /// '<remote>'` (a conflict on `profile.vcf` takes the side whose head id sorts last; any
+    /// other conflict refuses).
     pub fn pull(&self, signer: &Signer, remote: Oid) -> Result<Pulled> {
+        let quarantine = crate::git::quarantine_dir(&self.repo, remote);
+        let quarantined = quarantine.is_dir();
+        // Quarantined objects are read through a second handle on the repository, so that
+        // ours never refers to the quarantine once it is gone.
+        let view = if quarantined {
+            let r = Repository::open(self.repo.path())?;
+            r.odb()?.add_disk_alternate(&quarantine.to_string_lossy())?;
+            Some(r)
+        } else {
+            None
+        };
+        let checked = view.as_ref().unwrap_or(&self.repo);
         let head = self.head()?;
-        if head == remote || self.repo.graph_descendant_of(head, remote)? {
-            return Ok(Pulled::UpToDate);
+        let verdict = if head == remote || checked.graph_descendant_of(head, remote)? {
+            Ok(false)
+        } else {
+            validate::history(checked, Some(head), remote).map(|_| true)
+        };
+        drop(view);
+        match verdict {
+            Ok(false) => {
+                if quarantined {
+                    std::fs::remove_dir_all(&quarantine)?;
+                }
+                return Ok(Pulled::UpToDate);
+            }
+            Err(e) => {
+                if quarantined {
+                    std::fs::remove_dir_all(&quarantine)?;
+                }
+                return Err(Error::Rejected(e));
+            }
+            Ok(true) if quarantined => crate::git::admit(&self.repo, &quarantine)?,
+            Ok(true) => {}
         }
-        validate::history(&self.repo, Some(head), remote).map_err(Error::Rejected)?;
         if self.repo.graph_descendant_of(remote, head)? {
             let target = self.repo.find_commit(remote)?;
             self.repo.reference(BRANCH, remote, true, "fast-forward")?;

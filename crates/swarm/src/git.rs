@@ -14,7 +14,7 @@
 //! [`UploadPack`] and [`FetchState`] are the protocol as state machines over bytes; [`serve`]
 //! and [`fetch`] drive them over an `AsyncRead + AsyncWrite` stream.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use git2::{Oid, Repository};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -372,10 +372,23 @@ impl Fetch {
     }
 }
 
+/// Where a fetched pack waits until its history is validated: its own `pack/` directory
+/// under `objects/incoming/<head>`, outside the object database (git's "quarantine").
+/// [`crate::Conversation::pull`] moves it in when the history is accepted and deletes it
+/// when not, so a refused history leaves no object behind.
+pub fn quarantine_dir(repo: &Repository, head: Oid) -> PathBuf {
+    incoming_dir(repo).join(head.to_string())
+}
+
+fn incoming_dir(repo: &Repository) -> PathBuf {
+    repo.path().join("objects").join("incoming")
+}
+
 /// Fetches `main` of conversation `conversation` from device `device` over `stream` into
-/// the repository at `dir`, as `refs/remotes/<device>/main`; returns the remote head. The
-/// objects land in the repository; nothing else changes (validate and merge with
-/// [`crate::Conversation::pull`]).
+/// the repository at `dir`; returns the remote head. The pack is indexed as it arrives into
+/// [`quarantine_dir`], not into the object database, and nothing else changes: validate and
+/// merge with [`crate::Conversation::pull`], which moves the objects in only if the history
+/// is accepted.
 pub async fn fetch<S>(dir: &Path, stream: &mut S, conversation: &str, device: &str) -> Result<Oid>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -395,42 +408,90 @@ where
     stream.flush().await?;
     let mut buf = vec![0u8; 64 * 1024];
     let odb = repo.odb()?;
-    // The pack is indexed as it arrives; dropped unfinished, it leaves nothing.
-    let mut writer = None;
-    loop {
-        if let FetchState::Done(head, pack) = f.state() {
-            let head = *head;
-            if let Some(pack) = pack {
-                let mut w = match writer.take() {
-                    Some(w) => w,
-                    None => odb.packwriter()?,
-                };
-                std::io::Write::write_all(&mut w, pack)?;
-                w.commit()?;
+    // A directory of this fetch's own; renamed to the head's quarantine once complete.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let partial = incoming_dir(&repo).join(format!(
+        "partial-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let result = async {
+        let mut indexer: Option<git2::Indexer<'_>> = None;
+        loop {
+            if let FetchState::Done(head, pack) = f.state() {
+                let head = *head;
+                if let Some(pack) = pack {
+                    let mut w = match indexer.take() {
+                        Some(w) => w,
+                        None => open_indexer(&odb, &partial)?,
+                    };
+                    std::io::Write::write_all(&mut w, pack)?;
+                    w.commit()?;
+                    let q = quarantine_dir(&repo, head);
+                    if q.exists() {
+                        std::fs::remove_dir_all(&q)?;
+                    }
+                    std::fs::rename(&partial, &q)?;
+                    odb.add_disk_alternate(&q.to_string_lossy())?;
+                }
+                if repo.find_commit(head).is_err() {
+                    let _ = std::fs::remove_dir_all(quarantine_dir(&repo, head));
+                    return Err(Error::Protocol("the pack lacks the advertised head".into()));
+                }
+                return Ok(head);
             }
-            repo.find_commit(head)
-                .map_err(|_| Error::Protocol("the pack lacks the advertised head".into()))?;
-            repo.reference(&format!("refs/remotes/{device}/main"), head, true, "fetch")?;
-            return Ok(head);
-        }
-        let n = stream.read(&mut buf).await?;
-        if n == 0 {
-            return Err(Error::Protocol("the server closed the stream".into()));
-        }
-        let out = f.handle(&buf[..n], &have, |o| repo.find_commit(o).is_ok())?;
-        if !out.is_empty() {
-            stream.write_all(&out).await?;
-            stream.flush().await?;
-        }
-        let part = f.take_pack();
-        if !part.is_empty() {
-            let w = match &mut writer {
-                Some(w) => w,
-                None => writer.insert(odb.packwriter()?),
-            };
-            std::io::Write::write_all(w, &part)?;
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                return Err(Error::Protocol("the server closed the stream".into()));
+            }
+            let out = f.handle(&buf[..n], &have, |o| repo.find_commit(o).is_ok())?;
+            if !out.is_empty() {
+                stream.write_all(&out).await?;
+                stream.flush().await?;
+            }
+            let part = f.take_pack();
+            if !part.is_empty() {
+                let w = match &mut indexer {
+                    Some(w) => w,
+                    None => indexer.insert(open_indexer(&odb, &partial)?),
+                };
+                std::io::Write::write_all(w, &part)?;
+            }
         }
     }
+    .await;
+    if partial.exists() {
+        let _ = std::fs::remove_dir_all(&partial);
+    }
+    result
+}
+
+/// Moves the packs of a quarantine ([`quarantine_dir`]) into the object database of
+/// `repo`, unchecked: for a caller that validated the history itself, or that removes the
+/// whole repository when it does not validate (as [`clone`] does).
+/// [`crate::Conversation::pull`] is the checked way.
+pub fn admit(repo: &Repository, quarantine: &Path) -> Result<()> {
+    let packs = repo.path().join("objects").join("pack");
+    std::fs::create_dir_all(&packs)?;
+    // The index last: a pack is only seen once its index is there.
+    let mut files: Vec<PathBuf> = std::fs::read_dir(quarantine.join("pack"))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()?;
+    files.sort_by_key(|p| p.extension().is_some_and(|e| e == "idx"));
+    for f in files {
+        if let Some(name) = f.file_name() {
+            std::fs::rename(&f, packs.join(name))?;
+        }
+    }
+    std::fs::remove_dir_all(quarantine)?;
+    repo.odb()?.refresh()?;
+    Ok(())
+}
+
+/// An indexer writing a pack into `dir/pack` (created), resolving thin-pack bases from `odb`.
+fn open_indexer<'a>(odb: &git2::Odb<'a>, dir: &Path) -> Result<git2::Indexer<'a>> {
+    std::fs::create_dir_all(dir.join("pack"))?;
+    Ok(git2::Indexer::new(Some(odb), &dir.join("pack"), 0, true)?)
 }
 
 /// Clones conversation `conversation` from device `device` over `stream` into `dir` (missing
@@ -456,6 +517,11 @@ where
     let result = async {
         let head = fetch(dir, stream, conversation, device).await?;
         let repo = Repository::open(dir)?;
+        // A refused clone is removed whole: its objects need no quarantine.
+        let q = quarantine_dir(&repo, head);
+        if q.is_dir() {
+            admit(&repo, &q)?;
+        }
         // The first commit of the validated walk is the root, the conversation's id.
         let (_, root) = crate::validate::walk(&repo, None, head).map_err(Error::Rejected)?;
         let commit = repo.find_commit(head)?;

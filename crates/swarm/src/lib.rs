@@ -23,11 +23,12 @@
 //! The git protocol is two state machines, [`git::Fetch`] (the client) and
 //! [`git::UploadPack`] (the server), fed with the bytes of any stream; [`git::fetch`],
 //! [`git::clone`] and [`git::serve`] drive them over an async stream. A fetched history is
-//! taken in only after it validates:
+//! taken in only after it validates: its objects wait outside the object database
+//! ([`git::quarantine_dir`]) until `pull` accepts them, and a refused history leaves none.
 //!
 //! ```text
-//! let head = git::fetch(&dir, &mut stream, conversation, device).await?;  // objects in
-//! match Conversation::open(&dir)?.pull(&signer, head)? {                 // validated here
+//! let head = git::fetch(&dir, &mut stream, conversation, device).await?;  // quarantined
+//! match Conversation::open(&dir)?.pull(&signer, head)? {                 // validated, moved in
 //!     Pulled::UpToDate => {}
 //!     Pulled::FastForward | Pulled::Merged(_) => { /* new messages: messages(..) */ }
 //! }

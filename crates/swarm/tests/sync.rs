@@ -22,6 +22,11 @@ fn serve(
     (client, task)
 }
 
+/// Fetched histories waiting in quarantine in the repository at `dir`.
+fn waiting(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join(".git/objects/incoming")).map_or(0, |d| d.count())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clone_post_fetch_merge_both_ways() {
     let (alice, bob) = (
@@ -72,6 +77,13 @@ async fn clone_post_fetch_merge_both_ways() {
         .unwrap();
     assert_eq!(cb.pull(&b, head).unwrap(), Pulled::FastForward);
     assert_eq!(ca.head().unwrap(), cb.head().unwrap());
+    // Accepted histories moved into the object database: seen by a fresh open, nothing
+    // left waiting.
+    for dir in [da.path(), bob_dir.as_path()] {
+        let fresh = git2::Repository::open(dir).unwrap();
+        assert!(fresh.find_commit(head).is_ok());
+        assert_eq!(waiting(dir), 0, "{}", dir.display());
+    }
     let n = ca.verify().unwrap();
     assert_eq!(cb.verify().unwrap(), n);
     // Nothing new: the fetch is a flush, the head unchanged.
@@ -124,6 +136,14 @@ async fn clone_post_fetch_merge_both_ways() {
     }
     assert_eq!(ca.head().unwrap(), before);
     assert_eq!(ca.verify().unwrap(), n);
+    // Nothing of the refused history stays on disk: not in the object database, not in
+    // quarantine.
+    let fresh = git2::Repository::open(da.path()).unwrap();
+    assert!(
+        fresh.find_commit(forged).is_err(),
+        "the forged commit stayed"
+    );
+    assert_eq!(waiting(da.path()), 0);
 
     // A clone of that history is refused and leaves nothing behind.
     let (mut to_bob2, _) = serve(&bob_dir);
