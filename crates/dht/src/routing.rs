@@ -30,6 +30,9 @@ pub struct Node {
     pub expired: bool,
     /// When we last pinged it to check it is still there.
     pub pinged: Option<Instant>,
+    /// Another address that claimed its id, and when we pinged it there: the node moves
+    /// only once that address answers.
+    pub moving: Option<(SocketAddr, Instant)>,
 }
 
 impl Node {
@@ -96,7 +99,21 @@ impl RoutingTable {
         }
         let b = &mut self.buckets[self.own.common_bits(&id) as usize];
         if let Some(n) = b.iter_mut().find(|n| n.id == id) {
+            if n.addr != addr && !replied && n.is_good(now) {
+                // A confirmed node moves only once its new address answers a ping of
+                // ours: one packet naming its id from elsewhere must not redirect what we
+                // send it (eclipsing a key would cost an attacker one packet per node).
+                let due = n
+                    .moving
+                    .is_none_or(|(a, t)| a != addr || now.duration_since(t) > PING_INTERVAL);
+                if due {
+                    n.moving = Some((addr, now));
+                    return Some((id, addr));
+                }
+                return None;
+            }
             n.addr = addr;
+            n.moving = None;
             n.last_seen = now;
             n.expired = false;
             if replied {
@@ -104,9 +121,10 @@ impl RoutingTable {
             }
             return None;
         }
-        // A node id maps to one address: the latest sender wins, as in OpenDHT. A newcomer
-        // that has not answered us yet is returned to be pinged: until it answers it is not
-        // handed out to others, so made-up senders stay unconfirmed.
+        // A node id maps to one address (an unconfirmed one follows its latest sender, as in
+        // OpenDHT; a confirmed one moves only as above). A newcomer that has not answered
+        // us yet is returned to be pinged: until it answers it is not handed out to others,
+        // so made-up senders stay unconfirmed.
         let node = Node {
             id,
             addr,
@@ -114,6 +132,7 @@ impl RoutingTable {
             last_reply: replied.then_some(now),
             expired: false,
             pinged: (!replied).then_some(now),
+            moving: None,
         };
         let verify = (!replied).then_some((id, addr));
         if b.len() < K {
@@ -216,6 +235,37 @@ impl RoutingTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_confirmed_node_moves_only_when_its_new_address_answers() {
+        let now = Instant::now();
+        let mut t = RoutingTable::new(InfoHash([0; 20]));
+        let id = InfoHash([7; 20]);
+        let (home, elsewhere): (SocketAddr, SocketAddr) = (
+            "10.0.0.1:4222".parse().unwrap(),
+            "10.6.6.6:4222".parse().unwrap(),
+        );
+        assert_eq!(t.seen(id, home, now, true), None, "a reply confirms it");
+        let addr_of = |t: &RoutingTable| t.nodes().find(|n| n.id == id).unwrap().addr;
+        // A query naming its id from elsewhere: the new address is to be pinged, the node
+        // stays where it answered.
+        let later = now + Duration::from_secs(1);
+        assert_eq!(t.seen(id, elsewhere, later, false), Some((id, elsewhere)));
+        assert_eq!(addr_of(&t), home);
+        assert_eq!(t.closest(&id, 1, later, true)[0].addr, home);
+        // More packets from there change nothing and ask no second ping soon.
+        for i in 0..100 {
+            let at = later + Duration::from_millis(i);
+            assert_eq!(t.seen(id, elsewhere, at, false), None);
+        }
+        assert_eq!(addr_of(&t), home);
+        // Its own address keeps it fresh.
+        assert_eq!(t.seen(id, home, later, false), None);
+        assert_eq!(addr_of(&t), home);
+        // The new address answered our ping: now it moves.
+        assert_eq!(t.seen(id, elsewhere, later, true), None);
+        assert_eq!(addr_of(&t), elsewhere);
+    }
 
     #[test]
     fn closest_and_buckets() {
