@@ -835,7 +835,17 @@ impl Node {
     /// Listens at `key`: current and new values come as [`Event::Value`], expirations as
     /// [`Event::Expired`], until [`Self::cancel`].
     pub fn listen(&mut self, now: Instant, key: InfoHash, query: Option<ValueQuery>) -> OpId {
-        let sid = self.new_tid();
+        // Drawn at random, not counted: a listen's id is all a push carries of it.
+        let sid = loop {
+            let sid = self.random.next_u64() as u32;
+            let taken = self
+                .searches
+                .values()
+                .any(|s| matches!(s.kind, OpKind::Listen { sid: x, .. } if x == sid));
+            if sid != 0 && !taken {
+                break sid;
+            }
+        };
         self.start_search(
             now,
             key,
@@ -1259,7 +1269,7 @@ impl Node {
             }
             MessageKind::Reply => self.on_reply(now, from, msg),
             MessageKind::Error(code, _) => self.on_error(now, from, msg.tid, code),
-            MessageKind::LegacyUpdate => self.on_update(msg.tid, msg.body),
+            MessageKind::LegacyUpdate => self.on_update(from, msg.tid, msg.body),
             MessageKind::ValueData(_) => {}
         }
     }
@@ -1438,7 +1448,7 @@ impl Node {
             },
             Method::Update => {
                 if let Some(sid) = b.sid {
-                    self.on_update(sid, b);
+                    self.on_update(from, sid, b);
                 }
                 Ok(vec![reply])
             }
@@ -1542,11 +1552,12 @@ impl Node {
 
     /// A storing node pushed values (or expirations) for one of our listens: an `update`
     /// request, or a legacy push whose tid is the listen's `sid`.
-    fn on_update(&mut self, sid: u32, b: Body) {
-        // Only the nodes this listen was sent to may push to it.
+    fn on_update(&mut self, from: SocketAddr, sid: u32, b: Body) {
+        // Only the nodes this listen was sent to may push to it, from the address it was
+        // sent to: the id a packet names is anyone's to write.
         let Some((&op, s)) = self.searches.iter_mut().find(|(_, s)| {
             matches!(s.kind, OpKind::Listen { sid: x, .. } if x == sid)
-                && s.candidates.iter().any(|c| c.id == b.id)
+                && s.candidates.iter().any(|c| c.id == b.id && c.addr == from)
         }) else {
             return;
         };
@@ -1568,7 +1579,7 @@ impl Node {
         let Some(p) = self.pending.get_mut(&msg.tid) else {
             // Not an answer: a legacy listen push carries the listen's sid as its tid.
             if !msg.body.values.is_empty() {
-                self.on_update(msg.tid, msg.body);
+                self.on_update(from, msg.tid, msg.body);
             }
             return;
         };
@@ -2093,6 +2104,83 @@ mod tests {
         }
         assert_eq!(nodes[0].unix_time(now), 1_700_000_000 + 3600);
         sent
+    }
+
+    /// A listen takes pushes only from the node it was sent to, at that node's address: a
+    /// push naming that node's id and the listen's `sid` from elsewhere shows nothing.
+    #[test]
+    fn a_listen_takes_pushes_from_its_storing_node_only() {
+        use crate::random::SeededRandom;
+        let now = Instant::now();
+        let addrs: [SocketAddr; 2] = [
+            "10.0.0.1:4222".parse().unwrap(),
+            "10.0.0.2:4222".parse().unwrap(),
+        ];
+        let mut nodes =
+            [0u8, 1].map(|i| Node::with_random(Config::default(), SeededRandom::new([i; 32])));
+        let pump = |nodes: &mut [Node; 2]| {
+            loop {
+                let mut moved = false;
+                for i in 0..2 {
+                    while let Some(t) = nodes[i].poll_transmit() {
+                        moved = true;
+                        if let Some(j) = addrs.iter().position(|a| *a == t.to) {
+                            nodes[j].handle_datagram(now, addrs[i], &t.data);
+                        }
+                    }
+                }
+                if !moved {
+                    break;
+                }
+            }
+        };
+        nodes[0].bootstrap(now, addrs[1]);
+        pump(&mut nodes);
+        let key = InfoHash::get(b"key");
+        let op = nodes[0].listen(now, key, None);
+        pump(&mut nodes);
+        let values = |n: &mut Node| {
+            std::iter::from_fn(|| n.poll_event())
+                .filter(|e| matches!(e, Event::Value { op: o, .. } if *o == op))
+                .count()
+        };
+        values(&mut nodes[0]);
+        // The storing node's own push arrives.
+        nodes[1].put(now, key, Value::new("honest"));
+        pump(&mut nodes);
+        assert_eq!(values(&mut nodes[0]), 1, "the honest push is shown");
+        // A forged push: the storing node's id and the right sid, from another address.
+        let sid = nodes[0].listen_sid(op).unwrap();
+        let forged = Message::new(
+            nodes[0].new_tid(),
+            MessageKind::Query(Method::Update),
+            Body {
+                id: nodes[1].id(),
+                key: Some(key),
+                sid: Some(sid),
+                values: vec![ValueEntry::Inline(Value {
+                    id: 77,
+                    ..Value::new("forged")
+                })],
+                ..Body::default()
+            },
+        );
+        nodes[0].handle_datagram(now, "10.6.6.6:4222".parse().unwrap(), &forged.encode());
+        // The same as a legacy push (tid = sid).
+        let legacy = Message::new(
+            sid,
+            MessageKind::LegacyUpdate,
+            Body {
+                id: nodes[1].id(),
+                values: vec![ValueEntry::Inline(Value {
+                    id: 78,
+                    ..Value::new("forged")
+                })],
+                ..Body::default()
+            },
+        );
+        nodes[0].handle_datagram(now, "10.6.6.6:4222".parse().unwrap(), &legacy.encode());
+        assert_eq!(values(&mut nodes[0]), 0, "no forged value shown");
     }
 
     #[test]
