@@ -14,6 +14,26 @@ use pamoja_client::instant::Instant as Im;
 use pamoja_client::{CallId, CallState, ConversationId, Event, JamiId, MessageId, Settings};
 use sim::World;
 
+/// A `sip` channel's route from account `from` to account `to`.
+fn route(from: &str, to: &str) -> Route {
+    Route {
+        from: from.into(),
+        to: to.into(),
+        local: "10.0.0.2:1".parse().unwrap(),
+        remote: "10.0.0.1:1".parse().unwrap(),
+    }
+}
+
+/// The bytes of a MESSAGE from `from` to `to` saying `from` types in `conv`.
+fn typing_message(from: &str, to: &str, conv: &ConversationId, id: &str) -> Vec<u8> {
+    let (mime, body) = Im::Composing {
+        conversation: conv.to_string(),
+        active: true,
+    }
+    .encode();
+    sip::message(&route(from, to), mime, &body, id, 1).to_bytes()
+}
+
 const A: usize = 0;
 const B: usize = 1;
 const C: usize = 2;
@@ -448,20 +468,7 @@ fn a_message_naming_another_sender_is_dropped() {
             name: "sip".into(),
         },
     );
-    let typing = |from: &str, id: &str| {
-        let route = Route {
-            from: from.into(),
-            to: a_id.to_string(),
-            local: "10.0.0.2:1".parse().unwrap(),
-            remote: "10.0.0.1:1".parse().unwrap(),
-        };
-        let (mime, body) = Im::Composing {
-            conversation: conv.to_string(),
-            active: true,
-        }
-        .encode();
-        sip::message(&route, mime, &body, id, 1).to_bytes()
-    };
+    let typing = |from: &str, id: &str| typing_message(from, &a_id.to_string(), &conv, id);
     // Bob's link carries a message claiming to be Carol's: dropped.
     core.handle(
         now,
@@ -665,18 +672,12 @@ fn garbage_on_a_sip_channel_costs_that_channel_only() {
     let (b_dev, b_id, a_id) = (w.nodes[B].device, w.id(B), w.id(A));
     // A valid MESSAGE, then cut, mangled and random versions of it, each on a fresh
     // channel from Bob's device.
-    let route = Route {
-        from: b_id.to_string(),
-        to: a_id.to_string(),
-        local: "10.0.0.2:1".parse().unwrap(),
-        remote: "10.0.0.1:1".parse().unwrap(),
-    };
-    let (mime, body) = Im::Composing {
-        conversation: conv.to_string(),
-        active: true,
-    }
-    .encode();
-    let good = sip::message(&route, mime, &body, "00000000000000aa", 1).to_bytes();
+    let good = typing_message(
+        &b_id.to_string(),
+        &a_id.to_string(),
+        &conv,
+        "00000000000000aa",
+    );
     let mut seed = 7u64;
     let mut next = || {
         seed ^= seed << 13;
@@ -726,12 +727,7 @@ fn the_same_seed_and_inputs_give_the_same_bytes() {
     let w = World::new(&["alice", "bob"]);
     let (a_id, b_id, b_dev) = (w.id(A), w.id(B), w.nodes[B].device);
     // One request whose To has no tag: each answer adds one.
-    let route = Route {
-        from: b_id.to_string(),
-        to: a_id.to_string(),
-        local: "10.0.0.2:1".parse().unwrap(),
-        remote: "10.0.0.1:1".parse().unwrap(),
-    };
+    let route = route(&b_id.to_string(), &a_id.to_string());
     let request = sip::message(&route, "text/plain", "hi", "00000000000000ab", 1).to_bytes();
     let run = |seed: u64| -> Vec<Vec<u8>> {
         let config = CoreConfig {

@@ -2054,6 +2054,31 @@ mod tests {
         assert_eq!(n.storage_counts(), (0, 0));
     }
 
+    /// Delivers what two nodes at `addrs` send each other until they are quiet; every
+    /// datagram sent, in order.
+    fn exchange(
+        nodes: &mut [Node; 2],
+        addrs: &[SocketAddr; 2],
+        now: Instant,
+    ) -> Vec<(SocketAddr, Vec<u8>)> {
+        let mut sent = Vec::new();
+        loop {
+            let mut moved = false;
+            for i in 0..2 {
+                while let Some(t) = nodes[i].poll_transmit() {
+                    moved = true;
+                    if let Some(j) = addrs.iter().position(|a| *a == t.to) {
+                        nodes[j].handle_datagram(now, addrs[i], &t.data);
+                    }
+                    sent.push((t.to, t.data));
+                }
+            }
+            if !moved {
+                return sent;
+            }
+        }
+    }
+
     /// Every datagram of two nodes meeting, putting and getting a value, and running their
     /// timers for an hour, the nodes drawing from generators seeded with `seed`.
     fn seeded_run(seed: u8) -> Vec<(SocketAddr, Vec<u8>)> {
@@ -2072,21 +2097,7 @@ mod tests {
         let mut sent = Vec::new();
         let mut now = t0;
         let pump = |nodes: &mut [Node; 2], now: Instant, sent: &mut Vec<(SocketAddr, Vec<u8>)>| {
-            loop {
-                let mut moved = false;
-                for i in 0..2 {
-                    while let Some(t) = nodes[i].poll_transmit() {
-                        moved = true;
-                        if let Some(j) = addrs.iter().position(|a| *a == t.to) {
-                            nodes[j].handle_datagram(now, addrs[i], &t.data);
-                        }
-                        sent.push((t.to, t.data));
-                    }
-                }
-                if !moved {
-                    break;
-                }
-            }
+            sent.extend(exchange(nodes, &addrs, now));
         };
         nodes[0].bootstrap(now, addrs[1]);
         pump(&mut nodes, now, &mut sent);
@@ -2119,20 +2130,7 @@ mod tests {
         let mut nodes =
             [0u8, 1].map(|i| Node::with_random(Config::default(), SeededRandom::new([i; 32])));
         let pump = |nodes: &mut [Node; 2]| {
-            loop {
-                let mut moved = false;
-                for i in 0..2 {
-                    while let Some(t) = nodes[i].poll_transmit() {
-                        moved = true;
-                        if let Some(j) = addrs.iter().position(|a| *a == t.to) {
-                            nodes[j].handle_datagram(now, addrs[i], &t.data);
-                        }
-                    }
-                }
-                if !moved {
-                    break;
-                }
-            }
+            exchange(nodes, &addrs, now);
         };
         nodes[0].bootstrap(now, addrs[1]);
         pump(&mut nodes);

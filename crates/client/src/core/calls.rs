@@ -162,6 +162,35 @@ pub(super) struct Call {
     finishing: Option<String>,
 }
 
+impl Call {
+    /// A call on `channel` with `peer` (an account id) whose dialog is `dialog`: nothing
+    /// wanted, offered or agreed yet.
+    fn new(dialog: Dialog, channel: ChannelId, peer: &str) -> Self {
+        Self {
+            dialog,
+            channel,
+            peer: peer.to_owned(),
+            hold: false,
+            muted: false,
+            video: false,
+            records: false,
+            agreed: (false, false),
+            offer: None,
+            reoffer: None,
+            gathering: false,
+            retry_at: None,
+            send_after: None,
+            infos: VecDeque::new(),
+            told_recording: false,
+            peer_recording: false,
+            peer_muted: false,
+            media: None,
+            linger: None,
+            finishing: None,
+        }
+    }
+}
+
 /// Our side of a call's SDP: a section per kind of `sections`, in order: audio (Opus,
 /// DTMF), video (VP8) enabled when `video` (else a refused section), anything else refused;
 /// each `sendonly` when we `hold`.
@@ -355,6 +384,24 @@ impl Core {
         );
     }
 
+    /// A call is known: kept, and the shell told.
+    fn call_started(
+        &mut self,
+        id: &str,
+        call: Call,
+        peer: pamoja_identity::JamiId,
+        auto_answer: bool,
+        ticket: Option<Ticket>,
+    ) {
+        self.calls.insert(id.to_owned(), call);
+        self.io.push_back(Io::CallStarted {
+            call: CallId::trusted(id),
+            peer,
+            auto_answer,
+            ticket,
+        });
+    }
+
     /// A peer's INVITE on a `sip` channel: a new call that rings (answered at once with
     /// auto-answer).
     pub(super) fn incoming_call(&mut self, channel: ChannelId, peer: &str, invite: &SipMessage) {
@@ -378,37 +425,7 @@ impl Core {
         let id = d.call_id().to_owned();
         let auto = self.settings.auto_answer;
         let (video, records) = (self.auto_answer_media.0, self.auto_answer_media.1);
-        self.calls.insert(
-            id.clone(),
-            Call {
-                dialog: d,
-                channel,
-                peer: peer.to_owned(),
-                hold: false,
-                muted: false,
-                video: false,
-                records: false,
-                agreed: (false, false),
-                offer: None,
-                reoffer: None,
-                gathering: false,
-                retry_at: None,
-                send_after: None,
-                infos: VecDeque::new(),
-                told_recording: false,
-                peer_recording: false,
-                peer_muted: false,
-                media: None,
-                linger: None,
-                finishing: None,
-            },
-        );
-        self.io.push_back(Io::CallStarted {
-            call: CallId::trusted(&id),
-            peer: peer_id,
-            auto_answer: auto,
-            ticket: None,
-        });
+        self.call_started(&id, Call::new(d, channel, peer), peer_id, auto, None);
         self.call_state(&id, CallState::Incoming, None);
         if auto {
             if let Some(c) = self.calls.get_mut(&id) {
@@ -607,37 +624,15 @@ impl Core {
                 );
                 let id = d.call_id().to_owned();
                 let records = self.placing_records.remove(&ticket).unwrap_or(false);
-                self.calls.insert(
-                    id.clone(),
-                    Call {
-                        dialog: d,
-                        channel,
-                        peer: peer.clone(),
-                        hold: false,
-                        muted: false,
-                        video,
-                        records,
-                        agreed: (false, video),
-                        offer: Some((g, offer)),
-                        reoffer: None,
-                        gathering: false,
-                        retry_at: None,
-                        send_after: fresh.then(|| self.now + FRESH_CHANNEL_PAUSE),
-                        infos: VecDeque::new(),
-                        told_recording: false,
-                        peer_recording: false,
-                        peer_muted: false,
-                        media: None,
-                        linger: None,
-                        finishing: None,
-                    },
-                );
-                self.io.push_back(Io::CallStarted {
-                    call: CallId::trusted(&id),
-                    peer: peer_id,
-                    auto_answer: false,
-                    ticket: Some(ticket),
-                });
+                let call = Call {
+                    video,
+                    records,
+                    agreed: (false, video),
+                    offer: Some((g, offer)),
+                    send_after: fresh.then(|| self.now + FRESH_CHANNEL_PAUSE),
+                    ..Call::new(d, channel, &peer)
+                };
+                self.call_started(&id, call, peer_id, false, Some(ticket));
                 self.reply(ticket, Ok(Reply::Call(CallId::trusted(&id))));
                 if !fresh {
                     self.call_state(&id, CallState::Calling, None);
