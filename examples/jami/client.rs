@@ -25,7 +25,9 @@ pub async fn start(
     std::fs::create_dir_all(data).with_context(|| format!("cannot create {}", data.display()))?;
     let kept = data.join("archive.gz");
     if !kept.exists() {
-        std::fs::copy(archive, &kept)
+        // Kept durably: a crash mid-copy leaves no half archive to start from next time.
+        std::fs::read(archive)
+            .and_then(|bytes| pamoja::identity::durable::replace(&kept, &bytes, 0o600))
             .with_context(|| format!("cannot keep the archive in {}", data.display()))?;
     }
     let account = super::open(archive)?;

@@ -44,9 +44,12 @@ impl Seen {
         let mut s = Self::new(capacity);
         match File::open(path) {
             Ok(f) => {
-                for line in BufReader::new(f).lines() {
-                    let line = line?;
-                    let id = line.trim();
+                // A line that is not UTF-8 (a torn write, a bad disk) is skipped, not fatal.
+                for line in BufReader::new(f).split(b'\n') {
+                    let Ok(id) = String::from_utf8(line?) else {
+                        continue;
+                    };
+                    let id = id.trim();
                     if !id.is_empty() && id.len() <= MAX_ID_LEN {
                         s.remember(id.to_owned());
                     }
@@ -107,21 +110,19 @@ impl Seen {
         }
     }
 
-    /// Rewrites the file with the ids kept (atomically, through a temporary file).
+    /// Rewrites the file with the ids kept, durably (a temporary file of its own, synced,
+    /// renamed over the file).
     fn compact(&mut self) -> io::Result<()> {
         let Some((path, _)) = &self.file else {
             return Ok(());
         };
         let path = path.clone();
-        let tmp = path.with_extension("tmp");
-        {
-            let mut f = File::create(&tmp)?;
-            for id in &self.order {
-                writeln!(f, "{id}")?;
-            }
-            f.sync_all()?;
+        let mut all = String::new();
+        for id in &self.order {
+            all.push_str(id);
+            all.push('\n');
         }
-        std::fs::rename(&tmp, &path)?;
+        pamoja_identity::durable::replace(&path, all.as_bytes(), 0o600)?;
         let f = OpenOptions::new().append(true).open(&path)?;
         self.file = Some((path, f));
         self.appended = 0;
@@ -165,5 +166,25 @@ mod tests {
         let lines = std::fs::read_to_string(&path).unwrap().lines().count();
         assert_eq!(lines, 3);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_torn_line_is_skipped_and_a_tmp_sibling_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seen");
+        // A line that is not UTF-8 used to stop the start-up.
+        std::fs::write(&path, b"aa\n\xff\xfe\nbb\n").unwrap();
+        // A sibling named as compaction's temporary file used to be truncated.
+        let sibling = dir.path().join("seen.tmp");
+        std::fs::write(&sibling, b"someone else's").unwrap();
+        let mut s = Seen::open(&path, 2).unwrap();
+        assert!(s.contains("aa") && s.contains("bb"));
+        for id in ["c", "d", "e"] {
+            s.insert(id).unwrap();
+        }
+        assert_eq!(std::fs::read(&sibling).unwrap(), b"someone else's");
+        drop(s);
+        let s = Seen::open(&path, 2).unwrap();
+        assert!(s.contains("e") && s.contains("d") && !s.contains("aa"));
     }
 }

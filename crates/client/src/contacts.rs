@@ -204,28 +204,10 @@ fn decode_map<T>(
     Ok(m)
 }
 
-/// Replaces `path` with `data` atomically.
+/// Replaces `path` with `data` durably (the previous content stays until the new one is on
+/// disk; see [`pamoja_identity::durable`]).
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
-    use std::io::Write;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    // The new content is on disk before it replaces the old, and the rename is on disk
-    // before we go on: after a crash or a power loss the file is the old one or the new
-    // one, never empty or cut short.
-    let written = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()
-    })();
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
+    pamoja_identity::durable::replace(path, data, 0o600)
 }
 
 fn read_or_empty(path: &Path) -> io::Result<Option<Vec<u8>>> {
@@ -360,20 +342,6 @@ mod tests {
     use super::*;
 
     const A: &str = "0123456789abcdef0123456789abcdef01234567";
-
-    #[test]
-    fn a_failed_save_keeps_the_previous_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("contacts");
-        write_atomic(&path, b"first").unwrap();
-        write_atomic(&path, b"second").unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"second");
-        // The temporary file cannot be made (a directory holds its name): the save fails
-        // and the file keeps its last content.
-        std::fs::create_dir(dir.path().join("contacts.tmp")).unwrap();
-        assert!(write_atomic(&path, b"third").is_err());
-        assert_eq!(std::fs::read(&path).unwrap(), b"second");
-    }
 
     #[test]
     fn states_and_merge() {

@@ -165,39 +165,15 @@ impl Archive {
         Self::decode(&data, password)
     }
 
-    /// Encodes and writes an archive file atomically (temporary file, then rename), mode 0600.
+    /// Encodes and writes an archive file durably, mode 0600: a temporary file of this
+    /// writer's own, synced, renamed over `path`, the directory synced ([`crate::durable`]).
+    /// On any failure the previous file stays as it was.
     pub fn write_file(&self, path: &Path, password: Option<&str>) -> Result<()> {
         let data = self.encode(password)?;
-        let io = |error| Error::Io {
+        crate::durable::replace(path, &data, 0o600).map_err(|error| Error::Io {
             path: path.into(),
             error,
-        };
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let name = path
-            .file_name()
-            .ok_or_else(|| io(std::io::Error::other("not a file name")))?;
-        let tmp = dir.join(format!(
-            ".{}.tmp{}",
-            name.to_string_lossy(),
-            std::process::id()
-        ));
-        let result = (|| {
-            let mut opts = std::fs::OpenOptions::new();
-            opts.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-            let mut f = opts.open(&tmp)?;
-            f.write_all(&data)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, path)
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result.map_err(io)
+        })
     }
 
     /// The raw JSON object.
@@ -396,6 +372,30 @@ mod tests {
             br#"{"zeta":"1","ringAccountKey":"","alpha":{"x":[1,2]},"Account.alias":"me"}"#,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn writers_of_one_archive_never_share_a_temporary_file() {
+        // Two writers in one process used to share `.archive.gz.tmp<pid>`: one of them
+        // failed (or, without create_new, wrote into the other's file).
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("archive.gz");
+        std::thread::scope(|s| {
+            let writers: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        for _ in 0..50 {
+                            sample().write_file(&path, None).unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for w in writers {
+                w.join().unwrap();
+            }
+        });
+        assert_eq!(Archive::read_file(&path, None).unwrap(), sample());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]

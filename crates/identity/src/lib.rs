@@ -18,7 +18,8 @@
 //! * [`archive`]: the archive container and JSON, unknown keys kept;
 //! * [`account`]: create an account, add and revoke devices, read and save archives;
 //! * [`announce`]: the device receipt and the signed DeviceAnnouncement;
-//! * [`eth`]: the legacy Ethereum key and address.
+//! * [`eth`]: the legacy Ethereum key and address;
+//! * [`durable`]: files replaced so that a crash leaves the old or the new content.
 //!
 //! ```no_run
 //! use pamoja_identity::{Account, Archive};
@@ -38,6 +39,7 @@ pub mod archive;
 pub mod cert;
 pub mod chain;
 pub mod crl;
+pub mod durable;
 pub mod error;
 pub mod eth;
 pub mod id;

@@ -675,12 +675,13 @@ impl Core {
     }
 }
 
-/// Reads `convRequests.json`.
-pub fn decode_conv_requests(b: &[u8]) -> BTreeMap<String, ConvRequest> {
+/// Reads `convRequests.json` (`None`: not a JSON object).
+pub fn decode_conv_requests(b: &[u8]) -> Option<BTreeMap<String, ConvRequest>> {
     let Ok(Json::Object(m)) = serde_json::from_slice::<Json>(b) else {
-        return BTreeMap::new();
+        return None;
     };
-    m.into_iter()
+    let requests = m
+        .into_iter()
         .filter_map(|(k, v)| {
             Some((
                 k,
@@ -691,7 +692,8 @@ pub fn decode_conv_requests(b: &[u8]) -> BTreeMap<String, ConvRequest> {
                 },
             ))
         })
-        .collect()
+        .collect();
+    Some(requests)
 }
 
 /// An account id the core holds as text, typed for [`Io`] (`None`: not an account id).

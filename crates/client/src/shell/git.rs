@@ -51,6 +51,21 @@ pub(super) fn conversation_ids(data: &Path) -> Vec<String> {
     v
 }
 
+/// Removes what a killed process left half made: `.new-*` (creations) and `.clone-*`
+/// (clones) under `conversations/`, never a conversation's own directory.
+pub(super) fn remove_leftovers(data: &Path) {
+    let Ok(rd) = std::fs::read_dir(data.join("conversations")) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".new-") || name.starts_with(".clone-") {
+            tracing::info!("removing the unfinished {name}");
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 /// Runs `f` on the blocking pool.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
@@ -243,7 +258,15 @@ async fn clone(
                 continue;
             }
         };
+        // The clone is made beside the conversation's directory and moved there only once
+        // whole and valid: a failed clone removes its own directory, never the target.
         let dir = conv_dir(&shared.data, conv);
+        let mut r = [0u8; 8];
+        aws_lc_rs::rand::fill(&mut r).map_err(|_| io::Error::other("no randomness"))?;
+        let tmp = shared
+            .data
+            .join("conversations")
+            .join(format!(".clone-{}", hex::encode(r)));
         let inputs = shared.inputs.clone();
         let c2 = conv.to_owned();
         let mut stream = Counting {
@@ -258,11 +281,15 @@ async fn clone(
             }),
         };
         let handle = tokio::runtime::Handle::current();
-        let (c2, d2, dir2) = (conv.to_owned(), dev.clone(), dir.clone());
+        let (c2, d2, tmp2, dir2) = (conv.to_owned(), dev.clone(), tmp.clone(), dir.clone());
         let cloned = tokio::task::spawn_blocking(move || {
-            let r = handle.block_on(pamoja_swarm::git::clone(&dir2, &mut stream, &c2, &d2));
+            let r = handle.block_on(pamoja_swarm::git::clone(&tmp2, &mut stream, &c2, &d2));
             drop(stream);
-            r.map(drop)
+            r.map(drop).map_err(ClientError::from).and_then(|()| {
+                // A rename over a directory that is not empty fails: what is there stays.
+                std::fs::rename(&tmp2, &dir2)?;
+                Ok(pamoja_identity::durable::sync_dir(&dir2)?)
+            })
         })
         .await
         .map_err(|e| ClientError::Io(io::Error::other(e)))?;
@@ -280,7 +307,7 @@ async fn clone(
                 .await;
             }
             Err(e) => {
-                let _ = std::fs::remove_dir_all(&dir);
+                let _ = std::fs::remove_dir_all(&tmp);
                 refused.push((dev, e.to_string()));
             }
         }

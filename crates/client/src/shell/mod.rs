@@ -209,18 +209,37 @@ impl Drop for Client {
     }
 }
 
+/// Renames an unreadable state file to `<name>.bad-<unix time>` beside it, and logs so.
+fn set_aside<T>(data: &std::path::Path, name: &str) -> Option<T> {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let kept = data.join(format!("{name}.bad-{secs}"));
+    match std::fs::rename(data.join(name), &kept) {
+        Ok(()) => tracing::warn!("{name} is unreadable: kept as {}", kept.display()),
+        Err(e) => tracing::warn!("{name} is unreadable and could not be set aside: {e}"),
+    }
+    None
+}
+
 fn read_state(data: &std::path::Path) -> Result<State> {
     let read = |name: &str| std::fs::read(data.join(name)).ok();
     let contacts = Contacts::decode(
         read(Contacts::CONTACTS_FILE).as_deref(),
         read(Contacts::REQUESTS_FILE).as_deref(),
     )?;
+    // An unreadable file is not taken for an empty one (the next save would overwrite it):
+    // it is set aside, named in the log, and the account starts with the defaults.
     let settings = read("settings.json")
-        .map(|b| Settings::from_json(&serde_json::from_slice(&b).unwrap_or_default()))
+        .and_then(|b| match serde_json::from_slice::<serde_json::Value>(&b) {
+            Ok(j) if j.is_object() => Some(Settings::from_json(&j)),
+            _ => set_aside(data, "settings.json"),
+        })
         .unwrap_or_default();
     let conv_requests = read("convRequests.json")
-        .map(|b| decode_conv_requests(&b))
+        .and_then(|b| decode_conv_requests(&b).or_else(|| set_aside(data, "convRequests.json")))
         .unwrap_or_default();
+    git::remove_leftovers(data);
     let mut members = Members::default();
     for id in git::conversation_ids(data) {
         match git::open(data, &id).and_then(|c| Ok(c.members()?)) {

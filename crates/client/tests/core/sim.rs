@@ -225,7 +225,8 @@ impl World {
             }
         }
         let conv_requests = std::fs::read(node.dir.join("convRequests.json"))
-            .map(|b| pamoja_client::core::decode_conv_requests(&b))
+            .ok()
+            .and_then(|b| pamoja_client::core::decode_conv_requests(&b))
             .unwrap_or_default();
         let state = State {
             contacts: pamoja_client::contacts::Contacts::load(&node.dir).unwrap(),
