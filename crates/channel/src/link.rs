@@ -521,6 +521,58 @@ async fn open_on(cmds: &mpsc::Sender<Cmd>, name: &str) -> Result<Channel, LinkEr
 /// How long a channel request waits for the peer's answer.
 pub const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Frames a channel's reader finds queued for it (at most 64 KiB each).
+const READER_QUEUE: usize = 16;
+
+/// How far behind the peer a channel's reader may fall, in bytes not yet read (beyond the
+/// 16 frames its queue holds): past this the channel is closed, with a warning. A link's
+/// task never waits for a channel's reader, so one channel nobody reads cannot stop the
+/// link's other channels, its beacons or our sends.
+pub const CHANNEL_BACKLOG: usize = 8 << 20;
+
+/// How long one write to the peer may wait (a peer that stops reading): then the link ends.
+pub const WRITE_STALL: Duration = Duration::from_secs(30);
+
+/// What the link's task holds of a channel the peer sends on: a queue that never blocks the
+/// task, and the bytes queued not yet taken by the channel's forwarder.
+struct Inbound {
+    tx: mpsc::UnboundedSender<Vec<u8>>,
+    queued: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Inbound {
+    /// A channel's inbound side, and the bounded queue its reader reads: a task forwards
+    /// from one to the other, so that waiting on a slow reader is that task's, not the link's.
+    fn new() -> (Self, mpsc::Receiver<Vec<u8>>) {
+        use std::sync::atomic::Ordering;
+        let (tx, data) = mpsc::channel(READER_QUEUE);
+        let (utx, mut urx) = mpsc::unbounded_channel::<Vec<u8>>();
+        let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let q = queued.clone();
+        tokio::spawn(async move {
+            while let Some(d) = urx.recv().await {
+                q.fetch_sub(d.len(), Ordering::Relaxed);
+                if tx.send(d).await.is_err() {
+                    return;
+                }
+            }
+        });
+        (Self { tx: utx, queued }, data)
+    }
+
+    /// Queues `data`; `false` (nothing queued) when the reader is [`CHANNEL_BACKLOG`] behind.
+    fn push(&self, data: Vec<u8>) -> bool {
+        use std::sync::atomic::Ordering;
+        let n = data.len();
+        if self.queued.load(Ordering::Relaxed) + n > CHANNEL_BACKLOG {
+            return false;
+        }
+        self.queued.fetch_add(n, Ordering::Relaxed);
+        let _ = self.tx.send(data);
+        true
+    }
+}
+
 /// Handles values at one of our `peer:` keys: answers to our requests, and new requests.
 async fn listen_requests(inner: Arc<Inner>, mut listen: pamoja_dht::runner::Listen) {
     while let Some(ev) = listen.next().await {
@@ -757,7 +809,8 @@ impl Channel {
     /// out in frames of at most 64 KiB, what the peer sends is read in order. A channel has no
     /// half-close: shutting the write side down (or dropping the stream) closes the channel
     /// both ways, and reads end once either side closed it. Backpressure: writes wait while
-    /// the link's queue is full, and a reader that does not read slows the peer down.
+    /// the link's queue is full; a reader that falls [`CHANNEL_BACKLOG`] bytes behind the
+    /// peer loses the channel (its reads end after what was queued), the link goes on.
     pub fn into_stream(self) -> ChannelStream {
         let Channel { id, data, cmds, .. } = self;
         ChannelStream(Pipe::new(
@@ -873,7 +926,7 @@ async fn run_link<S>(
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut mux = Mux::new(Limits::default());
     let mut opening: HashMap<u16, oneshot::Sender<Result<Channel, LinkError>>> = HashMap::new();
-    let mut channels: HashMap<u16, mpsc::Sender<Vec<u8>>> = HashMap::new();
+    let mut channels: HashMap<u16, Inbound> = HashMap::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         // Events first: answering them queues frames, sent right below.
@@ -883,8 +936,8 @@ async fn run_link<S>(
                     let Some(cmds) = cmd_tx.upgrade() else { return };
                     if accept(&name) {
                         mux.accept(channel);
-                        let (tx, data) = mpsc::channel(256);
-                        channels.insert(channel, tx);
+                        let (inbound, data) = Inbound::new();
+                        channels.insert(channel, inbound);
                         let ch = Channel {
                             id: channel,
                             name,
@@ -899,8 +952,8 @@ async fn run_link<S>(
                 }
                 MuxEvent::Opened { channel, name } => {
                     let Some(cmds) = cmd_tx.upgrade() else { return };
-                    let (tx, data) = mpsc::channel(256);
-                    channels.insert(channel, tx);
+                    let (inbound, data) = Inbound::new();
+                    channels.insert(channel, inbound);
                     if let Some(w) = opening.remove(&channel) {
                         let _ = w.send(Ok(Channel {
                             id: channel,
@@ -916,9 +969,13 @@ async fn run_link<S>(
                     }
                 }
                 MuxEvent::Data { channel, data } => {
-                    if let Some(tx) = channels.get(&channel) {
-                        // Backpressure: a slow reader slows this link.
-                        let _ = tx.send(data).await;
+                    // Never waits: a reader too far behind loses its channel, not the link.
+                    if channels.get(&channel).is_some_and(|c| !c.push(data)) {
+                        tracing::warn!(
+                            "channel {channel}: its reader is over {CHANNEL_BACKLOG} bytes behind, closed"
+                        );
+                        channels.remove(&channel);
+                        mux.close(channel);
                     }
                 }
                 MuxEvent::Closed { channel } => {
@@ -932,11 +989,18 @@ async fn run_link<S>(
             }
         }
         while let Some(b) = mux.poll_transmit() {
-            if wr.write_all(&b).await.is_err() {
-                return;
+            match tokio::time::timeout(WRITE_STALL, wr.write_all(&b)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return,
+                Err(_) => {
+                    tracing::warn!("link: the peer read nothing for {WRITE_STALL:?}, ended");
+                    return;
+                }
             }
         }
-        let _ = wr.flush().await;
+        if tokio::time::timeout(WRITE_STALL, wr.flush()).await.is_err() {
+            return;
+        }
         let wake = mux.poll_timeout().map(tokio::time::Instant::from_std);
         let sleep = async {
             match wake {

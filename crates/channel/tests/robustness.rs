@@ -1,6 +1,7 @@
 //! A bad peer costs its own link only: garbage, an oversized frame, thousands of channel
 //! requests, a stream cut mid-frame, a peer that stops answering beacons. Each ends the link
-//! it came on, while a good link of the same device keeps carrying channels.
+//! it came on, while a good link of the same device keeps carrying channels. A flood on one
+//! channel (1,000 SIP messages at once, a channel nobody reads) costs that channel at most.
 //!
 //! The links run over in-memory streams (what TLS hands the multiplexer once decrypted).
 
@@ -129,4 +130,95 @@ async fn a_bad_peer_costs_only_its_link() {
     ends_within(link, Duration::from_secs(6), "silent peer").await;
     drop(peer);
     still_serving(&mut good_a, &mut good_b).await;
+}
+
+fn sip_message(i: usize) -> Vec<u8> {
+    let body = format!("{{\"id\":\"{i:016x}\",\"body\":\"flood\"}}");
+    format!(
+        "MESSAGE sip:a@x SIP/2.0\r\nVia: SIP/2.0/TLS x;branch=z9hG4bK{i}\r\nMax-Forwards: 70\r\n\
+         From: <sip:b@x>;tag={i}\r\nTo: <sip:a@x>\r\nCall-ID: {i}@x\r\nCSeq: {i} MESSAGE\r\n\
+         Content-Type: application/im-gitmessage-id\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_sip_messages_at_once_do_not_stop_the_link() {
+    let (x, y) = tokio::io::duplex(1 << 20);
+    let mut ours = Link::over(x, device(1), sip_only);
+    let mut peer = Link::over(y, device(2), sip_only);
+    let flood = peer.open("sip").await.unwrap();
+    let Some(LinkEvent::Channel(mut held)) = ours.next_event().await else {
+        panic!("no channel")
+    };
+    // 1,000 SIP messages written at once; our side does not read them yet.
+    let sender = flood.sender();
+    let writer = tokio::spawn(async move {
+        for i in 0..1000 {
+            sender.send(&sip_message(i)).await.unwrap();
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(5), writer)
+        .await
+        .expect("the peer's writes went through")
+        .unwrap();
+    // The peer's beacon is answered (else its link ends 3 s later)...
+    peer.beacon().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    still_serving(&mut peer, &mut ours).await;
+    // ...and a send of ours on the flooded channel completes in time.
+    let mut flood = flood;
+    tokio::time::timeout(Duration::from_secs(5), held.send(b"hello"))
+        .await
+        .expect("our send completed in 5 s")
+        .unwrap();
+    assert_eq!(flood.recv().await.unwrap(), b"hello");
+    // Every message is still there, in order, for the reader that comes late.
+    let mut reader = pamoja_channel::sip::SipReader::default();
+    let mut got = 0;
+    while got < 1000 {
+        let data = tokio::time::timeout(Duration::from_secs(5), held.recv())
+            .await
+            .expect("the rest in time")
+            .expect("channel open");
+        reader.push(&data);
+        while let Some(m) = reader.next_message() {
+            let m = m.unwrap();
+            assert_eq!(m.header("Call-ID"), Some(format!("{got}@x").as_str()));
+            got += 1;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_nobody_reads_is_closed_and_the_link_goes_on() {
+    let (x, y) = tokio::io::duplex(1 << 20);
+    let mut ours = Link::over(x, device(1), sip_only);
+    let mut peer = Link::over(y, device(2), sip_only);
+    let flood = peer.open("sip").await.unwrap();
+    let Some(LinkEvent::Channel(mut held)) = ours.next_event().await else {
+        panic!("no channel")
+    };
+    // Twice the backlog allowed, to a reader that reads nothing meanwhile.
+    let chunk = vec![7u8; 60_000];
+    let total = 2 * pamoja_channel::link::CHANNEL_BACKLOG + (1 << 20);
+    let mut sent = 0;
+    while sent < total {
+        if flood.send(&chunk).await.is_err() {
+            break; // the channel was closed under the writer: fine
+        }
+        sent += chunk.len();
+    }
+    still_serving(&mut peer, &mut ours).await;
+    // The reader gets what was queued, then the end: less than all that was sent.
+    let mut read = 0;
+    while let Some(d) = tokio::time::timeout(Duration::from_secs(5), held.recv())
+        .await
+        .expect("the channel ends")
+    {
+        read += d.len();
+    }
+    eprintln!("sent {sent} bytes, the late reader got {read}");
+    assert!(read < sent && read <= pamoja_channel::link::CHANNEL_BACKLOG + 17 * 65_536);
 }
