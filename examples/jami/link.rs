@@ -114,6 +114,7 @@ async fn online(o: &Online) -> Result<Device> {
             seen_file: Some(net::seen_file_beside(&o.archive)),
             accept: |name| name == "sip",
             banned: Vec::new(),
+            crl_dir: None,
         },
     )
     .await?;

@@ -75,6 +75,10 @@ pub struct Options {
     /// Where request ids are remembered (jamid shares one persistent set between request
     /// ids and message ids); by default a set of this manager's own.
     pub seen: Option<Arc<Mutex<Seen>>>,
+    /// A directory keeping every revocation list seen (one DER file each, by account):
+    /// a device once seen revoked stays refused across runs, even when the DHT no longer
+    /// answers with its list. `None`: kept in memory for the manager's life only.
+    pub crl_dir: Option<std::path::PathBuf>,
 }
 
 impl Options {
@@ -89,6 +93,7 @@ impl Options {
             banned_accounts: Vec::new(),
             banned_devices: Vec::new(),
             seen: None,
+            crl_dir: None,
         }
     }
 }
@@ -152,7 +157,20 @@ struct Inner {
     channels_in: mpsc::Sender<(DeviceId, Channel)>,
     /// The latest refusals, newest last.
     refusals: Mutex<VecDeque<(DeviceId, PeerRefused)>>,
+    /// Accounts and devices refused, changed at run time by [`Dialer::set_banned`].
+    bans: Mutex<Bans>,
+    /// Revocation lists seen, by account (signature checked); see [`Options::crl_dir`].
+    crls: Mutex<HashMap<JamiId, Vec<RevocationList>>>,
 }
+
+#[derive(Default)]
+struct Bans {
+    accounts: std::collections::HashSet<JamiId>,
+    devices: std::collections::HashSet<DeviceId>,
+}
+
+/// How many lists are kept per account (the ones revoking most).
+const CRLS_KEPT: usize = 4;
 
 /// How many refusals [`Manager::refusals`] remembers.
 pub const REFUSALS_KEPT: usize = 64;
@@ -170,30 +188,57 @@ impl Inner {
 
     /// What we expect of `device`, whose account certificate is `account` (when known): its
     /// account's revocation lists as published on the DHT, and our bans.
+    /// Every list we know of, the DHT's and those seen before: a list missing from the
+    /// DHT (expired, or hidden from us) does not let a revoked device back in.
     async fn expected(&self, device: &PublicKey, account: Option<&Certificate>) -> Expected {
         let mut e = Expected::device(device.clone());
-        e.banned_accounts = self.opts.banned_accounts.clone();
-        e.banned_devices = self.opts.banned_devices.clone();
+        if let Ok(b) = self.bans.lock() {
+            e.banned_accounts = b.accounts.iter().copied().collect();
+            e.banned_devices = b.devices.iter().copied().collect();
+        }
         if let Some(account) = account {
-            let crls = account_crls(&self.runner, account).await;
-            // The list that revokes this device, if one does; else the longest.
-            let leaf = self
-                .dht
-                .find_certificate(secure::key_id(device))
-                .await
+            for crl in account_crls(&self.runner, account).await {
+                self.learn_crl(&account.jami_id(), crl);
+            }
+            e.crls = self
+                .crls
+                .lock()
                 .ok()
-                .flatten();
-            e.crl = crls
-                .iter()
-                .find(|c| {
-                    leaf.as_ref()
-                        .and_then(|l| l.first())
-                        .is_some_and(|l| c.lists(l))
-                })
-                .or_else(|| crls.iter().max_by_key(|c| c.revoked_serials().len()))
-                .cloned();
+                .and_then(|m| m.get(&account.jami_id()).cloned())
+                .unwrap_or_default();
         }
         e
+    }
+
+    /// Keeps `crl` (already checked as signed by `account`) among the known lists, and in
+    /// [`Options::crl_dir`] when it is new.
+    fn learn_crl(&self, account: &JamiId, crl: RevocationList) {
+        let Ok(mut m) = self.crls.lock() else { return };
+        let lists = m.entry(*account).or_default();
+        if lists.iter().any(|l| l.der() == crl.der()) {
+            return;
+        }
+        if let Some(dir) = &self.opts.crl_dir {
+            let dir = dir.join(account.to_string());
+            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, crl.der());
+            let name: String = digest.as_ref()[..16]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            let saved = std::fs::create_dir_all(&dir).and_then(|()| {
+                pamoja_identity::durable::replace(
+                    &dir.join(format!("{name}.der")),
+                    crl.der(),
+                    0o644,
+                )
+            });
+            if let Err(e) = saved {
+                tracing::warn!("revocation list of {account} not saved: {e}");
+            }
+        }
+        lists.push(crl);
+        lists.sort_by_key(|l| std::cmp::Reverse(l.revoked_serials().len()));
+        lists.truncate(CRLS_KEPT);
     }
 
     fn remember(&self, link: &Link) {
@@ -244,7 +289,14 @@ impl Manager {
         if opts.rendezvous != Rendezvous::Short {
             keys.push(long_key(&me.device_id()));
         }
+        let bans = Bans {
+            accounts: opts.banned_accounts.iter().copied().collect(),
+            devices: opts.banned_devices.iter().copied().collect(),
+        };
+        let crls = opts.crl_dir.as_deref().map(load_crls).unwrap_or_default();
         let inner = Arc::new(Inner {
+            bans: Mutex::new(bans),
+            crls: Mutex::new(crls),
             runner: dht.runner().clone(),
             dht,
             identity,
@@ -351,6 +403,30 @@ impl Dialer {
     pub async fn open_linked(&self, device: &DeviceId, name: &str) -> Result<Channel, LinkError> {
         let cmds = self.inner.live(device).ok_or(LinkError::Closed)?;
         open_on(&cmds, name).await
+    }
+
+    /// Refuses (`banned`) or accepts again the devices of `account`, for every link made
+    /// from now on, by either side. Links already up stay: their channels are the caller's
+    /// to close.
+    pub fn set_banned(&self, account: JamiId, banned: bool) {
+        if let Ok(mut b) = self.inner.bans.lock() {
+            if banned {
+                b.accounts.insert(account);
+            } else {
+                b.accounts.remove(&account);
+            }
+        }
+    }
+
+    /// Keeps `crl` as a revocation list of `account` (our own account's, say, known from
+    /// its archive), when `account` signed it; it applies to every link made from now on.
+    pub fn add_crl(&self, account: &Certificate, crl: RevocationList) -> bool {
+        let ok =
+            crl.is_issued_by_name(account) && crl.verify_signature(account.public_key()).is_ok();
+        if ok {
+            self.inner.learn_crl(&account.jami_id(), crl);
+        }
+        ok
     }
 
     /// Whether a link to `device` is up (made by either side).
@@ -480,6 +556,36 @@ impl Dialer {
         inner.remember(&link);
         Ok(link)
     }
+}
+
+/// The lists kept in `dir` (`<account>/<name>.der`). Their issuer and signature are checked
+/// against the account's certificate each time one is used ([`Expected::check`]).
+fn load_crls(dir: &std::path::Path) -> HashMap<JamiId, Vec<RevocationList>> {
+    let mut m: HashMap<JamiId, Vec<RevocationList>> = HashMap::new();
+    let Ok(accounts) = std::fs::read_dir(dir) else {
+        return m;
+    };
+    for a in accounts.flatten() {
+        let Some(account) = a
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<JamiId>().ok())
+        else {
+            continue;
+        };
+        let Ok(files) = std::fs::read_dir(a.path()) else {
+            continue;
+        };
+        for f in files.flatten() {
+            if f.path().extension().is_some_and(|e| e == "der") {
+                match std::fs::read(f.path()).map(|d| RevocationList::from_der(&d)) {
+                    Ok(Ok(crl)) => m.entry(account).or_default().push(crl),
+                    _ => tracing::warn!("{}: not a revocation list, ignored", f.path().display()),
+                }
+            }
+        }
+    }
+    m
 }
 
 /// The revocation lists an account published at its Jami ID (values whose data is a msgpack

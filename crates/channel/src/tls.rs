@@ -71,8 +71,9 @@ pub enum PeerRefused {
 pub struct Expected {
     /// The peer device's public key.
     pub device: PublicKey,
-    /// The peer account's revocation list, when we hold one.
-    pub crl: Option<RevocationList>,
+    /// The peer account's revocation lists we hold (any of them revoking the device
+    /// refuses it; lists not signed by the account are ignored).
+    pub crls: Vec<RevocationList>,
     /// Accounts we banned.
     pub banned_accounts: Vec<JamiId>,
     /// Devices we banned.
@@ -84,7 +85,7 @@ impl Expected {
     pub fn device(device: PublicKey) -> Self {
         Self {
             device,
-            crl: None,
+            crls: Vec::new(),
             banned_accounts: Vec::new(),
             banned_devices: Vec::new(),
         }
@@ -110,8 +111,16 @@ impl Expected {
                 return Err(PeerRefused::WeakKey(bits));
             }
         }
-        pamoja_identity::verify_device_chain(leaf, account, certs.get(2), self.crl.as_ref(), now)
+        pamoja_identity::verify_device_chain(leaf, account, certs.get(2), None, now)
             .map_err(PeerRefused::Chain)?;
+        let revoked = self.crls.iter().any(|crl| {
+            crl.lists(leaf)
+                && crl.is_issued_by_name(account)
+                && crl.verify_signature(account.public_key()).is_ok()
+        });
+        if revoked {
+            return Err(PeerRefused::Chain(ChainError::Revoked));
+        }
         if self.banned_devices.contains(&leaf.public_key().device_id())
             || self.banned_accounts.contains(&account.jami_id())
         {

@@ -16,15 +16,47 @@ use pamoja_identity::{Account, Certificate, PrivateKey, msgpack};
 
 /// A device (key and chain) on `runner`, its certificate published, with a manager.
 async fn manager(runner: Arc<Runner>, key: &PrivateKey, chain: Vec<Certificate>) -> Manager {
+    manager_with(runner, key, chain, |_| {}).await
+}
+
+/// [`manager`], its options changed by `tune`.
+async fn manager_with(
+    runner: Arc<Runner>,
+    key: &PrivateKey,
+    chain: Vec<Certificate>,
+    tune: impl FnOnce(&mut Options),
+) -> Manager {
     let copy = || PrivateKey::from_pkcs8_der(key.to_pkcs8_der()).unwrap();
     let dht = Arc::new(SecureDht::new(runner, copy(), chain.clone()));
     assert!(dht.publish_certificate().await.unwrap() > 0);
     let mut o = Options::new(vec!["127.0.0.1:0".parse().unwrap()]);
     o.rendezvous = Rendezvous::Short;
     o.answer_timeout = Duration::from_secs(5);
+    tune(&mut o);
     Manager::start(dht, Identity { key: copy(), chain }, o)
         .await
         .unwrap()
+}
+
+/// Puts `account`'s revocation list at its Jami ID, as jamid does.
+async fn publish_crl(runner: &Runner, account: &Account) {
+    let mut data = Vec::new();
+    msgpack::bin(&mut data, account.crl().unwrap().der());
+    let at: InfoHash = account.jami_id().to_string().parse().unwrap();
+    let value = Value {
+        id: 7,
+        data,
+        ..Value::default()
+    };
+    runner.put(at, value).await.unwrap();
+}
+
+fn no_link(r: Result<(), LinkError>) {
+    match r {
+        Err(LinkError::NoAnswer) => {}
+        Err(e) => panic!("expected no answer, got {e}"),
+        Ok(()) => panic!("a refused device got a link"),
+    }
 }
 
 fn chain_of(account: &Account) -> (PrivateKey, Vec<Certificate>) {
@@ -62,11 +94,6 @@ async fn refused_devices_get_no_link_and_the_reason_is_kept() {
     )
     .await
     .unwrap();
-    let no_link = |r: Result<_, LinkError>| match r {
-        Err(LinkError::NoAnswer) => {}
-        Err(e) => panic!("expected no answer, got {e}"),
-        Ok(_) => panic!("a refused device got a link"),
-    };
 
     // An expired device certificate of an otherwise good account.
     let mallory = Account::create(|_| {}).unwrap();
@@ -92,21 +119,7 @@ async fn refused_devices_get_no_link_and_the_reason_is_kept() {
     let mut carol = Account::create(|_| {}).unwrap();
     let dev = carol.add_device().unwrap();
     carol.revoke_device(&dev.cert.device_id()).unwrap();
-    let crl = carol.crl().unwrap();
-    let mut data = Vec::new();
-    msgpack::bin(&mut data, crl.der());
-    let at: InfoHash = carol.jami_id().to_string().parse().unwrap();
-    nodes[2]
-        .put(
-            at,
-            Value {
-                id: 7,
-                data,
-                ..Value::default()
-            },
-        )
-        .await
-        .unwrap();
+    publish_crl(&nodes[2], &carol).await;
     let key = PrivateKey::from_pkcs8_der(dev.key.to_pkcs8_der()).unwrap();
     let m = manager(
         nodes[2].clone(),
@@ -161,5 +174,54 @@ async fn refused_devices_get_no_link_and_the_reason_is_kept() {
     let (alice_key, alice_chain) = chain_of(&alice);
     let a = manager(nodes[2].clone(), &alice_key, alice_chain).await;
     let (link, accepted) = tokio::join!(a.connect(&bob_chain, ""), bob_m.accept());
+    assert!(link.is_ok() && accepted.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_seen_once_holds_without_the_dht_and_bans_apply_at_once() {
+    let crl_dir = tempfile::tempdir().unwrap();
+    let bob = Account::create(|_| {}).unwrap();
+    let (bob_key, bob_chain) = chain_of(&bob);
+    let mut carol = Account::create(|_| {}).unwrap();
+    let dev = carol.add_device().unwrap();
+    carol.revoke_device(&dev.cert.device_id()).unwrap();
+    let dev_key = PrivateKey::from_pkcs8_der(dev.key.to_pkcs8_der()).unwrap();
+    let dev_chain = vec![dev.cert.clone(), carol.account_cert().clone()];
+    let keep = |o: &mut Options| o.crl_dir = Some(crl_dir.path().to_owned());
+
+    // On a first network, carol's list is on the DHT: her revoked device is refused.
+    let first = common::loopback_dht(3).await;
+    publish_crl(&first[2], &carol).await;
+    let bob_m = manager_with(first[1].clone(), &bob_key, bob_chain.clone(), keep).await;
+    let m = manager(first[2].clone(), &dev_key, dev_chain.clone()).await;
+    no_link(m.connect(&bob_chain, "").await.map(|_| ()));
+    drop((bob_m, m));
+
+    // Bob runs again on a network where the list is nowhere: the device stays refused.
+    let second = common::loopback_dht(3).await;
+    let bob_m = manager_with(second[1].clone(), &bob_key, bob_chain.clone(), keep).await;
+    let m = manager(second[2].clone(), &dev_key, dev_chain).await;
+    no_link(m.connect(&bob_chain, "").await.map(|_| ()));
+    assert_eq!(
+        bob_m.refusals().last().map(|(_, why)| why.clone()),
+        Some(PeerRefused::Chain(ChainError::Revoked))
+    );
+
+    // A ban made while running applies to the next link, either way; lifted, links come.
+    let erin = Account::create(|_| {}).unwrap();
+    let (erin_key, erin_chain) = chain_of(&erin);
+    let mut bob_m = bob_m;
+    let e = manager(second[2].clone(), &erin_key, erin_chain.clone()).await;
+    bob_m.dialer().set_banned(erin.jami_id(), true);
+    no_link(e.connect(&bob_chain, "").await.map(|_| ()));
+    match bob_m.connect(&erin_chain, "").await {
+        Err(LinkError::Tls {
+            refused: Some(PeerRefused::Banned),
+            ..
+        }) => {}
+        other => panic!("expected a refusal, got {:?}", other.err()),
+    }
+    bob_m.dialer().set_banned(erin.jami_id(), false);
+    let (link, accepted) = tokio::join!(e.connect(&bob_chain, ""), bob_m.accept());
     assert!(link.is_ok() && accepted.is_some());
 }

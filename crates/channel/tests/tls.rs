@@ -182,7 +182,7 @@ async fn expired_revoked_and_banned_are_refused() {
         chain: vec![dev.cert.clone(), bob2.account_cert().clone()],
     };
     let mut expect = Expected::device(dev.cert.public_key().clone());
-    expect.crl = bob2.crl().cloned();
+    expect.crls = bob2.crl().cloned().into_iter().collect();
     let (s_ok, sr, _, _) = handshake(
         &a,
         expect,

@@ -37,6 +37,8 @@ pub struct OnlineOptions {
     pub accept: fn(&str) -> bool,
     /// Accounts whose devices are refused.
     pub banned: Vec<JamiId>,
+    /// Where revocation lists seen are kept across runs (`None`: in memory).
+    pub crl_dir: Option<std::path::PathBuf>,
 }
 
 /// A device online: its DHT runner, its secure DHT, its link manager.
@@ -89,6 +91,7 @@ pub async fn go_online(account: &Account, options: OnlineOptions) -> Result<Onli
     opts.seen = Some(seen.clone());
     opts.accept = options.accept;
     opts.banned_accounts = options.banned;
+    opts.crl_dir = options.crl_dir;
     let manager = Manager::start(
         dht.clone(),
         Identity {
@@ -98,6 +101,12 @@ pub async fn go_online(account: &Account, options: OnlineOptions) -> Result<Onli
         opts,
     )
     .await?;
+    // Our own account's revocations apply to our own devices, DHT or not.
+    if let Some(crl) = account.crl() {
+        manager
+            .dialer()
+            .add_crl(account.account_cert(), crl.clone());
+    }
     Ok(Online {
         runner,
         dht,

@@ -142,6 +142,10 @@ fn a_declined_request_is_forgotten_and_a_ban_refuses_everything() {
         Ok(Reply::Done)
     );
     assert_eq!(w.nodes[B].core.banned(), vec![a_id.to_string()]);
+    assert!(
+        w.nodes[B].link_bans.contains(&a_id),
+        "the link layer was told to refuse her"
+    );
     let before = w.nodes[B].events.len();
     w.command(A, Command::AddContact(b_id));
     w.run_until(secs(120), |_| false);
@@ -170,6 +174,7 @@ fn a_declined_request_is_forgotten_and_a_ban_refuses_everything() {
     // Lifting the ban lets a request through again.
     assert_eq!(w.ask(B, Command::UnbanContact(a_id)), Ok(Reply::Done));
     assert!(w.nodes[B].core.banned().is_empty());
+    assert!(w.nodes[B].link_bans.is_empty(), "and to accept her again");
 }
 
 /// Alice's group with Bob and Carol.

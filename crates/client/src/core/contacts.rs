@@ -111,8 +111,13 @@ impl Core {
         self.persist_contacts();
         self.emit_for(id, |id| Event::ContactRemoved { id, banned: ban });
         if ban {
-            // Its links go down now; the link layer refuses it from now on (the shell
-            // passes bans on).
+            if let Some(account) = super::jid(id) {
+                self.io.push_back(Io::Ban {
+                    account,
+                    banned: true,
+                });
+            }
+            // Its channels go down now; the link layer refuses its links from now on.
             let gone: Vec<_> = self
                 .channels
                 .iter()
@@ -128,6 +133,12 @@ impl Core {
 
     pub(super) fn unban_contact(&mut self, t: Ticket, id: &str) {
         self.contacts.unban(id, self.unix);
+        if let Some(account) = super::jid(id) {
+            self.io.push_back(Io::Ban {
+                account,
+                banned: false,
+            });
+        }
         self.persist_contacts();
         self.reply(t, Ok(Reply::Done));
     }

@@ -357,6 +357,13 @@ pub enum Io {
     },
     /// Close a channel.
     Close(ChannelId),
+    /// Refuse (`banned`) or accept again links from the devices of an account, from now on.
+    Ban {
+        /// The account.
+        account: JamiId,
+        /// Refused or not.
+        banned: bool,
+    },
     /// Serve a conversation's repository on a `git://` channel: [`Input::Served`] each
     /// time the peer fetched.
     Serve {

@@ -285,6 +285,7 @@ impl Client {
                 seen_file: Some(data.join("seen")),
                 accept: crate::core::accepts_channel,
                 banned,
+                crl_dir: Some(data.join("crls")),
             },
         )
         .await?;
@@ -1009,6 +1010,7 @@ impl Shared {
                     }
                 }
             }
+            Io::Ban { account, banned } => self.dialer.set_banned(account, banned),
             Io::Close(channel) => {
                 let held = self
                     .channels

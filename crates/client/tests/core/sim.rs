@@ -66,6 +66,8 @@ pub struct Node {
     /// `git://` channels waiting for our word: the fetching node, its conversation and
     /// the operation waiting for the bytes.
     pub pending_serve: HashMap<ChannelId, PendingFetch>,
+    /// Accounts whose links this node's link layer refuses ([`Io::Ban`]).
+    pub link_bans: std::collections::HashSet<JamiId>,
 }
 
 /// A fetch or clone waiting for the serving core to accept its channel.
@@ -175,6 +177,7 @@ impl World {
                 channels: HashMap::new(),
                 media_starts: Vec::new(),
                 pending_serve: HashMap::new(),
+                link_bans: Default::default(),
             });
         }
         Self {
@@ -474,10 +477,25 @@ impl World {
                 };
                 self.deliver_inbox(&device.device_id(), input);
             }
+            Io::Ban { account, banned } => {
+                if banned {
+                    self.nodes[n].link_bans.insert(account);
+                } else {
+                    self.nodes[n].link_bans.remove(&account);
+                }
+            }
             Io::OpenSip { chain } => {
                 let device = chain[0].public_key().device_id();
+                // Either side's link layer refuses an account it bans (the TLS check).
+                let refused = |w: &Self, a: usize, b: usize| {
+                    w.account(b)
+                        .parse()
+                        .is_ok_and(|id: JamiId| w.nodes[a].link_bans.contains(&id))
+                };
                 match self.node_of_device(&device) {
-                    Some(b) if self.nodes[b].online => {
+                    Some(b)
+                        if self.nodes[b].online && !refused(self, n, b) && !refused(self, b, n) =>
+                    {
                         let (x, y) = self.link(n, b);
                         let (a_id, b_id) = (
                             self.account(n).parse().unwrap(),
