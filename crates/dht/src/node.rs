@@ -36,6 +36,12 @@ pub const LISTEN_NODES: usize = 4;
 pub const LISTEN_REFRESH: Duration = Duration::from_secs(20);
 /// A listener registered with us is dropped this long after its last listen.
 pub const LISTENER_EXPIRE: Duration = Duration::from_secs(10 * 60);
+/// Most listeners one source (an IPv4 address or an IPv6 /64) may register with us.
+pub const MAX_LISTENERS_PER_SOURCE: usize = 1024;
+/// Most listeners on one key.
+pub const MAX_LISTENERS_PER_KEY: usize = 1024;
+/// Most listeners in all.
+pub const MAX_LISTENERS: usize = 65_536;
 /// Base retransmission delay (`MAX_RESPONSE_TIME`).
 pub const RESPONSE_TIME: Duration = Duration::from_secs(1);
 /// Transmissions of a request before it expires.
@@ -325,6 +331,9 @@ pub struct Node {
     searches: HashMap<OpId, Search>,
     next_op: OpId,
     listeners: HashMap<InfoHash, Vec<Listener>>,
+    /// Listeners registered per source ([`crate::ratelimit::source`]), and in all.
+    listener_sources: HashMap<std::net::IpAddr, usize>,
+    listener_count: usize,
     partials: HashMap<(SocketAddr, u32), Partial>,
     next_maintenance: Option<Instant>,
     next_storage_maintenance: Option<Instant>,
@@ -412,6 +421,8 @@ impl Node {
             searches: HashMap::new(),
             next_op: 1,
             listeners: HashMap::new(),
+            listener_sources: HashMap::new(),
+            listener_count: 0,
             partials: HashMap::new(),
             next_maintenance: None,
             next_storage_maintenance: None,
@@ -1408,15 +1419,25 @@ impl Node {
                     } else {
                         let sid = b.sid.unwrap_or(0);
                         let version = b.version.unwrap_or(0);
+                        let source = crate::ratelimit::source(from.ip());
+                        let from_source = self.listener_sources.get(&source).copied();
                         let list = self.listeners.entry(k).or_default();
-                        let is_new = match list.iter_mut().find(|l| l.node == b.id && l.sid == sid)
-                        {
+                        let full = list.len() >= MAX_LISTENERS_PER_KEY
+                            || self.listener_count >= MAX_LISTENERS
+                            || from_source.unwrap_or(0) >= MAX_LISTENERS_PER_SOURCE;
+                        // A listen from another address is another listener: one packet
+                        // cannot turn someone's pushes towards a third party.
+                        let mine = |l: &Listener| {
+                            l.node == b.id && l.sid == sid && l.addr.ip() == from.ip()
+                        };
+                        let is_new = match list.iter_mut().find(|l| mine(l)) {
                             Some(l) => {
                                 l.expires = now + LISTENER_EXPIRE;
                                 l.addr = from;
                                 l.version = version;
-                                false
+                                Some(false)
                             }
+                            None if full => None,
                             None => {
                                 list.push(Listener {
                                     addr: from,
@@ -1426,22 +1447,32 @@ impl Node {
                                     query: b.query.clone(),
                                     expires: now + LISTENER_EXPIRE,
                                 });
-                                true
+                                *self.listener_sources.entry(source).or_default() += 1;
+                                self.listener_count += 1;
+                                Some(true)
                             }
                         };
-                        if is_new {
-                            let q = b.query.clone().unwrap_or_default();
-                            let values: Vec<Value> = self
-                                .storage
-                                .get(&k)
-                                .filter(|v| q.matches(v))
-                                .cloned()
-                                .collect();
-                            if !values.is_empty() {
-                                self.push_update(now, from, b.id, k, sid, version, values);
+                        if list.is_empty() {
+                            self.listeners.remove(&k);
+                        }
+                        match is_new {
+                            None => Err(error(403, "Listen refused: too many listeners")),
+                            Some(is_new) => {
+                                if is_new {
+                                    let q = b.query.clone().unwrap_or_default();
+                                    let values: Vec<Value> = self
+                                        .storage
+                                        .get(&k)
+                                        .filter(|v| q.matches(v))
+                                        .cloned()
+                                        .collect();
+                                    if !values.is_empty() {
+                                        self.push_update(now, from, b.id, k, sid, version, values);
+                                    }
+                                }
+                                Ok(vec![reply])
                             }
                         }
-                        Ok(vec![reply])
                     }
                 }
                 _ => Err(error(203, "Listen with no info_hash")),
@@ -1913,8 +1944,22 @@ impl Node {
                 }
             }
             self.refresh_buckets(now);
+            let (sources, count) = (&mut self.listener_sources, &mut self.listener_count);
             for list in self.listeners.values_mut() {
-                list.retain(|l| l.expires > now);
+                list.retain(|l| {
+                    let keep = l.expires > now;
+                    if !keep {
+                        *count -= 1;
+                        let src = crate::ratelimit::source(l.addr.ip());
+                        if let Some(n) = sources.get_mut(&src) {
+                            *n -= 1;
+                            if *n == 0 {
+                                sources.remove(&src);
+                            }
+                        }
+                    }
+                    keep
+                });
             }
             self.listeners.retain(|_, l| !l.is_empty());
             self.table4.expire(now);
@@ -2052,6 +2097,76 @@ mod tests {
         );
         n.handle_timeout(t0 + Duration::from_secs(61));
         assert_eq!(n.storage_counts(), (0, 0));
+    }
+
+    /// One address sending 100,000 listens (a valid token, a new node id, key and sid each,
+    /// within its request quota) registers at most its share; honest peers still listen and
+    /// get.
+    #[test]
+    fn a_listen_flood_from_one_address_is_bounded() {
+        let t0 = Instant::now();
+        let mut n = Node::new(Config::default());
+        let attacker: SocketAddr = "10.9.9.9:4222".parse().unwrap();
+        let token = n.token_for(n.secrets[0], &attacker);
+        let listen = |i: u32, token: Vec<u8>| {
+            Message::new(
+                i,
+                MessageKind::Query(Method::Listen),
+                Body {
+                    id: InfoHash::get(&i.to_be_bytes()),
+                    key: Some(InfoHash::get(&(i ^ 0x5555_5555).to_be_bytes())),
+                    sid: Some(i),
+                    token: Some(token),
+                    ..Body::default()
+                },
+            )
+            .encode()
+        };
+        for i in 0..100_000u32 {
+            let now = t0 + Duration::from_millis(u64::from(i));
+            n.handle_datagram(now, attacker, &listen(i, token.clone()));
+            while n.poll_transmit().is_some() {}
+        }
+        let kept = n.state_sizes().listeners;
+        assert!(
+            kept <= MAX_LISTENERS_PER_SOURCE,
+            "{kept} listeners from one address"
+        );
+        // An honest peer elsewhere still gets its listen and its values.
+        let now = t0 + Duration::from_secs(101);
+        let honest: SocketAddr = "10.1.2.3:4222".parse().unwrap();
+        let key = InfoHash::get(b"honest");
+        n.put(now, key, Value::new("kept"));
+        while n.poll_transmit().is_some() {}
+        let token = n.token_for(n.secrets[0], &honest);
+        n.handle_datagram(now, honest, &listen(7_000_000, token));
+        let get = Message::new(
+            9,
+            MessageKind::Query(Method::Get),
+            Body {
+                id: InfoHash([3; 20]),
+                key: Some(key),
+                ..Body::default()
+            },
+        );
+        n.handle_datagram(now, honest, &get.encode());
+        let answers: Vec<Message> = std::iter::from_fn(|| n.poll_transmit())
+            .filter_map(|t| Message::decode(&t.data).ok())
+            .collect();
+        assert!(
+            answers
+                .iter()
+                .all(|m| !matches!(m.kind, MessageKind::Error(..))),
+            "honest requests refused: {answers:?}"
+        );
+        assert!(
+            answers.iter().any(|m| m
+                .body
+                .values
+                .iter()
+                .any(|v| matches!(v, ValueEntry::Inline(v) if v.data == b"kept".to_vec()))),
+            "the honest get is answered with the value"
+        );
     }
 
     /// Delivers what two nodes at `addrs` send each other until they are quiet; every

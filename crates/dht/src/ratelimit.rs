@@ -67,7 +67,8 @@ impl Bucket {
 }
 
 /// The source a request is counted against.
-fn source(ip: IpAddr) -> IpAddr {
+/// The source an address counts as: an IPv4 address, or the /64 of an IPv6 one.
+pub fn source(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(a) => {

@@ -89,17 +89,17 @@ impl Storage {
             if !newer_same_owner {
                 return StoreOutcome::RefusedEdit;
             }
-            self.total = self.total - s.value.size() + v.size();
+            self.total = self.total - s.value.footprint() + v.footprint();
             *s = Stored {
                 value: v,
                 expiration,
             };
             return StoreOutcome::New;
         }
-        if slot.len() >= MAX_VALUES_PER_KEY || self.total + v.size() > self.limit {
+        if slot.len() >= MAX_VALUES_PER_KEY || self.total + v.footprint() > self.limit {
             return StoreOutcome::Refused;
         }
-        self.total += v.size();
+        self.total += v.footprint();
         slot.push(Stored {
             value: v,
             expiration,
@@ -138,7 +138,7 @@ impl Storage {
                 let keep = s.expiration > now;
                 if !keep {
                     ids.push(s.value.id);
-                    self.total -= s.value.size();
+                    self.total -= s.value.footprint();
                 }
                 keep
             });
@@ -169,7 +169,7 @@ impl Storage {
     /// Drops every value at `key`.
     pub fn clear(&mut self, key: &InfoHash) {
         if let Some(slot) = self.keys.remove(key) {
-            self.total -= slot.iter().map(|s| s.value.size()).sum::<usize>();
+            self.total -= slot.iter().map(|s| s.value.footprint()).sum::<usize>();
         }
     }
 
@@ -178,7 +178,7 @@ impl Storage {
         (self.keys.len(), self.keys.values().map(Vec::len).sum())
     }
 
-    /// Total size in bytes as OpenDHT counts it.
+    /// What the stored values cost in bytes ([`Value::footprint`]), against the limit.
     pub fn total_size(&self) -> usize {
         self.total
     }
@@ -245,6 +245,27 @@ mod tests {
             Duration::ZERO,
         );
         assert_eq!(small, StoreOutcome::Refused);
+    }
+
+    #[test]
+    fn values_with_no_data_still_fill_the_storage() {
+        // 64 KiB of storage: empty values used to count zero bytes, so any number fit.
+        let now = Instant::now();
+        let mut s = Storage::new(64 << 10);
+        let mut stored = 0;
+        for i in 0..100_000u64 {
+            let key = InfoHash::get(&i.to_be_bytes());
+            let v = Value {
+                id: i,
+                owner: Some(vec![0; 550]),
+                ..Value::default()
+            };
+            if s.store(key, v, now, Duration::ZERO) == StoreOutcome::New {
+                stored += 1;
+            }
+        }
+        assert!(stored < 100, "{stored} empty values in 64 KiB");
+        assert!(s.total_size() <= 64 << 10);
     }
 }
 

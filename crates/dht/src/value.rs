@@ -92,6 +92,18 @@ impl Value {
             + self.user_type.len()
     }
 
+    /// What keeping the value costs a node, in bytes: [`Value::size`] (what OpenDHT counts
+    /// against its limits) plus the owner's key, the recipient and a fixed share for the
+    /// value's own record, so that values with no data still cost what they hold.
+    pub fn footprint(&self) -> usize {
+        /// The record of a stored value (its fields, the slot and its expiration).
+        const RECORD: usize = 160;
+        self.size()
+            + self.owner.as_ref().map_or(0, Vec::len)
+            + self.recipient.map_or(0, |_| 20)
+            + RECORD
+    }
+
     /// The packed body, which the signature covers.
     pub fn pack_body(&self, out: &mut Vec<u8>) {
         let signed = self.owner.is_some();
