@@ -67,6 +67,32 @@ pub enum VideoError {
     /// A frame whose size does not match the encoder's, or is not I420.
     #[error("bad frame: {0}")]
     BadFrame(String),
+    /// A key frame declaring a picture larger than [`MAX_DECODED_PIXELS`] (or wider or
+    /// taller than [`MAX_DECODED_SIDE`]): refused before the decoder sees it.
+    #[error("a {width}x{height} picture is larger than allowed")]
+    TooLarge {
+        /// Declared width.
+        width: u32,
+        /// Declared height.
+        height: u32,
+    },
+}
+
+/// The largest picture decoded: 3840x2160 (a 4K screen shared), in pixels.
+pub const MAX_DECODED_PIXELS: u32 = 3840 * 2160;
+/// The widest or tallest picture decoded.
+pub const MAX_DECODED_SIDE: u32 = 4096;
+
+/// The picture size a VP8 key frame declares (RFC 6386 section 9.1: a 3-byte frame tag
+/// whose low bit is 0 for key frames, the start code `9d 01 2a`, then 14-bit width and
+/// height, little-endian, each with 2 scaling bits above); `None` for other frames.
+pub fn key_frame_size(data: &[u8]) -> Option<(u32, u32)> {
+    if data.len() < 10 || data[0] & 1 != 0 || data[3..6] != [0x9d, 0x01, 0x2a] {
+        return None;
+    }
+    let w = u32::from(u16::from_le_bytes([data[6], data[7]]) & 0x3fff);
+    let h = u32::from(u16::from_le_bytes([data[8], data[9]]) & 0x3fff);
+    Some((w, h))
 }
 
 fn check(what: &'static str, e: vpx::vpx_codec_err_t) -> Result<(), VideoError> {
@@ -317,6 +343,16 @@ impl Vp8Decoder {
         if data.is_empty() || data.len() > u32::MAX as usize {
             return Err(VideoError::BadFrame("empty".into()));
         }
+        // A peer's key frame may declare any size up to 16383x16383: the decoder would
+        // allocate for it before finding the frame holds nothing.
+        if let Some((width, height)) = key_frame_size(data) {
+            if width > MAX_DECODED_SIDE
+                || height > MAX_DECODED_SIDE
+                || width * height > MAX_DECODED_PIXELS
+            {
+                return Err(VideoError::TooLarge { width, height });
+            }
+        }
         // SAFETY: the bytes outlive the call, which only reads them.
         check("decode", unsafe {
             vpx::vpx_codec_decode(
@@ -458,6 +494,30 @@ pub fn psnr(a: &I420Frame, b: &I420Frame) -> f64 {
 mod tests {
     use super::*;
     use crate::vp8::{Depacketized, Depacketizer, Packetizer};
+
+    #[test]
+    fn a_key_frame_declaring_a_huge_picture_is_refused_before_decoding() {
+        let mut enc = Vp8Encoder::new(32, 32, 300_000, 30).unwrap();
+        let key = enc.encode(&test_pattern(32, 32, 0), true).unwrap().remove(0);
+        assert!(key.key);
+        assert_eq!(key_frame_size(&key.data), Some((32, 32)));
+        // The same frame, now declaring 16383x16383.
+        let mut huge = key.data.clone();
+        huge[6..10].copy_from_slice(&[0xff, 0x3f, 0xff, 0x3f]);
+        let mut dec = Vp8Decoder::new().unwrap();
+        assert!(matches!(
+            dec.decode(&huge),
+            Err(VideoError::TooLarge {
+                width: 16383,
+                height: 16383
+            })
+        ));
+        // 1x1 declared, or 1080p: decoded as ever (the decoder is not spoiled by the refusal).
+        assert_eq!(dec.decode(&key.data).unwrap().unwrap().width, 32);
+        let mut wide = key.data.clone();
+        wide[6..8].copy_from_slice(&4097u16.to_le_bytes());
+        assert!(matches!(dec.decode(&wide), Err(VideoError::TooLarge { .. })));
+    }
 
     #[test]
     fn pattern_survives_encode_packetize_and_decode() {
