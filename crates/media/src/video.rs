@@ -498,7 +498,10 @@ mod tests {
     #[test]
     fn a_key_frame_declaring_a_huge_picture_is_refused_before_decoding() {
         let mut enc = Vp8Encoder::new(32, 32, 300_000, 30).unwrap();
-        let key = enc.encode(&test_pattern(32, 32, 0), true).unwrap().remove(0);
+        let key = enc
+            .encode(&test_pattern(32, 32, 0), true)
+            .unwrap()
+            .remove(0);
         assert!(key.key);
         assert_eq!(key_frame_size(&key.data), Some((32, 32)));
         // The same frame, now declaring 16383x16383.
@@ -516,7 +519,10 @@ mod tests {
         assert_eq!(dec.decode(&key.data).unwrap().unwrap().width, 32);
         let mut wide = key.data.clone();
         wide[6..8].copy_from_slice(&4097u16.to_le_bytes());
-        assert!(matches!(dec.decode(&wide), Err(VideoError::TooLarge { .. })));
+        assert!(matches!(
+            dec.decode(&wide),
+            Err(VideoError::TooLarge { .. })
+        ));
     }
 
     #[test]

@@ -12,8 +12,6 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -96,8 +94,11 @@ impl Inner {
         e
     }
 
-    /// Counts a registration attempt from `ip`; false when over the limit.
+    /// Counts a registration attempt from `ip`'s source (the address, or the /64 of an
+    /// IPv6 one: one host holds a whole /64); false when over the limit, or when
+    /// [`MAX_SOURCES`] sources are already counted this minute.
     fn allow(&self, ip: IpAddr) -> bool {
+        let ip = source(ip);
         let per_minute = self.config.registrations_per_minute;
         if per_minute == 0 {
             return true;
@@ -107,8 +108,11 @@ impl Inner {
         let Ok(mut buckets) = self.limiter.lock() else {
             return false;
         };
-        if buckets.len() > 10_000 {
+        if buckets.len() >= MAX_SOURCES && !buckets.contains_key(&ip) {
             buckets.retain(|_, b| now.duration_since(b.last).as_secs() < 60);
+            if buckets.len() >= MAX_SOURCES {
+                return false;
+            }
         }
         let b = buckets.entry(ip).or_insert(Bucket {
             tokens: quota,
@@ -168,18 +172,38 @@ async fn lookup_addr(State(s): State<Shared>, Path(addr): Path<String>) -> Respo
     }
 }
 
+/// Sources whose registrations are counted at once.
+pub const MAX_SOURCES: usize = 10_000;
+
+/// The source an address counts as: itself, or its /64 for IPv6.
+fn source(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(a) => {
+            let s = a.segments();
+            IpAddr::from([s[0], s[1], s[2], s[3], 0, 0, 0, 0])
+        }
+    }
+}
+
 async fn register(
     State(s): State<Shared>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(name): Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    body: axum::body::Body,
 ) -> Response {
+    // The quota is checked before the body is read: a client over it costs no upload.
     if !s.allow(peer.ip()) {
         return refused(StatusCode::TOO_MANY_REQUESTS, "too many registrations");
     }
-    let body = match body {
+    let body = match axum::body::to_bytes(body, s.config.max_body).await {
         Ok(b) => b,
-        Err(e) => return refused(e.status(), "unreadable or oversized body"),
+        Err(_) => {
+            return refused(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "unreadable or oversized body",
+            );
+        }
     };
     let Ok(name) = Name::parse(&name) else {
         return refused(StatusCode::BAD_REQUEST, "invalid name");
@@ -245,4 +269,30 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let app = router(store, config).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn one_ipv6_host_is_one_source() {
+        let inner = Inner {
+            store: Store::open("sqlite::memory:").await.unwrap(),
+            config: Config {
+                registrations_per_minute: 3,
+                ..Config::default()
+            },
+            by_name: RwLock::default(),
+            by_addr: RwLock::default(),
+            limiter: Mutex::default(),
+        };
+        // Each request from another address of the same /64 used to get a fresh quota.
+        let allowed = (1..=20u16)
+            .filter(|i| inner.allow(IpAddr::from([0x2001, 0xdb8, 1, 2, 0, 0, 0, *i])))
+            .count();
+        assert_eq!(allowed, 3);
+        // Another /64 has its own.
+        assert!(inner.allow(IpAddr::from([0x2001, 0xdb8, 1, 3, 0, 0, 0, 1])));
+    }
 }

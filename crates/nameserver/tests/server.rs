@@ -246,6 +246,20 @@ async fn registrations_are_rate_limited(db: &str) {
     assert_eq!(statuses[3].1["error"], "too many registrations");
     // Lookups are not limited.
     assert_eq!(http(addr, "GET", "/name/limited", b"").await.0, 404);
+    // Over the quota, the answer comes before the body: a client announcing 16 KiB and
+    // sending none of it is refused at once (the body used to be awaited first).
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /name/limited HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: 16000\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = [0u8; 12];
+    tokio::time::timeout(std::time::Duration::from_secs(5), s.read_exact(&mut answer))
+        .await
+        .expect("answered without the body")
+        .unwrap();
+    assert_eq!(&answer[9..12], b"429");
 }
 
 fn sqlite_url(dir: &Path) -> String {
