@@ -161,6 +161,8 @@ struct Inner {
     bans: Mutex<Bans>,
     /// Revocation lists seen, by account (signature checked); see [`Options::crl_dir`].
     crls: Mutex<HashMap<JamiId, Vec<RevocationList>>>,
+    /// Requests being answered: at most [`MAX_ANSWERS`], one per device.
+    answering: Mutex<std::collections::HashSet<DeviceId>>,
 }
 
 #[derive(Default)]
@@ -174,6 +176,10 @@ const CRLS_KEPT: usize = 4;
 
 /// How many refusals [`Manager::refusals`] remembers.
 pub const REFUSALS_KEPT: usize = 64;
+
+/// Connection requests answered at once (each gathers ICE candidates and may run a TLS
+/// handshake); more wait for none: they are dropped, and their senders retry as jamid does.
+pub const MAX_ANSWERS: usize = 8;
 
 impl Inner {
     fn refused(&self, device: DeviceId, why: PeerRefused) {
@@ -296,6 +302,7 @@ impl Manager {
         let crls = opts.crl_dir.as_deref().map(load_crls).unwrap_or_default();
         let inner = Arc::new(Inner {
             bans: Mutex::new(bans),
+            answering: Mutex::default(),
             crls: Mutex::new(crls),
             runner: dht.runner().clone(),
             dht,
@@ -683,7 +690,12 @@ impl Inbound {
 async fn listen_requests(inner: Arc<Inner>, mut listen: pamoja_dht::runner::Listen) {
     while let Some(ev) = listen.next().await {
         let ListenEvent::Value(v) = ev else { continue };
-        let Ok((req, signer)) = PeerConnectionRequest::open(&v, &inner.identity.key) else {
+        // RSA decryption and a signature check: on the blocking pool, one value at a time.
+        let (i, value_type) = (inner.clone(), v.value_type);
+        let opened =
+            tokio::task::spawn_blocking(move || PeerConnectionRequest::open(&v, &i.identity.key))
+                .await;
+        let Ok(Ok((req, signer))) = opened else {
             continue;
         };
         if req.is_answer {
@@ -713,7 +725,25 @@ async fn listen_requests(inner: Arc<Inner>, mut listen: pamoja_dht::runner::List
         if !fresh {
             continue;
         }
-        tokio::spawn(answer(inner.clone(), req, signer, v.value_type));
+        let device = signer.device_id();
+        let admitted = inner
+            .answering
+            .lock()
+            .is_ok_and(|mut a| a.len() < MAX_ANSWERS && !a.contains(&device) && a.insert(device));
+        if !admitted {
+            tracing::info!(
+                "connection request {} from {device}: dropped (one answer per device, {MAX_ANSWERS} at once)",
+                req.id
+            );
+            continue;
+        }
+        let i = inner.clone();
+        tokio::spawn(async move {
+            answer(i.clone(), req, signer, value_type).await;
+            if let Ok(mut a) = i.answering.lock() {
+                a.remove(&device);
+            }
+        });
     }
 }
 

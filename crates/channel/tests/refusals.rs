@@ -225,3 +225,55 @@ async fn a_revocation_seen_once_holds_without_the_dht_and_bans_apply_at_once() {
     let (link, accepted) = tokio::join!(e.connect(&bob_chain, ""), bob_m.accept());
     assert!(link.is_ok() && accepted.is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_connection_requests_is_answered_once_at_a_time() {
+    use pamoja_channel::request::{PeerConnectionRequest, short_key};
+    use pamoja_dht::runner::ListenEvent;
+    use pamoja_ice::agent::Role;
+    use pamoja_ice::session::{Options as IceOptions, Session};
+
+    let nodes = common::loopback_dht(3).await;
+    let bob = Account::create(|_| {}).unwrap();
+    let (bob_key, bob_chain) = chain_of(&bob);
+    let _bob_m = manager(nodes[1].clone(), &bob_key, bob_chain.clone()).await;
+    let mallory = Account::create(|_| {}).unwrap();
+    let (m_key, m_chain) = chain_of(&mallory);
+    let m_dht = SecureDht::new(
+        nodes[2].clone(),
+        PrivateKey::from_pkcs8_der(m_key.to_pkcs8_der()).unwrap(),
+        m_chain.clone(),
+    );
+    m_dht.publish_certificate().await.unwrap();
+    // A real ICE description that nobody will ever connect to: each answer stays in flight.
+    let ice = Session::gather(
+        Role::Controlled,
+        IceOptions::tcp(vec!["127.0.0.1:0".parse().unwrap()]),
+    )
+    .await
+    .unwrap()
+    .local_description()
+    .to_text();
+    let mut answers = nodes[2]
+        .listen(short_key(m_chain[0].public_key()), None)
+        .await
+        .unwrap();
+    let bob_device = bob_chain[0].public_key();
+    for _ in 0..20 {
+        let sealed = PeerConnectionRequest::new(ice.clone(), "")
+            .seal(&m_key, bob_device)
+            .unwrap();
+        nodes[2].put(short_key(bob_device), sealed).await.unwrap();
+    }
+    let mut answered = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+    while let Ok(Some(ev)) = tokio::time::timeout_at(deadline, answers.next()).await {
+        if let ListenEvent::Value(v) = ev {
+            if PeerConnectionRequest::open(&v, &m_key).is_ok_and(|(r, _)| r.is_answer) {
+                answered += 1;
+            }
+        }
+    }
+    // Twenty requests used to be twenty ICE gatherings and twenty answers at once.
+    assert_eq!(answered, 1, "one answer in flight per device");
+}
