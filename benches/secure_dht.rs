@@ -58,11 +58,11 @@ fn bench(c: &mut Criterion) {
         let account = Account::create(|_| {}).unwrap();
         let device = account.device().unwrap();
         let key = PrivateKey::from_pkcs8_der(device.key.to_pkcs8_der()).unwrap();
-        let sd = SecureDht::new(
+        let sd = Arc::new(SecureDht::new(
             Arc::new(runner),
             key,
             vec![device.cert.clone(), account.account_cert().clone()],
-        );
+        ));
         sd.publish_certificate().await.unwrap();
         sd
     });

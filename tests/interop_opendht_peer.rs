@@ -62,11 +62,11 @@ async fn signed_and_encrypted_with_a_libopendht_peer() {
     let account = Account::create(|_| {}).unwrap();
     let device = account.device().expect("a device");
     let key = PrivateKey::from_pkcs8_der(device.key.to_pkcs8_der()).unwrap();
-    let sd = SecureDht::new(
+    let sd = std::sync::Arc::new(SecureDht::new(
         runner.clone(),
         key,
         vec![device.cert.clone(), account.account_cert().clone()],
-    );
+    ));
     let my_id = sd.key_id();
     let my_long = secure::long_key_location(device.cert.public_key());
     assert!(sd.publish_certificate().await.unwrap() > 0);

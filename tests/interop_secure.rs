@@ -127,11 +127,11 @@ async fn signed_and_encrypted_values_with_opendht() {
     let account = Account::create(|_| {}).unwrap();
     let me = account.account_key();
     let my_id = secure::key_id(me.public_key());
-    let sd = SecureDht::new(
+    let sd = std::sync::Arc::new(SecureDht::new(
         runner.clone(),
         PrivateKey::from_pkcs8_der(me.to_pkcs8_der()).unwrap(),
         vec![account.account_cert().clone()],
-    );
+    ));
     assert_eq!(sd.key_id(), my_id);
     // Our certificate where OpenDHT 2.4.12 (and 3.7.2+) look for it.
     assert!(sd.publish_certificate().await.unwrap() > 0);

@@ -301,14 +301,48 @@ async fn sender_account(
     Ok(account.jami_id())
 }
 
+/// Entries each of the inbox's "already delivered" sets keeps (the newest).
+pub const RECENT_KEPT: usize = 4096;
+
+/// A set that keeps its newest `capacity` entries: what peers send cannot grow it.
+struct Recent<K> {
+    set: std::collections::HashSet<K>,
+    order: std::collections::VecDeque<K>,
+    capacity: usize,
+}
+
+impl<K: std::hash::Hash + Eq + Clone> Recent<K> {
+    fn new(capacity: usize) -> Self {
+        Self {
+            set: Default::default(),
+            order: Default::default(),
+            capacity,
+        }
+    }
+
+    /// `true` when `k` is new (and now kept).
+    fn insert(&mut self, k: K) -> bool {
+        if !self.set.insert(k.clone()) {
+            return false;
+        }
+        self.order.push_back(k);
+        if self.order.len() > self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        true
+    }
+}
+
 async fn serve(
     dht: Arc<SecureDht>,
     key: InfoHash,
     mut listen: pamoja_dht::runner::Listen,
     tx: mpsc::Sender<InboxItem>,
 ) {
-    let mut seen = std::collections::HashSet::new();
-    let mut values_seen = std::collections::HashSet::new();
+    let mut seen = Recent::new(RECENT_KEPT);
+    let mut values_seen = Recent::new(RECENT_KEPT);
     while let Some(ev) = dht.next_checked(&mut listen).await {
         let Ok(checked) = ev else { continue };
         if !checked.encrypted {
@@ -396,6 +430,17 @@ async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_delivered_sets_keep_the_newest_only() {
+        let mut r = Recent::new(3);
+        for i in 0..10_000u32 {
+            assert!(r.insert(i));
+        }
+        assert_eq!((r.set.len(), r.order.len()), (3, 3));
+        assert!(!r.insert(9_999), "the newest are still known");
+        assert!(r.insert(0), "the oldest were let go");
+    }
 
     #[test]
     fn payload_in_opendht_order_and_back() {

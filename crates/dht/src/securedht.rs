@@ -39,6 +39,9 @@ pub struct SecureCounters {
     pub not_for_us: u64,
 }
 
+/// Most public keys [`SecureDht`] caches.
+pub const KEYS_CACHED: usize = 4096;
+
 /// A runner with an identity.
 pub struct SecureDht {
     runner: Arc<Runner>,
@@ -102,13 +105,30 @@ impl SecureDht {
         }
         for v in self.runner.get(id).await? {
             if let Some(chain) = secure::certificate_from_value(&v, &id) {
-                if let Ok(mut keys) = self.keys.lock() {
-                    keys.insert(id, chain[0].public_key().clone());
-                }
+                self.remember_key(id, chain[0].public_key().clone());
                 return Ok(Some(chain));
             }
         }
         Ok(None)
+    }
+
+    /// Caches `key` as the key of `id`, keeping at most [`KEYS_CACHED`] (a full cache
+    /// drops an entry at random: what peers send cannot grow it).
+    fn remember_key(&self, id: InfoHash, key: PublicKey) {
+        let Ok(mut keys) = self.keys.lock() else {
+            return;
+        };
+        if keys.len() >= KEYS_CACHED && !keys.contains_key(&id) {
+            if let Some(old) = keys.keys().next().copied() {
+                keys.remove(&old);
+            }
+        }
+        keys.insert(id, key);
+    }
+
+    /// How many public keys are cached.
+    pub fn cached_keys(&self) -> usize {
+        self.keys.lock().map_or(0, |k| k.len())
     }
 
     /// The public key of key id `id`: cached, or from its certificate.
@@ -207,9 +227,7 @@ impl SecureDht {
             return match secure::verify(&v) {
                 Ok(pk) => {
                     let id = secure::key_id(&pk);
-                    if let Ok(mut keys) = self.keys.lock() {
-                        keys.entry(id).or_insert(pk);
-                    }
+                    self.remember_key(id, pk);
                     Some(Checked {
                         owner: Some(id),
                         value: v,
@@ -231,31 +249,54 @@ impl SecureDht {
         })
     }
 
-    /// Every value at `key` that checks.
-    pub async fn get(&self, key: InfoHash) -> io::Result<Vec<Checked>> {
-        Ok(self
-            .runner
-            .get(key)
-            .await?
-            .into_iter()
-            .filter_map(|v| self.check(v))
-            .collect())
+    /// Every value at `key` that checks. The RSA work runs on the blocking pool.
+    pub async fn get(self: &Arc<Self>, key: InfoHash) -> io::Result<Vec<Checked>> {
+        let values = self.runner.get(key).await?;
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            values.into_iter().filter_map(|v| me.check(v)).collect()
+        })
+        .await
+        .map_err(io::Error::other)
     }
 
     /// The next listen event that checks (expirations pass through); `None` when it ended.
+    /// Each value's signature check or decryption runs on the blocking pool, one at a time.
     pub async fn next_checked(
-        &self,
+        self: &Arc<Self>,
         listen: &mut crate::runner::Listen,
     ) -> Option<Result<Checked, u64>> {
         loop {
             match listen.next().await? {
                 ListenEvent::Value(v) => {
-                    if let Some(c) = self.check(v) {
+                    let me = self.clone();
+                    if let Ok(Some(c)) = tokio::task::spawn_blocking(move || me.check(v)).await {
                         return Some(Ok(c));
                     }
                 }
                 ListenEvent::Expired(id) => return Some(Err(id)),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_key_cache_stays_bounded() {
+        let runner = Runner::bind("127.0.0.1:0".parse().unwrap(), crate::Config::default())
+            .await
+            .unwrap();
+        let key = PrivateKey::generate().unwrap();
+        let pk = key.public_key().clone();
+        let sd = SecureDht::new(Arc::new(runner), key, Vec::new());
+        // Every signed value names its owner: a peer sending values from many keys used to
+        // grow the cache without end.
+        for i in 0..(KEYS_CACHED as u32 + 500) {
+            sd.remember_key(InfoHash::get(&i.to_be_bytes()), pk.clone());
+        }
+        assert_eq!(sd.cached_keys(), KEYS_CACHED);
     }
 }

@@ -236,7 +236,7 @@ async fn a_proxy_with_an_identity_signs_and_encrypts() {
         )
     };
     let server = Arc::new(identity(nodes[0].clone()));
-    let client = identity(nodes[2].clone());
+    let client = Arc::new(identity(nodes[2].clone()));
     assert!(server.publish_certificate().await.unwrap() > 0);
     assert!(client.publish_certificate().await.unwrap() > 0);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
