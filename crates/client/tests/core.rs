@@ -780,3 +780,75 @@ fn the_same_seed_and_inputs_give_the_same_bytes() {
     assert_eq!(one, again, "no randomness but the source handed in");
     assert_ne!(one, other, "the tag comes from that source");
 }
+
+/// A stranger's device floods us with invitations, and many accounts with trust requests:
+/// what waits for the user is bounded, and the flood's files are not rewritten per repeat.
+#[test]
+fn floods_of_requests_are_bounded() {
+    use pamoja_client::core::{MAX_CONV_REQUESTS_PER_SENDER, MAX_TRUST_REQUESTS};
+    use pamoja_client::trust::TrustRequest;
+    let mut w = World::new(&["alice", "mallory"]);
+    w.online(A);
+    let (m_dev, m_id, a_id) = (w.nodes[B].device, w.id(B), w.id(A));
+    let now = w.now;
+    let core = &mut w.nodes[A].core;
+    core.handle(
+        now,
+        0,
+        Input::ChannelUp {
+            channel: ChannelId(900),
+            device: m_dev,
+            account: Some(m_id),
+            name: "sip".into(),
+        },
+    );
+    let route = route(&m_id.to_string(), &a_id.to_string());
+    for i in 0..200u32 {
+        let (mime, body) = Im::Invite {
+            conversation: format!("{i:040x}"),
+            metadatas: Default::default(),
+        }
+        .encode();
+        let data = sip::message(&route, mime, &body, &format!("{i:016x}"), u64::from(i) + 1).to_bytes();
+        core.handle(
+            now,
+            0,
+            Input::ChannelData {
+                channel: ChannelId(900),
+                data,
+            },
+        );
+    }
+    let waiting = core.conversation_requests().len();
+    assert_eq!(
+        waiting, MAX_CONV_REQUESTS_PER_SENDER,
+        "invitations kept from one sender"
+    );
+    // Trust requests from 600 accounts (the inbox layer checked their signatures).
+    for i in 0..600u32 {
+        let request = TrustRequest {
+            service: "cx.ring".into(),
+            conversation_id: format!("{:040x}", i + 1_000),
+            payload: Vec::new(),
+            confirm: false,
+        };
+        core.handle(
+            now,
+            0,
+            Input::Trust {
+                from: format!("{:040x}", i + 7).parse().unwrap(),
+                device: vec![1, 2, 3],
+                request,
+            },
+        );
+    }
+    assert_eq!(core.contacts().requests.len(), MAX_TRUST_REQUESTS);
+    // No presence listen per stranger: only the inviting account's, once.
+    let listens: Vec<_> = std::iter::from_fn(|| core.poll_io())
+        .filter_map(|io| match io {
+            Io::Listen(id) => Some(id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(listens, vec![m_id], "listens started for strangers");
+}

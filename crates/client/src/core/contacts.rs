@@ -186,6 +186,13 @@ impl Core {
             .is_some_and(|r| r.conversation_id == t.conversation_id)
         {
             // The same request again.
+        } else if !self.contacts.requests.contains_key(from)
+            && self.contacts.requests.len() >= super::MAX_TRUST_REQUESTS
+        {
+            tracing::warn!(
+                "trust request from {from} dropped: {} requests already wait",
+                super::MAX_TRUST_REQUESTS
+            );
         } else {
             let r = PendingRequest {
                 device,
@@ -195,7 +202,7 @@ impl Core {
             };
             self.contacts.requests.insert(from.to_owned(), r.clone());
             self.persist_contacts();
-            self.watch(from);
+            // No presence listen for a stranger: it starts once the request is accepted.
             self.emit_for(from, |from| Event::TrustRequest {
                 from,
                 conversation: cid(&r.conversation_id),

@@ -675,6 +675,13 @@ impl Core {
     }
 }
 
+/// Trust requests kept waiting for an answer; past this, new senders' requests are dropped.
+pub const MAX_TRUST_REQUESTS: usize = 512;
+/// Conversation requests kept waiting, in all and from one sender.
+pub const MAX_CONV_REQUESTS: usize = 512;
+/// See [`MAX_CONV_REQUESTS`].
+pub const MAX_CONV_REQUESTS_PER_SENDER: usize = 16;
+
 /// Reads `convRequests.json` (`None`: not a JSON object).
 pub fn decode_conv_requests(b: &[u8]) -> Option<BTreeMap<String, ConvRequest>> {
     let Ok(Json::Object(m)) = serde_json::from_slice::<Json>(b) else {

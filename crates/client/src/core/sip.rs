@@ -284,6 +284,26 @@ impl Core {
                 {
                     return;
                 }
+                let known = self.conv_requests.contains_key(&conversation);
+                let from_them = self
+                    .conv_requests
+                    .values()
+                    .filter(|r| r.from == from)
+                    .count();
+                if !known
+                    && (self.conv_requests.len() >= super::MAX_CONV_REQUESTS
+                        || from_them >= super::MAX_CONV_REQUESTS_PER_SENDER)
+                {
+                    tracing::warn!(
+                        "conversation request from {from} dropped: {from_them} of theirs and {} in all already wait",
+                        self.conv_requests.len()
+                    );
+                    return;
+                }
+                if known {
+                    // The same invitation again: nothing to write.
+                    return;
+                }
                 let fresh = self
                     .conv_requests
                     .insert(

@@ -157,10 +157,16 @@ struct CallMedia {
     media: Option<call::Media>,
 }
 
+/// Inputs from `sip` channels waiting for the core, in all.
+const SIP_INPUTS: usize = 256;
+
 /// What the driver and the I/O tasks share.
 pub(crate) struct Shared {
     core: Mutex<Core>,
     inputs: mpsc::UnboundedSender<Input>,
+    /// What `sip` channels bring, bounded: a peer sending faster than the core handles
+    /// waits (its channel's backlog fills, then the link closes that channel).
+    sip_inputs: mpsc::Sender<Input>,
     replies: Mutex<HashMap<Ticket, oneshot::Sender<Result<Reply>>>>,
     next_ticket: AtomicU64,
     next_channel: AtomicU64,
@@ -312,10 +318,12 @@ impl Client {
         );
         let (events_out, events_rx) = mpsc::channel(EVENTS_BOUND);
         let (inputs, mut inputs_rx) = mpsc::unbounded_channel();
+        let (sip_inputs, mut sip_rx) = mpsc::channel(SIP_INPUTS);
         let (connectivity, _) = watch::channel(Connectivity::default());
         let shared = Arc::new(Shared {
             core: Mutex::new(core),
             inputs,
+            sip_inputs,
             replies: Mutex::default(),
             next_ticket: AtomicU64::new(1),
             next_channel: AtomicU64::new(1),
@@ -419,6 +427,10 @@ impl Client {
                         }
                         None => return,
                     },
+                    Some(input) = sip_rx.recv() => {
+                        tracing::trace!("input {}", short(&input));
+                        s.lock_core().handle(Instant::now(), unix_now(), input)
+                    }
                     _ = sleep => s.lock_core().handle_timeout(Instant::now(), unix_now()),
                     _ = s.stop.notified() => return,
                 }
@@ -843,24 +855,25 @@ impl Shared {
         let id = ChannelId(self.next_channel.fetch_add(1, Ordering::Relaxed));
         let name = ch.name.clone();
         tracing::debug!("channel {name:?} of {device} up as {id:?}");
-        let held = if name == "sip" {
-            self.hold_sip(id, ch)
-        } else {
-            Held::Git(ch)
-        };
-        if let Ok(mut c) = self.channels.lock() {
-            c.insert(id, held);
-        }
-        self.input(Input::ChannelUp {
+        let up = Input::ChannelUp {
             channel: id,
             device,
             account,
-            name,
-        });
+            name: name.clone(),
+        };
+        if name == "sip" {
+            // The reader brings the core this channel's news in order: up, data, closed.
+            return self.hold_sip(id, ch, up);
+        }
+        if let Ok(mut c) = self.channels.lock() {
+            c.insert(id, Held::Git(ch));
+        }
+        self.input(up);
     }
 
-    /// Starts the reader and the writer of a `sip` channel.
-    fn hold_sip(self: &Arc<Self>, id: ChannelId, mut ch: Channel) -> Held {
+    /// Holds a `sip` channel: its writer, and its reader, which hands the core `up`, then
+    /// what the peer sends, then the close, through the bounded `sip` queue.
+    fn hold_sip(self: &Arc<Self>, id: ChannelId, mut ch: Channel, up: Input) {
         let sender = ch.sender();
         let (writer, mut queue) = mpsc::unbounded_channel::<Vec<u8>>();
         let tx = sender.clone();
@@ -873,20 +886,34 @@ impl Shared {
             }
         });
         let s = Arc::downgrade(self);
+        let queue = self.sip_inputs.clone();
+        let (held, go) = oneshot::channel::<()>();
         let reader = tokio::spawn(async move {
+            // Held first: what the core answers to `up` finds the channel's writer.
+            if go.await.is_err() || queue.send(up).await.is_err() {
+                return;
+            }
             while let Some(data) = ch.recv().await {
-                let Some(s) = s.upgrade() else { return };
                 tracing::debug!("sip: {} bytes in on {id:?}", data.len());
-                s.input(Input::ChannelData { channel: id, data });
+                if queue
+                    .send(Input::ChannelData { channel: id, data })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
             }
             if let Some(s) = s.upgrade() {
                 if let Ok(mut c) = s.channels.lock() {
                     c.remove(&id);
                 }
-                s.input(Input::ChannelClosed(id));
+                let _ = queue.send(Input::ChannelClosed(id)).await;
             }
         });
-        Held::Sip { writer, reader }
+        if let Ok(mut c) = self.channels.lock() {
+            c.insert(id, Held::Sip { writer, reader });
+        }
+        let _ = held.send(());
     }
 
     /// Starts a call's media on a gathered session; their news go to the core.
