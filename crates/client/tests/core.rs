@@ -809,7 +809,8 @@ fn floods_of_requests_are_bounded() {
             metadatas: Default::default(),
         }
         .encode();
-        let data = sip::message(&route, mime, &body, &format!("{i:016x}"), u64::from(i) + 1).to_bytes();
+        let data =
+            sip::message(&route, mime, &body, &format!("{i:016x}"), u64::from(i) + 1).to_bytes();
         core.handle(
             now,
             0,
@@ -851,4 +852,44 @@ fn floods_of_requests_are_bounded() {
         })
         .collect();
     assert_eq!(listens, vec![m_id], "listens started for strangers");
+}
+
+/// One peer placing call after call: past two calls with it, its INVITEs are refused busy.
+#[test]
+fn a_flood_of_invites_gets_busy() {
+    use pamoja_client::core::calls::MAX_CALLS_PER_PEER;
+    let mut w = World::new(&["alice", "bob"]);
+    w.online(A);
+    w.online(B);
+    let b = w.id(B);
+    for _ in 0..10 {
+        call_of(w.ask(
+            A,
+            Command::PlaceCall {
+                to: b,
+                video: false,
+                records: false,
+            },
+        ));
+    }
+    w.run_until(secs(10), |_| false);
+    assert_eq!(w.nodes[B].core.calls().len(), MAX_CALLS_PER_PEER);
+    let ended = w.nodes[A]
+        .events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Event::CallState {
+                    state: CallState::Ended,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(
+        ended,
+        10 - MAX_CALLS_PER_PEER,
+        "the others end on the caller's side"
+    );
 }

@@ -36,6 +36,11 @@ pub const FRESH_CHANNEL_PAUSE: Duration = Duration::from_millis(500);
 /// The keys DTMF carries.
 pub const DTMF_KEYS: &str = "0123456789*#ABCD";
 
+/// Calls at once (each holds media sockets and codecs): INVITEs past this get 486.
+pub const MAX_CALLS: usize = 8;
+/// Calls at once with one peer account.
+pub const MAX_CALLS_PER_PEER: usize = 2;
+
 /// How long a key press we send lasts (ms), as jamid's.
 const DTMF_DURATION_MS: u32 = 160;
 
@@ -402,13 +407,26 @@ impl Core {
         });
     }
 
-    /// A peer's INVITE on a `sip` channel: a new call that rings (answered at once with
+    /// A peer's INVITE on a `sip` channel (refused with 486 past [`MAX_CALLS`] calls, or
+    /// [`MAX_CALLS_PER_PEER`] with that peer): a new call that rings (answered at once with
     /// auto-answer).
     pub(super) fn incoming_call(&mut self, channel: ChannelId, peer: &str, invite: &SipMessage) {
         let Some(peer_id) = super::jid(peer) else {
             tracing::info!("INVITE from {peer:?}: not an account");
             return;
         };
+        let theirs = self.calls.values().filter(|c| c.peer == peer).count();
+        if self.calls.len() >= MAX_CALLS || theirs >= MAX_CALLS_PER_PEER {
+            tracing::info!(
+                "INVITE from {peer}: busy ({theirs} calls with them, {} in all)",
+                self.calls.len()
+            );
+            self.io.push_back(Io::Send {
+                channel,
+                data: dialog::refusal(invite, 486, "Busy Here").to_bytes(),
+            });
+            return;
+        }
         let rnd = self.seeded();
         let mut d = match Dialog::incoming_with_random(self.endpoint(peer), invite, self.now, rnd) {
             Ok(d) => d,
