@@ -39,7 +39,18 @@ async fn network(config: ProxyConfig) -> (Vec<Arc<Runner>>, SocketAddr) {
 
 /// One HTTP/1.1 request on a fresh connection; the status line and the whole answer.
 async fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).await.unwrap();
+    http_from("127.0.0.1", addr, method, path, body).await
+}
+
+/// [`http`] from the loopback address `from` (all of 127/8 is this host's).
+async fn http_from(
+    from: &str,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> (u16, String) {
+    let mut s = connect_from(from, addr).await;
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: proxy\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n",
@@ -56,6 +67,62 @@ async fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, 
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
     (status, text)
+}
+
+async fn connect_from(from: &str, addr: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(SocketAddr::new(from.parse().unwrap(), 0))
+        .unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+/// One client cannot take every listener slot nor pile up permanent puts: past its share
+/// it gets 503, and another client is still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_gets_its_share_only() {
+    let (_nodes, addr) = network(ProxyConfig {
+        max_listeners_per_client: 20,
+        max_permanent_per_client: 5,
+        ..ProxyConfig::default()
+    })
+    .await;
+    let mut held = Vec::new();
+    for i in 0..20 {
+        let mut s = connect_from("127.0.0.1", addr).await;
+        s.write_all(format!("GET /key/k{i}/listen HTTP/1.1\r\nHost: proxy\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head).await.unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200");
+        held.push(s);
+    }
+    let (code, text) = http_from("127.0.0.1", addr, "GET", "/key/more/listen", b"").await;
+    assert_eq!(code, 503, "{text}");
+    let mut other = connect_from("127.0.0.2", addr).await;
+    other
+        .write_all(b"GET /key/more/listen HTTP/1.1\r\nHost: proxy\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    other.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200", "another client still listens");
+    // Permanent puts: five kept for this client, the sixth refused, another client's kept.
+    let put = |i: u32| format!(r#"{{"id": "{i}", "type": 0, "data": "aGk=", "permanent": true}}"#);
+    for i in 1..=5 {
+        let (code, text) = http_from("127.0.0.1", addr, "POST", "/key/p", put(i).as_bytes()).await;
+        assert_eq!(code, 200, "{text}");
+    }
+    let (code, _) = http_from("127.0.0.1", addr, "POST", "/key/p", put(6).as_bytes()).await;
+    assert_eq!(code, 503);
+    // Putting one of its own again is a refresh, not a new one.
+    let (code, _) = http_from("127.0.0.1", addr, "POST", "/key/p", put(3).as_bytes()).await;
+    assert_eq!(code, 200);
+    let (code, _) = http_from("127.0.0.2", addr, "POST", "/key/p", put(7).as_bytes()).await;
+    assert_eq!(code, 200);
+    let (_, stats) = http(addr, "GET", "/node/stats", b"").await;
+    assert!(stats.contains("\"totalPermanentPuts\":6"), "{stats}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,6 +224,7 @@ async fn proxy_answers_like_opendht() {
 async fn a_thousand_listeners_and_the_limit() {
     let (nodes, addr) = network(ProxyConfig {
         max_listeners: 1000,
+        max_listeners_per_client: 1000,
         ..ProxyConfig::default()
     })
     .await;

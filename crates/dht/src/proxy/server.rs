@@ -13,8 +13,9 @@
 //!
 //! `:hash` is 40 hex digits, or anything else, hashed with SHA-1. Errors are JSON with
 //! OpenDHT's words: 400 `{"err:":"Incorrect JSON"}` (sic) or `{"err":"Missing parameters"}`,
-//! 413 for a body over the limit, 502 `{"err":"Put failed"}`, 503 when the listener limit is
-//! reached. Push notifications (SUBSCRIBE) are not offered: 501.
+//! 413 for a body over the limit, 502 `{"err":"Put failed"}`, 503 when the listener limit or
+//! the permanent-put limit is reached, in all or for the client (an IPv4 address or IPv6 /64:
+//! one client cannot take every slot). Push notifications (SUBSCRIBE) are not offered: 501.
 //!
 //! Listeners of one key share one DHT listen: the values it reported are kept and a new
 //! listener gets them first. Each listener has a bounded queue; one that does not read is
@@ -22,7 +23,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -55,6 +56,12 @@ pub struct ProxyConfig {
     pub permanent_for: Duration,
     /// How often permanent puts are put again (5 min: before the shortest value lifetime).
     pub republish_every: Duration,
+    /// Listeners one client (an IPv4 address or IPv6 /64) may hold open (256).
+    pub max_listeners_per_client: usize,
+    /// Permanent puts kept, over all clients (10,000) and per client (128).
+    pub max_permanent: usize,
+    /// See [`ProxyConfig::max_permanent`].
+    pub max_permanent_per_client: usize,
 }
 
 impl Default for ProxyConfig {
@@ -65,6 +72,9 @@ impl Default for ProxyConfig {
             listener_queue: 1024,
             permanent_for: Duration::from_secs(24 * 3600),
             republish_every: Duration::from_secs(300),
+            max_listeners_per_client: 256,
+            max_permanent: 10_000,
+            max_permanent_per_client: 128,
         }
     }
 }
@@ -82,8 +92,10 @@ struct Inner {
     puts: AtomicU64,
     requests: AtomicU64,
     shared: Mutex<HashMap<InfoHash, Arc<Mutex<Shared>>>>,
-    /// Permanent puts: (key, value id) → (value, until).
-    permanent: Mutex<HashMap<(InfoHash, u64), (Value, tokio::time::Instant)>>,
+    /// Permanent puts: (key, value id) → (value, until, the client's source).
+    permanent: Mutex<HashMap<(InfoHash, u64), (Value, tokio::time::Instant, IpAddr)>>,
+    /// Listeners open per client source.
+    listeners_by_client: Mutex<HashMap<IpAddr, usize>>,
     /// The server's identity, for signed and encrypted puts on behalf of clients.
     identity: Option<Arc<SecureDht>>,
 }
@@ -154,6 +166,7 @@ fn build(runner: Arc<Runner>, config: ProxyConfig, identity: Option<Arc<SecureDh
         requests: AtomicU64::new(0),
         shared: Mutex::default(),
         permanent: Mutex::default(),
+        listeners_by_client: Mutex::default(),
         identity,
     });
     tokio::spawn(republish(Arc::downgrade(&state)));
@@ -308,6 +321,7 @@ async fn put_value(
     req: Request<Body>,
 ) -> Response {
     s.requests.fetch_add(1, Ordering::Relaxed);
+    let parts_ext = req.extensions().get::<ConnectInfo<SocketAddr>>().copied();
     let (root, mut value) = match read_value(&s, req).await {
         Ok(v) => v,
         Err(r) => return r,
@@ -317,6 +331,16 @@ async fn put_value(
             u64::from_le_bytes(InfoHash::random().0[..8].try_into().unwrap_or([1; 8])).max(1);
     }
     let k = key(&hash);
+    let permanent = root
+        .get("permanent")
+        .is_some_and(|p| !p.is_null() && p != &json!(false));
+    let client = client_of(&parts_ext);
+    if permanent && !s.may_keep(k, value.id, client) {
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"err": "Too many permanent puts"}).to_string(),
+        );
+    }
     s.puts.fetch_add(1, Ordering::Relaxed);
     let stored = s.runner.put(k, value.clone()).await.unwrap_or(0);
     if stored == 0 {
@@ -325,13 +349,10 @@ async fn put_value(
             json!({"err": "Put failed"}).to_string(),
         );
     }
-    if root
-        .get("permanent")
-        .is_some_and(|p| !p.is_null() && p != &json!(false))
-    {
+    if permanent {
         if let Ok(mut p) = s.permanent.lock() {
             let until = tokio::time::Instant::now() + s.config.permanent_for;
-            p.insert((k, value.id), (value.clone(), until));
+            p.insert((k, value.id), (value.clone(), until, client));
         }
     }
     let mut out = to_json(&value).to_string();
@@ -443,8 +464,10 @@ async fn republish(state: std::sync::Weak<Inner>) {
         let now = tokio::time::Instant::now();
         let due: Vec<(InfoHash, Value)> = match s.permanent.lock() {
             Ok(mut p) => {
-                p.retain(|_, (_, until)| *until > now);
-                p.iter().map(|((k, _), (v, _))| (*k, v.clone())).collect()
+                p.retain(|_, (_, until, _)| *until > now);
+                p.iter()
+                    .map(|((k, _), (v, _, _))| (*k, v.clone()))
+                    .collect()
             }
             Err(_) => Vec::new(),
         };
@@ -454,25 +477,71 @@ async fn republish(state: std::sync::Weak<Inner>) {
     }
 }
 
+/// The source a client counts as ([`crate::ratelimit::source`]); unspecified when the
+/// server runs without connection info.
+fn client_of(info: &Option<ConnectInfo<SocketAddr>>) -> IpAddr {
+    info.map_or(IpAddr::from([0, 0, 0, 0]), |c| {
+        crate::ratelimit::source(c.0.ip())
+    })
+}
+
+impl Inner {
+    /// Whether a permanent put of `(key, id)` by `client` may be kept: a replacement always,
+    /// a new one within the limits.
+    fn may_keep(&self, key: InfoHash, id: u64, client: IpAddr) -> bool {
+        let Ok(p) = self.permanent.lock() else {
+            return false;
+        };
+        if p.contains_key(&(key, id)) {
+            return true;
+        }
+        let theirs = p.values().filter(|(_, _, c)| *c == client).count();
+        p.len() < self.config.max_permanent && theirs < self.config.max_permanent_per_client
+    }
+}
+
 /// Releases a listener slot when its stream ends.
-struct Slot(AppState);
+struct Slot(AppState, IpAddr);
 
 impl Drop for Slot {
     fn drop(&mut self) {
         self.0.listeners.fetch_sub(1, Ordering::Relaxed);
+        if let Ok(mut m) = self.0.listeners_by_client.lock() {
+            if let Some(n) = m.get_mut(&self.1) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(&self.1);
+                }
+            }
+        }
     }
 }
 
-async fn listen(State(s): State<AppState>, Path(hash): Path<String>) -> Response {
+async fn listen(
+    State(s): State<AppState>,
+    Path(hash): Path<String>,
+    req: Request<Body>,
+) -> Response {
     s.requests.fetch_add(1, Ordering::Relaxed);
-    if s.listeners.fetch_add(1, Ordering::Relaxed) >= s.config.max_listeners {
-        s.listeners.fetch_sub(1, Ordering::Relaxed);
+    let client = client_of(&req.extensions().get::<ConnectInfo<SocketAddr>>().copied());
+    let admitted = s.listeners_by_client.lock().is_ok_and(|mut m| {
+        let theirs = m.entry(client).or_default();
+        if *theirs >= s.config.max_listeners_per_client
+            || s.listeners.load(Ordering::Relaxed) >= s.config.max_listeners
+        {
+            return false;
+        }
+        *theirs += 1;
+        s.listeners.fetch_add(1, Ordering::Relaxed);
+        true
+    });
+    if !admitted {
         return json_response(
             StatusCode::SERVICE_UNAVAILABLE,
             json!({"err": "Too many listeners"}).to_string(),
         );
     }
-    let slot = Slot(s.clone());
+    let slot = Slot(s.clone(), client);
     let k = key(&hash);
     let (tx, rx) = mpsc::channel::<Bytes>(s.config.listener_queue);
     {
