@@ -93,7 +93,7 @@ struct Inner {
     requests: AtomicU64,
     shared: Mutex<HashMap<InfoHash, Arc<Mutex<Shared>>>>,
     /// Permanent puts: (key, value id) → (value, until, the client's source).
-    permanent: Mutex<HashMap<(InfoHash, u64), (Value, tokio::time::Instant, IpAddr)>>,
+    permanent: Mutex<HashMap<(InfoHash, u64), Kept>>,
     /// Listeners open per client source.
     listeners_by_client: Mutex<HashMap<IpAddr, usize>>,
     /// The server's identity, for signed and encrypted puts on behalf of clients.
@@ -101,6 +101,9 @@ struct Inner {
 }
 
 type AppState = Arc<Inner>;
+
+/// A permanent put: the value, until when, and the client's source.
+type Kept = (Value, tokio::time::Instant, IpAddr);
 
 fn json_response(status: StatusCode, body: String) -> Response {
     let mut r = (status, body).into_response();
