@@ -601,7 +601,17 @@ pub async fn run_video(
                         }
                     }
                     Depacketized::Frame { data, timestamp, .. } => {
-                        let Ok(Some(picture)) = decoder.decode(&data) else { continue };
+                        // libvpx decodes on the blocking pool, not on a reactor thread.
+                        let Ok((d, decoded)) = tokio::task::spawn_blocking(move || {
+                            let r = decoder.decode(&data);
+                            (decoder, r)
+                        })
+                        .await
+                        else {
+                            return Ok(report);
+                        };
+                        decoder = d;
+                        let Ok(Some(picture)) = decoded else { continue };
                         report.frames_decoded += 1;
                         recorder.write(&picture);
                         // Only pictures of the agreed size are measured: a peer's odd size

@@ -160,6 +160,9 @@ struct CallMedia {
 /// Inputs from `sip` channels waiting for the core, in all.
 const SIP_INPUTS: usize = 256;
 
+/// Conversations served to peers at once (each on a blocking thread); more wait their turn.
+const SERVES: usize = 4;
+
 /// What the driver and the I/O tasks share.
 pub(crate) struct Shared {
     core: Mutex<Core>,
@@ -167,6 +170,8 @@ pub(crate) struct Shared {
     /// What `sip` channels bring, bounded: a peer sending faster than the core handles
     /// waits (its channel's backlog fills, then the link closes that channel).
     sip_inputs: mpsc::Sender<Input>,
+    /// Conversations served at once ([`SERVES`]).
+    serves: Arc<tokio::sync::Semaphore>,
     replies: Mutex<HashMap<Ticket, oneshot::Sender<Result<Reply>>>>,
     next_ticket: AtomicU64,
     next_channel: AtomicU64,
@@ -324,6 +329,7 @@ impl Client {
             core: Mutex::new(core),
             inputs,
             sip_inputs,
+            serves: Arc::new(tokio::sync::Semaphore::new(SERVES)),
             replies: Mutex::default(),
             next_ticket: AtomicU64::new(1),
             next_channel: AtomicU64::new(1),
@@ -1080,10 +1086,20 @@ impl Shared {
                             account,
                         });
                     };
-                    if let Err(e) =
-                        pamoja_swarm::git::serve_with(&dir, ch.into_stream(), served).await
-                    {
-                        tracing::info!("serving {conversation}: {e}");
+                    // libgit2 builds packs on the blocking pool, a few serves at once.
+                    let Ok(_permit) = s.serves.clone().acquire_owned().await else {
+                        return;
+                    };
+                    let handle = tokio::runtime::Handle::current();
+                    let stream = ch.into_stream();
+                    let r = tokio::task::spawn_blocking(move || {
+                        handle.block_on(pamoja_swarm::git::serve_with(&dir, stream, served))
+                    })
+                    .await;
+                    match r {
+                        Ok(Err(e)) => tracing::info!("serving {conversation}: {e}"),
+                        Err(e) => tracing::warn!("serving {conversation}: {e}"),
+                        Ok(Ok(_)) => {}
                     }
                 });
             }
