@@ -1,13 +1,9 @@
+//! cargo-fuzz entry of `archive`: the target itself is `fuzz/targets/archive.rs`, which the
+//! corpus replay test (`tests/fuzz_corpora.rs`) runs too.
 #![no_main]
-//! Archive files without a password (gzip, raw JSON, anything else) and the account they hold.
-use libfuzzer_sys::fuzz_target;
-use pamoja_identity::{Account, Archive};
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok(archive) = Archive::decode(data, None) {
-        let _ = archive.to_json();
-        if let Ok(account) = Account::from_archive(archive) {
-            let _ = (account.devices(), account.revoked_devices());
-        }
-    }
-});
+#[path = "../targets/mod.rs"]
+#[allow(dead_code)]
+mod targets;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::archive::run(data));

@@ -1,12 +1,9 @@
+//! cargo-fuzz entry of `crl`: the target itself is `fuzz/targets/crl.rs`, which the
+//! corpus replay test (`tests/fuzz_corpora.rs`) runs too.
 #![no_main]
-//! Revocation lists, DER or PEM.
-use libfuzzer_sys::fuzz_target;
-use pamoja_identity::RevocationList;
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok(crl) = RevocationList::from_pem_or_der(data) {
-        let _ = crl.revoked_serials();
-        let _ = crl.number();
-        let _ = crl.to_pem();
-    }
-});
+#[path = "../targets/mod.rs"]
+#[allow(dead_code)]
+mod targets;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::crl::run(data));

@@ -1,17 +1,9 @@
-//! DHT values as the proxy's JSON: whatever reads as a value writes back to JSON that reads
-//! as the same value. No panic.
+//! cargo-fuzz entry of `dht_json`: the target itself is `fuzz/targets/dht_json.rs`, which the
+//! corpus replay test (`tests/fuzz_corpora.rs`) runs too.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use pamoja_dht::json::{from_json, to_json};
+#[path = "../targets/mod.rs"]
+#[allow(dead_code)]
+mod targets;
 
-fuzz_target!(|data: &[u8]| {
-    let Ok(j) = serde_json::from_slice::<serde_json::Value>(data) else {
-        return;
-    };
-    if let Ok(v) = from_json(&j) {
-        let again = from_json(&to_json(&v)).expect("our JSON reads back");
-        // The owner is normalised to DER; everything else is kept.
-        assert_eq!(again, v);
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::dht_json::run(data));

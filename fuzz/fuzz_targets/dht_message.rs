@@ -1,13 +1,9 @@
+//! cargo-fuzz entry of `dht_message`: the target itself is `fuzz/targets/dht_message.rs`, which the
+//! corpus replay test (`tests/fuzz_corpora.rs`) runs too.
 #![no_main]
-//! DHT datagrams: decode, and re-encode what decoded; values; saved node state.
-use libfuzzer_sys::fuzz_target;
-use pamoja_dht::message::Message;
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok(m) = Message::decode(data) {
-        let again = Message::decode(&m.encode()).expect("our own encoding decodes");
-        assert_eq!(again.kind, m.kind);
-    }
-    let _ = pamoja_dht::Value::from_bytes(data);
-    let _ = pamoja_dht::Node::restore(std::time::Instant::now(), pamoja_dht::Config::default(), data);
-});
+#[path = "../targets/mod.rs"]
+#[allow(dead_code)]
+mod targets;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::dht_message::run(data));

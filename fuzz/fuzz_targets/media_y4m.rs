@@ -1,16 +1,9 @@
+//! cargo-fuzz entry of `media_y4m`: the target itself is `fuzz/targets/media_y4m.rs`, which the
+//! corpus replay test (`tests/fuzz_corpora.rs`) runs too.
 #![no_main]
-//! Raw video files given to a call as a source: any bytes are read or refused, never a
-//! panic, and a picture read is whole.
-use libfuzzer_sys::fuzz_target;
-use pamoja_media::video::I420Frame;
-use pamoja_media::y4m::Y4mReader;
 
-fuzz_target!(|data: &[u8]| {
-    let Ok(mut r) = Y4mReader::new(data) else {
-        return;
-    };
-    let h = r.header();
-    while let Ok(Some(p)) = r.next_frame() {
-        assert_eq!(p.data.len(), I420Frame::size(h.width, h.height));
-    }
-});
+#[path = "../targets/mod.rs"]
+#[allow(dead_code)]
+mod targets;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::media_y4m::run(data));

@@ -1,30 +1,9 @@
-//! Name server input: a registration body and a lookup answer, as the server and the client
-//! read them. Checks: no panic; a registration that verifies names the address of its key.
+//! cargo-fuzz entry of `name_registration`: the target itself is `fuzz/targets/name_registration.rs`, which the
+//! corpus replay test (`tests/fuzz_corpora.rs`) runs too.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use pamoja_nameserver::name::{Name, split_query};
-use pamoja_nameserver::record::{NameRecord, Registration};
+#[path = "../targets/mod.rs"]
+#[allow(dead_code)]
+mod targets;
 
-fuzz_target!(|data: &[u8]| {
-    // First byte: length of the name; then the name; then the JSON body.
-    let Some((&n, rest)) = data.split_first() else {
-        return;
-    };
-    let (head, body) = rest.split_at(rest.len().min(usize::from(n % 48)));
-    let text = String::from_utf8_lossy(head);
-    let _ = split_query(&text, "http://127.0.0.1:8099");
-    let name = Name::parse(&text).unwrap_or_else(|_| Name::parse("fuzzed").unwrap());
-    if let Ok(reg) = serde_json::from_slice::<Registration>(body) {
-        if let Ok(key) = reg.verify(&name) {
-            assert!(key
-                .jami_id()
-                .to_string()
-                .eq_ignore_ascii_case(reg.addr.trim_start_matches("0x")));
-        }
-        let _ = reg.to_json();
-    }
-    if let Ok(rec) = serde_json::from_slice::<NameRecord>(body) {
-        let _ = rec.check(&name);
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::name_registration::run(data));

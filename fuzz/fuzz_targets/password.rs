@@ -1,11 +1,9 @@
+//! cargo-fuzz entry of `password`: the target itself is `fuzz/targets/password.rs`, which the
+//! corpus replay test (`tests/fuzz_corpora.rs`) runs too.
 #![no_main]
-//! Password and raw-key decryption: layout parsing, key stretching and AES-GCM on arbitrary
-//! bytes. The Argon2 cost is lowered so the fuzzer runs thousands of inputs a second; the code
-//! path is the one archives use.
-use libfuzzer_sys::fuzz_target;
-use pamoja_identity::password;
 
-fuzz_target!(|data: &[u8]| {
-    let _ = password::decrypt_with_key(&[7u8; 32], data);
-    let _ = password::decrypt_with_password_cost(b"fuzz", data, password::Cost { memory_kib: 8, passes: 1 });
-});
+#[path = "../targets/mod.rs"]
+#[allow(dead_code)]
+mod targets;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::password::run(data));

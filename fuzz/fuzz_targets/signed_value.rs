@@ -1,15 +1,9 @@
+//! cargo-fuzz entry of `signed_value`: the target itself is `fuzz/targets/signed_value.rs`, which the
+//! corpus replay test (`tests/fuzz_corpora.rs`) runs too.
 #![no_main]
-//! msgpack signed values, device announcements and receipts.
-use libfuzzer_sys::fuzz_target;
-use pamoja_identity::announce::{DeviceAnnouncement, Receipt, SignedValue};
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok(v) = SignedValue::unpack(data) {
-        let _ = v.verify();
-        let _ = DeviceAnnouncement::unpack(&v.data);
-    }
-    let _ = DeviceAnnouncement::unpack(data);
-    if let Ok(text) = std::str::from_utf8(data) {
-        let _ = Receipt::from_json(text);
-    }
-});
+#[path = "../targets/mod.rs"]
+#[allow(dead_code)]
+mod targets;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::signed_value::run(data));

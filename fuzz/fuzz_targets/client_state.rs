@@ -1,0 +1,9 @@
+//! cargo-fuzz entry of `client_state`: the target itself is `fuzz/targets/client_state.rs`, which the
+//! corpus replay test (`tests/fuzz_corpora.rs`) runs too.
+#![no_main]
+
+#[path = "../targets/mod.rs"]
+#[allow(dead_code)]
+mod targets;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::client_state::run(data));
