@@ -31,6 +31,7 @@ mod common;
 const NODES: u16 = 16;
 const BATCH: usize = 256;
 const STORED: usize = 10_000;
+const ONE_PER_KEY: usize = 5_000;
 
 struct Network {
     name: &'static str,
@@ -160,9 +161,17 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// Puts `STORED` values straight to the node at `to` (a token from `find`, then `put`s of
-/// 16 values each, 64 messages in flight at most). Returns the values acknowledged.
-async fn fill(socket: &UdpSocket, to: SocketAddr, network: u32) -> usize {
+/// Puts `count` values straight to the node at `to` (a token from `find`, then `put`s of
+/// `per_message` values each at one key, 64 messages in flight at most). Returns the values
+/// acknowledged.
+async fn fill(
+    socket: &UdpSocket,
+    to: SocketAddr,
+    network: u32,
+    count: usize,
+    per_message: usize,
+    label: &str,
+) -> usize {
     let id = InfoHash::random();
     let msg = |tid, method, body| {
         Message::new(tid, MessageKind::Query(method), body)
@@ -193,11 +202,10 @@ async fn fill(socket: &UdpSocket, to: SocketAddr, network: u32) -> usize {
     let mut acked = 0;
     let mut next = 0;
     let mut in_flight = 0;
-    let per_message = 16;
     let started = Instant::now();
-    while (next < STORED || in_flight > 0) && started.elapsed() < Duration::from_secs(120) {
-        while next < STORED && in_flight < 64 {
-            let values = (next..(next + per_message).min(STORED))
+    while (next < count || in_flight > 0) && started.elapsed() < Duration::from_secs(120) {
+        while next < count && in_flight < 64 {
+            let values = (next..(next + per_message).min(count))
                 .map(|i| {
                     ValueEntry::Inline(Value {
                         id: i as u64 + 1,
@@ -210,7 +218,7 @@ async fn fill(socket: &UdpSocket, to: SocketAddr, network: u32) -> usize {
             let put = Body {
                 id,
                 key: Some(InfoHash::get(
-                    format!("rss key {}", next / per_message).as_bytes(),
+                    format!("{label} key {}", next / per_message).as_bytes(),
                 )),
                 values,
                 token: Some(token.clone()),
@@ -228,7 +236,7 @@ async fn fill(socket: &UdpSocket, to: SocketAddr, network: u32) -> usize {
                 if let Ok(m) = Message::decode(&buf[..n]) {
                     if m.kind == MessageKind::Reply && m.body.vid.is_some() {
                         acked += 1;
-                        in_flight -= 1;
+                        in_flight = in_flight.saturating_sub(1);
                     }
                 }
             }
@@ -267,37 +275,47 @@ fn network_bench(c: &mut Criterion) {
         UdpSocket::from_std(s).unwrap()
     });
     let mut report = serde_json::Map::new();
-    for (net, (port, network)) in nets.iter().zip([(47300u16, 2u32), (47400, 1)]) {
-        let pids = net.pids();
-        let pid = pids[0];
-        let before = rss_kib(pid);
-        let to: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let acked = rt.block_on(fill(&socket, to, network));
-        std::thread::sleep(Duration::from_secs(2));
-        let after = rss_kib(pid);
-        let others: Vec<u64> = pids[1..].iter().map(|p| rss_kib(*p)).collect();
-        let mut sorted = others.clone();
-        sorted.sort_unstable();
-        let median_others = sorted[sorted.len() / 2];
-        println!(
-            "dht_rss/{}: {after} KiB with {acked} values put ({before} KiB before); \
+    // Node 0: 10,000 values, 16 per key. Node 1: 5,000 values, one per key (a value's own
+    // cost, its key's included, dominates).
+    let phases = [
+        ("", 0usize, STORED, 16usize),
+        ("_one_per_key", 1, ONE_PER_KEY, 1),
+    ];
+    for (suffix, node, count, per_message) in phases {
+        for (net, (port, network)) in nets.iter().zip([(47300u16, 2u32), (47400, 1)]) {
+            let pids = net.pids();
+            let pid = pids[node];
+            let port = port + node as u16;
+            let before = rss_kib(pid);
+            let to: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+            let label = format!("rss{suffix}");
+            let acked = rt.block_on(fill(&socket, to, network, count, per_message, &label));
+            std::thread::sleep(Duration::from_secs(2));
+            let after = rss_kib(pid);
+            let others: Vec<u64> = pids[2..].iter().map(|p| rss_kib(*p)).collect();
+            let mut sorted = others.clone();
+            sorted.sort_unstable();
+            let median_others = sorted[sorted.len() / 2];
+            println!(
+                "dht_rss/{}{suffix}: {after} KiB with {acked} values put ({before} KiB before); \
              other nodes median {median_others} KiB",
-            net.name
-        );
-        assert!(
-            acked >= STORED * 95 / 100,
-            "{}: {acked} values acknowledged",
-            net.name
-        );
-        report.insert(
-            net.name.into(),
-            serde_json::json!({
-                "rss_kib": after,
-                "rss_before_kib": before,
-                "values_acked": acked,
-                "median_other_nodes_kib": median_others,
-            }),
-        );
+                net.name
+            );
+            assert!(
+                acked >= count * 95 / 100,
+                "{}: {acked} values acknowledged",
+                net.name
+            );
+            report.insert(
+                format!("{}{suffix}", net.name),
+                serde_json::json!({
+                    "rss_kib": after,
+                    "rss_before_kib": before,
+                    "values_acked": acked,
+                    "median_other_nodes_kib": median_others,
+                }),
+            );
+        }
     }
     let mut group = c.benchmark_group("dht_network");
     group.sample_size(10);
