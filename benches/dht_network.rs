@@ -152,6 +152,20 @@ fn round(net: &mut Network, round: u64) -> usize {
     found.len()
 }
 
+/// CPU seconds (user + system) a process used so far.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: f64 = fields
+        .get(11..13)
+        .map(|f| f.iter().filter_map(|x| x.parse::<f64>().ok()).sum())
+        .unwrap_or(0.0);
+    ticks / 100.0
+}
+
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
@@ -247,6 +261,67 @@ async fn fill(
     acked
 }
 
+/// Floods the node at `to` with `listen` requests for `secs` seconds at `per_sec` (a valid
+/// token; a new node id, key and sid each): what a listener costs a node, and whether it
+/// bounds them. Returns the requests sent.
+async fn listen_flood(
+    socket: &UdpSocket,
+    to: SocketAddr,
+    network: u32,
+    secs: u64,
+    per_sec: u64,
+) -> u64 {
+    let msg = |tid, method, body| {
+        Message::new(tid, MessageKind::Query(method), body)
+            .in_network(network)
+            .encode()
+    };
+    let mut buf = vec![0u8; 65536];
+    let mut token = None;
+    let find = Body {
+        id: InfoHash::random(),
+        target: Some(InfoHash::random()),
+        ..Body::default()
+    };
+    for _ in 0..5 {
+        socket
+            .send_to(&msg(1, Method::Find, find.clone()), to)
+            .await
+            .unwrap();
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(1), socket.recv(&mut buf)).await
+        {
+            token = Message::decode(&buf[..n]).ok().and_then(|m| m.body.token);
+            if token.is_some() {
+                break;
+            }
+        }
+    }
+    let token = token.expect("the node gives a token");
+    let start = tokio::time::Instant::now();
+    let mut sent = 0u64;
+    while start.elapsed() < Duration::from_secs(secs) {
+        for _ in 0..per_sec / 100 {
+            sent += 1;
+            let listen = Body {
+                id: InfoHash::random(),
+                key: Some(InfoHash::random()),
+                sid: Some(sent as u32),
+                token: Some(token.clone()),
+                ..Body::default()
+            };
+            let _ = socket
+                .send_to(&msg(1_000_000 + sent as u32, Method::Listen, listen), to)
+                .await;
+        }
+        // Drain the answers; pace at per_sec.
+        while let Ok(Ok(_)) =
+            tokio::time::timeout(Duration::from_millis(0), socket.recv(&mut buf)).await
+        {}
+        tokio::time::sleep_until(start + Duration::from_millis(sent * 1000 / per_sec)).await;
+    }
+    sent
+}
+
 fn network_bench(c: &mut Criterion) {
     if let Some(why) = missing_prerequisites() {
         eprintln!("dht_network skipped: {why}");
@@ -316,6 +391,43 @@ fn network_bench(c: &mut Criterion) {
                 }),
             );
         }
+    }
+    // A listen flood from one address, within OpenDHT's per-address quota (1,000/s for
+    // 60 s), to node 2 of each network; then an honest get through that node.
+    for (net, (port, network)) in nets.iter().zip([(47300u16, 2u32), (47400, 1)]) {
+        let pid = net.pids()[2];
+        let to: SocketAddr = format!("127.0.0.1:{}", port + 2).parse().unwrap();
+        let before = rss_kib(pid);
+        let cpu_before = cpu_secs(pid);
+        let sent = rt.block_on(listen_flood(&socket, to, network, 60, 1000));
+        let after = rss_kib(pid);
+        let cpu = cpu_secs(pid) - cpu_before;
+        println!(
+            "dht_listen_flood/{}: {sent} listens in 60 s grew the node from {before} to \
+             {after} KiB (+{} KiB), {cpu:.1} CPU s",
+            net.name,
+            after.saturating_sub(before)
+        );
+        report.insert(
+            format!("{}_listen_flood", net.name),
+            serde_json::json!({
+                "sent": sent, "rss_before_kib": before, "rss_after_kib": after,
+                "cpu_secs": cpu,
+            }),
+        );
+    }
+    // Honest gets still served after the flood: a round on each network.
+    for net in &mut nets {
+        let found = round(net, 1_000_000);
+        println!(
+            "dht_listen_flood/{}: after the flood, {found} of {BATCH} gets found their value",
+            net.name
+        );
+        assert!(
+            found >= BATCH * 99 / 100,
+            "{}: honest gets failed after the flood",
+            net.name
+        );
     }
     let mut group = c.benchmark_group("dht_network");
     group.sample_size(10);

@@ -121,6 +121,18 @@ impl RoutingTable {
             }
             return None;
         }
+        // One address is one node: a new id from an address the table already holds (a
+        // sender making up ids, each of which would be pinged and tried) is ignored while
+        // that entry is there and not expired.
+        if self
+            .buckets
+            .iter()
+            .flatten()
+            .any(|n| n.addr == addr && !n.expired)
+        {
+            return None;
+        }
+        let b = &mut self.buckets[self.own.common_bits(&id) as usize];
         // A node id maps to one address (an unconfirmed one follows its latest sender, as in
         // OpenDHT; a confirmed one moves only as above). A newcomer that has not answered
         // us yet is returned to be pinged: until it answers it is not handed out to others,
@@ -265,6 +277,26 @@ mod tests {
         // The new address answered our ping: now it moves.
         assert_eq!(t.seen(id, elsewhere, later, true), None);
         assert_eq!(addr_of(&t), elsewhere);
+    }
+
+    #[test]
+    fn one_address_brings_one_node() {
+        let t0 = Instant::now();
+        let mut t = RoutingTable::new(InfoHash([0; 20]));
+        let flooder: SocketAddr = "10.6.6.6:4222".parse().unwrap();
+        let pings = (0..1000u32)
+            .filter_map(|i| t.seen(InfoHash::get(&i.to_be_bytes()), flooder, t0, false))
+            .count();
+        // A thousand made-up ids from one socket used to fill every bucket with room and be
+        // pinged one by one.
+        assert_eq!((t.len(), pings), (1, 1));
+        // Once that entry expired (its ping timed out), another id may take the address.
+        let first = t.nodes().next().unwrap().id;
+        t.failed(&first);
+        assert!(t.seen(InfoHash::get(b"next"), flooder, t0, false).is_some());
+        // Nodes at other ports of the same host are other nodes.
+        let other: SocketAddr = "10.6.6.6:4223".parse().unwrap();
+        assert!(t.seen(InfoHash::get(b"other"), other, t0, false).is_some());
     }
 
     #[test]

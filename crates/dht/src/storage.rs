@@ -79,7 +79,10 @@ impl Storage {
         );
         // Most keys hold one value: a slot starts with room for exactly one (a Vec's first
         // push would make room for four, and the value record is the bulk of its cost).
-        let slot = self.keys.entry(key).or_insert_with(|| Vec::with_capacity(1));
+        let slot = self
+            .keys
+            .entry(key)
+            .or_insert_with(|| Vec::with_capacity(1));
         if let Some(s) = slot.iter_mut().find(|s| s.value.id == v.id) {
             if s.value == v {
                 s.expiration = s.expiration.max(expiration);
