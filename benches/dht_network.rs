@@ -416,18 +416,27 @@ fn network_bench(c: &mut Criterion) {
             }),
         );
     }
-    // Honest gets still served after the flood: a round on each network.
+    // Honest puts and gets after the flood: a round on each network. Ours must pass; the
+    // reference's outcome is reported (a round that does not finish in 120 s says so).
     for net in &mut nets {
-        let found = round(net, 1_000_000);
-        println!(
-            "dht_listen_flood/{}: after the flood, {found} of {BATCH} gets found their value",
-            net.name
-        );
-        assert!(
-            found >= BATCH * 99 / 100,
-            "{}: honest gets failed after the flood",
-            net.name
-        );
+        let name = net.name;
+        let found =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| round(net, 1_000_000)));
+        match found {
+            Ok(found) => {
+                println!(
+                    "dht_listen_flood/{name}: after the flood, {found} of {BATCH} gets found their value"
+                );
+                assert!(
+                    name != "pamoja" || found >= BATCH * 99 / 100,
+                    "{name}: honest gets failed after the flood"
+                );
+            }
+            Err(_) if name != "pamoja" => {
+                println!("dht_listen_flood/{name}: after the flood, the round did not finish")
+            }
+            Err(e) => std::panic::resume_unwind(e),
+        }
     }
     let mut group = c.benchmark_group("dht_network");
     group.sample_size(10);
