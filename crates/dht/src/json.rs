@@ -120,6 +120,13 @@ pub fn from_json(j: &Json) -> Result<Value, JsonError> {
         }
         Some(_) => return Err(JsonError::BadField("to")),
     }
+    if v.owner.is_none() {
+        // `seq` and `to` belong to a signed value's body (OpenDHT packs and writes them only
+        // with an owner): on an unsigned one they are dropped, as OpenDHT drops them on the
+        // way out.
+        v.seq = 0;
+        v.recipient = None;
+    }
     if let Some(t) = uint(j, "type")? {
         v.value_type = u16::try_from(t).map_err(|_| JsonError::BadField("type"))?;
     }
