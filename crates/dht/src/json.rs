@@ -121,11 +121,10 @@ pub fn from_json(j: &Json) -> Result<Value, JsonError> {
         Some(_) => return Err(JsonError::BadField("to")),
     }
     if v.owner.is_none() {
-        // `seq` and `to` belong to a signed value's body (OpenDHT packs and writes them only
-        // with an owner): on an unsigned one they are dropped, as OpenDHT drops them on the
-        // way out.
+        // `seq` belongs to a signed value's body (OpenDHT packs and writes it only with an
+        // owner): on an unsigned one it is dropped, as OpenDHT drops it on the way out.
+        // `to` stays: the proxy's `/encrypt` reads it from an unsigned value.
         v.seq = 0;
-        v.recipient = None;
     }
     if let Some(t) = uint(j, "type")? {
         v.value_type = u16::try_from(t).map_err(|_| JsonError::BadField("type"))?;
