@@ -152,6 +152,32 @@ fn round(net: &mut Network, round: u64) -> usize {
     found.len()
 }
 
+/// A write token from the node at `to`, asked for by a `find` from node id `id`.
+async fn token_of(socket: &UdpSocket, to: SocketAddr, network: u32, id: InfoHash) -> Vec<u8> {
+    let find = Message::new(
+        1,
+        MessageKind::Query(Method::Find),
+        Body {
+            id,
+            target: Some(InfoHash::random()),
+            ..Body::default()
+        },
+    )
+    .in_network(network)
+    .encode();
+    let mut buf = vec![0u8; 65536];
+    for _ in 0..5 {
+        socket.send_to(&find, to).await.unwrap();
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(1), socket.recv(&mut buf)).await
+        {
+            if let Some(token) = Message::decode(&buf[..n]).ok().and_then(|m| m.body.token) {
+                return token;
+            }
+        }
+    }
+    panic!("the node at {to} gives no token")
+}
+
 /// CPU seconds (user + system) a process used so far.
 fn cpu_secs(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -192,27 +218,8 @@ async fn fill(
             .in_network(network)
             .encode()
     };
-    let find = Body {
-        id,
-        target: Some(InfoHash::random()),
-        ..Body::default()
-    };
+    let token = token_of(socket, to, network, id).await;
     let mut buf = vec![0u8; 65536];
-    let mut token = None;
-    for _ in 0..5 {
-        socket
-            .send_to(&msg(1, Method::Find, find.clone()), to)
-            .await
-            .unwrap();
-        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(1), socket.recv(&mut buf)).await
-        {
-            token = Message::decode(&buf[..n]).ok().and_then(|m| m.body.token);
-            if token.is_some() {
-                break;
-            }
-        }
-    }
-    let token = token.expect("the node gives a token");
     let mut acked = 0;
     let mut next = 0;
     let mut in_flight = 0;
@@ -276,27 +283,8 @@ async fn listen_flood(
             .in_network(network)
             .encode()
     };
+    let token = token_of(socket, to, network, InfoHash::random()).await;
     let mut buf = vec![0u8; 65536];
-    let mut token = None;
-    let find = Body {
-        id: InfoHash::random(),
-        target: Some(InfoHash::random()),
-        ..Body::default()
-    };
-    for _ in 0..5 {
-        socket
-            .send_to(&msg(1, Method::Find, find.clone()), to)
-            .await
-            .unwrap();
-        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(1), socket.recv(&mut buf)).await
-        {
-            token = Message::decode(&buf[..n]).ok().and_then(|m| m.body.token);
-            if token.is_some() {
-                break;
-            }
-        }
-    }
-    let token = token.expect("the node gives a token");
     let start = tokio::time::Instant::now();
     let mut sent = 0u64;
     while start.elapsed() < Duration::from_secs(secs) {
